@@ -1,0 +1,184 @@
+import { Command, InvalidArgumentError } from "commander";
+import { SkiplockClient } from "../client.js";
+import type { ConnectionOptions } from "../config.js";
+import { migrate } from "../db/migrate.js";
+import { SkiplockError } from "../errors.js";
+import { consoleLogger } from "../logger.js";
+import { resolveConnection } from "../config.js";
+import { Worker } from "../worker/worker.js";
+import { loadTasksModule } from "./tasks-module.js";
+
+interface ConnectionFlags {
+  databaseUrl?: string;
+  redisUrl?: string;
+  schema?: string;
+}
+
+function connectionOptions(flags: ConnectionFlags): ConnectionOptions {
+  const o: ConnectionOptions = {};
+  if (flags.databaseUrl !== undefined) o.databaseUrl = flags.databaseUrl;
+  if (flags.redisUrl !== undefined) o.redisUrl = flags.redisUrl;
+  if (flags.schema !== undefined) o.schema = flags.schema;
+  return o;
+}
+
+function withConnection(cmd: Command): Command {
+  return cmd
+    .option("--database-url <url>", "Postgres URL (default: $DATABASE_URL)")
+    .option("--redis-url <url>", "Redis URL for wake-ups (default: $REDIS_URL; without it, poll only)")
+    .option("--schema <name>", "schema holding the tasks table (default: $SKIPLOCK_SCHEMA or skiplock)");
+}
+
+const seconds = (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError("expected seconds (a number >= 0)");
+  return n;
+};
+const integer = (value: string): number => {
+  const n = Number(value);
+  if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError("expected an integer");
+  return n;
+};
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command("skiplock")
+    .description("A task queue on Postgres (the tasks) and Redis (the doorbell).")
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ outputError: (str, write) => write(str) });
+
+  withConnection(program.command("migrate").description("create or update the skiplock schema")).action(
+    async (flags: ConnectionFlags) => {
+      const { databaseUrl, schema } = resolveConnection({ ...connectionOptions(flags), redisUrl: null });
+      const r = await migrate({ databaseUrl, schema });
+      process.stdout.write(
+        r.applied.length > 0
+          ? `schema "${r.schema}": applied ${r.applied.join(", ")}\n`
+          : `schema "${r.schema}" is up to date\n`,
+      );
+    },
+  );
+
+  withConnection(
+    program
+      .command("run-worker")
+      .description("claim and run tasks until SIGINT/SIGTERM")
+      .requiredOption("--tasks <module>", "JS module exporting the task handlers")
+      .option("--concurrency <n>", "tasks run at once", integer, 1)
+      .option("--retry <n>", "retries for tasks enqueued without maxRetries", integer, 0)
+      .option("--queue <name>", "queue to claim from (repeat for several; default: default)", collect)
+      .option("--poll-interval <s>", "seconds between claims without a wake-up", seconds, 1)
+      .option("--heartbeat-interval <s>", "seconds between heartbeats", seconds, 5)
+      .option("--stale-after <s>", "seconds without heartbeat before a running task is taken back", seconds, 30)
+      .option("--shutdown-timeout <s>", "seconds to let running tasks finish on SIGTERM before handing them back", seconds, 30),
+  ).action(async (flags: ConnectionFlags & Record<string, unknown>) => {
+    const logger = consoleLogger();
+    const tasks = await loadTasksModule(flags.tasks as string);
+    const worker = new Worker({
+      ...connectionOptions(flags),
+      tasks,
+      concurrency: flags.concurrency as number,
+      maxRetries: flags.retry as number,
+      ...(flags.queue ? { queues: flags.queue as string[] } : {}),
+      pollInterval: flags.pollInterval as number,
+      heartbeatInterval: flags.heartbeatInterval as number,
+      staleAfter: flags.staleAfter as number,
+      shutdownTimeout: flags.shutdownTimeout as number,
+      logger,
+    });
+    await worker.start();
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn(`second ${signal}: exiting now; running tasks will be swept back to the queue`);
+        process.exit(130);
+      }
+      logger.info(`${signal}: shutting down (send it again to exit at once)`);
+      worker.stop().then(
+        () => process.exit(0),
+        (err: Error) => {
+          logger.error("shutdown failed", { error: err.message });
+          process.exit(1);
+        },
+      );
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    await new Promise<never>(() => {}); // runs until a signal
+  });
+
+  withConnection(
+    program
+      .command("enqueue")
+      .description("create a task and print it as JSON")
+      .argument("<name>", "task name")
+      .argument("[args]", "JSON array of arguments", "[]")
+      .option("--queue <name>", "queue", "default")
+      .option("--priority <n>", "higher runs first", integer, 0)
+      .option("--timeout <s>", "seconds an attempt may run", seconds, 300)
+      .option("--max-retries <n>", "retries (default: the worker's --retry)", integer)
+      .option("--delay <s>", "run no sooner than this many seconds from now", seconds)
+      .option("--wait <s>", "wait up to this many seconds for the task to finish and print the final task", seconds),
+  ).action(async (name: string, argsText: string, flags: ConnectionFlags & Record<string, unknown>) => {
+    let args: unknown;
+    try {
+      args = JSON.parse(argsText);
+    } catch (err) {
+      throw new SkiplockError("INVALID_ARGS", `args must be a JSON array: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(args)) throw new SkiplockError("INVALID_ARGS", "args must be a JSON array, e.g. '[2, 3]'");
+    const client = new SkiplockClient({ ...connectionOptions(flags), logger: consoleLogger() });
+    try {
+      const task = await client.createTask(name, args, {
+        queue: flags.queue as string,
+        priority: flags.priority as number,
+        timeout: flags.timeout as number,
+        ...(flags.maxRetries !== undefined ? { maxRetries: flags.maxRetries as number } : {}),
+        ...(flags.delay !== undefined ? { delay: flags.delay as number } : {}),
+      });
+      if (flags.wait === undefined) return print(task);
+      const done = await client.waitForCompletion(task.id, { timeout: flags.wait as number });
+      if (!done) {
+        print(await client.getTask(task.id));
+        process.stderr.write(`skiplock: task ${task.id} did not finish within ${String(flags.wait)} s\n`);
+        process.exitCode = 2;
+        return;
+      }
+      print(done);
+      if (done.status !== "COMPLETED") process.exitCode = 1;
+    } finally {
+      await client.close();
+    }
+  });
+
+  withConnection(
+    program.command("status").description("print a task as JSON").argument("<id>", "task id"),
+  ).action(async (id: string, flags: ConnectionFlags) => {
+    const client = new SkiplockClient({ ...connectionOptions(flags), redisUrl: null });
+    try {
+      const task = await client.getTask(id);
+      if (!task) throw new SkiplockError("TASK_NOT_FOUND", `no task with id ${id}`);
+      print(task);
+    } finally {
+      await client.close();
+    }
+  });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    const message = err instanceof SkiplockError || err instanceof Error ? err.message : String(err);
+    process.stderr.write(`skiplock: error: ${message}\n`);
+    process.exitCode = 1;
+  }
+}
+

@@ -1,0 +1,226 @@
+import { sql } from "kysely";
+import { resolveConnection, validateSeconds, type ConnectionConfig, type ConnectionOptions } from "./config.js";
+import { migrate, type MigrateResult } from "./db/migrate.js";
+import { isConnectionError, Store } from "./db/store.js";
+import { TaskNotFoundError } from "./errors.js";
+import { consoleLogger, type Logger } from "./logger.js";
+import { createNotifier, type Notifier } from "./notify/index.js";
+import { insertTasks } from "./sql/insert.js";
+import {
+  FINAL_STATUSES,
+  prepareTask,
+  rowToTask,
+  validateTaskId,
+  type JsonValue,
+  type Task,
+  type TaskInsert,
+  type TaskOptions,
+  type TaskRow,
+  type TaskSpec,
+} from "./task.js";
+
+export interface ClientOptions extends ConnectionOptions {
+  logger?: Logger;
+  /** Seconds between re-reads of a row that `waitForCompletion` waits on; default 1. Redis wakes it sooner. */
+  pollInterval?: number;
+  /** Most Postgres connections this client opens; default 10. */
+  poolSize?: number;
+  /** Let the process exit while this client's connections are idle (the module-level default client does). */
+  unref?: boolean;
+}
+
+export interface WaitOptions {
+  /** Seconds to wait; resolves `null` after them. Default: no limit. */
+  timeout?: number;
+  /** Seconds between re-reads of the row; default the client's `pollInterval`. */
+  pollInterval?: number;
+}
+
+/**
+ * The producer side: creates tasks, reads them, waits for them. Holds a Postgres pool and, with a Redis URL, the
+ * doorbell. Module-level `createTask` and friends use one default instance configured from the environment.
+ */
+export class SkiplockClient {
+  readonly config: ConnectionConfig;
+  readonly store: Store;
+  readonly notifier: Notifier;
+  readonly logger: Logger;
+  readonly #pollInterval: number;
+
+  constructor(options: ClientOptions = {}) {
+    this.config = resolveConnection(options);
+    this.logger = options.logger ?? consoleLogger();
+    this.#pollInterval = validateSeconds("pollInterval", options.pollInterval ?? 1, 0.01);
+    this.store = new Store({
+      databaseUrl: this.config.databaseUrl,
+      schema: this.config.schema,
+      poolSize: options.poolSize ?? 10,
+      applicationName: "skiplock client",
+      allowExitOnIdle: options.unref ?? false,
+    });
+    this.notifier = createNotifier({
+      redisUrl: this.config.redisUrl,
+      schema: this.config.schema,
+      logger: this.logger,
+      unref: options.unref ?? false,
+    });
+  }
+
+  /** Applies pending migrations to this client's schema. */
+  migrate(): Promise<MigrateResult> {
+    return migrate({ databaseUrl: this.config.databaseUrl, schema: this.config.schema });
+  }
+
+  /** Enqueues one task. `args` are the handler's parameters and must be JSON; they are checked before any write. */
+  async createTask<R = JsonValue>(name: string, args: readonly unknown[] = [], options: TaskOptions = {}): Promise<Task<R>> {
+    const [task] = await this.#insert([prepareTask({ ...options, name, args })]);
+    return task as Task<R>;
+  }
+
+  /** Enqueues many tasks in one round trip; returns them in the order given. Nothing is written if any is invalid. */
+  async createTasks(specs: readonly TaskSpec[]): Promise<Task[]> {
+    if (!Array.isArray(specs)) throw new TypeError("createTasks expects an array of task specs");
+    const prepared = specs.map((s, i) => prepareTask(s, `specs[${i}].args`));
+    if (prepared.length === 0) return [];
+    return this.#insert(prepared);
+  }
+
+  async #insert(prepared: TaskInsert[]): Promise<Task[]> {
+    const rows = await insertTasks(this.store.pool, this.store.tasks, prepared);
+    // The insert has committed (autocommit): now ring once per queue, with the number of tasks due now.
+    const due = new Map<string, number>();
+    const now = Date.now();
+    for (const p of prepared) {
+      if (p.delay > 0 || (p.runAt !== null && p.runAt.getTime() > now)) continue;
+      due.set(p.queue, (due.get(p.queue) ?? 0) + 1);
+    }
+    for (const [queue, count] of due) this.notifier.publishWake(queue, count);
+    return rows.map((r) => rowToTask(r));
+  }
+
+  /** The task, or null when no task has that id. */
+  async getTask<R = JsonValue>(id: string): Promise<Task<R> | null> {
+    const taskId = validateTaskId(id);
+    const row = await this.store.db.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirst();
+    return row ? rowToTask<R>(row as unknown as TaskRow) : null;
+  }
+
+  /**
+   * Resolves with the task once it is COMPLETED, FAILED or CANCELLED, or with null when `timeout` seconds pass
+   * first. A Redis "finished" message makes it re-read the row at once; a timer re-reads it every `pollInterval`
+   * seconds regardless, so it resolves with Redis down too. Throws TaskNotFoundError for an unknown id.
+   */
+  async waitForCompletion<R = JsonValue>(id: string, options: WaitOptions = {}): Promise<Task<R> | null> {
+    const taskId = validateTaskId(id);
+    const timeout = options.timeout === undefined ? undefined : validateSeconds("timeout", options.timeout);
+    const pollMs = validateSeconds("pollInterval", options.pollInterval ?? this.#pollInterval, 0.01) * 1000;
+    const deadline = timeout === undefined ? Infinity : Date.now() + timeout * 1000;
+    let heard = false;
+    let wake = () => {};
+    // Subscribed before the first read, so a finish between the two is not missed.
+    const off = this.notifier.onFinished((finishedId) => {
+      if (finishedId !== taskId) return;
+      heard = true;
+      wake();
+    });
+    try {
+      await this.notifier.ready();
+      for (;;) {
+        heard = false;
+        const task = await this.#readIfFinal<R>(taskId);
+        if (task) return task;
+        const left = deadline - Date.now();
+        if (left <= 0) return null;
+        if (heard) continue;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(pollMs, left));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = () => {};
+      }
+    } finally {
+      off();
+    }
+  }
+
+  /** The task if it is final, null if not yet (or Postgres is unreachable for now); throws for an unknown id. */
+  async #readIfFinal<R>(taskId: string): Promise<Task<R> | null> {
+    let task: Task<R> | null;
+    try {
+      task = await this.getTask<R>(taskId);
+    } catch (err) {
+      if (isConnectionError(err)) return null;
+      throw err;
+    }
+    if (!task) throw new TaskNotFoundError(taskId);
+    return FINAL_STATUSES.has(task.status) ? task : null;
+  }
+
+  /**
+   * Cancels a PENDING task (it becomes CANCELLED and will not run) and returns it. A task that is already running
+   * or finished is returned unchanged. Throws TaskNotFoundError for an unknown id.
+   */
+  async cancelTask(id: string): Promise<Task> {
+    const taskId = validateTaskId(id);
+    const row = await this.store.db
+      .updateTable("tasks")
+      .set({ status: "CANCELLED", finished_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
+      .where("id", "=", taskId)
+      .where("status", "=", "PENDING")
+      .returningAll()
+      .executeTakeFirst();
+    if (row) {
+      this.notifier.publishFinished([taskId]);
+      return rowToTask(row as unknown as TaskRow);
+    }
+    const task = await this.getTask(taskId);
+    if (!task) throw new TaskNotFoundError(taskId);
+    return task;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.notifier.close(), this.store.close()]);
+  }
+}
+
+let defaultClient: SkiplockClient | null = null;
+
+/** The client behind the module-level functions, configured from DATABASE_URL, REDIS_URL and SKIPLOCK_SCHEMA. */
+export function getDefaultClient(): SkiplockClient {
+  defaultClient ??= new SkiplockClient({ unref: true });
+  return defaultClient;
+}
+
+/** Closes the default client's connections (a later call opens new ones). */
+export async function closeDefaultClient(): Promise<void> {
+  const c = defaultClient;
+  defaultClient = null;
+  await c?.close();
+}
+
+export function createTask<R = JsonValue>(
+  name: string,
+  args?: readonly unknown[],
+  options?: TaskOptions,
+): Promise<Task<R>> {
+  return getDefaultClient().createTask<R>(name, args, options);
+}
+
+export function createTasks(specs: readonly TaskSpec[]): Promise<Task[]> {
+  return getDefaultClient().createTasks(specs);
+}
+
+export function getTask<R = JsonValue>(id: string): Promise<Task<R> | null> {
+  return getDefaultClient().getTask<R>(id);
+}
+
+export function waitForCompletion<R = JsonValue>(id: string, options?: WaitOptions): Promise<Task<R> | null> {
+  return getDefaultClient().waitForCompletion<R>(id, options);
+}
+
+export function cancelTask(id: string): Promise<Task> {
+  return getDefaultClient().cancelTask(id);
+}

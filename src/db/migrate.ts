@@ -1,0 +1,98 @@
+import { readdir, readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { validateSchemaName } from "../config.js";
+import { SchemaNotReadyError } from "../errors.js";
+import { databaseUnavailable, quoteIdent } from "./store.js";
+
+/** migrations/ at the package root, from src/db (sources) or dist/src/db (build). */
+function migrationsDir(): string {
+  const here = fileURLToPath(new URL(".", import.meta.url));
+  return fileURLToPath(new URL(here.includes("/dist/") ? "../../../migrations/" : "../../migrations/", import.meta.url));
+}
+
+export interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+export async function loadMigrations(dir = migrationsDir()): Promise<Migration[]> {
+  const files = (await readdir(dir)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  return Promise.all(
+    files.map(async (file) => ({
+      id: Number(file.slice(0, 4)),
+      name: file.replace(/\.sql$/, ""),
+      sql: await readFile(`${dir}/${file}`, "utf8"),
+    })),
+  );
+}
+
+export interface MigrateResult {
+  applied: string[];
+  schema: string;
+}
+
+/**
+ * Brings the schema up to date. Each migration runs in its own transaction under a transaction-scoped advisory
+ * lock keyed by the schema, so two processes migrating at once apply each file exactly once: the second waits,
+ * then sees the first one's rows.
+ */
+export async function migrate(options: { databaseUrl: string; schema: string }): Promise<MigrateResult> {
+  const schema = validateSchemaName(options.schema);
+  const ident = quoteIdent(schema);
+  const migrations = await loadMigrations();
+  const client = new pg.Client({ connectionString: options.databaseUrl, application_name: "skiplock migrate" });
+  try {
+    await client.connect();
+  } catch (err) {
+    throw databaseUnavailable(options.databaseUrl, err);
+  }
+  client.on("error", () => {});
+  const applied: string[] = [];
+  try {
+    for (const m of migrations) {
+      await client.query("BEGIN");
+      try {
+        await client.query("SELECT pg_advisory_xact_lock(hashtext('skiplock.migrate'), hashtext($1))", [schema]);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${ident}.migrations (
+             id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+        );
+        const done = await client.query(`SELECT 1 FROM ${ident}.migrations WHERE id = $1`, [m.id]);
+        if (done.rowCount === 0) {
+          // The row first: a concurrent migrator that somehow got past the lock would fail on the primary key.
+          await client.query(`INSERT INTO ${ident}.migrations (id, name) VALUES ($1, $2)`, [m.id, m.name]);
+          await client.query(`SET LOCAL search_path TO ${ident}`);
+          await client.query(m.sql);
+          applied.push(m.name);
+        }
+        await client.query("COMMIT");
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => {});
+        throw err;
+      }
+    }
+  } finally {
+    await client.end().catch(() => {});
+  }
+  return { applied, schema };
+}
+
+/** Fails with one clear line when the schema is missing or behind this version's migrations. */
+export async function assertSchemaReady(q: pg.Pool, schema: string): Promise<void> {
+  const latest = (await loadMigrations()).at(-1)?.id ?? 0;
+  const ident = quoteIdent(schema);
+  const exists = await q.query<{ ok: boolean }>("SELECT to_regclass($1) IS NOT NULL AS ok", [`${ident}.migrations`]);
+  if (!exists.rows[0]?.ok) {
+    throw new SchemaNotReadyError(`schema "${schema}" has no skiplock tables: run \`skiplock migrate\` first`);
+  }
+  const r = await q.query<{ id: number | null }>(`SELECT max(id) AS id FROM ${ident}.migrations`);
+  const current = r.rows[0]?.id ?? 0;
+  if (current < latest) {
+    throw new SchemaNotReadyError(
+      `schema "${schema}" is at migration ${current}, this version needs ${latest}: run \`skiplock migrate\``,
+    );
+  }
+}

@@ -1,0 +1,117 @@
+import { createHash } from "node:crypto";
+import { Kysely, PostgresDialect } from "kysely";
+import pg from "pg";
+import { redactUrl, validateSchemaName } from "../config.js";
+import { DatabaseUnavailableError } from "../errors.js";
+import type { Database } from "./types.js";
+
+/** Anything that runs a query: a pg Pool, a pooled client, or a plain pg Client (the caller's transaction). */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>>;
+}
+
+/** A hot statement: a fixed text for one schema, prepared once per connection under a name derived from it. */
+export interface Statement {
+  name: string;
+  text: string;
+}
+
+export function statement(kind: string, text: string): Statement {
+  // Prepared-statement names must be unique per text on a connection; several schemas may share one pool.
+  const digest = createHash("sha1").update(text).digest("hex").slice(0, 12);
+  return { name: `skiplock_${kind}_${digest}`, text };
+}
+
+/** A statement whose text depends only on the tasks table's name: built once per schema. */
+export function perTable(kind: string, build: (tasks: string) => string): (tasks: string) => Statement {
+  const cache = new Map<string, Statement>();
+  return (tasks) => {
+    let s = cache.get(tasks);
+    if (!s) cache.set(tasks, (s = statement(kind, build(tasks))));
+    return s;
+  };
+}
+
+export async function run<R extends pg.QueryResultRow>(
+  q: Queryable,
+  stmt: Statement,
+  values: unknown[],
+): Promise<pg.QueryResult<R>> {
+  return q.query<R>({ name: stmt.name, text: stmt.text, values });
+}
+
+/** `"schema"` — only ever built from a validated name. */
+export function quoteIdent(name: string): string {
+  return `"${validateSchemaName(name)}"`;
+}
+
+export interface StoreOptions {
+  databaseUrl: string;
+  schema: string;
+  /** Most connections the pool opens; default 10. */
+  poolSize?: number;
+  /** Name shown in pg_stat_activity. */
+  applicationName?: string;
+  /** Let the process exit while only idle connections are open (short scripts). */
+  allowExitOnIdle?: boolean;
+}
+
+/** The connection to Postgres: a pg pool, kysely over it, and the schema's quoted table name. */
+export class Store {
+  readonly pool: pg.Pool;
+  readonly db: Kysely<Database>;
+  readonly schema: string;
+  /** `"schema".tasks`, for raw SQL. */
+  readonly tasks: string;
+  readonly databaseUrl: string;
+  #closed = false;
+
+  constructor(options: StoreOptions) {
+    this.schema = validateSchemaName(options.schema);
+    this.tasks = `${quoteIdent(this.schema)}.tasks`;
+    this.databaseUrl = options.databaseUrl;
+    this.pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 10,
+      application_name: options.applicationName ?? "skiplock",
+      connectionTimeoutMillis: 10_000,
+      idleTimeoutMillis: 30_000,
+      allowExitOnIdle: options.allowExitOnIdle ?? false,
+    });
+    // An idle client whose backend was terminated emits here; the pool drops it and opens another on demand.
+    this.pool.on("error", () => {});
+    this.db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: this.pool }) }).withSchema(this.schema);
+  }
+
+  /** One round trip; turns a connection failure into a single clear error. */
+  async ping(): Promise<void> {
+    try {
+      await this.pool.query("SELECT 1");
+    } catch (err) {
+      throw databaseUnavailable(this.databaseUrl, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.pool.end();
+  }
+}
+
+export function databaseUnavailable(url: string, err: unknown): DatabaseUnavailableError {
+  const detail = err instanceof Error ? err.message || (err as { code?: string }).code || String(err) : String(err);
+  return new DatabaseUnavailableError(`cannot connect to Postgres at ${redactUrl(url)}: ${detail}`, { cause: err });
+}
+
+/** Errors that mean "the connection went away": worth retrying with a fresh connection. */
+export function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  if (!e) return false;
+  const code = e.code ?? "";
+  if (["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN"].includes(code)) return true;
+  // 57P01 admin_shutdown (pg_terminate_backend), 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection.
+  if (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03") return true;
+  const m = e.message ?? "";
+  return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(m);
+}

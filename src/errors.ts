@@ -1,0 +1,106 @@
+/**
+ * Typed errors. Every error skiplock throws on purpose is a SkiplockError with a stable `code`, so callers can
+ * branch on `err.code` (or `instanceof`) instead of parsing messages.
+ */
+export class SkiplockError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A value that JSON cannot carry faithfully (BigInt, function, cycle, `undefined` in an array, NaN, Map…). */
+export class NotJsonError extends SkiplockError {
+  /** Where in the value the problem sits, e.g. `args[1].when`. */
+  readonly path: string;
+  constructor(path: string, problem: string) {
+    super("NOT_JSON", `${path} cannot be stored as JSON: ${problem}`);
+    this.path = path;
+  }
+}
+
+/** A schema, queue or task name that is not allowed. */
+export class InvalidNameError extends SkiplockError {
+  constructor(kind: string, value: unknown, rule: string) {
+    super("INVALID_NAME", `invalid ${kind} ${JSON.stringify(value)}: ${rule}`);
+  }
+}
+
+/** An option with a wrong type or out of range. */
+export class InvalidOptionError extends SkiplockError {
+  constructor(option: string, problem: string) {
+    super("INVALID_OPTION", `invalid option ${option}: ${problem}`);
+  }
+}
+
+/** Bad configuration: a malformed URL, a missing DATABASE_URL. */
+export class ConfigError extends SkiplockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("CONFIG", message, options);
+  }
+}
+
+/** Postgres could not be reached with the configured URL. */
+export class DatabaseUnavailableError extends SkiplockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("DATABASE_UNAVAILABLE", message, options);
+  }
+}
+
+/** The schema has no skiplock tables, or is behind the migrations this version ships. */
+export class SchemaNotReadyError extends SkiplockError {
+  constructor(message: string) {
+    super("SCHEMA_NOT_READY", message);
+  }
+}
+
+/** A task id that is not one skiplock could have issued. */
+export class InvalidTaskIdError extends SkiplockError {
+  constructor(id: unknown) {
+    super("INVALID_TASK_ID", `invalid task id ${JSON.stringify(String(id))}: expected a positive integer string`);
+  }
+}
+
+/** Raised inside a task (and recorded as its error) when it runs past its timeout. */
+export class TaskTimeoutError extends SkiplockError {
+  constructor(seconds: number) {
+    super("TASK_TIMEOUT", `task timed out after ${seconds} s`);
+  }
+}
+
+/** Recorded as the error of a task whose name no running worker registered. */
+export class UnknownTaskError extends SkiplockError {
+  constructor(name: string) {
+    super("UNKNOWN_TASK", `unknown task ${JSON.stringify(name)}: no handler with that name is registered with this worker`);
+  }
+}
+
+/** A handler threw something that is not an Error, or returned a value JSON cannot carry. */
+export class HandlerError extends SkiplockError {
+  constructor(message: string) {
+    super("HANDLER_ERROR", message);
+  }
+}
+
+/** Recorded on a task whose worker stopped heartbeating (killed, frozen, cut off) while it ran. */
+export class WorkerLostError extends SkiplockError {
+  constructor() {
+    super("WORKER_LOST", "worker lost: no heartbeat from the worker running this task");
+  }
+}
+
+/** No task with that id (it never existed, or was purged). */
+export class TaskNotFoundError extends SkiplockError {
+  constructor(id: string) {
+    super("TASK_NOT_FOUND", `no task with id ${id}`);
+  }
+}
+
+/** The reason a running task's AbortSignal fires when its worker shuts down before the task finished. */
+export class WorkerShutdownError extends SkiplockError {
+  constructor() {
+    super("WORKER_SHUTDOWN", "worker shutting down: the task was handed back to the queue");
+  }
+}

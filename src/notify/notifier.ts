@@ -1,0 +1,49 @@
+/**
+ * The doorbell. Postgres holds every task; these messages only tell a worker to claim sooner or a waiter to
+ * re-read a row sooner. Losing any of them costs latency, never a task: workers poll and waiters re-read on a
+ * timer as well. Nothing here touches the database.
+ */
+export interface Notifier {
+  /** True while messages can be sent and received. */
+  readonly connected: boolean;
+  /** `count` new tasks are due on `queue` (published after the insert committed). */
+  publishWake(queue: string, count: number): void;
+  /** These tasks reached a final state (published after the write committed). */
+  publishFinished(ids: readonly string[]): void;
+  /** Calls `listener` on every wake-up for one of `queues`. Returns the unsubscribe function. */
+  onWake(queues: readonly string[], listener: (queue: string, count: number) => void): () => void;
+  /** Calls `listener` with each finished id. Returns the unsubscribe function. */
+  onFinished(listener: (id: string) => void): () => void;
+  /** Calls `listener` when the connection comes back after an outage (wake-ups may have been missed). */
+  onReconnect(listener: () => void): () => void;
+  /** Resolves once the subscriptions made so far are active (at once while disconnected). */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function channels(schema: string) {
+  const prefix = `skiplock:${schema}`;
+  return {
+    wake: (queue: string) => `${prefix}:wake:${queue}`,
+    finished: `${prefix}:finished`,
+    ping: (id: string) => `${prefix}:ping:${id}`,
+  };
+}
+
+/** The notifier used without Redis: sends nothing, hears nothing. Workers and waiters poll. */
+export class NullNotifier implements Notifier {
+  readonly connected = false;
+  publishWake(): void {}
+  publishFinished(): void {}
+  onWake(): () => void {
+    return () => {};
+  }
+  onFinished(): () => void {
+    return () => {};
+  }
+  onReconnect(): () => void {
+    return () => {};
+  }
+  async ready(): Promise<void> {}
+  async close(): Promise<void> {}
+}

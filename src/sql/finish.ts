@@ -1,0 +1,94 @@
+import { perTable, run, type Queryable } from "../db/store.js";
+
+/*
+ * Completions are written in batches: the completer gathers the outcomes that arrive while a write is in flight
+ * and sends them as parallel arrays in one UPDATE … FROM unnest(…). Each row is compare-and-set on
+ * (status = PROGRESS, attempt): an outcome for an attempt that was swept, handed back or re-claimed since changes
+ * nothing, so a worker that comes back late can never overwrite a newer attempt.
+ */
+const completeStatement = perTable(
+  "complete",
+  (tasks) => `UPDATE ${tasks} t
+      SET status = 'COMPLETED', result = d.result, error = NULL, finished_at = now(), updated_at = now(),
+          duration = d.duration
+     FROM unnest($1::bigint[], $2::int[], $3::jsonb[], $4::float8[]) AS d(id, attempt, result, duration)
+    WHERE t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
+   RETURNING t.id`,
+);
+
+/*
+ * A failed attempt goes back to PENDING while retries are left (retry_count < max_retries and not `final`), due
+ * after an exponential backoff with jitter: base * 2^retry_count seconds, capped, then scaled by a random factor in
+ * [0.5, 1) so a burst of failures does not come back as a burst. Otherwise the task is FAILED. The decision is
+ * made in SQL from the row itself, under the same compare-and-set as completions.
+ */
+const failStatement = perTable(
+  "fail",
+  (tasks) => `UPDATE ${tasks} t
+      SET status = CASE WHEN r.retry THEN 'PENDING' ELSE 'FAILED' END,
+          retry_count = t.retry_count + r.retry::int,
+          run_at = CASE WHEN r.retry
+                        THEN now() + least($6::float8 * power(2, t.retry_count), $7::float8)
+                                     * (0.5 + random() / 2) * interval '1 second'
+                        ELSE t.run_at END,
+          finished_at = CASE WHEN r.retry THEN NULL ELSE now() END,
+          error = d.error, duration = d.duration, updated_at = now()
+     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::bool[]) AS d(id, attempt, error, duration, final)
+    CROSS JOIN LATERAL (SELECT NOT d.final AND t.retry_count < coalesce(t.max_retries, 0) AS retry) r
+    WHERE t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
+   RETURNING t.id, t.status`,
+);
+
+export interface Completion {
+  id: string;
+  attempt: number;
+  /** JSON text of the result. */
+  resultJson: string;
+  duration: number;
+}
+
+export interface Failure {
+  id: string;
+  attempt: number;
+  error: string;
+  duration: number;
+  /** No retry whatever the count (e.g. unknown task). */
+  final: boolean;
+}
+
+export interface Backoff {
+  /** Seconds before the first retry (before jitter). */
+  base: number;
+  /** Longest wait between retries, in seconds. */
+  max: number;
+}
+
+/** Returns the ids whose row this write changed; the others had moved on (swept, handed back, re-claimed). */
+export async function completeTasks(q: Queryable, tasks: string, items: Completion[]): Promise<Set<string>> {
+  const { rows } = await run<{ id: string }>(q, completeStatement(tasks), [
+    items.map((c) => c.id),
+    items.map((c) => c.attempt),
+    items.map((c) => c.resultJson),
+    items.map((c) => c.duration),
+  ]);
+  return new Set(rows.map((r) => r.id));
+}
+
+/** Returns the changed rows' ids with their new status: PENDING (will retry) or FAILED. */
+export async function failTasks(
+  q: Queryable,
+  tasks: string,
+  items: Failure[],
+  backoff: Backoff,
+): Promise<Map<string, "PENDING" | "FAILED">> {
+  const { rows } = await run<{ id: string; status: "PENDING" | "FAILED" }>(q, failStatement(tasks), [
+    items.map((f) => f.id),
+    items.map((f) => f.attempt),
+    items.map((f) => f.error),
+    items.map((f) => f.duration),
+    items.map((f) => f.final),
+    backoff.base,
+    backoff.max,
+  ]);
+  return new Map(rows.map((r) => [r.id, r.status]));
+}

@@ -1,0 +1,27 @@
+import { perTable, run, type Queryable } from "../db/store.js";
+
+/*
+ * Graceful shutdown hands unfinished tasks back: PENDING again, due now, retry_count unchanged (the attempt was
+ * interrupted, not failed). Compare-and-set on (PROGRESS, attempt) like every transition.
+ */
+const releaseStatement = perTable(
+  "release",
+  (tasks) => `UPDATE ${tasks} t
+      SET status = 'PENDING', run_at = now(), heartbeat_at = NULL, updated_at = now()
+     FROM unnest($1::bigint[], $2::int[]) AS d(id, attempt)
+    WHERE t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
+   RETURNING t.id`,
+);
+
+export async function releaseTasks(
+  q: Queryable,
+  tasks: string,
+  items: { id: string; attempt: number }[],
+): Promise<string[]> {
+  if (items.length === 0) return [];
+  const { rows } = await run<{ id: string }>(q, releaseStatement(tasks), [
+    items.map((i) => i.id),
+    items.map((i) => i.attempt),
+  ]);
+  return rows.map((r) => r.id);
+}

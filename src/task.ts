@@ -1,0 +1,176 @@
+import {
+  DEFAULT_QUEUE,
+  DEFAULT_TIMEOUT,
+  validateInteger,
+  validateQueueName,
+  validateSeconds,
+  validateTaskName,
+} from "./config.js";
+import { InvalidOptionError, InvalidTaskIdError, NotJsonError } from "./errors.js";
+import { toJsonText } from "./json.js";
+
+export const TASK_STATUSES = ["PENDING", "PROGRESS", "COMPLETED", "FAILED", "CANCELLED"] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export const FINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** A task as stored. Times are in seconds, as in the tasks table. */
+export interface Task<Result = JsonValue> {
+  /** Opaque string id. */
+  id: string;
+  name: string;
+  args: JsonValue[];
+  queue: string;
+  priority: number;
+  status: TaskStatus;
+  /** The JSON value the handler returned, once COMPLETED. */
+  result: Result | null;
+  /** The last failure: message and stack. */
+  error: string | null;
+  retryCount: number;
+  /** Retries allowed; null until a worker claims the task and writes in its default (`--retry`). */
+  maxRetries: number | null;
+  /** Seconds an attempt may run. */
+  timeout: number;
+  runAt: Date;
+  createdAt: Date;
+  updatedAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  /** Seconds from the last start to the finish. */
+  duration: number | null;
+  /** Attempts started so far (counted when claimed). */
+  attempt: number;
+  uniqueKey: string | null;
+  workerId: string | null;
+  heartbeatAt: Date | null;
+  cancelRequested: boolean;
+}
+
+export interface TaskOptions {
+  /** Queue name, default "default". */
+  queue?: string;
+  /** Higher runs first; default 0. */
+  priority?: number;
+  /** Seconds one attempt may run; default 300. */
+  timeout?: number;
+  /** Retries after the first attempt fails; default: the worker's `maxRetries` (`--retry`), itself 0 by default. */
+  maxRetries?: number;
+  /** Not before this time. */
+  runAt?: Date;
+  /** Not before this many seconds from now. */
+  delay?: number;
+}
+
+export interface TaskSpec extends TaskOptions {
+  name: string;
+  args?: readonly unknown[];
+}
+
+/** A spec checked and serialized, ready for the insert statement. */
+export interface TaskInsert {
+  name: string;
+  argsJson: string;
+  queue: string;
+  priority: number;
+  timeout: number;
+  maxRetries: number | null;
+  /** Absolute time, or null for "now" by the database clock. */
+  runAt: Date | null;
+  /** Seconds after the database's now(); 0 when runAt is given or neither is. */
+  delay: number;
+}
+
+const MAX_PRIORITY = 2 ** 31 - 1;
+
+/** Validates a task spec before anything is written. Throws a typed error naming the problem. */
+export function prepareTask(spec: TaskSpec, where = "args"): TaskInsert {
+  const name = validateTaskName(spec.name);
+  const args = spec.args ?? [];
+  if (!Array.isArray(args)) throw new NotJsonError(where, "task arguments must be an array (the handler's parameters)");
+  const argsJson = toJsonText(args, where);
+  const queue = validateQueueName(spec.queue ?? DEFAULT_QUEUE);
+  const priority = validateInteger("priority", spec.priority ?? 0, -MAX_PRIORITY, MAX_PRIORITY);
+  const timeout = validateSeconds("timeout", spec.timeout ?? DEFAULT_TIMEOUT, 0.001);
+  const maxRetries = 
+    spec.maxRetries === undefined ? null : validateInteger("maxRetries", spec.maxRetries, 0, 1_000_000);
+  if (spec.runAt !== undefined && spec.delay !== undefined) {
+    throw new InvalidOptionError("runAt/delay", "give one of runAt and delay, not both");
+  }
+  let runAt: Date | null = null;
+  if (spec.runAt !== undefined) {
+    if (!(spec.runAt instanceof Date) || Number.isNaN(spec.runAt.getTime())) {
+      throw new InvalidOptionError("runAt", "expected a valid Date");
+    }
+    runAt = spec.runAt;
+  }
+  const delay = spec.delay === undefined ? 0 : validateSeconds("delay", spec.delay);
+  return { name, argsJson, queue, priority, timeout, maxRetries, runAt, delay };
+}
+
+/** Task ids are bigints rendered as strings; anything else is refused before it reaches SQL. */
+export function validateTaskId(id: unknown): string {
+  const s = typeof id === "number" && Number.isSafeInteger(id) ? String(id) : id;
+  if (typeof s !== "string" || !/^[1-9][0-9]{0,18}$/.test(s) || BigInt(s) > 9223372036854775807n) {
+    throw new InvalidTaskIdError(id);
+  }
+  return s;
+}
+
+/** The columns every statement returns, in SQL. */
+export const TASK_COLUMNS = `id, name, args, queue, priority, status, result, error, retry_count, max_retries, timeout,
+  run_at, created_at, updated_at, started_at, finished_at, duration, attempt, unique_key, worker_id, heartbeat_at,
+  cancel_requested`;
+
+export interface TaskRow {
+  id: string;
+  name: string;
+  args: JsonValue[];
+  queue: string;
+  priority: number;
+  status: TaskStatus;
+  result: JsonValue | null;
+  error: string | null;
+  retry_count: number;
+  max_retries: number | null;
+  timeout: number;
+  run_at: Date;
+  created_at: Date;
+  updated_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  duration: number | null;
+  attempt: number;
+  unique_key: string | null;
+  worker_id: string | null;
+  heartbeat_at: Date | null;
+  cancel_requested: boolean;
+}
+
+export function rowToTask<R = JsonValue>(row: TaskRow): Task<R> {
+  return {
+    id: String(row.id),
+    name: row.name,
+    args: row.args,
+    queue: row.queue,
+    priority: row.priority,
+    status: row.status,
+    result: row.result as R | null,
+    error: row.error,
+    retryCount: row.retry_count,
+    maxRetries: row.max_retries,
+    timeout: row.timeout,
+    runAt: row.run_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    duration: row.duration,
+    attempt: row.attempt,
+    uniqueKey: row.unique_key,
+    workerId: row.worker_id,
+    heartbeatAt: row.heartbeat_at,
+    cancelRequested: row.cancel_requested,
+  };
+}

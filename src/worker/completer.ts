@@ -1,0 +1,152 @@
+import { isConnectionError, type Queryable } from "../db/store.js";
+import type { Logger } from "../logger.js";
+import type { Notifier } from "../notify/index.js";
+import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
+import { releaseTasks } from "../sql/release.js";
+
+interface Claim {
+  id: string;
+  attempt: number;
+}
+
+/**
+ * Writes outcomes in batches. Outcomes that arrive while a write is in flight wait for the next one, so under load
+ * one UPDATE carries many results and when idle a result is written on the next turn of the event loop. After a
+ * batch commits, the ids that reached a final state are published for waiters. A write that fails for a lost
+ * connection is retried with backoff; the rows stay PROGRESS (and heartbeated) meanwhile, and if the worker dies
+ * first they are swept like any other running task.
+ */
+export class Completer {
+  readonly #q: Queryable;
+  readonly #tasks: string;
+  readonly #notifier: Notifier;
+  readonly #log: Logger;
+  readonly #backoff: Backoff;
+  #completions: Completion[] = [];
+  #failures: Failure[] = [];
+  #releases: Claim[] = [];
+  #flushing: Promise<void> | null = null;
+  #scheduled = false;
+  #retryDelay = 0;
+  #idle: (() => void)[] = [];
+
+  constructor(q: Queryable, tasks: string, notifier: Notifier, log: Logger, backoff: Backoff) {
+    this.#q = q;
+    this.#tasks = tasks;
+    this.#notifier = notifier;
+    this.#log = log;
+    this.#backoff = backoff;
+  }
+
+  /** Outcomes accepted but not yet written. */
+  get pending(): number {
+    return this.#completions.length + this.#failures.length + this.#releases.length;
+  }
+
+  complete(c: Completion): void {
+    this.#completions.push(c);
+    this.#schedule();
+  }
+
+  fail(f: Failure): void {
+    this.#failures.push(f);
+    this.#schedule();
+  }
+
+  release(c: Claim): void {
+    this.#releases.push(c);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#flushing) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flush();
+    });
+  }
+
+  #flush(): Promise<void> {
+    if (!this.#flushing) {
+      this.#flushing = this.#write().finally(() => {
+        this.#flushing = null;
+        if (this.pending > 0) {
+          if (this.#retryDelay > 0) setTimeout(() => this.#schedule(), this.#retryDelay).unref();
+          else this.#schedule();
+        } else {
+          for (const resolve of this.#idle.splice(0)) resolve();
+        }
+      });
+    }
+    return this.#flushing;
+  }
+
+  async #write(): Promise<void> {
+    let completions = this.#completions;
+    let failures = this.#failures;
+    let releases = this.#releases;
+    this.#completions = [];
+    this.#failures = [];
+    this.#releases = [];
+    const finished: string[] = [];
+    try {
+      if (completions.length > 0) {
+        const changed = await completeTasks(this.#q, this.#tasks, completions);
+        for (const c of completions) {
+          if (changed.has(c.id)) finished.push(c.id);
+          else this.#stale(c, "completion");
+        }
+        completions = [];
+      }
+      if (failures.length > 0) {
+        const changed = await failTasks(this.#q, this.#tasks, failures, this.#backoff);
+        for (const f of failures) {
+          const status = changed.get(f.id);
+          if (status === "FAILED") finished.push(f.id);
+          else if (status === undefined) this.#stale(f, "failure");
+        }
+        failures = [];
+      }
+      if (releases.length > 0) {
+        await releaseTasks(this.#q, this.#tasks, releases);
+        releases = [];
+      }
+      this.#retryDelay = 0;
+    } catch (err) {
+      // What did not commit is kept for the next try, ahead of newer outcomes.
+      this.#completions.unshift(...completions);
+      this.#failures.unshift(...failures);
+      this.#releases.unshift(...releases);
+      this.#retryDelay = Math.min(Math.max(this.#retryDelay * 2, 100), 5000) * (0.5 + Math.random() / 2);
+      const level = isConnectionError(err) ? "warn" : "error";
+      this.#log[level]("could not record task outcomes; will retry", {
+        error: (err as Error).message,
+        retryInMs: Math.round(this.#retryDelay),
+      });
+    } finally {
+      // Announce what did commit, even when a later statement of the batch failed.
+      this.#notifier.publishFinished(finished);
+    }
+  }
+
+  #stale(c: Claim, what: string): void {
+    this.#log.warn(`${what} discarded: task ${c.id} attempt ${c.attempt} is no longer this worker's`, {
+      task: c.id,
+      attempt: c.attempt,
+    });
+  }
+
+  /** Resolves once every accepted outcome is written (or `timeoutMs` passes). Returns whether all were written. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    if (this.pending === 0 && !this.#flushing) return true;
+    const idle = new Promise<void>((resolve) => this.#idle.push(resolve));
+    this.#retryDelay = 0;
+    this.#schedule();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    const done = await Promise.race([idle.then(() => true), timedOut]);
+    clearTimeout(timer);
+    return done;
+  }
+}

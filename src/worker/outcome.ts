@@ -1,0 +1,31 @@
+import { inspect } from "node:util";
+import { HandlerError, NotJsonError } from "../errors.js";
+import { toJsonText } from "../json.js";
+
+/** How one attempt ended, as the completer writes it. */
+export type Outcome =
+  | { kind: "completed"; resultJson: string; duration: number }
+  | { kind: "failed"; error: string; final: boolean; duration: number }
+  /** Interrupted by shutdown: hand the task back, no retry used. */
+  | { kind: "released" };
+
+/** Message and stack of whatever a handler threw, readable even when it is not an Error. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const text = err.stack && err.stack.includes(err.message) ? err.stack : `${err.name}: ${err.message}\n${err.stack ?? ""}`;
+    return err.cause === undefined ? text : `${text}\nCaused by: ${describeError(err.cause)}`;
+  }
+  const shown = inspect(err, { depth: 3, breakLength: Infinity, maxStringLength: 2000 });
+  return `${new HandlerError(`handler threw a non-Error value: ${shown}`).stack?.split("\n")[0]}`;
+}
+
+/** The handler's return value as JSON text (undefined becomes null), or a failure saying why it cannot be stored. */
+export function resultOutcome(value: unknown, duration: number): Outcome {
+  try {
+    return { kind: "completed", resultJson: value === undefined ? "null" : toJsonText(value, "result"), duration };
+  } catch (err) {
+    if (!(err instanceof NotJsonError)) throw err;
+    const e = new HandlerError(`handler returned a value JSON cannot carry: ${err.message}`);
+    return { kind: "failed", error: `${e.name}: ${e.message}`, final: false, duration };
+  }
+}

@@ -1,0 +1,96 @@
+import { isConnectionError, type Queryable } from "../db/store.js";
+import type { Logger } from "../logger.js";
+import type { Notifier } from "../notify/index.js";
+import { sweepStaleTasks, type SweptTask } from "../sql/sweep.js";
+import type { ClusterLock } from "./lock.js";
+
+export interface SweeperOptions {
+  q: Queryable;
+  tasks: string;
+  schema: string;
+  lock: ClusterLock;
+  notifier: Notifier;
+  logger: Logger;
+  /** Seconds without a heartbeat after which a running task counts as lost. */
+  staleAfter: number;
+  /** Seconds between sweeps. */
+  interval: number;
+}
+
+/**
+ * Gives the tasks of lost workers back to the queue (or fails them once their retries are spent). Every worker
+ * runs one; the cluster lock makes them take turns, and since the sweep statement is compare-and-set under
+ * SKIP LOCKED, two sweeps at once are still correct when the lock is unavailable.
+ */
+export class Sweeper {
+  readonly #o: SweeperOptions;
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<unknown> | null = null;
+  #stopped = true;
+  /** Called after every sweep that ran (tests wait on it). */
+  onSweep: ((swept: SweptTask[]) => void) | null = null;
+
+  constructor(options: SweeperOptions) {
+    this.#o = options;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.#schedule(this.#o.interval * 1000 * Math.random()); // spread the first sweeps of workers started together
+  }
+
+  #schedule(ms: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#running = this.sweepOnce()
+        .catch((err: Error) => {
+          const level = isConnectionError(err) ? "warn" : "error";
+          this.#o.logger[level]("stale-task sweep failed", { error: err.message });
+        })
+        .finally(() => {
+          this.#running = null;
+          this.#schedule(this.#o.interval * 1000 * (0.8 + Math.random() * 0.4));
+        });
+    }, ms);
+    this.#timer.unref();
+  }
+
+  /** One sweep (all batches) under the cluster lock. Returns what it moved, or null when another process holds it. */
+  async sweepOnce(): Promise<SweptTask[] | null> {
+    const { q, tasks, schema, lock, staleAfter } = this.#o;
+    const outcome = await lock.run(`skiplock:${schema}:lock:sweeper`, Math.max(10_000, staleAfter * 1000), async () => {
+      const all: SweptTask[] = [];
+      for (;;) {
+        const batch = await sweepStaleTasks(q, tasks, staleAfter);
+        all.push(...batch);
+        if (batch.length < 1000) return all;
+      }
+    });
+    if (outcome.skipped) return null;
+    const swept = outcome.value ?? [];
+    this.#report(swept);
+    this.onSweep?.(swept);
+    return swept;
+  }
+
+  #report(swept: SweptTask[]): void {
+    if (swept.length === 0) return;
+    const failed = swept.filter((t) => t.status === "FAILED").map((t) => t.id);
+    const requeued = swept.filter((t) => t.status === "PENDING");
+    this.#o.logger.warn("swept tasks of lost workers", {
+      requeued: requeued.map((t) => t.id),
+      failed,
+      workers: [...new Set(swept.map((t) => t.worker_id))],
+    });
+    this.#o.notifier.publishFinished(failed);
+    const byQueue = new Map<string, number>();
+    for (const t of requeued) byQueue.set(t.queue, (byQueue.get(t.queue) ?? 0) + 1);
+    for (const [queue, n] of byQueue) this.#o.notifier.publishWake(queue, n);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#running;
+  }
+}

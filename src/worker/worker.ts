@@ -1,0 +1,358 @@
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import {
+  DEFAULT_QUEUE,
+  resolveConnection,
+  validateInteger,
+  validateQueueName,
+  validateSeconds,
+  type ConnectionConfig,
+  type ConnectionOptions,
+} from "../config.js";
+import { assertSchemaReady } from "../db/migrate.js";
+import { isConnectionError, Store } from "../db/store.js";
+import { InvalidOptionError } from "../errors.js";
+import { consoleLogger, type Logger } from "../logger.js";
+import { createNotifier, type Notifier } from "../notify/index.js";
+import { claimTasks } from "../sql/claim.js";
+import type { Backoff } from "../sql/finish.js";
+import type { TaskRow } from "../task.js";
+import { Completer } from "./completer.js";
+import { executeInline, type Execution } from "./executor.js";
+import { Heartbeat } from "./heartbeat.js";
+import { ClusterLock } from "./lock.js";
+import { buildRegistry, type Handler, type TaskMap } from "./registry.js";
+import { Sweeper } from "./sweeper.js";
+
+export interface WorkerOptions extends ConnectionOptions {
+  /** The handlers this worker runs: `{ name: fn }`, `{ key: defineTask(…) }` or an array of definitions. */
+  tasks: TaskMap;
+  /** Most tasks running at once; default 1. */
+  concurrency?: number;
+  /** Retries for tasks enqueued without `maxRetries` (`--retry`); default 0. */
+  maxRetries?: number;
+  /** Queues to claim from; default ["default"]. */
+  queues?: string[];
+  /** Seconds between claims when no wake-up arrives (and the only pace without Redis); default 1. */
+  pollInterval?: number;
+  /** Seconds between heartbeats; default 5. */
+  heartbeatInterval?: number;
+  /** Seconds without a heartbeat after which a running task is taken back; default 30. */
+  staleAfter?: number;
+  /** Seconds between stale-task sweeps; default half of staleAfter. */
+  sweepInterval?: number;
+  /** Seconds `stop()` lets running tasks finish before handing them back; default 30. */
+  shutdownTimeout?: number;
+  /** Retry backoff in seconds: base * 2^retryCount, capped at max, with jitter; default { base: 1, max: 3600 }. */
+  retryBackoff?: Partial<Backoff>;
+  logger?: Logger;
+  /** Identifies this worker in task rows and logs; default host:pid:random. */
+  workerId?: string;
+  /** Postgres connections for claims and outcome writes; default 4. */
+  poolSize?: number;
+}
+
+interface Running {
+  row: TaskRow;
+  exec: Execution;
+}
+
+/**
+ * Claims due tasks from Postgres and runs them. Composes the fetch loop (here), the executor, the completer
+ * (batched outcome writes), the heartbeat thread and the stale-task sweeper. Never runs more than `concurrency`
+ * tasks, and claims only as many as it has free slots, so it never sits on tasks another worker could start.
+ */
+export class Worker {
+  readonly id: string;
+  readonly config: ConnectionConfig;
+  readonly concurrency: number;
+  readonly queues: string[];
+  readonly logger: Logger;
+  readonly #registry: Map<string, Handler>;
+  readonly #maxRetries: number;
+  readonly #pollMs: number;
+  readonly #heartbeatInterval: number;
+  readonly #staleAfter: number;
+  readonly #sweepInterval: number;
+  readonly #shutdownMs: number;
+  readonly #backoff: Backoff;
+  readonly #store: Store;
+  readonly #notifier: Notifier;
+  readonly #lock: ClusterLock;
+  readonly #completer: Completer;
+  readonly #heartbeat: Heartbeat;
+  readonly sweeper: Sweeper;
+  readonly #running = new Map<string, Running>();
+  #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
+  #loopDone: Promise<void> = Promise.resolve();
+  #stopPromise: Promise<void> | null = null;
+  /** Whether the last look at the queue suggested more due tasks than were claimed. */
+  #maybeWork = true;
+  #wakeLoop: (() => void) | null = null;
+  #slotWakePending = false;
+  #offWake: (() => void) | null = null;
+  #offReconnect: (() => void) | null = null;
+  #dbFailing = false;
+  #dbRetryMs = 0;
+  #drained: (() => void) | null = null;
+
+  constructor(options: WorkerOptions) {
+    if (!options || typeof options !== "object" || !options.tasks) {
+      throw new InvalidOptionError("tasks", "a Worker needs the handlers it runs: new Worker({ tasks: { name: fn } })");
+    }
+    this.config = resolveConnection(options);
+    this.#registry = buildRegistry(options.tasks);
+    this.concurrency = validateInteger("concurrency", options.concurrency ?? 1, 1, 10_000);
+    this.#maxRetries = validateInteger("maxRetries", options.maxRetries ?? 0, 0, 1_000_000);
+    const queues = options.queues ?? [DEFAULT_QUEUE];
+    if (!Array.isArray(queues) || queues.length === 0) throw new InvalidOptionError("queues", "give at least one queue");
+    this.queues = [...new Set(queues.map(validateQueueName))];
+    this.#pollMs = validateSeconds("pollInterval", options.pollInterval ?? 1, 0.01) * 1000;
+    this.#heartbeatInterval = validateSeconds("heartbeatInterval", options.heartbeatInterval ?? 5, 0.05);
+    this.#staleAfter = validateSeconds("staleAfter", options.staleAfter ?? 30, 0.1);
+    if (this.#staleAfter < 2 * this.#heartbeatInterval) {
+      throw new InvalidOptionError(
+        "staleAfter",
+        `must be at least twice heartbeatInterval (${this.#heartbeatInterval} s), or live tasks would be swept`,
+      );
+    }
+    this.#sweepInterval = validateSeconds("sweepInterval", options.sweepInterval ?? this.#staleAfter / 2, 0.05);
+    this.#shutdownMs = validateSeconds("shutdownTimeout", options.shutdownTimeout ?? 30) * 1000;
+    this.#backoff = {
+      base: validateSeconds("retryBackoff.base", options.retryBackoff?.base ?? 1),
+      max: validateSeconds("retryBackoff.max", options.retryBackoff?.max ?? 3600),
+    };
+    this.logger = options.logger ?? consoleLogger();
+    this.id = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+
+    this.#store = new Store({
+      databaseUrl: this.config.databaseUrl,
+      schema: this.config.schema,
+      poolSize: options.poolSize ?? 4,
+      applicationName: `skiplock worker ${this.id}`,
+    });
+    this.#notifier = createNotifier({ redisUrl: this.config.redisUrl, schema: this.config.schema, logger: this.logger });
+    this.#lock = new ClusterLock(this.config.redisUrl);
+    this.#completer = new Completer(this.#store.pool, this.#store.tasks, this.#notifier, this.logger, this.#backoff);
+    this.#heartbeat = new Heartbeat({
+      databaseUrl: this.config.databaseUrl,
+      tasks: this.#store.tasks,
+      workerId: this.id,
+      interval: this.#heartbeatInterval,
+      grace: this.#staleAfter,
+      logger: this.logger,
+    });
+    this.sweeper = new Sweeper({
+      q: this.#store.pool,
+      tasks: this.#store.tasks,
+      schema: this.config.schema,
+      lock: this.#lock,
+      notifier: this.#notifier,
+      logger: this.logger,
+      staleAfter: this.#staleAfter,
+      interval: this.#sweepInterval,
+    });
+  }
+
+  /** Tasks running now. */
+  get running(): number {
+    return this.#running.size;
+  }
+
+  /**
+   * Checks the database and schema (throwing DatabaseUnavailableError or SchemaNotReadyError), then starts
+   * claiming. Resolves once the worker is running.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== "new") throw new Error(`worker already ${this.#state}`);
+    this.#state = "starting";
+    try {
+      await this.#store.ping();
+      await assertSchemaReady(this.#store.pool, this.config.schema);
+    } catch (err) {
+      this.#state = "stopped";
+      await Promise.all([this.#store.close(), this.#notifier.close(), this.#lock.close()]);
+      throw err;
+    }
+    this.#heartbeat.start();
+    this.#offWake = this.#notifier.onWake(this.queues, () => this.#wake());
+    this.#offReconnect = this.#notifier.onReconnect(() => this.#wake());
+    this.sweeper.start();
+    this.#state = "running";
+    this.#loopDone = this.#loop();
+    this.logger.info("worker started", {
+      worker: this.id,
+      queues: this.queues,
+      concurrency: this.concurrency,
+      tasks: [...this.#registry.keys()],
+      redis: this.config.redisUrl ? "on" : "off (polling)",
+    });
+  }
+
+  /** A wake-up from Redis, a reconnect, or the poll timer: there may be due tasks. */
+  #wake(): void {
+    this.#maybeWork = true;
+    this.#wakeLoop?.();
+  }
+
+  /** A slot freed: claim again if the last claim suggested more work, after letting other finishes coalesce. */
+  #slotFreed(): void {
+    if (this.#running.size === 0) this.#drained?.();
+    if (!this.#maybeWork || this.#slotWakePending) return;
+    this.#slotWakePending = true;
+    setImmediate(() => {
+      this.#slotWakePending = false;
+      this.#wakeLoop?.();
+    });
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#state === "running") {
+      const free = this.concurrency - this.#running.size;
+      if (free > 0 && this.#maybeWork) {
+        this.#maybeWork = false;
+        let rows: TaskRow[];
+        try {
+          rows = await claimTasks(this.#store.pool, this.#store.tasks, {
+            queues: this.queues,
+            limit: free,
+            workerId: this.id,
+            defaultMaxRetries: this.#maxRetries,
+          });
+          this.#dbRecovered();
+        } catch (err) {
+          this.#maybeWork = true;
+          await this.#dbFailed(err);
+          continue;
+        }
+        // A full batch means the queue may hold more; a short one means it is drained for now.
+        if (rows.length === free) this.#maybeWork = true;
+        for (const row of rows) this.#start(row);
+      }
+      await this.#idle();
+    }
+  }
+
+  /** Waits for a wake-up, a freed slot (when work may remain) or the poll interval. */
+  #idle(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#maybeWork = true;
+        done();
+      }, this.#pollMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.#wakeLoop = null;
+        resolve();
+      };
+      this.#wakeLoop = done;
+    });
+  }
+
+  #dbRecovered(): void {
+    this.#dbRetryMs = 0;
+    if (this.#dbFailing) {
+      this.#dbFailing = false;
+      this.logger.info("Postgres connection restored");
+    }
+  }
+
+  async #dbFailed(err: unknown): Promise<void> {
+    const connection = isConnectionError(err);
+    if (!this.#dbFailing || !connection) {
+      this.logger[connection ? "warn" : "error"]("claim failed; retrying with backoff", {
+        error: (err as Error).message,
+      });
+    }
+    this.#dbFailing = true;
+    this.#dbRetryMs = Math.min(Math.max(this.#dbRetryMs * 2, 100), 5000);
+    const ms = this.#dbRetryMs * (0.5 + Math.random() / 2);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wakeLoop = null;
+        resolve();
+      }, ms);
+      // stop() may cut the wait short
+      this.#wakeLoop = () => {
+        if (this.#state !== "running") {
+          clearTimeout(timer);
+          this.#wakeLoop = null;
+          resolve();
+        }
+      };
+    });
+  }
+
+  #start(row: TaskRow): void {
+    const exec = executeInline(row, this.#registry.get(row.name), this.id, this.#maxRetries);
+    this.#running.set(row.id, { row, exec });
+    void exec.outcome.then((outcome) => {
+      this.#running.delete(row.id);
+      const claim = { id: row.id, attempt: row.attempt };
+      switch (outcome.kind) {
+        case "completed":
+          this.#completer.complete({ ...claim, resultJson: outcome.resultJson, duration: outcome.duration });
+          break;
+        case "failed":
+          this.logger.warn("task attempt failed", {
+            task: row.id,
+            name: row.name,
+            attempt: row.attempt,
+            error: outcome.error.split("\n", 1)[0],
+          });
+          this.#completer.fail({ ...claim, error: outcome.error, duration: outcome.duration, final: outcome.final });
+          break;
+        case "released":
+          this.#completer.release(claim);
+          break;
+      }
+      this.#slotFreed();
+    });
+  }
+
+  /**
+   * Stops claiming, lets running tasks finish for up to `shutdownTimeout` seconds, hands the rest back to the
+   * queue (their signals fire), writes every outcome, and closes the connections. Safe to call more than once.
+   */
+  stop(): Promise<void> {
+    this.#stopPromise ??= this.#stop();
+    return this.#stopPromise;
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#state === "new" || this.#state === "stopped") {
+      this.#state = "stopped";
+      await Promise.all([this.#store.close(), this.#notifier.close(), this.#lock.close()]);
+      return;
+    }
+    this.#state = "stopping";
+    this.#wakeLoop?.();
+    await this.#loopDone;
+    this.#offWake?.();
+    this.#offReconnect?.();
+    await this.sweeper.stop();
+    if (this.#running.size > 0) {
+      this.logger.info("waiting for running tasks", { running: this.#running.size, timeoutSeconds: this.#shutdownMs / 1000 });
+      const drained = new Promise<void>((resolve) => (this.#drained = resolve));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([drained, new Promise((resolve) => (timer = setTimeout(resolve, this.#shutdownMs)))]);
+      clearTimeout(timer);
+      if (this.#running.size > 0) {
+        const ids = [...this.#running.keys()];
+        this.logger.warn("shutdown timeout: handing unfinished tasks back to the queue", { tasks: ids });
+        const outcomes = [...this.#running.values()].map((r) => {
+          r.exec.release();
+          return r.exec.outcome;
+        });
+        await Promise.all(outcomes);
+      }
+    }
+    if (!(await this.#completer.drain(10_000))) {
+      this.logger.error("could not record every task outcome before exit; the sweeper will take those tasks back");
+    }
+    await this.#heartbeat.stop();
+    await Promise.all([this.#lock.close(), this.#notifier.close(), this.#store.close()]);
+    this.#state = "stopped";
+    this.logger.info("worker stopped", { worker: this.id });
+  }
+}
