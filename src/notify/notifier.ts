@@ -6,12 +6,15 @@
 export interface Notifier {
   /** True while messages can be sent and received. */
   readonly connected: boolean;
-  /** `count` new tasks are due on `queue` (published after the insert committed). */
-  publishWake(queue: string, count: number): void;
+  /**
+   * `count` new tasks on `queue` (published after the insert committed); `dueAt` (epoch ms) when they are not due
+   * yet, so idle workers can set a timer instead of waiting for their next poll.
+   */
+  publishWake(queue: string, count: number, dueAt?: number): void;
   /** These tasks reached a final state (published after the write committed). */
   publishFinished(ids: readonly string[]): void;
   /** Calls `listener` on every wake-up for one of `queues`. Returns the unsubscribe function. */
-  onWake(queues: readonly string[], listener: (queue: string, count: number) => void): () => void;
+  onWake(queues: readonly string[], listener: (queue: string, count: number, dueAt?: number) => void): () => void;
   /** Calls `listener` with each finished id. Returns the unsubscribe function. */
   onFinished(listener: (id: string) => void): () => void;
   /** Calls `listener` when the connection comes back after an outage (wake-ups may have been missed). */

@@ -37,6 +37,7 @@ export class RedisNotifier implements Notifier {
   /** channel → listeners; the source of truth for what the subscriber must listen to. */
   readonly #listeners = new Map<string, Set<(message: string) => void>>();
   readonly #reconnectListeners = new Set<() => void>();
+  readonly #connecting = new WeakMap<Client, Promise<void>>();
   /** SUBSCRIBE commands not yet known to be done. */
   readonly #subscribed: Promise<void>[] = [];
   #up = false;
@@ -72,9 +73,8 @@ export class RedisNotifier implements Notifier {
     client.on("error", (err: Error) => this.#down(err));
     client.on("ready", () => this.#ready());
     if (this.#unref) client.unref();
-    client.connect().catch(() => {
-      // Failures surface through the "error" event; the client keeps retrying until closed.
-    });
+    // Failures surface through the "error" event; the client keeps retrying until closed.
+    this.#connecting.set(client, client.connect().then(() => {}, () => {}));
     return client;
   }
 
@@ -178,21 +178,32 @@ export class RedisNotifier implements Notifier {
   }
 
   #publish(channel: string, message: string): void {
-    if (this.#closed || !this.#pub.isReady) return;
-    this.#pub.publish(channel, message).catch(() => {});
+    if (this.#closed) return;
+    const pub = this.#pub;
+    if (pub.isReady) {
+      pub.publish(channel, message).catch(() => {});
+    } else if (!this.#outageLogged) {
+      // Still making the first connection (not an outage): send once it is up rather than drop the message.
+      void this.#connecting.get(pub)?.then(() => {
+        if (pub.isReady && !this.#closed) pub.publish(channel, message).catch(() => {});
+      });
+    }
   }
 
-  publishWake(queue: string, count: number): void {
-    this.#publish(this.#ch.wake(queue), String(count));
+  publishWake(queue: string, count: number, dueAt?: number): void {
+    this.#publish(this.#ch.wake(queue), dueAt === undefined ? String(count) : `${count}@${Math.round(dueAt)}`);
   }
 
   publishFinished(ids: readonly string[]): void {
     if (ids.length > 0) this.#publish(this.#ch.finished, ids.join(","));
   }
 
-  onWake(queues: readonly string[], listener: (queue: string, count: number) => void): () => void {
+  onWake(queues: readonly string[], listener: (queue: string, count: number, dueAt?: number) => void): () => void {
     const offs = queues.map((queue) =>
-      this.#listen(this.#ch.wake(queue), (message) => listener(queue, Number(message) || 1)),
+      this.#listen(this.#ch.wake(queue), (message) => {
+        const [count, dueAt] = message.split("@");
+        listener(queue, Number(count) || 1, dueAt === undefined ? undefined : Number(dueAt) || undefined);
+      }),
     );
     return () => offs.forEach((off) => off());
   }
@@ -212,15 +223,21 @@ export class RedisNotifier implements Notifier {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#watchdog) clearInterval(this.#watchdog);
-    const quit = async (c: Client | null) => {
-      if (!c) return;
-      try {
-        if (c.isReady) await c.close();
-        else c.destroy();
-      } catch {
-        c.destroy();
-      }
-    };
-    await Promise.all([quit(this.#pub), quit(this.#sub)]);
+    await Promise.all([closeClient(this.#pub, this.#connecting.get(this.#pub)), closeClient(this.#sub, this.#sub && this.#connecting.get(this.#sub))]);
+  }
+}
+
+/**
+ * Closes a node-redis client whatever state it is in. One still connecting is given a moment to finish first:
+ * destroying it mid-handshake leaves its socket open and the process alive.
+ */
+export async function closeClient(c: Client | null, connecting: Promise<void> | null | undefined): Promise<void> {
+  if (!c) return;
+  if (!c.isReady && connecting) await Promise.race([connecting, new Promise((r) => setTimeout(r, 1000).unref())]);
+  try {
+    if (c.isReady) await c.close();
+    else if (c.isOpen) c.destroy();
+  } catch {
+    // already closed
   }
 }

@@ -22,21 +22,21 @@ const completeStatement = perTable(
  * [0.5, 1) so a burst of failures does not come back as a burst. Otherwise the task is FAILED. The decision is
  * made in SQL from the row itself, under the same compare-and-set as completions.
  */
+const RETRY = "(NOT d.final AND t.retry_count < coalesce(t.max_retries, 0))";
 const failStatement = perTable(
   "fail",
   (tasks) => `UPDATE ${tasks} t
-      SET status = CASE WHEN r.retry THEN 'PENDING' ELSE 'FAILED' END,
-          retry_count = t.retry_count + r.retry::int,
-          run_at = CASE WHEN r.retry
+      SET status = CASE WHEN ${RETRY} THEN 'PENDING' ELSE 'FAILED' END,
+          retry_count = t.retry_count + ${RETRY}::int,
+          run_at = CASE WHEN ${RETRY}
                         THEN now() + least($6::float8 * power(2, t.retry_count), $7::float8)
                                      * (0.5 + random() / 2) * interval '1 second'
                         ELSE t.run_at END,
-          finished_at = CASE WHEN r.retry THEN NULL ELSE now() END,
+          finished_at = CASE WHEN ${RETRY} THEN NULL ELSE now() END,
           error = d.error, duration = d.duration, updated_at = now()
      FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::bool[]) AS d(id, attempt, error, duration, final)
-    CROSS JOIN LATERAL (SELECT NOT d.final AND t.retry_count < coalesce(t.max_retries, 0) AS retry) r
     WHERE t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
-   RETURNING t.id, t.status`,
+   RETURNING t.id, t.status, t.queue, t.run_at`,
 );
 
 export interface Completion {
@@ -74,14 +74,22 @@ export async function completeTasks(q: Queryable, tasks: string, items: Completi
   return new Set(rows.map((r) => r.id));
 }
 
-/** Returns the changed rows' ids with their new status: PENDING (will retry) or FAILED. */
+export interface FailedRow {
+  id: string;
+  /** PENDING: will be retried at run_at. */
+  status: "PENDING" | "FAILED";
+  queue: string;
+  run_at: Date;
+}
+
+/** Returns the changed rows by id: PENDING (will retry at run_at) or FAILED. */
 export async function failTasks(
   q: Queryable,
   tasks: string,
   items: Failure[],
   backoff: Backoff,
-): Promise<Map<string, "PENDING" | "FAILED">> {
-  const { rows } = await run<{ id: string; status: "PENDING" | "FAILED" }>(q, failStatement(tasks), [
+): Promise<Map<string, FailedRow>> {
+  const { rows } = await run<FailedRow>(q, failStatement(tasks), [
     items.map((f) => f.id),
     items.map((f) => f.attempt),
     items.map((f) => f.error),
@@ -90,5 +98,5 @@ export async function failTasks(
     backoff.base,
     backoff.max,
   ]);
-  return new Map(rows.map((r) => [r.id, r.status]));
+  return new Map(rows.map((r) => [r.id, r]));
 }

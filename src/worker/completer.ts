@@ -102,9 +102,10 @@ export class Completer {
       if (failures.length > 0) {
         const changed = await failTasks(this.#q, this.#tasks, failures, this.#backoff);
         for (const f of failures) {
-          const status = changed.get(f.id);
-          if (status === "FAILED") finished.push(f.id);
-          else if (status === undefined) this.#stale(f, "failure");
+          const row = changed.get(f.id);
+          if (row === undefined) this.#stale(f, "failure");
+          else if (row.status === "FAILED") finished.push(f.id);
+          else this.#notifier.publishWake(row.queue, 1, row.run_at.getTime());
         }
         failures = [];
       }

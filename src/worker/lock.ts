@@ -1,4 +1,5 @@
 import { createClient } from "redis";
+import { closeClient } from "../notify/redis.js";
 import Redlock, { ResourceLockedError, type Lock } from "redlock";
 
 type Client = ReturnType<typeof createClient>;
@@ -26,6 +27,7 @@ function redlockClient(client: Client) {
 export class ClusterLock {
   readonly #client: Client | null;
   readonly #redlock: Redlock | null;
+  #connecting: Promise<void> | null = null;
 
   constructor(redisUrl: string | undefined) {
     if (!redisUrl) {
@@ -39,7 +41,7 @@ export class ClusterLock {
       socket: { connectTimeout: 5000, reconnectStrategy: (n) => Math.min(100 * 2 ** Math.min(n, 5), 3000) + Math.random() * 250 },
     });
     client.on("error", () => {}); // the notifier reports Redis outages; here they only mean "run unguarded"
-    client.connect().catch(() => {});
+    this.#connecting = client.connect().then(() => {}, () => {});
     this.#client = client;
     this.#redlock = new Redlock([redlockClient(client) as never], { retryCount: 0, driftFactor: 0.01 });
     this.#redlock.on("error", () => {});
@@ -65,11 +67,8 @@ export class ClusterLock {
     }
   }
 
-  async close(): Promise<void> {
-    const c = this.#client;
-    if (!c) return;
-    if (c.isReady) await c.close().catch(() => c.destroy());
-    else c.destroy();
+  close(): Promise<void> {
+    return closeClient(this.#client, this.#connecting);
   }
 }
 

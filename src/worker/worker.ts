@@ -95,6 +95,7 @@ export class Worker {
   #dbFailing = false;
   #dbRetryMs = 0;
   #drained: (() => void) | null = null;
+  #timedWake: { at: number; timer: NodeJS.Timeout } | null = null;
 
   constructor(options: WorkerOptions) {
     if (!options || typeof options !== "object" || !options.tasks) {
@@ -175,8 +176,11 @@ export class Worker {
       throw err;
     }
     this.#heartbeat.start();
-    this.#offWake = this.#notifier.onWake(this.queues, () => this.#wake());
+    this.#offWake = this.#notifier.onWake(this.queues, (_queue, _count, dueAt) =>
+      dueAt === undefined ? this.#wake() : this.#wakeAt(dueAt),
+    );
     this.#offReconnect = this.#notifier.onReconnect(() => this.#wake());
+    await this.#notifier.ready(); // wake-ups sent from now on are heard
     this.sweeper.start();
     this.#state = "running";
     this.#loopDone = this.#loop();
@@ -193,6 +197,20 @@ export class Worker {
   #wake(): void {
     this.#maybeWork = true;
     this.#wakeLoop?.();
+  }
+
+  /** Tasks become due at `at` (epoch ms): wake then, unless an earlier timer is already set. */
+  #wakeAt(at: number): void {
+    const delay = at - Date.now();
+    if (delay <= 0) return this.#wake();
+    if (this.#timedWake && this.#timedWake.at <= at) return;
+    if (this.#timedWake) clearTimeout(this.#timedWake.timer);
+    const timer = setTimeout(() => {
+      this.#timedWake = null;
+      this.#wake();
+    }, Math.min(delay, 2 ** 31 - 1));
+    timer.unref();
+    this.#timedWake = { at, timer };
   }
 
   /** A slot freed: claim again if the last claim suggested more work, after letting other finishes coalesce. */
@@ -235,6 +253,7 @@ export class Worker {
 
   /** Waits for a wake-up, a freed slot (when work may remain) or the poll interval. */
   #idle(): Promise<void> {
+    if (this.#state !== "running") return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#maybeWork = true;
@@ -330,6 +349,7 @@ export class Worker {
     await this.#loopDone;
     this.#offWake?.();
     this.#offReconnect?.();
+    if (this.#timedWake) clearTimeout(this.#timedWake.timer);
     await this.sweeper.stop();
     if (this.#running.size > 0) {
       this.logger.info("waiting for running tasks", { running: this.#running.size, timeoutSeconds: this.#shutdownMs / 1000 });

@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SkiplockClient } from "../src/index.js";
+import {
+  DATABASE_URL,
+  REDIS_URL,
+  freePort,
+  freshSchema,
+  quiet,
+  runCli,
+  startWorkerProcess,
+  stopProc,
+  waitFor,
+} from "./helpers.js";
+
+let env: Awaited<ReturnType<typeof freshSchema>>;
+let client: SkiplockClient;
+let cliEnv: Record<string, string | undefined>;
+
+beforeAll(async () => {
+  env = await freshSchema("cli");
+  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet });
+  cliEnv = { DATABASE_URL, REDIS_URL, SKIPLOCK_SCHEMA: env.schema };
+});
+
+afterAll(async () => {
+  await client.close();
+  await env.drop();
+});
+
+describe("skiplock migrate", () => {
+  it("applies the migrations once, and reports an up-to-date schema after", async () => {
+    const schema = `t_cli_migrate_${process.pid}`;
+    try {
+      const first = await runCli(["migrate", "--schema", schema], { DATABASE_URL });
+      expect(first).toMatchObject({ code: 0 });
+      expect(first.stdout).toMatch(/applied 0001_tasks/);
+      const again = await runCli(["migrate", "--schema", schema], { DATABASE_URL });
+      expect(again.stdout).toMatch(/up to date/);
+    } finally {
+      await env.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
+  });
+
+  it("is safe when several processes migrate the same new schema at once", async () => {
+    const schema = `t_cli_race_${process.pid}`;
+    try {
+      const runs = await Promise.all([1, 2, 3].map(() => runCli(["migrate", "--schema", schema], { DATABASE_URL })));
+      expect(runs.map((r) => r.code)).toEqual([0, 0, 0]);
+      expect(runs.filter((r) => /applied/.test(r.stdout))).toHaveLength(1);
+      const rows = await env.pool.query(`SELECT id FROM "${schema}".migrations`);
+      expect(rows.rowCount).toBe(1);
+    } finally {
+      await env.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
+  });
+});
+
+describe("skiplock enqueue / status", () => {
+  it("enqueues a task, prints it as JSON, and status prints it back", async () => {
+    const r = await runCli(["enqueue", "multiply", "[6, 7]", "--priority", "3", "--queue", "other"], cliEnv);
+    expect(r.code).toBe(0);
+    const task = JSON.parse(r.stdout);
+    expect(task).toMatchObject({ name: "multiply", args: [6, 7], priority: 3, queue: "other", status: "PENDING" });
+    const s = await runCli(["status", task.id], cliEnv);
+    expect(s.code).toBe(0);
+    expect(JSON.parse(s.stdout)).toMatchObject({ id: task.id, status: "PENDING" });
+  });
+
+  it("waits for the result with --wait while a worker runs", async () => {
+    const worker = await startWorkerProcess(env.schema, ["--concurrency", "2"]);
+    try {
+      const r = await runCli(["enqueue", "multiply", "[6, 7]", "--wait", "20"], cliEnv);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ status: "COMPLETED", result: 42 });
+      const named = await runCli(["enqueue", "custom.name", '["hi"]', "--wait", "20"], cliEnv);
+      expect(JSON.parse(named.stdout)).toMatchObject({ status: "COMPLETED", result: { echoed: "hi" } });
+    } finally {
+      await stopProc(worker);
+    }
+  });
+});
+
+describe("bad input: one clear line, exit code 1", () => {
+  const expectOneLineError = (r: { code: number | null; stderr: string }, re: RegExp) => {
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split("\n");
+    expect(lines[0]).toMatch(re);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  };
+
+  it("for a database nobody listens on", async () => {
+    const port = await freePort();
+    const r = await runCli(["status", "1"], { ...cliEnv, DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/test` });
+    expectOneLineError(r, /skiplock: error: .*ECONNREFUSED/);
+    const w = await runCli(["run-worker", "--tasks", "test/fixtures/tasks.js"], {
+      ...cliEnv,
+      DATABASE_URL: `postgres://postgres:secret@127.0.0.1:${port}/test`,
+    });
+    expectOneLineError(w, /skiplock: error: cannot connect to Postgres at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1/);
+  });
+
+  it("for malformed URLs", async () => {
+    expectOneLineError(await runCli(["status", "1", "--database-url", "not a url"], cliEnv), /malformed database URL/);
+    expectOneLineError(await runCli(["status", "1", "--database-url", "mysql://x/y"], cliEnv), /postgres:\/\//);
+    expectOneLineError(
+      await runCli(["enqueue", "x", "--redis-url", "http://localhost"], cliEnv),
+      /Redis URL must start with redis:\/\//,
+    );
+    expectOneLineError(await runCli(["status", "1"], { ...cliEnv, DATABASE_URL: "" }), /no database URL/);
+  });
+
+  it("for a schema that was never migrated", async () => {
+    const r = await runCli(["run-worker", "--tasks", "test/fixtures/tasks.js", "--schema", "nothing_here"], cliEnv);
+    expectOneLineError(r, /schema "nothing_here" has no skiplock tables: run `skiplock migrate` first/);
+  });
+
+  it("for invalid names, arguments and flags", async () => {
+    expectOneLineError(await runCli(["status", "1", "--schema", "bad-schema!"], cliEnv), /invalid schema name/);
+    expectOneLineError(await runCli(["enqueue", "x", "[]", "--queue", "a b"], cliEnv), /invalid queue name/);
+    expectOneLineError(await runCli(["enqueue", "x", "{nope"], cliEnv), /args must be a JSON array/);
+    expectOneLineError(await runCli(["enqueue", "x", '{"a":1}'], cliEnv), /args must be a JSON array/);
+    expectOneLineError(await runCli(["status", "abc"], cliEnv), /invalid task id/);
+    expectOneLineError(await runCli(["status", "99999999"], cliEnv), /no task with id 99999999/);
+    expectOneLineError(await runCli(["run-worker", "--tasks", "test/fixtures/tasks.js", "--bogus"], cliEnv), /unknown option '--bogus'/);
+    expectOneLineError(
+      await runCli(["run-worker", "--tasks", "test/fixtures/tasks.js", "--concurrency", "two"], cliEnv),
+      /--concurrency.*expected an integer/,
+    );
+    expectOneLineError(await runCli(["run-worker", "--tasks", "no/such/module.js"], cliEnv), /cannot load tasks module/);
+  });
+
+  it("--help on each command", async () => {
+    for (const cmd of ["migrate", "run-worker", "enqueue", "status"]) {
+      const r = await runCli([cmd, "--help"], cliEnv);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/--database-url/);
+    }
+    const rw = await runCli(["run-worker", "--help"], cliEnv);
+    for (const flag of ["--concurrency", "--retry", "--tasks", "--queue", "--shutdown-timeout", "--stale-after"]) {
+      expect(rw.stdout).toContain(flag);
+    }
+  });
+});
+
+describe("skiplock run-worker shutdown", () => {
+  it("on SIGTERM stops claiming, lets running tasks finish, and exits 0", async () => {
+    const worker = await startWorkerProcess(env.schema, ["--concurrency", "2", "--shutdown-timeout", "20"]);
+    const running = await client.createTask("sleep", [1500]);
+    const queued = await client.createTasks([{ name: "sleep", args: [10] }, { name: "sleep", args: [10] }, { name: "sleep", args: [10] }]);
+    await waitFor("task running", async () => (await client.getTask(running.id))?.status === "PROGRESS");
+    worker.child.kill("SIGTERM");
+    const exit = await worker.exited;
+    expect(exit.code).toBe(0);
+    expect((await client.getTask(running.id))?.status).toBe("COMPLETED");
+    // Whatever it did not claim before the signal is still there for the next worker.
+    const states = await Promise.all(queued.map(async (t) => (await client.getTask(t.id))!.status));
+    for (const s of states) expect(["COMPLETED", "PENDING"]).toContain(s);
+    expect(worker.output()).toMatch(/worker stopped/);
+  });
+
+  it("hands tasks that outlive --shutdown-timeout back to PENDING, without using a retry", async () => {
+    const worker = await startWorkerProcess(env.schema, ["--shutdown-timeout", "0.5"]);
+    const long = await client.createTask("sleep", [60_000]);
+    await waitFor("task running", async () => (await client.getTask(long.id))?.status === "PROGRESS");
+    worker.child.kill("SIGTERM");
+    expect((await worker.exited).code).toBe(0);
+    const after = await client.getTask(long.id);
+    expect(after).toMatchObject({ status: "PENDING", retryCount: 0 });
+    await client.cancelTask(long.id);
+  });
+
+  it("exits at once on a second signal", async () => {
+    const worker = await startWorkerProcess(env.schema, ["--shutdown-timeout", "60"]);
+    const long = await client.createTask("sleep", [60_000]);
+    await waitFor("task running", async () => (await client.getTask(long.id))?.status === "PROGRESS");
+    worker.child.kill("SIGTERM");
+    await worker.waitForOutput(/shutting down/);
+    worker.child.kill("SIGTERM");
+    expect((await worker.exited).code).toBe(130);
+    await env.pool.query(`DELETE FROM "${env.schema}".tasks WHERE id = $1`, [long.id]);
+    await stopProc(worker);
+  });
+});

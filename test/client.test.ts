@@ -1,0 +1,176 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  InvalidNameError,
+  InvalidOptionError,
+  InvalidTaskIdError,
+  NotJsonError,
+  SkiplockClient,
+  TaskNotFoundError,
+  closeDefaultClient,
+  createTask,
+  getTask,
+} from "../src/index.js";
+import { DATABASE_URL, freshSchema, quiet } from "./helpers.js";
+
+let env: Awaited<ReturnType<typeof freshSchema>>;
+let client: SkiplockClient;
+
+const count = async () =>
+  Number((await env.pool.query(`SELECT count(*) AS n FROM "${env.schema}".tasks`)).rows[0].n);
+
+beforeAll(async () => {
+  env = await freshSchema("client");
+  // No Redis: everything here must work on Postgres alone.
+  client = new SkiplockClient({ databaseUrl: DATABASE_URL, schema: env.schema, redisUrl: null, logger: quiet });
+});
+
+afterAll(async () => {
+  await client.close();
+  await closeDefaultClient();
+  await env.drop();
+});
+
+describe("createTask", () => {
+  it("stores a PENDING task with the documented defaults", async () => {
+    const task = await client.createTask("multiply", [2, 3]);
+    expect(task).toMatchObject({
+      name: "multiply",
+      args: [2, 3],
+      queue: "default",
+      priority: 0,
+      status: "PENDING",
+      result: null,
+      error: null,
+      retryCount: 0,
+      maxRetries: null,
+      timeout: 300,
+      startedAt: null,
+      finishedAt: null,
+      duration: null,
+    });
+    expect(task.id).toMatch(/^\d+$/);
+    expect(task.createdAt).toBeInstanceOf(Date);
+    expect(await client.getTask(task.id)).toEqual(task);
+  });
+
+  it("takes queue, priority, timeout, maxRetries, runAt and delay", async () => {
+    const runAt = new Date(Date.now() + 3_600_000);
+    const a = await client.createTask("x", [], { queue: "mail", priority: 7, timeout: 1.5, maxRetries: 3, runAt });
+    expect(a).toMatchObject({ queue: "mail", priority: 7, timeout: 1.5, maxRetries: 3 });
+    expect(a.runAt.getTime()).toBe(runAt.getTime());
+    const b = await client.createTask("x", [], { delay: 60 });
+    expect(b.runAt.getTime() - b.createdAt.getTime()).toBeGreaterThanOrEqual(59_000);
+  });
+
+  it("refuses arguments JSON cannot carry, before anything is written", async () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const before = await count();
+    const bad: [unknown[], RegExp][] = [
+      [[10n], /args\[0\].*BigInt/],
+      [[() => 1], /args\[0\].*function/],
+      [[cyclic], /args\[0\]\.self.*cycle/],
+      [[1, undefined], /args\[1\].*undefined/],
+      [[Number.NaN], /args\[0\].*finite/],
+      [[new Map([[1, 2]])], /args\[0\].*Map/],
+      [[{ deep: [Symbol("s")] }], /args\[0\]\.deep\[0\].*symbol/],
+    ];
+    for (const [args, message] of bad) {
+      const err = await client.createTask("x", args).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotJsonError);
+      expect((err as NotJsonError).code).toBe("NOT_JSON");
+      expect((err as Error).message).toMatch(message);
+    }
+    await expect(client.createTask("x", "notanarray" as never)).rejects.toBeInstanceOf(NotJsonError);
+    expect(await count()).toBe(before);
+  });
+
+  it("accepts Dates (as their JSON) and drops undefined object properties, like JSON", async () => {
+    const when = new Date("2030-01-02T03:04:05.000Z");
+    const task = await client.createTask("x", [{ when, skip: undefined, keep: null }]);
+    expect(task.args).toEqual([{ when: "2030-01-02T03:04:05.000Z", keep: null }]);
+  });
+
+  it("refuses invalid names and options with typed errors", async () => {
+    const before = await count();
+    await expect(client.createTask("", [])).rejects.toBeInstanceOf(InvalidNameError);
+    await expect(client.createTask("bad name", [])).rejects.toBeInstanceOf(InvalidNameError);
+    await expect(client.createTask("x", [], { queue: "no spaces" })).rejects.toBeInstanceOf(InvalidNameError);
+    await expect(client.createTask("x", [], { queue: "'; DROP TABLE tasks; --" })).rejects.toBeInstanceOf(
+      InvalidNameError,
+    );
+    await expect(client.createTask("x", [], { priority: 1.5 })).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(client.createTask("x", [], { timeout: 0 })).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(client.createTask("x", [], { maxRetries: -1 })).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(client.createTask("x", [], { delay: 1, runAt: new Date() })).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(client.createTask("x", [], { runAt: new Date("nope") })).rejects.toBeInstanceOf(InvalidOptionError);
+    expect(await count()).toBe(before);
+    expect(() => new SkiplockClient({ databaseUrl: DATABASE_URL, schema: 'x"; DROP SCHEMA public; --' })).toThrow(
+      InvalidNameError,
+    );
+    expect(() => new SkiplockClient({ databaseUrl: "mysql://localhost/db" })).toThrow(/postgres:\/\//);
+  });
+});
+
+describe("createTasks", () => {
+  it("enqueues a batch in one statement and returns the tasks in order", async () => {
+    const specs = Array.from({ length: 250 }, (_, i) => ({ name: "multiply", args: [i, 2], priority: i % 3 }));
+    const tasks = await client.createTasks(specs);
+    expect(tasks.map((t) => t.args)).toEqual(specs.map((s) => s.args));
+    expect(tasks.map((t) => t.priority)).toEqual(specs.map((s) => s.priority));
+    expect(await client.createTasks([])).toEqual([]);
+  });
+
+  it("writes nothing when any spec is invalid", async () => {
+    const before = await count();
+    const err = await client
+      .createTasks([{ name: "ok", args: [1] }, { name: "ok", args: [1n] }])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotJsonError);
+    expect((err as Error).message).toMatch(/specs\[1\]\.args\[0\]/);
+    expect(await count()).toBe(before);
+  });
+});
+
+describe("getTask", () => {
+  it("returns null for an id that does not exist and refuses malformed ids", async () => {
+    expect(await client.getTask("999999999")).toBeNull();
+    await expect(client.getTask("1; DROP TABLE x")).rejects.toBeInstanceOf(InvalidTaskIdError);
+    await expect(client.getTask("-1")).rejects.toBeInstanceOf(InvalidTaskIdError);
+  });
+});
+
+describe("waitForCompletion", () => {
+  it("resolves null once its timeout passes", async () => {
+    const task = await client.createTask("nobody-runs-this", [], { queue: "idle" });
+    const started = Date.now();
+    expect(await client.waitForCompletion(task.id, { timeout: 0.3, pollInterval: 0.05 })).toBeNull();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+  });
+
+  it("throws TaskNotFoundError for an unknown id", async () => {
+    await expect(client.waitForCompletion("999999999", { timeout: 1 })).rejects.toBeInstanceOf(TaskNotFoundError);
+  });
+
+  it("resolves with a cancelled task", async () => {
+    const task = await client.createTask("x", [], { queue: "idle" });
+    const waiting = client.waitForCompletion(task.id, { timeout: 5, pollInterval: 0.05 });
+    const cancelled = await client.cancelTask(task.id);
+    expect(cancelled.status).toBe("CANCELLED");
+    expect((await waiting)?.status).toBe("CANCELLED");
+    // Cancelling again changes nothing.
+    expect((await client.cancelTask(task.id)).status).toBe("CANCELLED");
+  });
+});
+
+describe("module-level functions", () => {
+  it("use a default client configured from the environment", async () => {
+    process.env.DATABASE_URL = DATABASE_URL;
+    process.env.SKIPLOCK_SCHEMA = env.schema;
+    delete process.env.REDIS_URL;
+    const task = await createTask("from-env", [1]);
+    expect((await getTask(task.id))?.name).toBe("from-env");
+    const row = await env.pool.query(`SELECT name FROM "${env.schema}".tasks WHERE id = $1`, [task.id]);
+    expect(row.rows[0].name).toBe("from-env");
+  });
+});

@@ -1,0 +1,254 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  InvalidNameError,
+  InvalidOptionError,
+  SkiplockClient,
+  Worker,
+  defineTask,
+  taskContext,
+  type Task,
+  type WorkerOptions,
+} from "../src/index.js";
+import { DATABASE_URL, REDIS_URL, freshSchema, quiet, waitFor } from "./helpers.js";
+
+let env: Awaited<ReturnType<typeof freshSchema>>;
+let client: SkiplockClient;
+const workers: Worker[] = [];
+
+async function startWorker(options: Omit<WorkerOptions, "databaseUrl" | "schema">): Promise<Worker> {
+  const w = new Worker({
+    databaseUrl: DATABASE_URL,
+    redisUrl: REDIS_URL,
+    schema: env.schema,
+    logger: quiet,
+    retryBackoff: { base: 0.05, max: 0.2 },
+    ...options,
+  });
+  workers.push(w);
+  await w.start();
+  return w;
+}
+
+async function finished(task: Task, timeout = 15): Promise<Task> {
+  const done = await client.waitForCompletion(task.id, { timeout });
+  if (!done) throw new Error(`task ${task.id} (${task.name}) did not finish in ${timeout} s`);
+  return done;
+}
+
+beforeAll(async () => {
+  env = await freshSchema("worker");
+  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet });
+});
+
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
+  // Every test leaves the queue empty so the next one starts clean.
+  await env.pool.query(`DELETE FROM "${env.schema}".tasks`);
+});
+
+afterAll(async () => {
+  await client.close();
+  await env.drop();
+});
+
+describe("Worker", () => {
+  it("runs a task and records result, times and duration", async () => {
+    await startWorker({ tasks: { multiply: (a: number, b: number) => a * b } });
+    const done = await finished(await client.createTask("multiply", [6, 7]));
+    expect(done.status).toBe("COMPLETED");
+    expect(done.result).toBe(42);
+    expect(done.error).toBeNull();
+    expect(done.startedAt).toBeInstanceOf(Date);
+    expect(done.finishedAt!.getTime()).toBeGreaterThanOrEqual(done.startedAt!.getTime());
+    expect(done.duration).toBeGreaterThanOrEqual(0);
+    expect(done.attempt).toBe(1);
+  });
+
+  it("retries a task that fails once, then completes it (retryCount 1)", async () => {
+    await startWorker({
+      maxRetries: 1,
+      tasks: {
+        flaky: () => {
+          if (taskContext().attempt === 1) throw new Error("first attempt fails");
+          return "ok";
+        },
+      },
+    });
+    const done = await finished(await client.createTask("flaky"));
+    expect(done).toMatchObject({ status: "COMPLETED", result: "ok", retryCount: 1, maxRetries: 1, attempt: 2 });
+  });
+
+  it("fails a task that always fails after its one retry, keeping message and stack", async () => {
+    let runs = 0;
+    await startWorker({
+      maxRetries: 1,
+      tasks: {
+        alwaysFails: () => {
+          runs++;
+          throw new Error("always fails");
+        },
+      },
+    });
+    const done = await finished(await client.createTask("alwaysFails"));
+    expect(done).toMatchObject({ status: "FAILED", retryCount: 1, attempt: 2 });
+    expect(done.error).toMatch(/^Error: always fails\n\s+at /);
+    expect(runs).toBe(2);
+  });
+
+  it("lets a task's own maxRetries override the worker's default", async () => {
+    let runs = 0;
+    await startWorker({ maxRetries: 5, tasks: { fails: () => Promise.reject(new Error(`run ${++runs}`)) } });
+    const done = await finished(await client.createTask("fails", [], { maxRetries: 0 }));
+    expect(done).toMatchObject({ status: "FAILED", retryCount: 0, error: expect.stringMatching(/run 1/) });
+    expect(runs).toBe(1);
+  });
+
+  it("never runs more than `concurrency` tasks at once, and uses all of them", async () => {
+    let active = 0;
+    let peak = 0;
+    await startWorker({
+      concurrency: 3,
+      tasks: {
+        work: async () => {
+          active++;
+          peak = Math.max(peak, active);
+          await new Promise((r) => setTimeout(r, 20));
+          active--;
+        },
+      },
+    });
+    const tasks = await client.createTasks(Array.from({ length: 30 }, () => ({ name: "work" })));
+    for (const t of tasks) expect((await finished(t)).status).toBe("COMPLETED");
+    expect(peak).toBe(3);
+  });
+
+  it("claims higher priority first, then earlier runAt, then older", async () => {
+    const order: string[] = [];
+    const past = (s: number) => new Date(Date.now() - s * 1000);
+    const tasks = await client.createTasks([
+      { name: "log", args: ["low"], priority: 0, runAt: past(50) },
+      { name: "log", args: ["high-late"], priority: 10, runAt: past(10) },
+      { name: "log", args: ["high-early"], priority: 10, runAt: past(20) },
+      { name: "log", args: ["mid"], priority: 5, runAt: past(5) },
+      { name: "log", args: ["low-late"], priority: 0, runAt: past(1) },
+    ]);
+    await startWorker({ concurrency: 1, tasks: { log: (s: string) => void order.push(s) } });
+    for (const t of tasks) await finished(t);
+    expect(order).toEqual(["high-early", "high-late", "mid", "low", "low-late"]);
+  });
+
+  it("does not run a task before its runAt", async () => {
+    await startWorker({ tasks: { noop: () => null }, pollInterval: 0.05 });
+    const due = new Date(Date.now() + 600);
+    const task = await client.createTask("noop", [], { runAt: due });
+    const done = await finished(task);
+    expect(done.startedAt!.getTime()).toBeGreaterThanOrEqual(due.getTime() - 5);
+  });
+
+  it("fails a task at its timeout and fires its AbortSignal", async () => {
+    let reason: unknown;
+    await startWorker({
+      tasks: {
+        waits: () =>
+          new Promise((_, reject) => {
+            const { signal } = taskContext();
+            signal.addEventListener("abort", () => {
+              reason = signal.reason;
+              reject(signal.reason);
+            });
+          }),
+      },
+    });
+    const done = await finished(await client.createTask("waits", [], { timeout: 0.3 }));
+    expect(done.status).toBe("FAILED");
+    expect(done.error).toMatch(/TaskTimeoutError: task timed out after 0.3 s/);
+    expect((reason as Error).name).toBe("TaskTimeoutError");
+  });
+
+  it("fails a never-settling task at its timeout and keeps serving", async () => {
+    await startWorker({ concurrency: 1, tasks: { hang: () => new Promise(() => {}), ok: () => "ok" } });
+    const hung = await client.createTask("hang", [], { timeout: 0.2 });
+    const next = await client.createTask("ok");
+    expect((await finished(hung)).error).toMatch(/timed out/);
+    expect((await finished(next)).result).toBe("ok");
+  });
+
+  it("fails an unknown task name without retrying and goes on", async () => {
+    await startWorker({ maxRetries: 3, tasks: { ok: () => "ok" } });
+    const unknown = await client.createTask("no.such.task", [1]);
+    const next = await client.createTask("ok");
+    const done = await finished(unknown);
+    expect(done).toMatchObject({ status: "FAILED", retryCount: 0 });
+    expect(done.error).toMatch(/UnknownTaskError: unknown task "no.such.task"/);
+    expect((await finished(next)).status).toBe("COMPLETED");
+  });
+
+  it("records readable errors for non-Error throws and non-JSON results", async () => {
+    await startWorker({
+      tasks: {
+        throwsObject: () => {
+          throw { code: 42, why: "plain object" };
+        },
+        throwsString: () => Promise.reject("just a string"),
+        returnsBigInt: () => 10n,
+        returnsFunction: () => () => 1,
+        returnsUndefined: () => undefined,
+      },
+    });
+    const [obj, str, big, fn, undef] = await client.createTasks([
+      { name: "throwsObject" },
+      { name: "throwsString" },
+      { name: "returnsBigInt" },
+      { name: "returnsFunction" },
+      { name: "returnsUndefined" },
+    ]);
+    expect((await finished(obj!)).error).toMatch(/handler threw a non-Error value: \{ code: 42, why: 'plain object' \}/);
+    expect((await finished(str!)).error).toMatch(/handler threw a non-Error value: 'just a string'/);
+    expect((await finished(big!)).error).toMatch(/handler returned a value JSON cannot carry: .*BigInt/);
+    expect((await finished(fn!)).error).toMatch(/handler returned a value JSON cannot carry: .*function/);
+    expect(await finished(undef!)).toMatchObject({ status: "COMPLETED", result: null });
+  });
+
+  it("claims only from its queues", async () => {
+    await startWorker({ queues: ["a", "b"], tasks: { q: () => taskContext().queue } });
+    const [a, b, c] = await client.createTasks([
+      { name: "q", queue: "a" },
+      { name: "q", queue: "b" },
+      { name: "q", queue: "c" },
+    ]);
+    expect((await finished(a!)).result).toBe("a");
+    expect((await finished(b!)).result).toBe("b");
+    expect(await client.waitForCompletion(c!.id, { timeout: 0.5 })).toBeNull();
+  });
+
+  it("runs tasks made with defineTask under their own name", async () => {
+    const add = defineTask("math.add", (a: number, b: number) => a + b, { priority: 3 });
+    await startWorker({ tasks: [add] });
+    const task = await add.using({ client }).enqueue(2, 5);
+    expect(task.priority).toBe(3);
+    expect((await finished(task)).result).toBe(7);
+  });
+
+  it("refuses bad options with typed errors", () => {
+    const base = { databaseUrl: DATABASE_URL, schema: "x", tasks: { a: () => 1 } };
+    expect(() => new Worker({ ...base, concurrency: 0 })).toThrow(InvalidOptionError);
+    expect(() => new Worker({ ...base, queues: ["bad queue"] })).toThrow(InvalidNameError);
+    expect(() => new Worker({ ...base, heartbeatInterval: 10, staleAfter: 15 })).toThrow(/twice heartbeatInterval/);
+    expect(() => new Worker({ ...base, tasks: { "bad name": () => 1 } })).toThrow(InvalidNameError);
+    expect(() => new Worker({ ...base, tasks: { a: 5 as never } })).toThrow(InvalidOptionError);
+  });
+
+  it("refuses to start on a schema that was never migrated", async () => {
+    const w = new Worker({ databaseUrl: DATABASE_URL, schema: "never_migrated_here", tasks: { a: () => 1 }, logger: quiet });
+    await expect(w.start()).rejects.toThrow(/run `skiplock migrate`/);
+  });
+
+  it("is woken by Redis: an idle worker with a long poll interval starts a new task at once", async () => {
+    await startWorker({ pollInterval: 30, tasks: { noop: () => "woke" } });
+    // The first claim happens at start; give it a moment to go idle, then enqueue.
+    await waitFor("worker idle", async () => true);
+    const done = await finished(await client.createTask("noop"), 5);
+    expect(done.result).toBe("woke");
+    expect(done.startedAt!.getTime() - done.createdAt.getTime()).toBeLessThan(5000);
+  });
+});
