@@ -1,7 +1,13 @@
 import { getDefaultClient, type SkiplockClient } from "./client.js";
 import { validateTaskName } from "./config.js";
+import { InvalidOptionError } from "./errors.js";
 import { prepareTask, type Task, type TaskOptions } from "./task.js";
 import type { TaskDefinitionLike } from "./worker/registry.js";
+
+export interface DefineOptions extends TaskOptions {
+  /** Run this task in a worker thread terminated at its timeout, whatever the worker's default (needs tasksModule). */
+  isolation?: "inline" | "thread";
+}
 
 export interface EnqueueOptions extends TaskOptions {
   /** The client to enqueue with; default the module-level client from the environment. */
@@ -12,7 +18,7 @@ export interface EnqueueOptions extends TaskOptions {
 export interface TaskDefinition<A extends unknown[] = unknown[], R = unknown> extends TaskDefinitionLike {
   readonly name: string;
   readonly handler: (...args: A) => R | Promise<R>;
-  readonly options: TaskOptions;
+  readonly options: DefineOptions;
   /** Enqueues the task with these arguments and the definition's options. */
   enqueue(...args: A): Promise<Task<Awaited<R>>>;
   /** The same task with some options overridden for the next enqueue: `.using({ priority: 5 }).enqueue(…)`. */
@@ -26,16 +32,20 @@ export interface TaskDefinition<A extends unknown[] = unknown[], R = unknown> ex
 export function defineTask<A extends unknown[], R>(
   name: string,
   handler: (...args: A) => R | Promise<R>,
-  options: TaskOptions = {},
+  options: DefineOptions = {},
 ): TaskDefinition<A, R> {
   validateTaskName(name);
   if (typeof handler !== "function") throw new TypeError(`defineTask(${JSON.stringify(name)}): handler must be a function`);
-  prepareTask({ name, ...options }); // options are checked now, not at the first enqueue
+  const { isolation, ...taskOptions } = options;
+  if (isolation !== undefined && isolation !== "inline" && isolation !== "thread") {
+    throw new InvalidOptionError("isolation", `expected "inline" or "thread", got ${JSON.stringify(isolation)}`);
+  }
+  prepareTask({ name, ...taskOptions }); // options are checked now, not at the first enqueue
   const enqueueWith =
     (extra: EnqueueOptions) =>
     (...args: A): Promise<Task<Awaited<R>>> => {
       const { client, ...rest } = extra;
-      return (client ?? getDefaultClient()).createTask<Awaited<R>>(name, args, { ...options, ...rest }) as Promise<
+      return (client ?? getDefaultClient()).createTask<Awaited<R>>(name, args, { ...taskOptions, ...rest }) as Promise<
         Task<Awaited<R>>
       >;
     };

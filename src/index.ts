@@ -10,10 +10,10 @@ export {
   type ClientOptions,
   type WaitOptions,
 } from "./client.js";
-export { defineTask, type EnqueueOptions, type TaskDefinition } from "./define.js";
+export { defineTask, type DefineOptions, type EnqueueOptions, type TaskDefinition } from "./define.js";
 export { Worker, type WorkerOptions } from "./worker/worker.js";
 export { taskContext, type TaskContext } from "./worker/context.js";
-export type { Handler, TaskMap } from "./worker/registry.js";
+export type { Handler, Isolation, TaskMap } from "./worker/registry.js";
 export { migrate, type MigrateResult } from "./db/migrate.js";
 export {
   TASK_STATUSES,

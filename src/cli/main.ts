@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { SkiplockClient } from "../client.js";
 import type { ConnectionOptions } from "../config.js";
 import { migrate } from "../db/migrate.js";
@@ -6,7 +6,6 @@ import { SkiplockError } from "../errors.js";
 import { consoleLogger } from "../logger.js";
 import { resolveConnection } from "../config.js";
 import { Worker } from "../worker/worker.js";
-import { loadTasksModule } from "./tasks-module.js";
 
 interface ConnectionFlags {
   databaseUrl?: string;
@@ -74,13 +73,18 @@ export function buildProgram(): Command {
       .option("--poll-interval <s>", "seconds between claims without a wake-up", seconds, 1)
       .option("--heartbeat-interval <s>", "seconds between heartbeats", seconds, 5)
       .option("--stale-after <s>", "seconds without heartbeat before a running task is taken back", seconds, 30)
-      .option("--shutdown-timeout <s>", "seconds to let running tasks finish on SIGTERM before handing them back", seconds, 30),
+      .option("--shutdown-timeout <s>", "seconds to let running tasks finish on SIGTERM before handing them back", seconds, 30)
+      .addOption(
+        new Option("--isolation <mode>", "inline: run handlers on the main thread; thread: one worker thread per running task, terminated at its timeout")
+          .choices(["inline", "thread"])
+          .default("inline"),
+      ),
   ).action(async (flags: ConnectionFlags & Record<string, unknown>) => {
     const logger = consoleLogger();
-    const tasks = await loadTasksModule(flags.tasks as string);
     const worker = new Worker({
       ...connectionOptions(flags),
-      tasks,
+      tasksModule: flags.tasks as string,
+      isolation: flags.isolation as "inline" | "thread",
       concurrency: flags.concurrency as number,
       maxRetries: flags.retry as number,
       ...(flags.queue ? { queues: flags.queue as string[] } : {}),

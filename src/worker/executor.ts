@@ -15,6 +15,19 @@ export interface Execution {
   release(): void;
 }
 
+/** A running task's context, less its signal (which each executor makes for itself). */
+export function contextData(row: TaskRow, workerId: string, maxRetries: number): Omit<TaskContext, "signal"> {
+  return {
+    id: row.id,
+    name: row.name,
+    queue: row.queue,
+    attempt: row.attempt,
+    retryCount: row.retry_count,
+    maxRetries: row.max_retries ?? maxRetries,
+    workerId,
+  };
+}
+
 /**
  * Runs one attempt in this thread. The handler gets the task's arguments as parameters, its context as `this` and
  * through taskContext(), and an AbortSignal that fires at the timeout or on shutdown. At the timeout the attempt
@@ -32,16 +45,7 @@ export function executeInline(row: TaskRow, handler: Handler | undefined, worker
     };
   }
   const controller = new AbortController();
-  const ctx: TaskContext = {
-    id: row.id,
-    name: row.name,
-    queue: row.queue,
-    attempt: row.attempt,
-    retryCount: row.retry_count,
-    maxRetries: row.max_retries ?? maxRetries,
-    signal: controller.signal,
-    workerId,
-  };
+  const ctx: TaskContext = { ...contextData(row, workerId, maxRetries), signal: controller.signal };
   let onAbort!: (reason: unknown) => void;
   const aborted = new Promise<never>((_, reject) => (onAbort = reject));
   aborted.catch(() => {}); // observed through the race below; an abort after the race settled is not an error

@@ -1,48 +1,45 @@
 import { validateTaskName } from "../config.js";
 import { InvalidOptionError } from "../errors.js";
-import type { TaskOptions } from "../task.js";
+import { isDefinition, type TaskDefinitionLike } from "./tasks-module.js";
+
+export { isDefinition, type TaskDefinitionLike };
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Handler = (...args: any[]) => unknown;
-
-/** What the worker needs of a task made with `defineTask`: its name and handler. */
-export interface TaskDefinitionLike {
-  readonly name: string;
-  readonly handler: Handler;
-  readonly options?: TaskOptions;
-}
 
 export type TaskEntry = Handler | TaskDefinitionLike;
 
 /** `{ name: handler }`, `{ key: defineTask(…) }`, or an array of definitions. */
 export type TaskMap = Record<string, TaskEntry> | readonly TaskDefinitionLike[];
 
-export function isDefinition(value: unknown): value is TaskDefinitionLike {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as TaskDefinitionLike).name === "string" &&
-    typeof (value as TaskDefinitionLike).handler === "function"
-  );
+export type Isolation = "inline" | "thread";
+
+export interface Registered {
+  handler: Handler;
+  /** Set for definitions made with `isolation: "thread"`. */
+  isolation: Isolation | undefined;
 }
 
 /**
  * Builds the name → handler table. A plain function is registered under its key; a definition under its own
  * name. Names are validated and must be unique.
  */
-export function buildRegistry(tasks: TaskMap): Map<string, Handler> {
-  const registry = new Map<string, Handler>();
-  const add = (name: string, handler: Handler) => {
+export function buildRegistry(tasks: TaskMap): Map<string, Registered> {
+  const registry = new Map<string, Registered>();
+  const add = (name: string, handler: Handler, isolation: unknown) => {
     validateTaskName(name);
     if (registry.has(name)) throw new InvalidOptionError("tasks", `task ${JSON.stringify(name)} is registered twice`);
-    registry.set(name, handler);
+    if (isolation !== undefined && isolation !== "inline" && isolation !== "thread") {
+      throw new InvalidOptionError("isolation", `task ${JSON.stringify(name)}: expected "inline" or "thread"`);
+    }
+    registry.set(name, { handler, isolation: isolation as Isolation | undefined });
   };
   const entries: [string, unknown][] = Array.isArray(tasks)
     ? tasks.map((d, i) => [String(i), d])
     : Object.entries(tasks as Record<string, unknown>);
   for (const [key, entry] of entries) {
-    if (isDefinition(entry)) add(entry.name, entry.handler);
-    else if (typeof entry === "function" && !Array.isArray(tasks)) add(key, entry as Handler);
+    if (isDefinition(entry)) add(entry.name, entry.handler, entry.options?.isolation);
+    else if (typeof entry === "function" && !Array.isArray(tasks)) add(key, entry as Handler, undefined);
     else throw new InvalidOptionError("tasks", `${key} is neither a function nor a task made with defineTask`);
   }
   return registry;

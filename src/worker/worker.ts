@@ -18,15 +18,28 @@ import { claimTasks } from "../sql/claim.js";
 import type { Backoff } from "../sql/finish.js";
 import type { TaskRow } from "../task.js";
 import { Completer } from "./completer.js";
-import { executeInline, type Execution } from "./executor.js";
+import { contextData, executeInline, type Execution } from "./executor.js";
 import { Heartbeat } from "./heartbeat.js";
 import { ClusterLock } from "./lock.js";
-import { buildRegistry, type Handler, type TaskMap } from "./registry.js";
+import { buildRegistry, type Isolation, type Registered, type TaskMap } from "./registry.js";
+import { loadTasksModule, tasksModuleUrl } from "./tasks-module.js";
+import { ThreadPool } from "./thread-pool.js";
 import { Sweeper } from "./sweeper.js";
 
 export interface WorkerOptions extends ConnectionOptions {
   /** The handlers this worker runs: `{ name: fn }`, `{ key: defineTask(…) }` or an array of definitions. */
-  tasks: TaskMap;
+  tasks?: TaskMap;
+  /**
+   * Path of a module exporting the handlers (as `--tasks`), instead of or as well as `tasks`. Needed for thread
+   * isolation: each task thread imports it.
+   */
+  tasksModule?: string;
+  /**
+   * "inline" (default): handlers run on the worker's main thread; a timeout fails the task and fires its signal,
+   * but cannot stop code that never yields. "thread": each attempt runs in a worker thread that is terminated at
+   * the timeout. Tasks defined with their own `isolation` keep it.
+   */
+  isolation?: Isolation;
   /** Most tasks running at once; default 1. */
   concurrency?: number;
   /** Retries for tasks enqueued without `maxRetries` (`--retry`); default 0. */
@@ -68,7 +81,10 @@ export class Worker {
   readonly concurrency: number;
   readonly queues: string[];
   readonly logger: Logger;
-  readonly #registry: Map<string, Handler>;
+  #registry: Map<string, Registered>;
+  readonly #tasksModuleUrl: string | null;
+  readonly #isolation: Isolation;
+  #threads: ThreadPool | null = null;
   readonly #maxRetries: number;
   readonly #pollMs: number;
   readonly #heartbeatInterval: number;
@@ -98,11 +114,20 @@ export class Worker {
   #timedWake: { at: number; timer: NodeJS.Timeout } | null = null;
 
   constructor(options: WorkerOptions) {
-    if (!options || typeof options !== "object" || !options.tasks) {
-      throw new InvalidOptionError("tasks", "a Worker needs the handlers it runs: new Worker({ tasks: { name: fn } })");
+    if (!options || typeof options !== "object" || (!options.tasks && !options.tasksModule)) {
+      throw new InvalidOptionError(
+        "tasks",
+        "a Worker needs the handlers it runs: new Worker({ tasks: { name: fn } }) or { tasksModule: path }",
+      );
     }
     this.config = resolveConnection(options);
-    this.#registry = buildRegistry(options.tasks);
+    this.#registry = options.tasks ? buildRegistry(options.tasks) : new Map();
+    this.#tasksModuleUrl = options.tasksModule ? tasksModuleUrl(options.tasksModule) : null;
+    const isolation = options.isolation ?? "inline";
+    if (isolation !== "inline" && isolation !== "thread") {
+      throw new InvalidOptionError("isolation", `expected "inline" or "thread", got ${JSON.stringify(isolation)}`);
+    }
+    this.#isolation = isolation;
     this.concurrency = validateInteger("concurrency", options.concurrency ?? 1, 1, 10_000);
     this.#maxRetries = validateInteger("maxRetries", options.maxRetries ?? 0, 0, 1_000_000);
     const queues = options.queues ?? [DEFAULT_QUEUE];
@@ -168,6 +193,16 @@ export class Worker {
     if (this.#state !== "new") throw new Error(`worker already ${this.#state}`);
     this.#state = "starting";
     try {
+      if (this.#tasksModuleUrl && this.#registry.size === 0) {
+        this.#registry = buildRegistry(await loadTasksModule(this.#tasksModuleUrl));
+      }
+      const threaded = this.#isolation === "thread" || [...this.#registry.values()].some((r) => r.isolation === "thread");
+      if (threaded) {
+        if (!this.#tasksModuleUrl) {
+          throw new InvalidOptionError("isolation", "thread isolation needs tasksModule: the module each thread imports");
+        }
+        this.#threads = new ThreadPool(this.#tasksModuleUrl);
+      }
       await this.#store.ping();
       await assertSchemaReady(this.#store.pool, this.config.schema);
     } catch (err) {
@@ -189,6 +224,7 @@ export class Worker {
       queues: this.queues,
       concurrency: this.concurrency,
       tasks: [...this.#registry.keys()],
+      isolation: this.#isolation,
       redis: this.config.redisUrl ? "on" : "off (polling)",
     });
   }
@@ -303,7 +339,11 @@ export class Worker {
   }
 
   #start(row: TaskRow): void {
-    const exec = executeInline(row, this.#registry.get(row.name), this.id, this.#maxRetries);
+    const reg = this.#registry.get(row.name);
+    const exec =
+      reg && this.#threads && (reg.isolation ?? this.#isolation) === "thread"
+        ? this.#threads.run(row, contextData(row, this.id, this.#maxRetries))
+        : executeInline(row, reg?.handler, this.id, this.#maxRetries);
     this.#running.set(row.id, { row, exec });
     void exec.outcome.then((outcome) => {
       this.#running.delete(row.id);
@@ -371,7 +411,7 @@ export class Worker {
       this.logger.error("could not record every task outcome before exit; the sweeper will take those tasks back");
     }
     await this.#heartbeat.stop();
-    await Promise.all([this.#lock.close(), this.#notifier.close(), this.#store.close()]);
+    await Promise.all([this.#threads?.close(), this.#lock.close(), this.#notifier.close(), this.#store.close()]);
     this.#state = "stopped";
     this.logger.info("worker stopped", { worker: this.id });
   }

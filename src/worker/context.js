@@ -1,0 +1,31 @@
+// @ts-check
+// Plain JavaScript so that task threads (worker/task-thread.js) load the same module as the main thread, from the
+// sources or the build alike.
+import { AsyncLocalStorage } from "node:async_hooks";
+
+/**
+ * What a running handler can know about its task.
+ * @typedef {object} TaskContext
+ * @property {string} id
+ * @property {string} name
+ * @property {string} queue
+ * @property {number} attempt 1 for the first attempt, 2 for the first retry, …
+ * @property {number} retryCount
+ * @property {number} maxRetries
+ * @property {AbortSignal} signal fires when the task times out or its worker shuts down; `signal.reason` says which
+ * @property {string} workerId
+ */
+
+/** @type {AsyncLocalStorage<TaskContext>} */
+export const contextStorage = new AsyncLocalStorage();
+
+/**
+ * The context of the task whose handler is running, from anywhere inside it (including awaited calls). Handlers
+ * written as `function` also receive it as `this`. Throws outside a task.
+ * @returns {TaskContext}
+ */
+export function taskContext() {
+  const ctx = contextStorage.getStore();
+  if (!ctx) throw new Error("taskContext() called outside a running task");
+  return ctx;
+}

@@ -1,0 +1,128 @@
+import { performance } from "node:perf_hooks";
+import { Worker as Thread } from "node:worker_threads";
+import { HandlerError, TaskTimeoutError, WorkerShutdownError } from "../errors.js";
+import type { TaskRow } from "../task.js";
+import type { Execution } from "./executor.js";
+import { describeError, resultOutcome, type Outcome } from "./outcome.js";
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface Slot {
+  thread: Thread;
+  /** Resolves when the thread has loaded the tasks module. */
+  ready: Promise<void>;
+}
+
+type DoneMessage = { type: "done"; runId: number; ok: true; value: unknown } | {
+  type: "done";
+  runId: number;
+  ok: false;
+  error?: unknown;
+  notJson?: string;
+};
+
+/**
+ * Runs attempts in worker threads, one attempt per thread at a time. Threads are reused while their tasks finish
+ * normally; a thread whose task times out, or that is released at shutdown, is terminated (ending even a handler
+ * that never yields) and a fresh one takes its place on the next run. A thread that dies (`process.exit()` inside a
+ * handler ends only its thread) fails the attempt it was running.
+ */
+export class ThreadPool {
+  readonly #moduleUrl: string;
+  readonly #idle: Slot[] = [];
+  readonly #all = new Set<Thread>();
+  #nextRunId = 1;
+  #closed = false;
+
+  constructor(moduleUrl: string) {
+    this.#moduleUrl = moduleUrl;
+  }
+
+  #spawn(): Slot {
+    const thread = new Thread(new URL("./task-thread.js", import.meta.url), { workerData: { moduleUrl: this.#moduleUrl } });
+    this.#all.add(thread);
+    thread.on("exit", () => this.#all.delete(thread));
+    const ready = new Promise<void>((resolve, reject) => {
+      const onMessage = (m: { type: string }) => {
+        if (m.type !== "ready") return;
+        thread.off("message", onMessage);
+        thread.off("error", reject);
+        resolve();
+      };
+      thread.on("message", onMessage);
+      thread.once("error", reject);
+    });
+    ready.catch(() => {});
+    return { thread, ready };
+  }
+
+  #retire(slot: Slot): void {
+    this.#all.delete(slot.thread);
+    void slot.thread.terminate();
+  }
+
+  run(row: TaskRow, ctx: Record<string, unknown>): Execution {
+    const slot = this.#idle.pop() ?? this.#spawn();
+    const runId = this.#nextRunId++;
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    const failed = (error: string): Outcome => ({ kind: "failed", error, final: false, duration: seconds() });
+    let settle!: (o: Outcome, keepThread: boolean) => void;
+
+    const outcome = new Promise<Outcome>((resolve) => {
+      let done = false;
+      const onMessage = (m: DoneMessage | { type: string }) => {
+        if (m.type !== "done" || (m as DoneMessage).runId !== runId) return;
+        const d = m as DoneMessage;
+        if (d.ok) return settle(resultOutcome(d.value, seconds()), true);
+        if (d.notJson !== undefined) {
+          const e = new HandlerError(`handler returned a value JSON cannot carry: ${d.notJson}`);
+          return settle(failed(`${e.name}: ${e.message}`), true);
+        }
+        settle(failed(describeError(d.error)), true);
+      };
+      const onError = (err: Error) => settle(failed(describeError(err)), false);
+      const onExit = (code: number) => {
+        const e = new HandlerError(`task thread exited with code ${code} while running the task`);
+        settle(failed(`${e.name}: ${e.message}`), false);
+      };
+      const timer = setTimeout(() => {
+        const e = new TaskTimeoutError(row.timeout);
+        settle(failed(`${e.name}: ${e.message} (its thread was terminated)`), false);
+      }, Math.min(row.timeout * 1000, MAX_TIMER_MS));
+      settle = (o, keepThread) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        slot.thread.off("message", onMessage);
+        slot.thread.off("error", onError);
+        slot.thread.off("exit", onExit);
+        if (keepThread && !this.#closed) this.#idle.push(slot);
+        else this.#retire(slot);
+        resolve(o);
+      };
+      slot.thread.on("message", onMessage);
+      slot.thread.once("error", onError);
+      slot.thread.once("exit", onExit);
+      slot.ready.then(
+        () => slot.thread.postMessage({ type: "run", runId, name: row.name, args: row.args, ctx }),
+        (err: Error) => settle(failed(describeError(err)), false),
+      );
+    });
+    return {
+      outcome,
+      release: () => {
+        // Let the handler see why, then end the thread: the task goes back to the queue either way.
+        slot.thread.postMessage({ type: "abort", reason: new WorkerShutdownError() });
+        settle({ kind: "released" }, false);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#idle.length = 0;
+    await Promise.all([...this.#all].map((t) => t.terminate()));
+    this.#all.clear();
+  }
+}
