@@ -23,6 +23,7 @@ export class Heartbeat {
   #thread: Thread | null = null;
   #failing = false;
   #beats = 0;
+  #stopped = false;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -50,10 +51,20 @@ export class Heartbeat {
       }
     });
     thread.on("error", (err) => logger.error("heartbeat thread crashed", { error: err.message }));
+    thread.on("exit", () => {
+      if (this.#thread !== thread) return; // stopped on purpose
+      // Without beats the sweeper would take this worker's tasks away: start another thread.
+      this.#thread = null;
+      logger.warn("heartbeat thread exited; restarting it");
+      setTimeout(() => {
+        if (!this.#stopped) this.start();
+      }, 200).unref();
+    });
     this.#thread = thread;
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     const thread = this.#thread;
     if (!thread) return;
     this.#thread = null;
