@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { TaskTimeoutError, UnknownTaskError, WorkerShutdownError } from "../errors.js";
-import type { TaskRow } from "../task.js";
+import type { ClaimedRow } from "../sql/claim.js";
 import { contextStorage, type TaskContext } from "./context.js";
 import { describeError, resultOutcome, type Outcome } from "./outcome.js";
 import type { Handler } from "./registry.js";
@@ -16,7 +16,7 @@ export interface Execution {
 }
 
 /** A running task's context, less its signal (which each executor makes for itself). */
-export function contextData(row: TaskRow, workerId: string, maxRetries: number): Omit<TaskContext, "signal"> {
+export function contextData(row: ClaimedRow, workerId: string, maxRetries: number): Omit<TaskContext, "signal"> {
   return {
     id: row.id,
     name: row.name,
@@ -34,7 +34,7 @@ export function contextData(row: TaskRow, workerId: string, maxRetries: number):
  * fails with TaskTimeoutError at once, whether or not the handler heeds the signal; a result that arrives later
  * is discarded. (A handler that blocks the event loop cannot be interrupted in this mode: see thread isolation.)
  */
-export function executeInline(row: TaskRow, handler: Handler | undefined, workerId: string, maxRetries: number): Execution {
+export function executeInline(row: ClaimedRow, handler: Handler | undefined, workerId: string, maxRetries: number): Execution {
   const started = performance.now();
   const seconds = () => (performance.now() - started) / 1000;
   if (!handler) {

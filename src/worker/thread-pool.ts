@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { Worker as Thread } from "node:worker_threads";
 import { HandlerError, TaskTimeoutError, WorkerShutdownError } from "../errors.js";
-import type { TaskRow } from "../task.js";
+import type { ClaimedRow } from "../sql/claim.js";
 import type { Execution } from "./executor.js";
 import { describeError, resultOutcome, type Outcome } from "./outcome.js";
 
@@ -61,7 +61,7 @@ export class ThreadPool {
     void slot.thread.terminate();
   }
 
-  run(row: TaskRow, ctx: Record<string, unknown>): Execution {
+  run(row: ClaimedRow, ctx: Record<string, unknown>): Execution {
     const slot = this.#idle.pop() ?? this.#spawn();
     const runId = this.#nextRunId++;
     const started = performance.now();

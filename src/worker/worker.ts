@@ -16,7 +16,7 @@ import { consoleLogger, type Logger } from "../logger.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
 import { claimTasks } from "../sql/claim.js";
 import type { Backoff } from "../sql/finish.js";
-import type { TaskRow } from "../task.js";
+import type { ClaimedRow } from "../sql/claim.js";
 import { Completer } from "./completer.js";
 import { contextData, executeInline, type Execution } from "./executor.js";
 import { Heartbeat } from "./heartbeat.js";
@@ -66,7 +66,7 @@ export interface WorkerOptions extends ConnectionOptions {
 }
 
 interface Running {
-  row: TaskRow;
+  row: ClaimedRow;
   exec: Execution;
 }
 
@@ -265,7 +265,7 @@ export class Worker {
       const free = this.concurrency - this.#running.size;
       if (free > 0 && this.#maybeWork) {
         this.#maybeWork = false;
-        let rows: TaskRow[];
+        let rows: ClaimedRow[];
         try {
           rows = await claimTasks(this.#store.pool, this.#store.tasks, {
             queues: this.queues,
@@ -338,7 +338,7 @@ export class Worker {
     });
   }
 
-  #start(row: TaskRow): void {
+  #start(row: ClaimedRow): void {
     const reg = this.#registry.get(row.name);
     const exec =
       reg && this.#threads && (reg.isolation ?? this.#isolation) === "thread"
