@@ -1,11 +1,18 @@
 import { sql } from "kysely";
-import { resolveConnection, validateSeconds, type ConnectionConfig, type ConnectionOptions } from "./config.js";
+import {
+  resolveConnection,
+  validateInteger,
+  validateSeconds,
+  type ConnectionConfig,
+  type ConnectionOptions,
+} from "./config.js";
 import { migrate, type MigrateResult } from "./db/migrate.js";
 import { isConnectionError, Store } from "./db/store.js";
-import { TaskNotFoundError } from "./errors.js";
+import { InvalidOptionError, TaskNotFoundError } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createNotifier, type Notifier } from "./notify/index.js";
 import { insertTasks } from "./sql/insert.js";
+import { purgeTasks } from "./sql/purge.js";
 import {
   FINAL_STATUSES,
   prepareTask,
@@ -188,9 +195,46 @@ export class SkiplockClient {
     return task;
   }
 
+  /**
+   * Deletes finished tasks (COMPLETED, FAILED, CANCELLED, or the `statuses` given) that finished more than
+   * `olderThanDays` days ago, in short batches. With `dryRun`, only counts them. Never touches PENDING or PROGRESS.
+   */
+  async purgeTasks(options: PurgeTasksOptions): Promise<{ deleted: number; scanned: number; dryRun: boolean }> {
+    const days = validateSeconds("olderThanDays", options.olderThanDays);
+    const statuses = options.statuses ?? ["COMPLETED", "FAILED", "CANCELLED"];
+    if (!Array.isArray(statuses) || statuses.length === 0 || statuses.some((st) => !PURGEABLE.has(st))) {
+      throw new InvalidOptionError("statuses", "choose among COMPLETED, FAILED and CANCELLED");
+    }
+    const batchSize = validateInteger("batchSize", options.batchSize ?? 10_000, 1, 1_000_000);
+    const dryRun = options.dryRun ?? false;
+    const r = await purgeTasks(this.store.pool, this.store.tasks, {
+      statuses,
+      olderThan: days * 86_400,
+      batchSize,
+      dryRun,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+    return { deleted: r.matched, scanned: r.scanned, dryRun };
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.notifier.close(), this.store.close()]);
   }
+}
+
+const PURGEABLE: ReadonlySet<string> = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+
+export interface PurgeTasksOptions {
+  /** Delete tasks that finished more than this many days ago (fractions allowed). */
+  olderThanDays: number;
+  /** Which final statuses to delete; default all three. */
+  statuses?: ("COMPLETED" | "FAILED" | "CANCELLED")[];
+  /** Rows read per step, each its own short transaction; default 10,000. */
+  batchSize?: number;
+  /** Count, delete nothing. */
+  dryRun?: boolean;
+  /** Called after each step with the running count and rows read. */
+  onProgress?: (matched: number, scanned: number) => void;
 }
 
 let defaultClient: SkiplockClient | null = null;

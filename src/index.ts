@@ -8,6 +8,7 @@ export {
   getTask,
   waitForCompletion,
   type ClientOptions,
+  type PurgeTasksOptions,
   type WaitOptions,
 } from "./client.js";
 export { defineTask, type DefineOptions, type EnqueueOptions, type TaskDefinition } from "./define.js";

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadMigrations } from "../src/db/migrate.js";
 import { SkiplockClient } from "../src/index.js";
 import {
   DATABASE_URL,
@@ -47,8 +48,8 @@ describe("skiplock migrate", () => {
       const runs = await Promise.all([1, 2, 3].map(() => runCli(["migrate", "--schema", schema], { DATABASE_URL })));
       expect(runs.map((r) => r.code)).toEqual([0, 0, 0]);
       expect(runs.filter((r) => /applied/.test(r.stdout))).toHaveLength(1);
-      const rows = await env.pool.query(`SELECT id FROM "${schema}".migrations`);
-      expect(rows.rowCount).toBe(1);
+      const rows = await env.pool.query(`SELECT id FROM "${schema}".migrations ORDER BY id`);
+      expect(rows.rows.map((r) => r.id)).toEqual((await loadMigrations()).map((m) => m.id));
     } finally {
       await env.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     }

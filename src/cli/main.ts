@@ -173,6 +173,34 @@ export function buildProgram(): Command {
     }
   });
 
+  withConnection(
+    program
+      .command("purge")
+      .description("delete finished tasks older than --days, in short batches")
+      .requiredOption("--days <n>", "delete tasks that finished more than this many days ago", seconds)
+      .option("--status <status>", "COMPLETED, FAILED or CANCELLED (repeat; default: all three)", collect)
+      .option("--batch-size <n>", "rows read per step, each its own short transaction", integer, 10_000)
+      .option("--dry-run", "count what would be deleted, delete nothing", false),
+  ).action(async (flags: ConnectionFlags & Record<string, unknown>) => {
+    const client = new SkiplockClient({ ...connectionOptions(flags), redisUrl: null });
+    try {
+      const statuses = (flags.status as string[] | undefined)?.map((st) => st.toUpperCase());
+      const r = await client.purgeTasks({
+        olderThanDays: flags.days as number,
+        ...(statuses ? { statuses: statuses as ("COMPLETED" | "FAILED" | "CANCELLED")[] } : {}),
+        batchSize: flags.batchSize as number,
+        dryRun: flags.dryRun as boolean,
+      });
+      process.stdout.write(
+        r.dryRun
+          ? `would delete ${r.deleted} tasks (scanned ${r.scanned}); nothing deleted (--dry-run)\n`
+          : `deleted ${r.deleted} tasks (scanned ${r.scanned})\n`,
+      );
+    } finally {
+      await client.close();
+    }
+  });
+
   return program;
 }
 
