@@ -279,9 +279,11 @@ export class Worker {
           await this.#dbFailed(err);
           continue;
         }
-        // A full batch means the queue may hold more; a short one means it is drained for now.
+        // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
+        // arrived while the claim was in flight: it set #maybeWork again).
         if (rows.length === free) this.#maybeWork = true;
         for (const row of rows) this.#start(row);
+        if (this.#maybeWork && this.#running.size < this.concurrency) continue;
       }
       await this.#idle();
     }
