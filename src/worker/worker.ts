@@ -63,7 +63,16 @@ export interface WorkerOptions extends ConnectionOptions {
   workerId?: string;
   /** Postgres connections for claims and outcome writes; default 4. */
   poolSize?: number;
+  /**
+   * Most claimed tasks held ready beyond the free slots, so a slot that frees starts its next task at once instead
+   * of waiting for a claim round trip; default `concurrency`. Used only while tasks take under 50 ms on average, so
+   * a held task always starts within moments and long tasks are never hoarded from other workers.
+   */
+  prefetch?: number;
 }
+
+/** Prefetch only while the average attempt is shorter than this (milliseconds). */
+const PREFETCH_BELOW_MS = 50;
 
 interface Running {
   row: ClaimedRow;
@@ -99,6 +108,11 @@ export class Worker {
   readonly #heartbeat: Heartbeat;
   readonly sweeper: Sweeper;
   readonly #running = new Map<string, Running>();
+  /** Claimed, not yet started (see `prefetch`). */
+  #buffer: ClaimedRow[] = [];
+  readonly #maxPrefetch: number;
+  /** Moving average of attempt durations in ms; Infinity until the first one ends. */
+  #avgMs = Infinity;
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   #loopDone: Promise<void> = Promise.resolve();
   #stopPromise: Promise<void> | null = null;
@@ -142,6 +156,7 @@ export class Worker {
         `must be at least twice heartbeatInterval (${this.#heartbeatInterval} s), or live tasks would be swept`,
       );
     }
+    this.#maxPrefetch = validateInteger("prefetch", options.prefetch ?? this.concurrency, 0, 100_000);
     this.#sweepInterval = validateSeconds("sweepInterval", options.sweepInterval ?? this.#staleAfter / 2, 0.05);
     this.#shutdownMs = validateSeconds("shutdownTimeout", options.shutdownTimeout ?? 30) * 1000;
     this.#backoff = {
@@ -260,16 +275,25 @@ export class Worker {
     });
   }
 
+  /** How many claimed-but-unstarted tasks to hold right now. */
+  #prefetchTarget(): number {
+    return this.#avgMs < PREFETCH_BELOW_MS ? this.#maxPrefetch : 0;
+  }
+
   async #loop(): Promise<void> {
     while (this.#state === "running") {
-      const free = this.concurrency - this.#running.size;
-      if (free > 0 && this.#maybeWork) {
+      const capacity = this.concurrency + this.#prefetchTarget();
+      const want = capacity - this.#running.size - this.#buffer.length;
+      // Claim when slots are idle, or (while tasks ready to start remain) once half the capacity is missing, so
+      // claims come in sizeable batches rather than one row per freed slot.
+      const due = this.#buffer.length === 0 ? this.#running.size < this.concurrency : want >= Math.ceil(capacity / 2);
+      if (want > 0 && due && this.#maybeWork) {
         this.#maybeWork = false;
         let rows: ClaimedRow[];
         try {
           rows = await claimTasks(this.#store.pool, this.#store.tasks, {
             queues: this.queues,
-            limit: free,
+            limit: want,
             workerId: this.id,
             defaultMaxRetries: this.#maxRetries,
           });
@@ -281,11 +305,20 @@ export class Worker {
         }
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
         // arrived while the claim was in flight: it set #maybeWork again).
-        if (rows.length === free) this.#maybeWork = true;
-        for (const row of rows) this.#start(row);
+        if (rows.length === want) this.#maybeWork = true;
+        this.#buffer.push(...rows);
+        if (this.#state !== "running") break;
+        this.#pump();
         if (this.#maybeWork && this.#running.size < this.concurrency) continue;
       }
       await this.#idle();
+    }
+  }
+
+  /** Starts held tasks while slots are free. */
+  #pump(): void {
+    while (this.#running.size < this.concurrency && this.#buffer.length > 0 && this.#state === "running") {
+      this.#start(this.#buffer.shift()!);
     }
   }
 
@@ -349,6 +382,11 @@ export class Worker {
     this.#running.set(row.id, { row, exec });
     void exec.outcome.then((outcome) => {
       this.#running.delete(row.id);
+      if (outcome.kind !== "released") {
+        const ms = outcome.duration * 1000;
+        this.#avgMs = this.#avgMs === Infinity ? ms : this.#avgMs * 0.9 + ms * 0.1;
+      }
+      this.#pump();
       const claim = { id: row.id, attempt: row.attempt };
       switch (outcome.kind) {
         case "completed":
@@ -389,6 +427,8 @@ export class Worker {
     this.#state = "stopping";
     this.#wakeLoop?.();
     await this.#loopDone;
+    // Held tasks never started: back to the queue at once, for other workers.
+    for (const row of this.#buffer.splice(0)) this.#completer.release({ id: row.id, attempt: row.attempt });
     this.#offWake?.();
     this.#offReconnect?.();
     if (this.#timedWake) clearTimeout(this.#timedWake.timer);
