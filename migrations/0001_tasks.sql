@@ -35,8 +35,8 @@ CREATE TABLE tasks (
 -- slow the claim down however many accumulate.
 CREATE INDEX tasks_claim_idx ON tasks (queue, priority DESC, run_at, id) WHERE status = 'PENDING';
 
--- Running rows: the heartbeat (by worker), shutdown hand-back and the stale sweep read only these.
-CREATE INDEX tasks_running_idx ON tasks (worker_id, heartbeat_at) WHERE status = 'PROGRESS';
+-- Running rows, oldest heartbeat first: the stale-task sweep reads only these.
+CREATE INDEX tasks_running_idx ON tasks (heartbeat_at) WHERE status = 'PROGRESS';
 
 -- A unique key holds while its task is live; once it finishes the key may be used again.
 CREATE UNIQUE INDEX tasks_unique_key_idx ON tasks (unique_key)

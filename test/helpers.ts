@@ -180,3 +180,277 @@ export class PrivateRedis {
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fault-injection helpers (test/faults.*.test.ts).
+
+import { readFileSync } from "node:fs";
+
+export type SchemaEnv = Awaited<ReturnType<typeof freshSchema>>;
+
+/** One ledger row: an execution of a fixture task that records itself. */
+export interface LedgerRow {
+  task_id: string;
+  attempt: number;
+  pid: number;
+}
+
+/** The ledger by task id, each task's executions in the order they recorded. */
+export async function readLedger(pool: pg.Pool, schema: string): Promise<Map<string, LedgerRow[]>> {
+  const { rows } = await pool.query<LedgerRow>(
+    `SELECT task_id::text AS task_id, attempt, pid FROM "${schema}".ledger ORDER BY at, attempt`,
+  );
+  const byTask = new Map<string, LedgerRow[]>();
+  for (const r of rows) {
+    let list = byTask.get(r.task_id);
+    if (!list) byTask.set(r.task_id, (list = []));
+    list.push(r);
+  }
+  return byTask;
+}
+
+/** The raw task rows (snake_case, ids as text), by id. */
+export async function taskRows(pool: pg.Pool, schema: string, ids?: readonly string[]): Promise<Map<string, Record<string, any>>> {
+  const { rows } = ids
+    ? await pool.query(`SELECT t.*, t.id::text AS id FROM "${schema}".tasks t WHERE t.id = ANY($1::bigint[]) ORDER BY t.id`, [ids])
+    : await pool.query(`SELECT t.*, t.id::text AS id FROM "${schema}".tasks t ORDER BY t.id`);
+  return new Map(rows.map((r) => [r.id as string, r]));
+}
+
+/** Task counts by status. */
+export async function statusCounts(pool: pg.Pool, schema: string): Promise<Record<string, number>> {
+  const { rows } = await pool.query(`SELECT status, count(*)::int AS n FROM "${schema}".tasks GROUP BY status`);
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}
+
+export interface StaleTaskSpec {
+  name?: string;
+  queue?: string;
+  status?: "PENDING" | "PROGRESS" | "COMPLETED" | "FAILED";
+  /** Seconds since the last heartbeat; default 3600. */
+  heartbeatAge?: number;
+  attempt?: number;
+  retryCount?: number;
+  maxRetries?: number | null;
+  workerId?: string;
+}
+
+/**
+ * Inserts `n` rows as a crash leaves them: PROGRESS, claimed by a worker that is gone (`workerId`), attempt 1,
+ * heartbeat `heartbeatAge` seconds old. Returns their ids in insert order.
+ */
+export async function insertCrashedTasks(pool: pg.Pool, schema: string, n: number, spec: StaleTaskSpec = {}): Promise<string[]> {
+  const age = spec.heartbeatAge ?? 3600;
+  const { rows } = await pool.query<{ id: string }>(
+    `INSERT INTO "${schema}".tasks (name, args, queue, status, attempt, retry_count, max_retries, worker_id,
+                                     started_at, heartbeat_at, finished_at, run_at)
+     SELECT $1, jsonb_build_array(g), $2, $3, $4, $5, $6, $7,
+            now() - ($8::float8 + 1) * interval '1 second', now() - $8::float8 * interval '1 second',
+            CASE WHEN $3 IN ('COMPLETED', 'FAILED') THEN now() END, now() - interval '1 hour'
+       FROM generate_series(1, $9::int) AS g
+     RETURNING id::text AS id`,
+    [
+      spec.name ?? "recorded",
+      spec.queue ?? "default",
+      spec.status ?? "PROGRESS",
+      spec.attempt ?? 1,
+      spec.retryCount ?? 0,
+      spec.maxRetries === undefined ? 1 : spec.maxRetries,
+      spec.workerId ?? "dead-host:99999:deadbeef",
+      age,
+      n,
+    ],
+  );
+  return rows.map((r) => r.id).sort((a, b) => Number(a) - Number(b));
+}
+
+/**
+ * Keeps one `skiplock run-worker` alive: whenever it exits (a poison task calling process.exit, a kill), another is
+ * started, like systemd or Kubernetes would. `stop()` ends the loop and the current worker.
+ */
+export function superviseWorker(
+  schema: string,
+  args: string[] = [],
+  env: Record<string, string | undefined> = {},
+): { procs: Proc[]; exits: { code: number | null; signal: NodeJS.Signals | null }[]; stop: () => Promise<void> } {
+  const procs: Proc[] = [];
+  const exits: { code: number | null; signal: NodeJS.Signals | null }[] = [];
+  let stopped = false;
+  const launch = () => {
+    const p = spawnProc(process.execPath, [CLI, "run-worker", "--tasks", FIXTURE_TASKS, ...args], {
+      DATABASE_URL,
+      REDIS_URL,
+      SKIPLOCK_SCHEMA: schema,
+      ...env,
+    });
+    procs.push(p);
+    void p.exited.then((e) => {
+      exits.push(e);
+      if (!stopped) launch();
+    });
+  };
+  launch();
+  return {
+    procs,
+    exits,
+    stop: async () => {
+      stopped = true;
+      await Promise.all(procs.map((p) => stopProc(p, "SIGKILL")));
+    },
+  };
+}
+
+/**
+ * A database of the test's own (for faults that act on a whole database, such as terminating every skiplock
+ * backend in it), with a migrated schema and a ledger like freshSchema's. `drop()` removes both.
+ */
+export async function freshDatabase(label: string): Promise<SchemaEnv & { databaseUrl: string }> {
+  const name = `t_${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  const url = new URL(DATABASE_URL);
+  url.pathname = `/${name}`;
+  const databaseUrl = url.toString();
+  const schema = name;
+  await migrate({ databaseUrl, schema });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+  pool.on("error", () => {});
+  await pool.query(`CREATE TABLE "${schema}".ledger (task_id bigint, attempt int, pid int, at timestamptz DEFAULT clock_timestamp())`);
+  return {
+    databaseUrl,
+    schema,
+    pool,
+    drop: async () => {
+      await pool.end();
+      if (process.env.KEEP_SCHEMAS) return;
+      const c = new pg.Client({ connectionString: DATABASE_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far; Linux only (reads /proc). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of /proc/PID/stat, i.e. 11 and 12 after "pid (comm) ".
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * Waits until a process uses less than `maxShare` of one core over a window of at least `windowMs` (samples are
+ * polled, so this is a condition, not a sleep): e.g. a thread stuck in a loop has been terminated.
+ */
+export async function waitForCpuIdle(pid: number, what: string, maxShare = 0.3, windowMs = 1000, timeoutMs = 15_000): Promise<void> {
+  const samples: { at: number; cpu: number }[] = [];
+  await waitFor(
+    what,
+    () => {
+      const now = { at: Date.now(), cpu: cpuSeconds(pid) };
+      samples.push(now);
+      for (let i = samples.length - 2; i >= 0; i--) {
+        const s = samples[i]!;
+        if (now.at - s.at >= windowMs) return (now.cpu - s.cpu) / ((now.at - s.at) / 1000) < maxShare;
+      }
+      return false;
+    },
+    timeoutMs,
+    100,
+  );
+}
+
+/**
+ * Like startWorkerProcess, but fails at once (with the worker's output) when the process exits before it started,
+ * e.g. on an unknown flag, instead of waiting out the start timeout.
+ */
+export async function launchWorker(
+  schema: string,
+  args: string[] = [],
+  env: Record<string, string | undefined> = {},
+): Promise<Proc> {
+  const p = spawnProc(process.execPath, [CLI, "run-worker", "--tasks", FIXTURE_TASKS, ...args], {
+    DATABASE_URL,
+    REDIS_URL,
+    SKIPLOCK_SCHEMA: schema,
+    ...env,
+  });
+  const exitedEarly = p.exited.then((e) => {
+    throw new Error(`worker exited before it started (${JSON.stringify(e)}):\n${p.output()}`);
+  });
+  exitedEarly.catch(() => {});
+  await Promise.race([p.waitForOutput(/worker started/), exitedEarly]);
+  return p;
+}
+
+import { createConnection, type Server, type Socket } from "node:net";
+
+/**
+ * A TCP proxy in front of Postgres (or anything) that can misbehave like a network: `blackhole()` keeps forwarding
+ * what clients send but drops every byte coming back (a statement runs and commits, its answer never arrives),
+ * `resetAll()` cuts every open connection, and new connections work normally again after it.
+ */
+export class FlakyProxy {
+  port = 0;
+  #server: Server | null = null;
+  readonly #pairs = new Set<[Socket, Socket]>();
+  #blackhole = false;
+  constructor(readonly targetPort: number, readonly targetHost = "127.0.0.1") {}
+
+  /** A database URL like `url`, through this proxy. */
+  url(databaseUrl: string): string {
+    const u = new URL(databaseUrl);
+    u.hostname = "127.0.0.1";
+    u.port = String(this.port);
+    return u.toString();
+  }
+
+  async start(): Promise<void> {
+    this.port = await freePort();
+    const server = createServer((client) => {
+      const upstream = createConnection({ host: this.targetHost, port: this.targetPort });
+      const pair: [Socket, Socket] = [client, upstream];
+      this.#pairs.add(pair);
+      client.on("data", (d) => upstream.write(d));
+      upstream.on("data", (d) => {
+        if (!this.#blackhole) client.write(d);
+      });
+      const close = () => {
+        this.#pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("error", close).on("close", close);
+      upstream.on("error", close).on("close", close);
+    });
+    this.#server = server;
+    await new Promise<void>((resolve) => server.listen(this.port, "127.0.0.1", resolve));
+  }
+
+  /** Open connections through the proxy. */
+  get connections(): number {
+    return this.#pairs.size;
+  }
+
+  blackhole(): void {
+    this.#blackhole = true;
+  }
+
+  /** Cuts every connection (clients see a reset) and lets new ones through normally. */
+  resetAll(): void {
+    this.#blackhole = false;
+    for (const [client, upstream] of this.#pairs) {
+      client.resetAndDestroy();
+      upstream.destroy();
+    }
+    this.#pairs.clear();
+  }
+
+  async stop(): Promise<void> {
+    this.resetAll();
+    await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
+  }
+}

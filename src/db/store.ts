@@ -54,6 +54,8 @@ export interface StoreOptions {
   applicationName?: string;
   /** Let the process exit while only idle connections are open (short scripts). */
   allowExitOnIdle?: boolean;
+  /** Milliseconds after which a query that got no answer fails (a connection gone silent); default none. */
+  queryTimeout?: number;
 }
 
 /** The connection to Postgres: a pg pool, kysely over it, and the schema's quoted table name. */
@@ -77,9 +79,14 @@ export class Store {
       connectionTimeoutMillis: 10_000,
       idleTimeoutMillis: 30_000,
       allowExitOnIdle: options.allowExitOnIdle ?? false,
+      keepAlive: true,
+      ...(options.queryTimeout ? { query_timeout: options.queryTimeout } : {}),
     });
     // An idle client whose backend was terminated emits here; the pool drops it and opens another on demand.
     this.pool.on("error", () => {});
+    // A checked-out client (kysely holds one for the length of a query) emits on its own: without a listener a
+    // terminated backend would crash the process. The query in flight still fails, with the error, to its caller.
+    this.pool.on("connect", (client) => client.on("error", () => {}));
     this.db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: this.pool }) }).withSchema(this.schema);
   }
 

@@ -29,6 +29,8 @@ export class Completer {
   #scheduled = false;
   #retryDelay = 0;
   #idle: (() => void)[] = [];
+  /** Outcomes being written right now: their rows are still PROGRESS until the write commits. */
+  #inflight: Claim[] = [];
 
   constructor(q: Queryable, tasks: string, notifier: Notifier, log: Logger, backoff: Backoff) {
     this.#q = q;
@@ -41,6 +43,11 @@ export class Completer {
   /** Outcomes accepted but not yet written. */
   get pending(): number {
     return this.#completions.length + this.#failures.length + this.#releases.length;
+  }
+
+  /** Every task whose outcome is accepted but not yet committed (the heartbeat keeps these alive). */
+  held(): Claim[] {
+    return [...this.#inflight, ...this.#completions, ...this.#failures, ...this.#releases];
   }
 
   complete(c: Completion): void {
@@ -89,6 +96,7 @@ export class Completer {
     this.#completions = [];
     this.#failures = [];
     this.#releases = [];
+    this.#inflight = [...completions, ...failures, ...releases];
     const finished: string[] = [];
     try {
       if (completions.length > 0) {
@@ -126,6 +134,7 @@ export class Completer {
         retryInMs: Math.round(this.#retryDelay),
       });
     } finally {
+      this.#inflight = [];
       // Announce what did commit, even when a later statement of the batch failed.
       this.#notifier.publishFinished(finished);
     }

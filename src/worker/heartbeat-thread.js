@@ -1,7 +1,10 @@
 // @ts-check
 // The heartbeat loop, on a thread of its own so that a handler keeping the main thread busy (CPU-bound work in
 // inline mode) does not stop its own task's heartbeat. Plain JavaScript: it is loaded as is, from the sources or
-// the build. It runs one statement, given by the main thread, every `interval` seconds on its own connection.
+// the build. The main thread tells it which tasks the worker holds: "add" when a claim lands (posted before any
+// of those tasks starts, so even one that blocks the main thread at once is covered) and "set" on a timer with the
+// whole current list (which is how finished tasks leave it). Every `interval` seconds it runs one statement, given
+// by the main thread, on its own connection.
 import { parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
 
@@ -12,29 +15,50 @@ let client = null;
 /** @type {NodeJS.Timeout | undefined} */
 let timer;
 let stopped = false;
+/** id → attempt of every task the worker holds. */
+const held = new Map();
 
 async function connect() {
-  const c = new pg.Client({ connectionString: cfg.databaseUrl, application_name: "skiplock heartbeat" });
+  const c = new pg.Client({
+    connectionString: cfg.databaseUrl,
+    application_name: "skiplock heartbeat",
+    keepAlive: true,
+    // A connection that stopped answering must not stop the beats for good.
+    query_timeout: Math.max(1000, cfg.interval * 2000),
+  });
   c.on("error", () => {});
   await c.connect();
   return c;
 }
 
 async function beat() {
-  try {
-    client ??= await connect();
-    const r = await client.query({ name: cfg.statement.name, text: cfg.statement.text, values: [cfg.workerId, cfg.grace] });
-    parentPort?.postMessage({ type: "beat", rows: r.rowCount ?? 0 });
-  } catch (err) {
-    const c = client;
-    client = null;
-    c?.end().catch(() => {});
-    parentPort?.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
+  if (held.size > 0) {
+    try {
+      client ??= await connect();
+      const r = await client.query({
+        name: cfg.statement.name,
+        text: cfg.statement.text,
+        values: [cfg.workerId, [...held.keys()], [...held.values()], cfg.grace],
+      });
+      parentPort?.postMessage({ type: "beat", rows: r.rowCount ?? 0 });
+    } catch (err) {
+      const c = client;
+      client = null;
+      c?.end().catch(() => {});
+      parentPort?.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
+    }
   }
   if (!stopped) timer = setTimeout(beat, cfg.interval * 1000);
 }
 
-parentPort?.on("message", async (/** @type {{ type: string }} */ msg) => {
+parentPort?.on("message", async (/** @type {{ type: string, ids?: string[], attempts?: number[] }} */ msg) => {
+  if (msg.type === "add" || msg.type === "set") {
+    if (msg.type === "set") held.clear();
+    const ids = msg.ids ?? [];
+    const attempts = msg.attempts ?? [];
+    for (let i = 0; i < ids.length; i++) held.set(ids[i], attempts[i]);
+    return;
+  }
   if (msg.type !== "stop") return;
   stopped = true;
   clearTimeout(timer);
@@ -43,4 +67,4 @@ parentPort?.on("message", async (/** @type {{ type: string }} */ msg) => {
   parentPort?.close();
 });
 
-void beat();
+timer = setTimeout(beat, cfg.interval * 1000);

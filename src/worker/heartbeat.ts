@@ -11,10 +11,21 @@ export interface HeartbeatOptions {
   /** Seconds past a task's timeout during which it is still heartbeated. */
   grace: number;
   logger: Logger;
+  /** Every task the worker holds now: running, ready to start, or with its outcome not yet written. */
+  held: () => Claim[];
+}
+
+export interface Claim {
+  id: string;
+  attempt: number;
+}
+
+function message(type: "add" | "set", claims: readonly Claim[]) {
+  return { type, ids: claims.map((c) => c.id), attempts: claims.map((c) => c.attempt) };
 }
 
 /**
- * Keeps `heartbeat_at` fresh on every task this worker is running, from a dedicated thread with its own
+ * Keeps `heartbeat_at` fresh on every task this worker holds, from a dedicated thread with its own
  * connection (see heartbeat-thread.js for why). When the process dies or is frozen, the beats stop and the sweeper
  * takes the tasks back.
  */
@@ -24,6 +35,7 @@ export class Heartbeat {
   #failing = false;
   #beats = 0;
   #stopped = false;
+  #syncTimer: NodeJS.Timeout | null = null;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -61,10 +73,22 @@ export class Heartbeat {
       }, 200).unref();
     });
     this.#thread = thread;
+    thread.postMessage(message("set", this.#options.held()));
+    if (!this.#syncTimer) {
+      // The full list, once per beat: this is how finished tasks leave it.
+      this.#syncTimer = setInterval(() => this.#thread?.postMessage(message("set", this.#options.held())), interval * 1000);
+      this.#syncTimer.unref();
+    }
+  }
+
+  /** Newly claimed tasks: covered from the next beat on, even if the main thread blocks right after. */
+  track(claims: readonly Claim[]): void {
+    if (claims.length > 0) this.#thread?.postMessage(message("add", claims));
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    if (this.#syncTimer) clearInterval(this.#syncTimer);
     const thread = this.#thread;
     if (!thread) return;
     this.#thread = null;

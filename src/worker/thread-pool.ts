@@ -64,7 +64,7 @@ export class ThreadPool {
   run(row: ClaimedRow, ctx: Record<string, unknown>): Execution {
     const slot = this.#idle.pop() ?? this.#spawn();
     const runId = this.#nextRunId++;
-    const started = performance.now();
+    let started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
     const failed = (error: string): Outcome => ({ kind: "failed", error, final: false, duration: seconds() });
     let settle!: (o: Outcome, keepThread: boolean) => void;
@@ -86,10 +86,7 @@ export class ThreadPool {
         const e = new HandlerError(`task thread exited with code ${code} while running the task`);
         settle(failed(`${e.name}: ${e.message}`), false);
       };
-      const timer = setTimeout(() => {
-        const e = new TaskTimeoutError(row.timeout);
-        settle(failed(`${e.name}: ${e.message} (its thread was terminated)`), false);
-      }, Math.min(row.timeout * 1000, MAX_TIMER_MS));
+      let timer: NodeJS.Timeout | undefined;
       settle = (o, keepThread) => {
         if (done) return;
         done = true;
@@ -105,7 +102,16 @@ export class ThreadPool {
       slot.thread.once("error", onError);
       slot.thread.once("exit", onExit);
       slot.ready.then(
-        () => slot.thread.postMessage({ type: "run", runId, name: row.name, args: row.args, ctx }),
+        () => {
+          if (done) return;
+          // The timeout counts from the moment the task reaches its thread, not from the thread's start-up.
+          started = performance.now();
+          timer = setTimeout(() => {
+            const e = new TaskTimeoutError(row.timeout);
+            settle(failed(`${e.name}: ${e.message} (its thread was terminated)`), false);
+          }, Math.min(row.timeout * 1000, MAX_TIMER_MS));
+          slot.thread.postMessage({ type: "run", runId, name: row.name, args: row.args, ctx });
+        },
         (err: Error) => settle(failed(describeError(err)), false),
       );
     });

@@ -171,6 +171,8 @@ export class Worker {
       schema: this.config.schema,
       poolSize: options.poolSize ?? 4,
       applicationName: `skiplock worker ${this.id}`,
+      // A claim or outcome write that gets no answer (a connection gone silent) fails and is retried on a fresh one.
+      queryTimeout: 30_000,
     });
     this.#notifier = createNotifier({ redisUrl: this.config.redisUrl, schema: this.config.schema, logger: this.logger });
     this.#lock = new ClusterLock(this.config.redisUrl);
@@ -182,6 +184,11 @@ export class Worker {
       interval: this.#heartbeatInterval,
       grace: this.#staleAfter,
       logger: this.logger,
+      held: () => [
+        ...[...this.#running.values()].map((r) => ({ id: r.row.id, attempt: r.row.attempt })),
+        ...this.#buffer.map((row) => ({ id: row.id, attempt: row.attempt })),
+        ...this.#completer.held(),
+      ],
     });
     this.sweeper = new Sweeper({
       q: this.#store.pool,
@@ -306,6 +313,7 @@ export class Worker {
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
         // arrived while the claim was in flight: it set #maybeWork again).
         if (rows.length === want) this.#maybeWork = true;
+        this.#heartbeat.track(rows);
         this.#buffer.push(...rows);
         if (this.#state !== "running") break;
         this.#pump();
