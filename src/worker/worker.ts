@@ -65,14 +65,15 @@ export interface WorkerOptions extends ConnectionOptions {
   poolSize?: number;
   /**
    * Most claimed tasks held ready beyond the free slots, so a slot that frees starts its next task at once instead
-   * of waiting for a claim round trip; default `concurrency`. Used only while tasks take under 50 ms on average, so
-   * a held task always starts within moments and long tasks are never hoarded from other workers.
+   * of waiting for a claim round trip, and claims come in large batches; default 256 (or `concurrency`, if larger).
+   * The worker holds only as many as its slots will start within 20 ms at the pace tasks are finishing, so with
+   * tasks that take seconds it holds none, and never hoards work another worker could start.
    */
   prefetch?: number;
 }
 
-/** Prefetch only while the average attempt is shorter than this (milliseconds). */
-const PREFETCH_BELOW_MS = 50;
+/** Hold no more claimed tasks than the slots will start within this many milliseconds at the current pace. */
+const PREFETCH_HORIZON_MS = 20;
 
 interface Running {
   row: ClaimedRow;
@@ -156,7 +157,7 @@ export class Worker {
         `must be at least twice heartbeatInterval (${this.#heartbeatInterval} s), or live tasks would be swept`,
       );
     }
-    this.#maxPrefetch = validateInteger("prefetch", options.prefetch ?? this.concurrency, 0, 100_000);
+    this.#maxPrefetch = validateInteger("prefetch", options.prefetch ?? Math.max(256, this.concurrency), 0, 100_000);
     this.#sweepInterval = validateSeconds("sweepInterval", options.sweepInterval ?? this.#staleAfter / 2, 0.05);
     this.#shutdownMs = validateSeconds("shutdownTimeout", options.shutdownTimeout ?? 30) * 1000;
     this.#backoff = {
@@ -284,7 +285,10 @@ export class Worker {
 
   /** How many claimed-but-unstarted tasks to hold right now. */
   #prefetchTarget(): number {
-    return this.#avgMs < PREFETCH_BELOW_MS ? this.#maxPrefetch : 0;
+    if (this.#avgMs === Infinity) return 0;
+    // As many as the slots will start within PREFETCH_HORIZON_MS at the current pace.
+    const n = Math.floor((PREFETCH_HORIZON_MS * this.concurrency) / Math.max(this.#avgMs, 0.001));
+    return Math.min(this.#maxPrefetch, n);
   }
 
   async #loop(): Promise<void> {
