@@ -100,10 +100,11 @@ export class Completer {
     const finished: string[] = [];
     try {
       if (completions.length > 0) {
-        const changed = await completeTasks(this.#q, this.#tasks, completions);
+        const missed = await completeTasks(this.#q, this.#tasks, completions);
+        const stale = new Set(missed);
         for (const c of completions) {
-          if (changed.has(c.id)) finished.push(c.id);
-          else this.#stale(c, "completion");
+          if (stale.has(c.id)) this.#stale(c, "completion");
+          else finished.push(c.id);
         }
         completions = [];
       }

@@ -51,12 +51,13 @@ async function beat() {
   if (!stopped) timer = setTimeout(beat, cfg.interval * 1000);
 }
 
-parentPort?.on("message", async (/** @type {{ type: string, ids?: string[], attempts?: number[] }} */ msg) => {
+parentPort?.on("message", async (/** @type {{ type: string, ids?: string, attempts?: string }} */ msg) => {
   if (msg.type === "add" || msg.type === "set") {
     if (msg.type === "set") held.clear();
-    const ids = msg.ids ?? [];
-    const attempts = msg.attempts ?? [];
-    for (let i = 0; i < ids.length; i++) held.set(ids[i], attempts[i]);
+    if (!msg.ids) return;
+    const ids = msg.ids.split(",");
+    const attempts = (msg.attempts ?? "").split(",");
+    for (let i = 0; i < ids.length; i++) held.set(ids[i], Number(attempts[i]));
     return;
   }
   if (msg.type !== "stop") return;
