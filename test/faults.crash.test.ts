@@ -8,7 +8,7 @@ import {
   freshSchema,
   quiet,
   readLedger,
-  launchWorker,
+  startWorkerProcess,
   statusCounts,
   stopProc,
   taskRows,
@@ -25,7 +25,7 @@ let client: SkiplockClient;
 const procs: Proc[] = [];
 
 async function worker(args: string[]): Promise<Proc> {
-  const p = await launchWorker(env.schema, [...FAST, ...args]);
+  const p = await startWorkerProcess(env.schema, [...FAST, ...args]);
   procs.push(p);
   return p;
 }

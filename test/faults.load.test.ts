@@ -6,7 +6,7 @@ import {
   DATABASE_URL,
   REDIS_URL,
   freshSchema,
-  launchWorker,
+  startWorkerProcess,
   quiet,
   statusCounts,
   stopProc,
@@ -43,7 +43,7 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     const both = ["--queue", "default", "--queue", "other"];
     procs.push(
       ...(await Promise.all(
-        [[], both, both].map((queues) => launchWorker(env.schema, [...FAST, "--concurrency", "8", "--retry", "1", ...queues])),
+        [[], both, both].map((queues) => startWorkerProcess(env.schema, [...FAST, "--concurrency", "8", "--retry", "1", ...queues])),
       )),
     );
     const rest = [];

@@ -8,7 +8,7 @@ import {
   freshSchema,
   quiet,
   readLedger,
-  launchWorker,
+  startWorkerProcess,
   stopProc,
   superviseWorker,
   taskRows,
@@ -40,7 +40,7 @@ afterAll(async () => {
 });
 
 async function worker(args: string[]): Promise<Proc> {
-  const p = await launchWorker(env.schema, [...FAST, ...args]);
+  const p = await startWorkerProcess(env.schema, [...FAST, ...args]);
   cleanups.push(() => stopProc(p, "SIGKILL"));
   return p;
 }

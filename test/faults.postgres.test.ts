@@ -10,7 +10,7 @@ import {
   REDIS_URL,
   ROOT,
   freshDatabase,
-  launchWorker,
+  startWorkerProcess,
   quiet,
   readLedger,
   spawnProc,
@@ -47,7 +47,7 @@ async function ledgerSize(): Promise<number> {
 describe("Postgres backends terminated mid-run", () => {
   it("workers recover and nothing is lost: every task COMPLETED, none run more than twice", async () => {
     for (let i = 0; i < 2; i++) {
-      procs.push(await launchWorker(env.schema, [...FAST, "--concurrency", "4", "--retry", "1"], { DATABASE_URL: env.databaseUrl }));
+      procs.push(await startWorkerProcess(env.schema, [...FAST, "--concurrency", "4", "--retry", "1"], { DATABASE_URL: env.databaseUrl }));
     }
     // Enqueued through the test's own pool (not named skiplock…, so never terminated), with the statement the client
     // uses: this test is about the workers. (The client's own resilience is the next test.)

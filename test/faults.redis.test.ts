@@ -6,7 +6,7 @@ import {
   DATABASE_URL,
   PrivateRedis,
   freshSchema,
-  launchWorker,
+  startWorkerProcess,
   quiet,
   readLedger,
   stopProc,
@@ -24,7 +24,7 @@ let client: SkiplockClient;
 const procs: Proc[] = [];
 
 async function worker(args: string[]): Promise<Proc> {
-  const p = await launchWorker(env.schema, [...FAST, ...args], { REDIS_URL: redis.url });
+  const p = await startWorkerProcess(env.schema, [...FAST, ...args], { REDIS_URL: redis.url });
   procs.push(p);
   return p;
 }

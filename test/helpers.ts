@@ -119,22 +119,6 @@ export async function runCli(
   return { code, stdout, stderr };
 }
 
-/** `skiplock run-worker` as a child process; resolves once it logged that it started. */
-export async function startWorkerProcess(
-  schema: string,
-  args: string[] = [],
-  env: Record<string, string | undefined> = {},
-): Promise<Proc> {
-  const p = spawnProc(process.execPath, [CLI, "run-worker", "--tasks", FIXTURE_TASKS, ...args], {
-    DATABASE_URL,
-    REDIS_URL,
-    SKIPLOCK_SCHEMA: schema,
-    ...env,
-  });
-  await p.waitForOutput(/worker started/);
-  return p;
-}
-
 /** Stops a child process and waits for it. */
 export async function stopProc(p: Proc, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill(signal);
@@ -364,10 +348,10 @@ export async function waitForCpuIdle(pid: number, what: string, maxShare = 0.3, 
 }
 
 /**
- * Like startWorkerProcess, but fails at once (with the worker's output) when the process exits before it started,
- * e.g. on an unknown flag, instead of waiting out the start timeout.
+ * `skiplock run-worker` as a child process; resolves once it logged that it started, and fails at once (with the
+ * worker's output) when the process exits before that, e.g. on an unknown flag.
  */
-export async function launchWorker(
+export async function startWorkerProcess(
   schema: string,
   args: string[] = [],
   env: Record<string, string | undefined> = {},
