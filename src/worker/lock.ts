@@ -47,6 +47,11 @@ export class ClusterLock {
     this.#redlock.on("error", () => {});
   }
 
+  /** True while the lock can be taken (Redis configured and connected). */
+  get connected(): boolean {
+    return this.#client?.isReady ?? false;
+  }
+
   /**
    * Runs `fn` unless another process holds `resource`; returns `skipped: true` in that case. The lock lives at most
    * `ttlMs`, so a holder that dies frees it by itself.
