@@ -74,6 +74,7 @@ export function buildProgram(): Command {
       .option("--heartbeat-interval <s>", "seconds between heartbeats", seconds, 5)
       .option("--stale-after <s>", "seconds without heartbeat before a running task is taken back", seconds, 30)
       .option("--shutdown-timeout <s>", "seconds to let running tasks finish on SIGTERM before handing them back", seconds, 30)
+      .option("--prefetch <n>", "most claimed tasks held ready beyond the free slots while tasks are short", integer)
       .addOption(
         new Option("--isolation <mode>", "inline: run handlers on the main thread; thread: one worker thread per running task, terminated at its timeout")
           .choices(["inline", "thread"])
@@ -92,6 +93,7 @@ export function buildProgram(): Command {
       heartbeatInterval: flags.heartbeatInterval as number,
       staleAfter: flags.staleAfter as number,
       shutdownTimeout: flags.shutdownTimeout as number,
+      ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
       logger,
     });
     await worker.start();
