@@ -19,8 +19,10 @@ afterAll(async () => {
 
 describe("several worker processes", () => {
   it("run 500 tasks across 3 processes, each exactly once", async () => {
-    const tasks = await client.createTasks(Array.from({ length: 500 }, (_, i) => ({ name: "recorded", args: [i] })));
+    // Workers first, all idle, so the one wake-up reaches all three (tasks queued before a slow starter is up could
+    // all be taken by the first one).
     procs.push(...(await Promise.all([1, 2, 3].map(() => startWorkerProcess(env.schema, ["--concurrency", "4"])))));
+    const tasks = await client.createTasks(Array.from({ length: 500 }, (_, i) => ({ name: "recorded", args: [i] })));
     await waitFor(
       "all 500 completed",
       async () => {
