@@ -15,10 +15,10 @@ import {
   waitFor,
   type Proc,
   type SchemaEnv,
+  FAST_SWEEP,
 } from "./helpers.js";
 
-/** Heartbeats every 0.2 s; a task without one for 1.5 s is swept (sweeps every ~0.75 s). */
-const FAST = ["--heartbeat-interval", "0.2", "--stale-after", "1.5", "--poll-interval", "0.5"];
+const FAST = [...FAST_SWEEP, "--poll-interval", "0.5"];
 
 let env: SchemaEnv;
 let client: SkiplockClient;

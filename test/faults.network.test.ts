@@ -17,9 +17,10 @@ import {
   waitFor,
   type Proc,
   type SchemaEnv,
+  FAST_SWEEP,
 } from "./helpers.js";
 
-const FAST = ["--heartbeat-interval", "0.2", "--stale-after", "1.5"];
+const FAST = FAST_SWEEP;
 
 let env: SchemaEnv;
 let client: SkiplockClient;

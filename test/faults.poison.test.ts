@@ -16,9 +16,10 @@ import {
   waitForCpuIdle,
   type Proc,
   type SchemaEnv,
+  FAST_SWEEP,
 } from "./helpers.js";
 
-const FAST = ["--heartbeat-interval", "0.2", "--stale-after", "1.5", "--poll-interval", "0.5"];
+const FAST = [...FAST_SWEEP, "--poll-interval", "0.5"];
 
 let env: SchemaEnv;
 let client: SkiplockClient;

@@ -18,9 +18,10 @@ import {
   taskRows,
   waitFor,
   type Proc,
+  FAST_SWEEP,
 } from "./helpers.js";
 
-const FAST = ["--heartbeat-interval", "0.2", "--stale-after", "1.5", "--poll-interval", "0.2"];
+const FAST = [...FAST_SWEEP, "--poll-interval", "0.2"];
 const TASKS = 300;
 const ROUNDS = 10;
 

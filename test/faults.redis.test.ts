@@ -14,9 +14,10 @@ import {
   waitFor,
   type Proc,
   type SchemaEnv,
+  FAST_SWEEP,
 } from "./helpers.js";
 
-const FAST = ["--heartbeat-interval", "0.2", "--stale-after", "1.5"];
+const FAST = FAST_SWEEP;
 
 const redis = new PrivateRedis();
 let env: SchemaEnv;

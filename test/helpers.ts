@@ -438,3 +438,6 @@ export class FlakyProxy {
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
   }
 }
+
+/** Worker flags for fault tests: heartbeats every 0.2 s; a task without one for 1.5 s is swept (sweeps every ~0.75 s). */
+export const FAST_SWEEP = ["--heartbeat-interval", "0.2", "--stale-after", "1.5"];
