@@ -122,3 +122,12 @@ export function isConnectionError(err: unknown): boolean {
   const m = e.message ?? "";
   return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(m);
 }
+
+/**
+ * Errors a retry is expected to cure: a lost connection, or a deadlock, serialization failure or lock timeout
+ * (40P01, 40001, 55P03), which Postgres raises by design under concurrency. Logged as warnings, not errors.
+ */
+export function isTransientError(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return isConnectionError(err) || code === "40P01" || code === "40001" || code === "55P03";
+}

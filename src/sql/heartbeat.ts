@@ -10,12 +10,22 @@ import { perTable, type Statement } from "../db/store.js";
  * worker's main thread is still swept, while a long CPU-bound task within its timeout never looks dead (the
  * statement runs on a thread of its own; see worker/heartbeat.ts). $1 worker id, $2 ids, $3 attempts, $4 grace
  * seconds.
+ *
+ * Rows are locked with SKIP LOCKED: a row locked right now is being completed, failed or handed back by this same
+ * worker, so it needs no beat. Waiting on it instead deadlocked against batched outcome writes, which lock the
+ * same rows in another order.
  */
 export const heartbeatStatement: (tasks: string) => Statement = perTable(
   "heartbeat",
-  (tasks) => `UPDATE ${tasks} t
+  (tasks) => `WITH live AS MATERIALIZED (
+     SELECT t.id FROM ${tasks} t
+       JOIN unnest($2::bigint[], $3::int[]) AS h(id, attempt) ON t.id = h.id AND t.attempt = h.attempt
+      WHERE t.status = 'PROGRESS' AND t.worker_id = $1
+        AND t.started_at + (t.timeout + $4::float8) * interval '1 second' > now()
+      FOR UPDATE OF t SKIP LOCKED
+   )
+   UPDATE ${tasks} t
       SET heartbeat_at = now()
-     FROM unnest($2::bigint[], $3::int[]) AS h(id, attempt)
-    WHERE t.id = h.id AND t.attempt = h.attempt AND t.status = 'PROGRESS' AND t.worker_id = $1
-      AND t.started_at + (t.timeout + $4::float8) * interval '1 second' > now()`,
+     FROM live
+    WHERE t.id = live.id`,
 );

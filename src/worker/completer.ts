@@ -1,4 +1,4 @@
-import { isConnectionError, type Queryable } from "../db/store.js";
+import { isTransientError, type Queryable } from "../db/store.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
@@ -129,7 +129,7 @@ export class Completer {
       this.#failures.unshift(...failures);
       this.#releases.unshift(...releases);
       this.#retryDelay = Math.min(Math.max(this.#retryDelay * 2, 100), 5000) * (0.5 + Math.random() / 2);
-      const level = isConnectionError(err) ? "warn" : "error";
+      const level = isTransientError(err) ? "warn" : "error";
       this.#log[level]("could not record task outcomes; will retry", {
         error: (err as Error).message,
         retryInMs: Math.round(this.#retryDelay),

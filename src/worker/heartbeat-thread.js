@@ -24,7 +24,7 @@ async function connect() {
     application_name: "skiplock heartbeat",
     keepAlive: true,
     // A connection that stopped answering must not stop the beats for good.
-    query_timeout: Math.max(1000, cfg.interval * 2000),
+    query_timeout: Math.max(5000, cfg.interval * 2000),
   });
   c.on("error", () => {});
   await c.connect();

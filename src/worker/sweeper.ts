@@ -1,4 +1,4 @@
-import { isConnectionError, type Queryable } from "../db/store.js";
+import { isTransientError, type Queryable } from "../db/store.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { sweepStaleTasks, type SweptTask } from "../sql/sweep.js";
@@ -44,7 +44,7 @@ export class Sweeper {
     this.#timer = setTimeout(() => {
       this.#running = this.sweepOnce()
         .catch((err: Error) => {
-          const level = isConnectionError(err) ? "warn" : "error";
+          const level = isTransientError(err) ? "warn" : "error";
           this.#o.logger[level]("stale-task sweep failed", { error: err.message });
         })
         .finally(() => {

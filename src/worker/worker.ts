@@ -10,7 +10,7 @@ import {
   type ConnectionOptions,
 } from "../config.js";
 import { assertSchemaReady } from "../db/migrate.js";
-import { isConnectionError, Store } from "../db/store.js";
+import { isTransientError, Store } from "../db/store.js";
 import { InvalidOptionError } from "../errors.js";
 import { consoleLogger, type Logger } from "../logger.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
@@ -365,9 +365,9 @@ export class Worker {
   }
 
   async #dbFailed(err: unknown): Promise<void> {
-    const connection = isConnectionError(err);
-    if (!this.#dbFailing || !connection) {
-      this.logger[connection ? "warn" : "error"]("claim failed; retrying with backoff", {
+    const transient = isTransientError(err);
+    if (!this.#dbFailing || !transient) {
+      this.logger[transient ? "warn" : "error"]("claim failed; retrying with backoff", {
         error: (err as Error).message,
       });
     }
