@@ -94,11 +94,14 @@ export function executeInline(row: ClaimedRow, handler: Handler | undefined, wor
     clearTimeout(timer);
     resolve(o);
   };
-  const failed = (err: unknown) => settle({ kind: "failed", error: describeError(err), final: false, duration: seconds() });
+  const failed = (err: unknown, duration = seconds()) =>
+    settle({ kind: "failed", error: describeError(err), final: false, duration });
   const interrupt = (reason: Error) => {
     if (settled) return;
     ctx.abort(reason);
     if (reason instanceof WorkerShutdownError) settle({ kind: "released" });
+    // A timer may fire a fraction of a millisecond early by the performance clock: a timed-out attempt ran its timeout.
+    else if (reason instanceof TaskTimeoutError) failed(reason, Math.max(seconds(), row.timeout));
     else failed(reason);
   };
   const timer = setTimeout(() => interrupt(new TaskTimeoutError(row.timeout)), Math.min(row.timeout * 1000, MAX_TIMER_MS));

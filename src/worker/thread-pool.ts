@@ -108,7 +108,9 @@ export class ThreadPool {
           started = performance.now();
           timer = setTimeout(() => {
             const e = new TaskTimeoutError(row.timeout);
-            settle(failed(`${e.name}: ${e.message} (its thread was terminated)`), false);
+            // Timers may fire a fraction of a millisecond early by the performance clock: it ran its timeout.
+            const error = `${e.name}: ${e.message} (its thread was terminated)`;
+            settle({ kind: "failed", error, final: false, duration: Math.max(seconds(), row.timeout) }, false);
           }, Math.min(row.timeout * 1000, MAX_TIMER_MS));
           slot.thread.postMessage({ type: "run", runId, name: row.name, args: row.args, ctx });
         },
