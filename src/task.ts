@@ -118,6 +118,11 @@ export function validateTaskId(id: unknown): string {
   return s;
 }
 
+/** Orders task ids (decimal bigint strings) numerically. */
+export function compareIds(a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
 /** The columns every statement returns, in SQL. */
 export const TASK_COLUMNS = `id, name, args, queue, priority, status, result, error, retry_count, max_retries, timeout,
   run_at, created_at, updated_at, started_at, finished_at, duration, attempt, unique_key, worker_id, heartbeat_at,

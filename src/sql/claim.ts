@@ -1,5 +1,5 @@
 import { perTable, run, type Queryable } from "../db/store.js";
-import type { TaskRow } from "../task.js";
+import { compareIds, type TaskRow } from "../task.js";
 
 /** What a worker needs of a claimed row to run it (returning fewer columns keeps the hot path's parsing cheap). */
 export type ClaimedRow = Pick<
@@ -98,7 +98,6 @@ function claimOrder(a: ClaimedRow, b: ClaimedRow): number {
   return (
     b.priority - a.priority ||
     a.run_at.getTime() - b.run_at.getTime() ||
-    a.id.length - b.id.length ||
-    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+    compareIds(a.id, b.id)
   );
 }

@@ -1,5 +1,5 @@
 import { perTable, run, type Queryable } from "../db/store.js";
-import { TASK_COLUMNS, type TaskInsert, type TaskRow } from "../task.js";
+import { TASK_COLUMNS, compareIds, type TaskInsert, type TaskRow } from "../task.js";
 
 /*
  * One statement for one task or ten thousand: the specs travel as parallel arrays and unnest() turns them back
@@ -34,8 +34,4 @@ export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert
   const { rows } = await run<TaskRow>(q, insertStatement(tasks), cols);
   // Identity values are drawn in the order unnest() yields the rows, so id order is input order.
   return rows.length > 1 ? rows.sort((a, b) => compareIds(a.id, b.id)) : rows;
-}
-
-export function compareIds(a: string, b: string): number {
-  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }

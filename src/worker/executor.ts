@@ -6,7 +6,7 @@ import { describeError, resultOutcome, type Outcome } from "./outcome.js";
 import type { Handler } from "./registry.js";
 
 /** setTimeout's longest delay; longer timeouts are clamped (they are days long and end the same way). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface Execution {
   /** Settles once the attempt has an outcome; never rejects. */

@@ -2,10 +2,8 @@ import { performance } from "node:perf_hooks";
 import { Worker as Thread } from "node:worker_threads";
 import { HandlerError, TaskTimeoutError, WorkerShutdownError } from "../errors.js";
 import type { ClaimedRow } from "../sql/claim.js";
-import type { Execution } from "./executor.js";
+import { MAX_TIMER_MS, type Execution } from "./executor.js";
 import { describeError, resultOutcome, type Outcome } from "./outcome.js";
-
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface Slot {
   thread: Thread;
