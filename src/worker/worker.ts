@@ -116,6 +116,8 @@ export class Worker {
   readonly #running = new Map<string, Running>();
   /** Claimed, not yet started (see `prefetch`). */
   #buffer: ClaimedRow[] = [];
+  /** Index of the next task to start in #buffer (a queue read from the front without shifting the array). */
+  #bufferHead = 0;
   readonly #maxPrefetch: number;
   /** Moving average of attempt durations in ms; Infinity until the first one ends. */
   #avgMs = Infinity;
@@ -192,7 +194,7 @@ export class Worker {
       logger: this.logger,
       held: () => [
         ...[...this.#running.values()].map((r) => ({ id: r.row.id, attempt: r.row.attempt })),
-        ...this.#buffer.map((row) => ({ id: row.id, attempt: row.attempt })),
+        ...this.#buffer.slice(this.#bufferHead).map((row) => ({ id: row.id, attempt: row.attempt })),
         ...this.#completer.held(),
       ],
     });
@@ -299,10 +301,11 @@ export class Worker {
   async #loop(): Promise<void> {
     while (this.#state === "running") {
       const capacity = this.concurrency + this.#prefetchTarget();
-      const want = capacity - this.#running.size - this.#buffer.length;
+      const held = this.#buffer.length - this.#bufferHead;
+      const want = capacity - this.#running.size - held;
       // Claim when slots are idle, or (while tasks ready to start remain) once half the capacity is missing, so
       // claims come in sizeable batches rather than one row per freed slot.
-      const due = this.#buffer.length === 0 ? this.#running.size < this.concurrency : want >= Math.ceil(capacity / 2);
+      const due = held === 0 ? this.#running.size < this.concurrency : want >= Math.ceil(capacity / 2);
       if (want > 0 && due && this.#maybeWork) {
         this.#maybeWork = false;
         let rows: ClaimedRow[];
@@ -334,8 +337,12 @@ export class Worker {
 
   /** Starts held tasks while slots are free. */
   #pump(): void {
-    while (this.#running.size < this.concurrency && this.#buffer.length > 0 && this.#state === "running") {
-      this.#start(this.#buffer.shift()!);
+    while (this.#running.size < this.concurrency && this.#bufferHead < this.#buffer.length && this.#state === "running") {
+      this.#start(this.#buffer[this.#bufferHead++]!);
+    }
+    if (this.#bufferHead === this.#buffer.length && this.#bufferHead > 0) {
+      this.#buffer = [];
+      this.#bufferHead = 0;
     }
   }
 
@@ -445,7 +452,9 @@ export class Worker {
     this.#wakeLoop?.();
     await this.#loopDone;
     // Held tasks never started: back to the queue at once, for other workers.
-    for (const row of this.#buffer.splice(0)) this.#completer.release({ id: row.id, attempt: row.attempt });
+    for (const row of this.#buffer.slice(this.#bufferHead)) this.#completer.release({ id: row.id, attempt: row.attempt });
+    this.#buffer = [];
+    this.#bufferHead = 0;
     this.#offWake?.();
     this.#offReconnect?.();
     if (this.#timedWake) clearTimeout(this.#timedWake.timer);
