@@ -16,7 +16,7 @@ export interface Statement {
   text: string;
 }
 
-export function statement(kind: string, text: string): Statement {
+function statement(kind: string, text: string): Statement {
   // Prepared-statement names must be unique per text on a connection; several schemas may share one pool.
   const digest = createHash("sha1").update(text).digest("hex").slice(0, 12);
   return { name: `skiplock_${kind}_${digest}`, text };

@@ -41,17 +41,11 @@ export class Heartbeat {
   readonly #options: HeartbeatOptions;
   #thread: Thread | null = null;
   #failing = false;
-  #beats = 0;
   #stopped = false;
   #syncTimer: NodeJS.Timeout | null = null;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
-  }
-
-  /** Beats sent since start (for tests and metrics). */
-  get beats(): number {
-    return this.#beats;
   }
 
   start(): void {
@@ -62,7 +56,6 @@ export class Heartbeat {
     thread.unref();
     thread.on("message", (msg: { type: string; message?: string }) => {
       if (msg.type === "beat") {
-        this.#beats++;
         if (this.#failing) logger.info("heartbeat restored");
         this.#failing = false;
       } else if (msg.type === "error" && !this.#failing) {

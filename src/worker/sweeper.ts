@@ -27,8 +27,6 @@ export class Sweeper {
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<unknown> | null = null;
   #stopped = true;
-  /** Called after every sweep that ran (tests wait on it). */
-  onSweep: ((swept: SweptTask[]) => void) | null = null;
 
   constructor(options: SweeperOptions) {
     this.#o = options;
@@ -69,7 +67,6 @@ export class Sweeper {
     if (outcome.skipped) return null;
     const swept = outcome.value ?? [];
     this.#report(swept);
-    this.onSweep?.(swept);
     return swept;
   }
 

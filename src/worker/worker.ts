@@ -18,7 +18,7 @@ import { claimTasks } from "../sql/claim.js";
 import type { Backoff } from "../sql/finish.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import { Completer } from "./completer.js";
-import { contextData, executeInline, type Execution } from "./executor.js";
+import { contextData, executeInline, MAX_TIMER_MS, type Execution } from "./executor.js";
 import { Heartbeat } from "./heartbeat.js";
 import { ClusterLock } from "./lock.js";
 import { buildRegistry, type Isolation, type Registered, type TaskMap } from "./registry.js";
@@ -112,7 +112,7 @@ export class Worker {
   readonly #lock: ClusterLock;
   readonly #completer: Completer;
   readonly #heartbeat: Heartbeat;
-  readonly sweeper: Sweeper;
+  readonly #sweeper: Sweeper;
   readonly #running = new Map<string, Running>();
   /** Claimed, not yet started (see `prefetch`). */
   #buffer: ClaimedRow[] = [];
@@ -198,7 +198,7 @@ export class Worker {
         ...this.#completer.held(),
       ],
     });
-    this.sweeper = new Sweeper({
+    this.#sweeper = new Sweeper({
       q: this.#store.pool,
       tasks: this.#store.tasks,
       schema: this.config.schema,
@@ -246,7 +246,7 @@ export class Worker {
     );
     this.#offReconnect = this.#notifier.onReconnect(() => this.#wake());
     await this.#notifier.ready(); // wake-ups sent from now on are heard
-    this.sweeper.start();
+    this.#sweeper.start();
     this.#state = "running";
     this.#loopDone = this.#loop();
     this.logger.info("worker started", {
@@ -274,7 +274,7 @@ export class Worker {
     const timer = setTimeout(() => {
       this.#timedWake = null;
       this.#wake();
-    }, Math.min(delay, 2 ** 31 - 1));
+    }, Math.min(delay, MAX_TIMER_MS));
     timer.unref();
     this.#timedWake = { at, timer };
   }
@@ -348,18 +348,26 @@ export class Worker {
 
   /** Waits for a wake-up, a freed slot (when work may remain) or the poll interval. */
   #idle(): Promise<void> {
+    return this.#pause(this.#pollMs, true);
+  }
+
+  /**
+   * Waits `ms`, after which the queue is worth another look. stop() always cuts the wait short; a wake-up does too
+   * when `wakeable`.
+   */
+  #pause(ms: number, wakeable: boolean): Promise<void> {
     if (this.#state !== "running") return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#maybeWork = true;
-        done();
-      }, this.#pollMs);
       const done = () => {
         clearTimeout(timer);
         this.#wakeLoop = null;
         resolve();
       };
-      this.#wakeLoop = done;
+      const timer = setTimeout(() => {
+        this.#maybeWork = true;
+        done();
+      }, ms);
+      this.#wakeLoop = wakeable ? done : () => this.#state !== "running" && done();
     });
   }
 
@@ -380,21 +388,7 @@ export class Worker {
     }
     this.#dbFailing = true;
     this.#dbRetryMs = Math.min(Math.max(this.#dbRetryMs * 2, 100), 5000);
-    const ms = this.#dbRetryMs * (0.5 + Math.random() / 2);
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#wakeLoop = null;
-        resolve();
-      }, ms);
-      // stop() may cut the wait short
-      this.#wakeLoop = () => {
-        if (this.#state !== "running") {
-          clearTimeout(timer);
-          this.#wakeLoop = null;
-          resolve();
-        }
-      };
-    });
+    await this.#pause(this.#dbRetryMs * (0.5 + Math.random() / 2), false);
   }
 
   #start(row: ClaimedRow): void {
@@ -458,7 +452,7 @@ export class Worker {
     this.#offWake?.();
     this.#offReconnect?.();
     if (this.#timedWake) clearTimeout(this.#timedWake.timer);
-    await this.sweeper.stop();
+    await this.#sweeper.stop();
     if (this.#running.size > 0) {
       this.logger.info("waiting for running tasks", { running: this.#running.size, timeoutSeconds: this.#shutdownMs / 1000 });
       const drained = new Promise<void>((resolve) => (this.#drained = resolve));
