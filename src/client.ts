@@ -93,23 +93,23 @@ export class SkiplockClient {
   }
 
   async #insert(prepared: TaskInsert[]): Promise<Task[]> {
-    const rows = await insertTasks(this.store.pool, this.store.tasks, prepared);
+    const tasks = await insertTasks(this.store.pool, this.store.tasks, prepared);
     // The insert has committed (autocommit): now ring once per queue, with the number of tasks due now; tasks due
     // later ring with the earliest due time, so idle workers can set a timer for it.
     const due = new Map<string, number>();
     const later = new Map<string, { count: number; at: number }>();
-    for (const row of rows) {
-      const at = row.run_at.getTime();
-      if (at <= row.created_at.getTime()) {
-        due.set(row.queue, (due.get(row.queue) ?? 0) + 1);
+    for (const task of tasks) {
+      const at = task.runAt.getTime();
+      if (at <= task.createdAt.getTime()) {
+        due.set(task.queue, (due.get(task.queue) ?? 0) + 1);
       } else {
-        const l = later.get(row.queue);
-        later.set(row.queue, { count: (l?.count ?? 0) + 1, at: Math.min(l?.at ?? Infinity, at) });
+        const l = later.get(task.queue);
+        later.set(task.queue, { count: (l?.count ?? 0) + 1, at: Math.min(l?.at ?? Infinity, at) });
       }
     }
     for (const [queue, count] of due) this.notifier.publishWake(queue, count);
     for (const [queue, l] of later) this.notifier.publishWake(queue, l.count, l.at);
-    return rows.map((r) => rowToTask(r));
+    return tasks;
   }
 
   /** The task, or null when no task has that id. */

@@ -153,6 +153,37 @@ export interface TaskRow {
   cancel_requested: boolean;
 }
 
+/**
+ * The task a fresh insert reads back as: the input as prepared, plus what the database decided (id, args as jsonb
+ * returns them, created_at, run_at). Field for field what getTask returns for it.
+ */
+export function insertedTask(p: TaskInsert, id: string, args: JsonValue[], createdAt: Date, runAt: Date): Task {
+  return {
+    id,
+    name: p.name,
+    args,
+    queue: p.queue,
+    priority: p.priority,
+    status: "PENDING",
+    result: null,
+    error: null,
+    retryCount: 0,
+    maxRetries: p.maxRetries,
+    timeout: p.timeout,
+    runAt,
+    createdAt,
+    updatedAt: new Date(createdAt.getTime()),
+    startedAt: null,
+    finishedAt: null,
+    duration: null,
+    attempt: 0,
+    uniqueKey: null,
+    workerId: null,
+    heartbeatAt: null,
+    cancelRequested: false,
+  };
+}
+
 export function rowToTask<R = JsonValue>(row: TaskRow): Task<R> {
   return {
     id: String(row.id),

@@ -121,6 +121,54 @@ describe("createTasks", () => {
     expect(await client.createTasks([])).toEqual([]);
   });
 
+  it("returns each task exactly as getTask reads it back, args as jsonb normalizes them", async () => {
+    const args = [
+      { zeta: 1, alpha: { b: [1, { y: 2, x: 1 }], a: null }, "10": "n", "2": "m", é: "ünïcødé ✓ 🚀", b: true },
+      2 ** 60,
+      1e21,
+      1e-7,
+      -0,
+      0.1 + 0.2,
+      Number.MAX_VALUE,
+      "line\nbreak \"quoted\" \\ back",
+      [],
+      {},
+    ];
+    const runAt = new Date(Date.now() + 3_600_000);
+    const specs = [
+      { name: "exact", args },
+      { name: "exact", args: [{ b: 1, a: 2 }], queue: "mail", priority: -3, timeout: 0.25, maxRetries: 0 },
+      { name: "exact", args: [], runAt, maxRetries: 4 },
+      { name: "exact", delay: 90.1234567 },
+      { name: "exact", args: [1], runAt: new Date(Date.now() - 60_000) },
+      { name: "exact", args: [2], runAt: new Date("0044-03-15T12:00:00.123Z") },
+      { name: "exact", args: [3], runAt: new Date(Date.UTC(-43, 2, 15, 12, 0, 0, 456)) },
+      { name: "exact", args: [4], runAt: new Date(Date.UTC(12345, 5, 6, 7, 8, 9, 789)) },
+    ];
+    const tasks = await client.createTasks(specs);
+    const single = await client.createTask("exact", args, { delay: 0.5, maxRetries: 2 });
+    for (const task of [...tasks, single]) {
+      const read = await client.getTask(task.id);
+      expect(task).toEqual(read);
+      // Same key order too, as a serializer would see it.
+      expect(JSON.stringify(task)).toBe(JSON.stringify(read));
+    }
+    expect(tasks.map((t) => t.name)).toEqual(specs.map((s) => s.name));
+    expect(tasks[0]!.args).toEqual(JSON.parse(JSON.stringify(args)));
+    expect(Object.keys(tasks[1]!.args[0] as object)).toEqual(["a", "b"]);
+    expect(tasks[1]).toMatchObject({ queue: "mail", priority: -3, timeout: 0.25, maxRetries: 0, attempt: 0 });
+    expect(tasks[2]!.runAt.getTime()).toBe(runAt.getTime());
+    expect(tasks[2]!.maxRetries).toBe(4);
+    for (const i of [4, 5, 6, 7]) expect(tasks[i]!.runAt.getTime()).toBe(specs[i]!.runAt!.getTime());
+    expect(tasks[3]!.runAt.getTime() - tasks[3]!.createdAt.getTime()).toBeGreaterThanOrEqual(90_122);
+    expect(tasks[3]!.runAt.getTime() - tasks[3]!.createdAt.getTime()).toBeLessThanOrEqual(90_124);
+    expect(tasks[0]!.runAt).toEqual(tasks[0]!.createdAt);
+    expect(single.runAt.getTime() - single.createdAt.getTime()).toBeGreaterThanOrEqual(499);
+    // Ids rise in input order.
+    const ids = tasks.map((t) => BigInt(t.id));
+    expect(ids).toEqual([...ids].sort((a, b) => (a < b ? -1 : 1)));
+  });
+
   it("writes nothing when any spec is invalid", async () => {
     const before = await count();
     const err = await client

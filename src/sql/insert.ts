@@ -1,37 +1,108 @@
 import { perTable, run, type Queryable } from "../db/store.js";
-import { TASK_COLUMNS, compareIds, type TaskInsert, type TaskRow } from "../task.js";
+import { compareIds, insertedTask, type JsonValue, type Task, type TaskInsert } from "../task.js";
 
 /*
- * One statement for one task or ten thousand: the specs travel as parallel arrays and unnest() turns them back
- * into rows, so a batch costs one round trip and one plan, and the same prepared statement serves createTask and
- * createTasks. run_at is either the caller's absolute time or the database's now() plus a delay, so delays do
- * not depend on the client's clock.
+ * A batch travels as one JSON document that jsonb_to_recordset() turns back into rows. The document is built by
+ * string concatenation (args are already JSON text), where eight parallel arrays would have the pg driver escape
+ * every element one by one; jsonb_to_recordset also reads it faster than json_to_recordset. The statement returns
+ * only what the database decides: each row's id and args (jsonb normalizes them: key order, number formatting),
+ * run_at only where it differs from created_at, and, in one extra row with a null id, now(), which is every row's
+ * created_at and updated_at; the rest of each Task is the input. Returning less gains more than the document does:
+ * three columns per row instead of twenty-two, and one timestamp per batch instead of three per row. On a shared
+ * 2-core machine this enqueues batches of 1,000 at about 1.5 times the rate of parallel arrays returning every column
+ * (some 60,000 tasks/s against 40,000).
+ * run_at is the caller's absolute time (sent as ISO text, so it arrives to the microsecond) or the database's now()
+ * plus a delay, so delays do not depend on the client's clock. Identity values are drawn in the order
+ * jsonb_to_recordset() yields the rows, so id order is input order.
  */
-const insertStatement = perTable(
+const insertBatch = perTable(
   "insert",
-  (tasks) => `INSERT INTO ${tasks} (name, args, queue, priority, timeout, max_retries, run_at)
-   SELECT d.name, d.args, d.queue, d.priority, d.timeout, d.max_retries,
-          coalesce(d.run_at, now() + d.delay * interval '1 second')
-     FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::int[], $5::float8[], $6::int[], $7::timestamptz[],
-                 $8::float8[])
-       AS d(name, args, queue, priority, timeout, max_retries, run_at, delay)
-   RETURNING ${TASK_COLUMNS}`,
+  (tasks) => `WITH inserted AS (
+     INSERT INTO ${tasks} (name, args, queue, priority, timeout, max_retries, run_at)
+     SELECT d.n, d.a, d.q, d.p, d.t, d.m, coalesce(d.r, now() + d.d * interval '1 second', now())
+       FROM jsonb_to_recordset($1::jsonb) AS d(n text, a jsonb, q text, p int, t float8, m int, r timestamptz, d float8)
+     RETURNING id, nullif(run_at, created_at) AS run_at, args)
+   SELECT id, run_at, args FROM inserted
+   UNION ALL SELECT NULL, now(), NULL`,
 );
 
-/** Inserts the tasks and returns their rows in the order given. */
-export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert[]): Promise<TaskRow[]> {
-  const cols: unknown[][] = [[], [], [], [], [], [], [], []];
-  for (const s of specs) {
-    cols[0]!.push(s.name);
-    cols[1]!.push(s.argsJson);
-    cols[2]!.push(s.queue);
-    cols[3]!.push(s.priority);
-    cols[4]!.push(s.timeout);
-    cols[5]!.push(s.maxRetries);
-    cols[6]!.push(s.runAt);
-    cols[7]!.push(s.delay);
+/*
+ * One task goes as plain parameters: a single-row VALUES with RETURNING needs neither the document nor the extra
+ * row, and answers about 7% sooner (median) than the batch statement given one task.
+ */
+const insertOne = perTable(
+  "insert_one",
+  (tasks) => `INSERT INTO ${tasks} (name, args, queue, priority, timeout, max_retries, run_at)
+   VALUES ($1, $2::jsonb, $3, $4, $5, $6, coalesce($7::timestamptz, now() + $8::float8 * interval '1 second'))
+   RETURNING id, created_at, nullif(run_at, created_at) AS run_at, args`,
+);
+
+interface InsertedRow {
+  id: string | null;
+  created_at?: Date;
+  run_at: Date | null;
+  args: JsonValue[];
+}
+
+/** Inserts the tasks and returns them, as a read of each row would, in the order given. */
+export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert[]): Promise<Task[]> {
+  if (specs.length === 1) {
+    const s = specs[0]!;
+    const { rows } = await run<InsertedRow>(q, insertOne(tasks), [
+      s.name,
+      s.argsJson,
+      s.queue,
+      s.priority,
+      s.timeout,
+      s.maxRetries,
+      s.runAt,
+      s.delay,
+    ]);
+    const r = rows[0]!;
+    const createdAt = r.created_at!;
+    return [insertedTask(s, r.id!, r.args, createdAt, r.run_at ?? new Date(createdAt.getTime()))];
   }
-  const { rows } = await run<TaskRow>(q, insertStatement(tasks), cols);
-  // Identity values are drawn in the order unnest() yields the rows, so id order is input order.
-  return rows.length > 1 ? rows.sort((a, b) => compareIds(a.id, b.id)) : rows;
+  const { rows } = await run<InsertedRow>(q, insertBatch(tasks), [toRecordset(specs)]);
+  let now: Date | undefined;
+  const inserted: InsertedRow[] = [];
+  for (const r of rows) {
+    if (r.id === null) now = r.run_at!;
+    else inserted.push(r);
+  }
+  if (!now || inserted.length !== specs.length) {
+    throw new Error(`the insert returned ${inserted.length} rows for ${specs.length} tasks`);
+  }
+  inserted.sort((a, b) => compareIds(a.id!, b.id!));
+  const createdAt = now;
+  return inserted.map((r, i) =>
+    insertedTask(specs[i]!, r.id!, r.args, new Date(createdAt.getTime()), r.run_at ?? new Date(createdAt.getTime())),
+  );
+}
+
+/** The batch as a JSON array of records keyed as the statement's column list; absent keys are nulls. */
+function toRecordset(specs: TaskInsert[]): string {
+  let json = "[";
+  for (let i = 0; i < specs.length; i++) {
+    const s = specs[i]!;
+    // Names and queues are validated identifiers and numbers are finite, so this is valid JSON; args is JSON text.
+    json += `${i === 0 ? "" : ","}{"n":${JSON.stringify(s.name)},"a":${s.argsJson},"q":${JSON.stringify(s.queue)}`;
+    json += `,"p":${s.priority},"t":${s.timeout}`;
+    if (s.maxRetries !== null) json += `,"m":${s.maxRetries}`;
+    if (s.runAt !== null) json += `,"r":"${timestampText(s.runAt)}"`;
+    if (s.delay !== 0) json += `,"d":${s.delay}`;
+    json += "}";
+  }
+  return json + "]";
+}
+
+/**
+ * ISO 8601 in UTC, as Postgres reads it. toISOString writes years outside 1–9999 as ±YYYYYY, which Postgres does not
+ * read: those get plain digits, and years before 1 (JavaScript's 0 is 1 BC) the " BC" suffix.
+ */
+function timestampText(d: Date): string {
+  const iso = d.toISOString();
+  const year = d.getUTCFullYear();
+  if (year >= 1 && year <= 9999) return iso;
+  const rest = iso.slice(iso.indexOf("-", 1));
+  return year < 1 ? `${String(1 - year).padStart(4, "0")}${rest} BC` : `${year}${rest}`;
 }
