@@ -1,14 +1,8 @@
 import { perTable, run, type Queryable } from "../db/store.js";
-import { compareIds, type TaskRow } from "../task.js";
+import type { TaskRow } from "../task.js";
 
 /** What a worker needs of a claimed row to run it (returning fewer columns keeps the hot path's parsing cheap). */
-export type ClaimedRow = Pick<
-  TaskRow,
-  "id" | "name" | "args" | "queue" | "priority" | "run_at" | "attempt" | "retry_count" | "max_retries" | "timeout"
->;
-
-const RETURNING = `t.id, t.name, t.args, t.queue, t.priority, t.run_at, t.attempt, t.retry_count, t.max_retries,
-  t.timeout`;
+export type ClaimedRow = Pick<TaskRow, "id" | "name" | "args" | "queue" | "attempt" | "retry_count" | "max_retries" | "timeout">;
 
 /*
  * Claiming, shared by both statements below: the picked ids are locked with SKIP LOCKED in a MATERIALIZED CTE, an
@@ -19,13 +13,22 @@ const RETURNING = `t.id, t.name, t.args, t.queue, t.priority, t.run_at, t.attemp
  * attempt is counted here, at claim time, so a task that kills its worker still uses up its retries; with worker_id
  * it is the lease every later transition of this attempt compares against. max_retries is fixed here from the
  * worker's default when the task was enqueued without one.
+ *
+ * RETURNING has no order, so the claimed rows are sorted into claim order by Postgres, on the sort keys it already
+ * holds, and only the columns a worker runs a task with travel back: parsing a timestamp into a Date for every
+ * claimed row, only to sort by it, took 3–4% of a worker's CPU in a drain of no-op tasks.
  */
-const claimUpdate = (tasks: string) => `UPDATE ${tasks} t
-      SET status = 'PROGRESS', attempt = t.attempt + 1, worker_id = $3, started_at = now(), heartbeat_at = now(),
-          updated_at = now(), max_retries = coalesce(t.max_retries, $4)
-     FROM picked
-    WHERE t.id = picked.id
-   RETURNING ${RETURNING}`;
+const claimUpdate = (tasks: string) => `, claimed AS (
+     UPDATE ${tasks} t
+        SET status = 'PROGRESS', attempt = t.attempt + 1, worker_id = $3, started_at = now(), heartbeat_at = now(),
+            updated_at = now(), max_retries = coalesce(t.max_retries, $4)
+       FROM picked
+      WHERE t.id = picked.id
+     RETURNING t.id, t.name, t.args, t.queue, t.priority, t.run_at, t.attempt, t.retry_count, t.max_retries, t.timeout
+   )
+   SELECT id, name, args, queue, attempt, retry_count, max_retries, timeout
+     FROM claimed
+    ORDER BY priority DESC, run_at, id`;
 
 /*
  * One queue (the common case). `queue = $1` lets the scan walk tasks_claim_idx (queue, priority DESC, run_at, id)
@@ -42,8 +45,7 @@ const claimOneQueue = perTable(
       ORDER BY priority DESC, run_at, id
       LIMIT $2
       FOR UPDATE SKIP LOCKED
-   )
-   ${claimUpdate(tasks)}`,
+   )${claimUpdate(tasks)}`,
 );
 
 /*
@@ -69,8 +71,7 @@ const claimManyQueues = perTable(
       ORDER BY t.priority DESC, t.run_at, t.id
       LIMIT $2
       FOR UPDATE OF t SKIP LOCKED
-   )
-   ${claimUpdate(tasks)}`,
+   )${claimUpdate(tasks)}`,
 );
 
 export interface ClaimParams {
@@ -89,15 +90,5 @@ export async function claimTasks(q: Queryable, tasks: string, p: ClaimParams): P
     p.workerId,
     p.defaultMaxRetries,
   ]);
-  // RETURNING gives no order; start them in claim order.
-  if (rows.length > 1) rows.sort(claimOrder);
   return rows;
-}
-
-function claimOrder(a: ClaimedRow, b: ClaimedRow): number {
-  return (
-    b.priority - a.priority ||
-    a.run_at.getTime() - b.run_at.getTime() ||
-    compareIds(a.id, b.id)
-  );
 }

@@ -2,7 +2,8 @@ import { performance } from "node:perf_hooks";
 import { Worker as Thread } from "node:worker_threads";
 import { HandlerError, TaskTimeoutError, WorkerShutdownError } from "../errors.js";
 import type { ClaimedRow } from "../sql/claim.js";
-import { MAX_TIMER_MS, type Execution } from "./executor.js";
+import { MAX_TIMER_MS } from "./deadlines.js";
+import type { Execution, OutcomeListener } from "./executor.js";
 import { describeError, resultOutcome, type Outcome } from "./outcome.js";
 
 interface Slot {
@@ -59,7 +60,8 @@ export class ThreadPool {
     void slot.thread.terminate();
   }
 
-  run(row: ClaimedRow, ctx: Record<string, unknown>): Execution {
+  /** Starts the attempt; `listener` hears its outcome. */
+  run(row: ClaimedRow, ctx: Record<string, unknown>, listener: OutcomeListener): Execution {
     const slot = this.#idle.pop() ?? this.#spawn();
     const runId = this.#nextRunId++;
     let started = performance.now();
@@ -115,8 +117,9 @@ export class ThreadPool {
         (err: Error) => settle(failed(describeError(err)), false),
       );
     });
+    void outcome.then((o) => listener(row, o));
     return {
-      outcome,
+      row,
       release: () => {
         // Let the handler see why, then end the thread: the task goes back to the queue either way.
         slot.thread.postMessage({ type: "abort", reason: new WorkerShutdownError() });

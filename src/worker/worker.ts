@@ -18,7 +18,9 @@ import { claimTasks } from "../sql/claim.js";
 import type { Backoff } from "../sql/finish.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import { Completer } from "./completer.js";
-import { contextData, executeInline, MAX_TIMER_MS, type Execution } from "./executor.js";
+import { MAX_TIMER_MS } from "./deadlines.js";
+import { contextData, InlineRunner, type Execution } from "./executor.js";
+import type { Outcome } from "./outcome.js";
 import { Heartbeat } from "./heartbeat.js";
 import { ClusterLock } from "./lock.js";
 import { buildRegistry, type Isolation, type Registered, type TaskMap } from "./registry.js";
@@ -80,11 +82,6 @@ export interface WorkerOptions extends ConnectionOptions {
  */
 const PREFETCH_HORIZON_MS = 50;
 
-interface Running {
-  row: ClaimedRow;
-  exec: Execution;
-}
-
 /**
  * Claims due tasks from Postgres and runs them. Composes the fetch loop (here), the executor, the completer
  * (batched outcome writes), the heartbeat thread and the stale-task sweeper. Never runs more than `concurrency`
@@ -113,7 +110,10 @@ export class Worker {
   readonly #completer: Completer;
   readonly #heartbeat: Heartbeat;
   readonly #sweeper: Sweeper;
-  readonly #running = new Map<string, Running>();
+  readonly #inline: InlineRunner;
+  readonly #running = new Map<string, Execution>();
+  /** Whether #pump is on the stack (an attempt that finishes synchronously must not start another from within). */
+  #pumping = false;
   /** Claimed, not yet started (see `prefetch`). */
   #buffer: ClaimedRow[] = [];
   /** Index of the next task to start in #buffer (a queue read from the front without shifting the array). */
@@ -193,11 +193,12 @@ export class Worker {
       grace: this.#staleAfter,
       logger: this.logger,
       held: () => [
-        ...[...this.#running.values()].map((r) => ({ id: r.row.id, attempt: r.row.attempt })),
+        ...[...this.#running.values()].map(({ row }) => ({ id: row.id, attempt: row.attempt })),
         ...this.#buffer.slice(this.#bufferHead).map((row) => ({ id: row.id, attempt: row.attempt })),
         ...this.#completer.held(),
       ],
     });
+    this.#inline = new InlineRunner(this.id, this.#maxRetries, this.#finished);
     this.#sweeper = new Sweeper({
       q: this.#store.pool,
       tasks: this.#store.tasks,
@@ -337,8 +338,14 @@ export class Worker {
 
   /** Starts held tasks while slots are free. */
   #pump(): void {
-    while (this.#running.size < this.concurrency && this.#bufferHead < this.#buffer.length && this.#state === "running") {
-      this.#start(this.#buffer[this.#bufferHead++]!);
+    if (this.#pumping) return; // the loop below is already running and will fill the freed slot
+    this.#pumping = true;
+    try {
+      while (this.#running.size < this.concurrency && this.#bufferHead < this.#buffer.length && this.#state === "running") {
+        this.#start(this.#buffer[this.#bufferHead++]!);
+      }
+    } finally {
+      this.#pumping = false;
     }
     if (this.#bufferHead === this.#buffer.length && this.#bufferHead > 0) {
       this.#buffer = [];
@@ -393,39 +400,49 @@ export class Worker {
 
   #start(row: ClaimedRow): void {
     const reg = this.#registry.get(row.name);
-    const exec =
-      reg && this.#threads && (reg.isolation ?? this.#isolation) === "thread"
-        ? this.#threads.run(row, contextData(row, this.id, this.#maxRetries))
-        : executeInline(row, reg?.handler, this.id, this.#maxRetries);
-    this.#running.set(row.id, { row, exec });
-    void exec.outcome.then((outcome) => {
-      this.#running.delete(row.id);
-      if (outcome.kind !== "released") {
-        const ms = outcome.duration * 1000;
-        this.#avgMs = this.#avgMs === Infinity ? ms : this.#avgMs * 0.9 + ms * 0.1;
-      }
-      this.#pump();
-      const claim = { id: row.id, attempt: row.attempt };
-      switch (outcome.kind) {
-        case "completed":
-          this.#completer.complete({ ...claim, resultJson: outcome.resultJson, duration: outcome.duration });
-          break;
-        case "failed":
-          this.logger.warn("task attempt failed", {
-            task: row.id,
-            name: row.name,
-            attempt: row.attempt,
-            error: outcome.error.split("\n", 1)[0],
-          });
-          this.#completer.fail({ ...claim, error: outcome.error, duration: outcome.duration, final: outcome.final });
-          break;
-        case "released":
-          this.#completer.release(claim);
-          break;
-      }
-      this.#slotFreed();
-    });
+    if (reg && this.#threads && (reg.isolation ?? this.#isolation) === "thread") {
+      this.#running.set(row.id, this.#threads.run(row, contextData(row, this.id, this.#maxRetries), this.#finished));
+    } else {
+      // Registered before it starts: a synchronous handler reports its outcome from within start().
+      const exec = this.#inline.prepare(row, reg?.handler);
+      this.#running.set(row.id, exec);
+      exec.start();
+    }
   }
+
+  /** An attempt ended: free its slot, start the next held task, and hand the outcome to the completer. */
+  readonly #finished = (row: ClaimedRow, outcome: Outcome): void => {
+    this.#running.delete(row.id);
+    if (outcome.kind !== "released") {
+      const ms = outcome.duration * 1000;
+      this.#avgMs = this.#avgMs === Infinity ? ms : this.#avgMs * 0.9 + ms * 0.1;
+    }
+    this.#pump();
+    switch (outcome.kind) {
+      case "completed":
+        this.#completer.complete({ id: row.id, attempt: row.attempt, resultJson: outcome.resultJson, duration: outcome.duration });
+        break;
+      case "failed":
+        this.logger.warn("task attempt failed", {
+          task: row.id,
+          name: row.name,
+          attempt: row.attempt,
+          error: outcome.error.split("\n", 1)[0],
+        });
+        this.#completer.fail({
+          id: row.id,
+          attempt: row.attempt,
+          error: outcome.error,
+          duration: outcome.duration,
+          final: outcome.final,
+        });
+        break;
+      case "released":
+        this.#completer.release({ id: row.id, attempt: row.attempt });
+        break;
+    }
+    this.#slotFreed();
+  };
 
   /**
    * Stops claiming, lets running tasks finish for up to `shutdownTimeout` seconds, hands the rest back to the
@@ -462,16 +479,15 @@ export class Worker {
       if (this.#running.size > 0) {
         const ids = [...this.#running.keys()];
         this.logger.warn("shutdown timeout: handing unfinished tasks back to the queue", { tasks: ids });
-        const outcomes = [...this.#running.values()].map((r) => {
-          r.exec.release();
-          return r.exec.outcome;
-        });
-        await Promise.all(outcomes);
+        for (const exec of [...this.#running.values()]) exec.release();
+        // Inline attempts report "released" at once; threaded ones on the next turn.
+        await drained;
       }
     }
     if (!(await this.#completer.drain(10_000))) {
       this.logger.error("could not record every task outcome before exit; the sweeper will take those tasks back");
     }
+    this.#inline.close();
     await this.#heartbeat.stop();
     await Promise.all([this.#threads?.close(), this.#lock.close(), this.#notifier.close(), this.#store.close()]);
     this.#state = "stopped";

@@ -1,0 +1,120 @@
+import { performance } from "node:perf_hooks";
+
+/** setTimeout's longest delay; longer timeouts are clamped (they are days long and end the same way). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Something with a deadline: `expire()` is called once it passes, unless it is `done` by then. */
+export interface Expiring {
+  readonly done: boolean;
+  expire(): void;
+}
+
+/** Every deadline of one length, in the order they were set, which is also the order they fall due. */
+interface Lane {
+  readonly ms: number;
+  at: number[];
+  items: Expiring[];
+  head: number;
+  /** Items not yet done. */
+  live: number;
+  timer: NodeJS.Timeout | null;
+}
+
+/**
+ * Timeouts for many running attempts with one timer per distinct timeout length, instead of a timer per attempt.
+ * Attempts with the same timeout fall due in the order they started, so each length keeps a queue and one timer
+ * for its head. Finished attempts are skipped when the head is reached, or dropped in bulk when most of a long
+ * queue has finished. In a drain of no-op tasks, a setTimeout and clearTimeout per attempt were a tenth of the
+ * worker's CPU.
+ */
+export class Deadlines {
+  readonly #lanes = new Map<number, Lane>();
+  #firing = false;
+
+  /** Calls `item.expire()` once `timeoutMs` has passed, unless the item is done by then (see `finished`). */
+  add(timeoutMs: number, item: Expiring): void {
+    const ms = Math.min(Math.max(timeoutMs, 1), MAX_TIMER_MS);
+    let lane = this.#lanes.get(ms);
+    if (!lane) {
+      lane = { ms, at: [], items: [], head: 0, live: 0, timer: null };
+      this.#lanes.set(ms, lane);
+    }
+    lane.at.push(performance.now() + ms);
+    lane.items.push(item);
+    lane.live++;
+    if (!lane.timer) this.#arm(lane, ms);
+  }
+
+  /** The item added with `timeoutMs` is done: it will not expire. */
+  finished(timeoutMs: number): void {
+    const lane = this.#lanes.get(Math.min(Math.max(timeoutMs, 1), MAX_TIMER_MS));
+    if (!lane) return;
+    lane.live--;
+    if (this.#firing) return;
+    const queued = lane.items.length - lane.head;
+    if (lane.live === 0) {
+      // Nothing left to time: empty the queue, and let an armed timer find it empty (cheaper than re-arming).
+      lane.at.length = 0;
+      lane.items.length = 0;
+      lane.head = 0;
+    } else if (queued > 1024 && lane.live * 4 < queued) {
+      this.#compact(lane);
+    }
+  }
+
+  /** Stops every timer; nothing expires after this. */
+  close(): void {
+    for (const lane of this.#lanes.values()) if (lane.timer) clearTimeout(lane.timer);
+    this.#lanes.clear();
+  }
+
+  #arm(lane: Lane, delay: number): void {
+    lane.timer = setTimeout(() => this.#fire(lane), Math.max(1, Math.ceil(delay)));
+    lane.timer.unref();
+  }
+
+  #fire(lane: Lane): void {
+    lane.timer = null;
+    const now = performance.now();
+    this.#firing = true;
+    try {
+      while (lane.head < lane.items.length) {
+        const item = lane.items[lane.head]!;
+        if (!item.done) {
+          // A timer may fire a little early by the performance clock.
+          if (lane.at[lane.head]! > now + 1) break;
+          lane.head++;
+          item.expire();
+        } else {
+          lane.head++;
+        }
+      }
+    } finally {
+      this.#firing = false;
+    }
+    if (lane.head >= lane.items.length || lane.live <= 0) {
+      lane.at.length = 0;
+      lane.items.length = 0;
+      lane.head = 0;
+      if (lane.live <= 0 && this.#lanes.get(lane.ms) === lane) this.#lanes.delete(lane.ms);
+      return;
+    }
+    if (lane.head > 1024 && lane.head * 2 > lane.items.length) this.#compact(lane);
+    this.#arm(lane, lane.at[lane.head]! - now);
+  }
+
+  /** Drops the finished items from the lane's queue, keeping the order of the rest. */
+  #compact(lane: Lane): void {
+    const at: number[] = [];
+    const items: Expiring[] = [];
+    for (let i = lane.head; i < lane.items.length; i++) {
+      const item = lane.items[i]!;
+      if (item.done) continue;
+      at.push(lane.at[i]!);
+      items.push(item);
+    }
+    lane.at = at;
+    lane.items = items;
+    lane.head = 0;
+  }
+}
