@@ -2,20 +2,23 @@ import { perTable, run, type Queryable } from "../db/store.js";
 
 /*
  * Completions are written in batches: the completer gathers the outcomes that arrive while a write is in flight
- * and sends them as parallel arrays in one UPDATE … FROM unnest(…). Each row is compare-and-set on
- * (status = PROGRESS, attempt): an outcome for an attempt that was swept, handed back or re-claimed since changes
- * nothing, so a worker that comes back late can never overwrite a newer attempt.
+ * and sends them in one UPDATE. Each row is compare-and-set on (status = PROGRESS, attempt): an outcome for an
+ * attempt that was swept, handed back or re-claimed since changes nothing, so a worker that comes back late can
+ * never overwrite a newer attempt.
  *
  * Measured on 2 cores (Postgres on the same machine): 32 completions as one batched UPDATE took 3.3–3.9 ms, as 32
  * single-row UPDATEs over 4 connections 21–35 ms: one round trip, one plan and one commit instead of 32.
- * The batch travels as one JSON array (results are JSON text already, so it is built by concatenation) rather than
- * as parallel arrays, which the driver would have to escape element by element, and only the ids that did not
- * match come back (usually none), not a row per task.
+ * The batch travels as three array literals (ids, attempts, durations) and one JSON array of the results (JSON
+ * text already), each made by a single join, zipped back together by ROWS FROM. Building one JSON object per task
+ * instead made a few hundred bytes of short-lived strings per task, a third of what a draining worker allocated.
+ * Only the ids that did not match come back (usually none), not a row per task.
  */
 const completeStatement = perTable(
   "complete",
   (tasks) => `WITH d AS MATERIALIZED (
-     SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(id bigint, attempt int, result jsonb, duration float8)
+     SELECT d.id, d.attempt, d.duration, nullif(d.result, 'null'::jsonb) AS result
+       FROM ROWS FROM (unnest($1::bigint[]), unnest($2::int[]), unnest($3::float8[]), jsonb_array_elements($4::jsonb))
+         AS d(id, attempt, duration, result)
    ), done AS (
      UPDATE ${tasks} t
         SET status = 'COMPLETED', result = d.result, error = NULL, finished_at = now(), updated_at = now(),
@@ -76,12 +79,24 @@ export interface Backoff {
 
 /** Returns the ids whose row this write did not change: they had moved on (swept, handed back, re-claimed). */
 export async function completeTasks(q: Queryable, tasks: string, items: Completion[]): Promise<string[]> {
-  let json = "[";
-  for (let i = 0; i < items.length; i++) {
+  const n = items.length;
+  const ids = new Array<string>(n);
+  const attempts = new Array<number>(n);
+  const durations = new Array<number>(n);
+  const results = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
     const c = items[i]!;
-    json += `${i === 0 ? "" : ","}{"id":${c.id},"attempt":${c.attempt},"result":${c.resultJson},"duration":${c.duration}}`;
+    ids[i] = c.id;
+    attempts[i] = c.attempt;
+    durations[i] = c.duration;
+    results[i] = c.resultJson;
   }
-  const { rows } = await run<{ missed: string[] | null }>(q, completeStatement(tasks), [`${json}]`]);
+  const { rows } = await run<{ missed: string[] | null }>(q, completeStatement(tasks), [
+    `{${ids.join(",")}}`,
+    `{${attempts.join(",")}}`,
+    `{${durations.join(",")}}`,
+    `[${results.join(",")}]`,
+  ]);
   return rows[0]?.missed ?? [];
 }
 

@@ -9,12 +9,17 @@ export interface Expiring {
   expire(): void;
 }
 
-/** Every deadline of one length, in the order they were set, which is also the order they fall due. */
+/**
+ * Every deadline of one length, in the order they were set, which is also the order they fall due: entries
+ * [head, tail) of two arrays that are reused (emptying an array by setting its length would free its storage, and
+ * with tasks ending one by one that cost two allocations per task).
+ */
 interface Lane {
   readonly ms: number;
   at: number[];
-  items: Expiring[];
+  items: (Expiring | null)[];
   head: number;
+  tail: number;
   /** Items not yet done. */
   live: number;
   timer: NodeJS.Timeout | null;
@@ -36,11 +41,12 @@ export class Deadlines {
     const ms = Math.min(Math.max(timeoutMs, 1), MAX_TIMER_MS);
     let lane = this.#lanes.get(ms);
     if (!lane) {
-      lane = { ms, at: [], items: [], head: 0, live: 0, timer: null };
+      lane = { ms, at: [], items: [], head: 0, tail: 0, live: 0, timer: null };
       this.#lanes.set(ms, lane);
     }
-    lane.at.push(performance.now() + ms);
-    lane.items.push(item);
+    lane.at[lane.tail] = performance.now() + ms;
+    lane.items[lane.tail] = item;
+    lane.tail++;
     lane.live++;
     if (!lane.timer) this.#arm(lane, ms);
   }
@@ -51,12 +57,10 @@ export class Deadlines {
     if (!lane) return;
     lane.live--;
     if (this.#firing) return;
-    const queued = lane.items.length - lane.head;
+    const queued = lane.tail - lane.head;
     if (lane.live === 0) {
       // Nothing left to time: empty the queue, and let an armed timer find it empty (cheaper than re-arming).
-      lane.at.length = 0;
-      lane.items.length = 0;
-      lane.head = 0;
+      empty(lane);
     } else if (queued > 1024 && lane.live * 4 < queued) {
       this.#compact(lane);
     }
@@ -78,28 +82,26 @@ export class Deadlines {
     const now = performance.now();
     this.#firing = true;
     try {
-      while (lane.head < lane.items.length) {
+      while (lane.head < lane.tail) {
         const item = lane.items[lane.head]!;
         if (!item.done) {
           // A timer may fire a little early by the performance clock.
           if (lane.at[lane.head]! > now + 1) break;
-          lane.head++;
+          lane.items[lane.head++] = null;
           item.expire();
         } else {
-          lane.head++;
+          lane.items[lane.head++] = null;
         }
       }
     } finally {
       this.#firing = false;
     }
-    if (lane.head >= lane.items.length || lane.live <= 0) {
-      lane.at.length = 0;
-      lane.items.length = 0;
-      lane.head = 0;
+    if (lane.head >= lane.tail || lane.live <= 0) {
+      empty(lane);
       if (lane.live <= 0 && this.#lanes.get(lane.ms) === lane) this.#lanes.delete(lane.ms);
       return;
     }
-    if (lane.head > 1024 && lane.head * 2 > lane.items.length) this.#compact(lane);
+    if (lane.head > 1024 && lane.head * 2 > lane.tail) this.#compact(lane);
     this.#arm(lane, lane.at[lane.head]! - now);
   }
 
@@ -107,7 +109,7 @@ export class Deadlines {
   #compact(lane: Lane): void {
     const at: number[] = [];
     const items: Expiring[] = [];
-    for (let i = lane.head; i < lane.items.length; i++) {
+    for (let i = lane.head; i < lane.tail; i++) {
       const item = lane.items[i]!;
       if (item.done) continue;
       at.push(lane.at[i]!);
@@ -116,5 +118,13 @@ export class Deadlines {
     lane.at = at;
     lane.items = items;
     lane.head = 0;
+    lane.tail = items.length;
   }
+}
+
+/** Drops every entry, keeping the arrays' storage for the next ones. */
+function empty(lane: Lane): void {
+  for (let i = lane.head; i < lane.tail; i++) lane.items[i] = null;
+  lane.head = 0;
+  lane.tail = 0;
 }

@@ -9,6 +9,8 @@ import type { Handler } from "./registry.js";
 /** A running attempt, as the worker tracks it. */
 export interface Execution {
   readonly row: ClaimedRow;
+  /** Where the worker keeps it while it runs (see Worker's running table); -1 when not running. */
+  slot: number;
   /** Ask the task to stop because the worker is shutting down: its signal fires and the task is handed back. */
   release(): void;
 }
@@ -17,7 +19,7 @@ export interface Execution {
  * Called once per attempt with its outcome. Inline attempts that finish synchronously call it from within
  * `start()`, so the caller must be ready for that.
  */
-export type OutcomeListener = (row: ClaimedRow, outcome: Outcome) => void;
+export type OutcomeListener = (exec: Execution, outcome: Outcome) => void;
 
 /** A running task's context, less its signal (which each executor makes for itself). */
 export function contextData(row: ClaimedRow, workerId: string, maxRetries: number): Omit<TaskContext, "signal"> {
@@ -90,11 +92,13 @@ export class InlineRunner {
     if (!handler) {
       const e = new UnknownTaskError(row.name);
       const listener = this.listener;
-      return {
+      const exec = {
         row,
-        start: () => listener(row, { kind: "failed", error: `${e.name}: ${e.message}`, final: true, duration: 0 }),
+        slot: -1,
+        start: () => listener(exec, { kind: "failed", error: `${e.name}: ${e.message}`, final: true, duration: 0 }),
         release() {},
       };
+      return exec;
     }
     return new InlineExecution(row, handler, new InlineContext(row, this.workerId, this.maxRetries), this);
   }
@@ -116,6 +120,7 @@ export class InlineRunner {
  */
 class InlineExecution implements Execution, Expiring {
   readonly row: ClaimedRow;
+  slot = -1;
   readonly #handler: Handler;
   readonly #ctx: InlineContext;
   readonly #runner: InlineRunner;
@@ -192,7 +197,7 @@ class InlineExecution implements Execution, Expiring {
   #settle(outcome: Outcome): void {
     this.#settled = true;
     this.#runner.deadlines.finished(this.#timeoutMs);
-    this.#runner.listener(this.row, outcome);
+    this.#runner.listener(this, outcome);
   }
 }
 

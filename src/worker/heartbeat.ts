@@ -22,14 +22,13 @@ export interface Claim {
 
 /** Two comma-joined strings: cloning them to the thread costs a copy, where arrays of strings cost one per item. */
 function message(type: "add" | "set", claims: readonly Claim[]) {
-  let ids = "";
-  let attempts = "";
+  const ids = new Array<string>(claims.length);
+  const attempts = new Array<number>(claims.length);
   for (let i = 0; i < claims.length; i++) {
-    const sep = i === 0 ? "" : ",";
-    ids += sep + claims[i]!.id;
-    attempts += sep + claims[i]!.attempt;
+    ids[i] = claims[i]!.id;
+    attempts[i] = claims[i]!.attempt;
   }
-  return { type, ids, attempts };
+  return { type, ids: ids.join(","), attempts: attempts.join(",") };
 }
 
 /**

@@ -117,15 +117,17 @@ export class ThreadPool {
         (err: Error) => settle(failed(describeError(err)), false),
       );
     });
-    void outcome.then((o) => listener(row, o));
-    return {
+    const exec: Execution = {
       row,
+      slot: -1,
       release: () => {
         // Let the handler see why, then end the thread: the task goes back to the queue either way.
         slot.thread.postMessage({ type: "abort", reason: new WorkerShutdownError() });
         settle({ kind: "released" }, false);
       },
     };
+    void outcome.then((o) => listener(exec, o));
+    return exec;
   }
 
   async close(): Promise<void> {

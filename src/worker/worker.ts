@@ -111,7 +111,13 @@ export class Worker {
   readonly #heartbeat: Heartbeat;
   readonly #sweeper: Sweeper;
   readonly #inline: InlineRunner;
-  readonly #running = new Map<string, Execution>();
+  /**
+   * The attempts running now, in slots reused as attempts come and go (a Map keyed by task id rehashed its table
+   * every few attempts while tasks started and ended one by one); #free lists the empty slots.
+   */
+  readonly #running: (Execution | null)[] = [];
+  readonly #free: number[] = [];
+  #runningCount = 0;
   /** Whether #pump is on the stack (an attempt that finishes synchronously must not start another from within). */
   #pumping = false;
   /** Claimed, not yet started (see `prefetch`). */
@@ -193,7 +199,7 @@ export class Worker {
       grace: this.#staleAfter,
       logger: this.logger,
       held: () => [
-        ...[...this.#running.values()].map(({ row }) => ({ id: row.id, attempt: row.attempt })),
+        ...this.#runningNow().map(({ row }) => ({ id: row.id, attempt: row.attempt })),
         ...this.#buffer.slice(this.#bufferHead).map((row) => ({ id: row.id, attempt: row.attempt })),
         ...this.#completer.held(),
       ],
@@ -213,7 +219,11 @@ export class Worker {
 
   /** Tasks running now. */
   get running(): number {
-    return this.#running.size;
+    return this.#runningCount;
+  }
+
+  #runningNow(): Execution[] {
+    return this.#running.filter((e): e is Execution => e !== null);
   }
 
   /**
@@ -282,7 +292,7 @@ export class Worker {
 
   /** A slot freed: claim again if the last claim suggested more work, after letting other finishes coalesce. */
   #slotFreed(): void {
-    if (this.#running.size === 0) this.#drained?.();
+    if (this.#runningCount === 0) this.#drained?.();
     if (!this.#maybeWork || this.#slotWakePending) return;
     this.#slotWakePending = true;
     setImmediate(() => {
@@ -303,10 +313,10 @@ export class Worker {
     while (this.#state === "running") {
       const capacity = this.concurrency + this.#prefetchTarget();
       const held = this.#buffer.length - this.#bufferHead;
-      const want = capacity - this.#running.size - held;
+      const want = capacity - this.#runningCount - held;
       // Claim when slots are idle, or (while tasks ready to start remain) once half the capacity is missing, so
       // claims come in sizeable batches rather than one row per freed slot.
-      const due = held === 0 ? this.#running.size < this.concurrency : want >= Math.ceil(capacity / 2);
+      const due = held === 0 ? this.#runningCount < this.concurrency : want >= Math.ceil(capacity / 2);
       if (want > 0 && due && this.#maybeWork) {
         this.#maybeWork = false;
         let rows: ClaimedRow[];
@@ -330,7 +340,7 @@ export class Worker {
         this.#buffer.push(...rows);
         if (this.#state !== "running") break;
         this.#pump();
-        if (this.#maybeWork && this.#running.size < this.concurrency) continue;
+        if (this.#maybeWork && this.#runningCount < this.concurrency) continue;
       }
       await this.#idle();
     }
@@ -341,7 +351,7 @@ export class Worker {
     if (this.#pumping) return; // the loop below is already running and will fill the freed slot
     this.#pumping = true;
     try {
-      while (this.#running.size < this.concurrency && this.#bufferHead < this.#buffer.length && this.#state === "running") {
+      while (this.#runningCount < this.concurrency && this.#bufferHead < this.#buffer.length && this.#state === "running") {
         this.#start(this.#buffer[this.#bufferHead++]!);
       }
     } finally {
@@ -401,18 +411,30 @@ export class Worker {
   #start(row: ClaimedRow): void {
     const reg = this.#registry.get(row.name);
     if (reg && this.#threads && (reg.isolation ?? this.#isolation) === "thread") {
-      this.#running.set(row.id, this.#threads.run(row, contextData(row, this.id, this.#maxRetries), this.#finished));
+      this.#track(this.#threads.run(row, contextData(row, this.id, this.#maxRetries), this.#finished));
     } else {
       // Registered before it starts: a synchronous handler reports its outcome from within start().
       const exec = this.#inline.prepare(row, reg?.handler);
-      this.#running.set(row.id, exec);
+      this.#track(exec);
       exec.start();
     }
   }
 
+  #track(exec: Execution): void {
+    const slot = this.#free.pop() ?? this.#running.length;
+    this.#running[slot] = exec;
+    exec.slot = slot;
+    this.#runningCount++;
+  }
+
   /** An attempt ended: free its slot, start the next held task, and hand the outcome to the completer. */
-  readonly #finished = (row: ClaimedRow, outcome: Outcome): void => {
-    this.#running.delete(row.id);
+  readonly #finished = (exec: Execution, outcome: Outcome): void => {
+    const row = exec.row;
+    if (exec.slot < 0 || this.#running[exec.slot] !== exec) return; // reported twice: ignore
+    this.#running[exec.slot] = null;
+    this.#free.push(exec.slot);
+    exec.slot = -1;
+    this.#runningCount--;
     if (outcome.kind !== "released") {
       const ms = outcome.duration * 1000;
       this.#avgMs = this.#avgMs === Infinity ? ms : this.#avgMs * 0.9 + ms * 0.1;
@@ -470,16 +492,16 @@ export class Worker {
     this.#offReconnect?.();
     if (this.#timedWake) clearTimeout(this.#timedWake.timer);
     await this.#sweeper.stop();
-    if (this.#running.size > 0) {
-      this.logger.info("waiting for running tasks", { running: this.#running.size, timeoutSeconds: this.#shutdownMs / 1000 });
+    if (this.#runningCount > 0) {
+      this.logger.info("waiting for running tasks", { running: this.#runningCount, timeoutSeconds: this.#shutdownMs / 1000 });
       const drained = new Promise<void>((resolve) => (this.#drained = resolve));
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([drained, new Promise((resolve) => (timer = setTimeout(resolve, this.#shutdownMs)))]);
       clearTimeout(timer);
-      if (this.#running.size > 0) {
-        const ids = [...this.#running.keys()];
+      if (this.#runningCount > 0) {
+        const ids = this.#runningNow().map((e) => e.row.id);
         this.logger.warn("shutdown timeout: handing unfinished tasks back to the queue", { tasks: ids });
-        for (const exec of [...this.#running.values()]) exec.release();
+        for (const exec of this.#runningNow()) exec.release();
         // Inline attempts report "released" at once; threaded ones on the next turn.
         await drained;
       }
