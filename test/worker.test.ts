@@ -251,4 +251,21 @@ describe("Worker", () => {
     expect(done.result).toBe("woke");
     expect(done.startedAt!.getTime() - done.createdAt.getTime()).toBeLessThan(5000);
   });
+
+  it("keeps heartbeating long tasks claimed after thousands of short ones (the heartbeat list is resent, not lost)", async () => {
+    // A task left out of the heartbeat thread's list would be swept after 1.2 s and, with no retries, FAILED.
+    await startWorker({
+      concurrency: 8,
+      heartbeatInterval: 0.2,
+      staleAfter: 1.2,
+      sweepInterval: 0.2,
+      tasks: { noop() {}, slow: () => new Promise((resolve) => setTimeout(() => resolve("slept"), 2500)) },
+    });
+    for (let i = 0; i < 9; i++) {
+      await client.createTasks(Array.from({ length: 1000 }, () => ({ name: "noop", priority: 10 })));
+    }
+    const slow = await client.createTasks(Array.from({ length: 8 }, () => ({ name: "slow" })));
+    const done = await Promise.all(slow.map((t) => finished(t, 30)));
+    expect(done.map((t) => [t.status, t.attempt, t.result])).toEqual(slow.map(() => ["COMPLETED", 1, "slept"]));
+  });
 });

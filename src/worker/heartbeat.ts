@@ -20,6 +20,9 @@ export interface Claim {
   attempt: number;
 }
 
+/** Claims added to the thread's list, one message at a time, before it is sent the whole list instead. */
+const RESYNC_AFTER = 8192;
+
 /** Two comma-joined strings: cloning them to the thread costs a copy, where arrays of strings cost one per item. */
 function message(type: "add" | "set", claims: readonly Claim[]) {
   const ids = new Array<string>(claims.length);
@@ -42,6 +45,8 @@ export class Heartbeat {
   #failing = false;
   #stopped = false;
   #syncTimer: NodeJS.Timeout | null = null;
+  /** Claims added since the thread last got the whole list. */
+  #added = 0;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -73,17 +78,29 @@ export class Heartbeat {
       }, 200).unref();
     });
     this.#thread = thread;
-    thread.postMessage(message("set", this.#options.held()));
+    this.#sync();
     if (!this.#syncTimer) {
       // The full list, once per beat: this is how finished tasks leave it.
-      this.#syncTimer = setInterval(() => this.#thread?.postMessage(message("set", this.#options.held())), interval * 1000);
+      this.#syncTimer = setInterval(() => this.#sync(), interval * 1000);
       this.#syncTimer.unref();
     }
   }
 
-  /** Newly claimed tasks: covered from the next beat on, even if the main thread blocks right after. */
+  /**
+   * Newly claimed tasks (already in `held()`): covered from the next beat on, even if the main thread blocks right
+   * after. The thread forgets finished tasks only when it gets the whole list, so after many claims it gets that
+   * instead: at tens of thousands of tasks a second, adds alone grew its map by that many entries per beat interval.
+   */
   track(claims: readonly Claim[]): void {
-    if (claims.length > 0) this.#thread?.postMessage(message("add", claims));
+    if (claims.length === 0 || !this.#thread) return;
+    this.#added += claims.length;
+    if (this.#added > RESYNC_AFTER) this.#sync();
+    else this.#thread.postMessage(message("add", claims));
+  }
+
+  #sync(): void {
+    this.#added = 0;
+    this.#thread?.postMessage(message("set", this.#options.held()));
   }
 
   async stop(): Promise<void> {

@@ -336,8 +336,11 @@ export class Worker {
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
         // arrived while the claim was in flight: it set #maybeWork again).
         if (rows.length === want) this.#maybeWork = true;
-        this.#heartbeat.track(rows);
+        // Started rows leave the array here, or it would keep every row claimed since it was last empty.
+        this.#buffer = this.#bufferHead > 0 ? this.#buffer.slice(this.#bufferHead) : this.#buffer;
+        this.#bufferHead = 0;
         this.#buffer.push(...rows);
+        this.#heartbeat.track(rows);
         if (this.#state !== "running") break;
         this.#pump();
         if (this.#maybeWork && this.#runningCount < this.concurrency) continue;
