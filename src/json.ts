@@ -8,49 +8,76 @@ import { NotJsonError } from "./errors.js";
  * as what `toJSON` returns. `undefined` object properties are dropped, as JSON does.
  */
 export function toJsonText(value: unknown, path: string): string {
-  assertJson(value, path, new Set());
+  try {
+    assertJson(value, []);
+  } catch (err) {
+    if (err instanceof Invalid) throw new NotJsonError(path + err.path.reverse().join(""), err.reason);
+    throw err;
+  }
   return JSON.stringify(value);
 }
 
-function assertJson(value: unknown, path: string, seen: Set<object>): void {
+/**
+ * Where a value failed and why. The path is collected on the way out, so that checking valid data (nearly all of
+ * it) builds no path strings: one per array element and property was most of what checking a batch cost.
+ */
+class Invalid extends Error {
+  readonly path: string[] = [];
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+/** `ancestors`: the objects enclosing `value`, to refuse cycles. */
+function assertJson(value: unknown, ancestors: object[]): void {
   switch (typeof value) {
     case "string":
     case "boolean":
       return;
     case "number":
-      if (!Number.isFinite(value)) throw new NotJsonError(path, `${value} is not a finite number`);
+      if (!Number.isFinite(value)) throw new Invalid(`${value} is not a finite number`);
       return;
     case "bigint":
-      throw new NotJsonError(path, "BigInt is not supported (pass it as a string)");
+      throw new Invalid("BigInt is not supported (pass it as a string)");
     case "function":
-      throw new NotJsonError(path, "a function is not data");
+      throw new Invalid("a function is not data");
     case "symbol":
-      throw new NotJsonError(path, "a symbol is not data");
+      throw new Invalid("a symbol is not data");
     case "undefined":
-      throw new NotJsonError(path, "undefined is not JSON (use null)");
+      throw new Invalid("undefined is not JSON (use null)");
   }
   if (value === null) return;
   const obj = value as object;
-  if (seen.has(obj)) throw new NotJsonError(path, "the value contains a cycle");
+  if (ancestors.includes(obj)) throw new Invalid("the value contains a cycle");
+  ancestors.push(obj);
   if (typeof (obj as { toJSON?: unknown }).toJSON === "function") {
-    seen.add(obj);
-    assertJson((obj as { toJSON: () => unknown }).toJSON(), path, seen);
-    seen.delete(obj);
-    return;
-  }
-  seen.add(obj);
-  if (Array.isArray(obj)) {
-    for (let i = 0; i < obj.length; i++) assertJson(obj[i], `${path}[${i}]`, seen);
+    assertJson((obj as { toJSON: () => unknown }).toJSON(), ancestors);
+  } else if (Array.isArray(obj)) {
+    for (let i = 0; i < obj.length; i++) {
+      try {
+        assertJson(obj[i], ancestors);
+      } catch (err) {
+        if (err instanceof Invalid) err.path.push(`[${i}]`);
+        throw err;
+      }
+    }
   } else {
     const proto = Object.getPrototypeOf(obj);
     if (proto !== Object.prototype && proto !== null) {
       const kind = (obj as { constructor?: { name?: string } }).constructor?.name ?? "object";
-      throw new NotJsonError(path, `a ${kind} is not a plain object`);
+      throw new Invalid(`a ${kind} is not a plain object`);
     }
-    for (const key of Object.keys(obj)) {
+    for (const key in obj) {
+      if (!Object.prototype.hasOwnProperty.call(obj, key)) continue;
       const v = (obj as Record<string, unknown>)[key];
-      if (v !== undefined) assertJson(v, `${path}.${key}`, seen);
+      if (v === undefined) continue;
+      try {
+        assertJson(v, ancestors);
+      } catch (err) {
+        if (err instanceof Invalid) err.path.push(`.${key}`);
+        throw err;
+      }
     }
   }
-  seen.delete(obj);
+  ancestors.pop();
 }
