@@ -331,6 +331,7 @@ async function idleLatency(ns, child, samples, warmup) {
     maxMs: Math.max(...lat),
     meanMs: lat.reduce((a, b) => a + b, 0) / lat.length,
     enqueueP50Ms: percentile(enq, 50),
+    enqueueP99Ms: percentile(enq, 99),
   };
 }
 
