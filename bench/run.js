@@ -191,9 +191,17 @@ function codeIdentity() {
 
 async function serverVersions() {
   const pg = (await adminPool.query("SHOW server_version")).rows[0].server_version;
+  // The settings that change what the numbers mean: durability, cache size, and whether autovacuum runs at all.
+  const { rows } = await adminPool.query(
+    `SELECT name, setting, unit FROM pg_settings
+      WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'autovacuum', 'max_wal_size')`,
+  );
+  /** @type {Record<string, string>} */
+  const postgresSettings = {};
+  for (const r of rows) postgresSettings[r.name] = r.unit === "8kB" ? `${(Number(r.setting) * 8) / 1024} MB` : r.unit ? `${r.setting} ${r.unit}` : r.setting;
   const info = await adminRedis().info("server");
   const redis = /^redis_version:(.+)$/m.exec(info)?.[1]?.trim() ?? "?";
-  return { postgres: String(pg), redis };
+  return { postgres: String(pg), postgresSettings, redis };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -416,6 +424,9 @@ async function tableHealth() {
   // What autovacuum would have done by the time a table had grown this big.
   await adminPool.query(`VACUUM ANALYZE "${fullSchema}".tasks`);
   await adminPool.query(`VACUUM ANALYZE "${emptySchema}".tasks`);
+  // The bulk load left a few hundred MB of dirty pages and WAL: flush them now, so the first rounds on the full
+  // table do not share the machine with a checkpoint the load caused.
+  await adminPool.query("CHECKPOINT").catch((err) => log(`table health: CHECKPOINT refused (${err.message}); going on`));
   const size = (await adminPool.query(`SELECT pg_size_pretty(pg_total_relation_size('"${fullSchema}".tasks')) AS s`)).rows[0].s;
   log(`table health: ${fmt(n)} finished rows inserted in ${insertSeconds.toFixed(1)} s (${size} with indexes)`);
 
@@ -431,9 +442,20 @@ async function tableHealth() {
   }
 
   const tables = { empty: skiplockNamespace(emptySchema), full: skiplockNamespace(fullSchema) };
+  const autovacuumOn = (await adminPool.query("SHOW autovacuum")).rows[0].autovacuum === "on";
+  if (!autovacuumOn) log("table health: autovacuum is off on this server; the scenario vacuums both tables between rounds");
   /** @type {Record<string, any>[]} */
   const rounds = [];
   try {
+    // One unmeasured drain on each table first: the rounds compare the tables as a running deployment finds them,
+    // not the first passes over a freshly loaded one (in trial runs the first one or two drains on the full table
+    // were the slowest of all, the later ones level with the empty table).
+    for (const ns of [tables.empty, tables.full]) {
+      await prequeue(ns, config.healthDrainTasks);
+      const d = await drain(ns, config.healthDrainTasks, { sampleMs: 250 });
+      await d.child.stop();
+      if (!autovacuumOn) await adminPool.query(`VACUUM ${ns.tasks}`);
+    }
     for (let r = 0; r < config.healthRounds; r++) {
       /** @type {("empty" | "full")[]} */
       const order = r % 2 === 0 ? ["empty", "full"] : ["full", "empty"];
@@ -457,6 +479,9 @@ async function tableHealth() {
         result.batch = batch;
         result.drain = d.drain;
         rounds.push(result);
+        // Where the server runs no autovacuum, do its work between rounds (untimed), or every round would leave its
+        // dead rows to the next and the tables would be compared in a state no deployment runs in.
+        if (!autovacuumOn) await adminPool.query(`VACUUM ${ns.tasks}`);
         log(
           `  ${which}: ${result.claim ? `claim(${config.claimBatch}) p50 ${result.claim.p50Ms.toFixed(2)} ms p99 ${result.claim.p99Ms.toFixed(2)} ms, ` : ""}` +
             `drain ${fmt(d.drain.rate)}/s, idle latency p50 ${result.latency.p50Ms.toFixed(2)} ms`,
@@ -878,6 +903,7 @@ async function main() {
 
   const header =
     `skiplock benchmark — ${m.nproc} cores, ${m.memoryGiB} GiB, Node ${m.node}, Postgres ${m.postgres}, Redis ${m.redis}\n` +
+      `Postgres settings: ${Object.entries(m.postgresSettings).map(([k, v]) => `${k} ${v}`).join(", ")}\n` +
     `${systems.map((s) => `${s.label} ${s.version}`).join(", ")}${
       only.includes("skiplock") ? ` (skiplock at ${code.gitHead}${code.uncommitted ? ` + ${code.uncommitted} uncommitted file(s)` : ""})` : ""
     }; ` +

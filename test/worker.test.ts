@@ -252,6 +252,24 @@ describe("Worker", () => {
     expect(done.startedAt!.getTime() - done.createdAt.getTime()).toBeLessThan(5000);
   });
 
+  it("warns once at start when autovacuum will not clean the tasks table", async () => {
+    const autovacuumWarnings = async () => {
+      const warnings: string[] = [];
+      const w = await startWorker({ logger: { ...quiet, warn: (m: string) => void warnings.push(m) }, tasks: { noop() {} } });
+      await w.stop();
+      return warnings.filter((m) => m.includes("autovacuum")).length;
+    };
+    const tasks = `"${env.schema}".tasks`;
+    await env.pool.query(`ALTER TABLE ${tasks} SET (autovacuum_enabled = false)`);
+    try {
+      expect(await autovacuumWarnings()).toBe(1);
+    } finally {
+      await env.pool.query(`ALTER TABLE ${tasks} RESET (autovacuum_enabled)`);
+    }
+    const server = (await env.pool.query("SHOW autovacuum")).rows[0].autovacuum;
+    expect(await autovacuumWarnings()).toBe(server === "on" ? 0 : 1);
+  });
+
   it("keeps heartbeating long tasks claimed after thousands of short ones (the heartbeat list is resent, not lost)", async () => {
     // A task left out of the heartbeat thread's list would be swept after 1.2 s and, with no retries, FAILED.
     await startWorker({

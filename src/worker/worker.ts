@@ -246,6 +246,7 @@ export class Worker {
       }
       await this.#store.ping();
       await assertSchemaReady(this.#store.pool, this.config.schema);
+      await this.#checkVacuum();
     } catch (err) {
       this.#state = "stopped";
       await Promise.all([this.#store.close(), this.#notifier.close(), this.#lock.close()]);
@@ -268,6 +269,26 @@ export class Worker {
       isolation: this.#isolation,
       redis: this.config.redisUrl ? "on" : "off (polling)",
     });
+  }
+
+  /**
+   * Every claim and completion leaves a dead row version behind; without vacuum the claim index fills with them
+   * and the table only grows. Say so once, at start, if nothing will clean up.
+   */
+  async #checkVacuum(): Promise<void> {
+    const { rows } = await this.#store.pool.query<{ server: string; table: string[] | null }>({
+      text: `SELECT current_setting('autovacuum') AS server,
+                    (SELECT reloptions FROM pg_class WHERE oid = to_regclass($1)) AS table`,
+      values: [`"${this.config.schema}".tasks`],
+    });
+    const off = rows[0]?.server !== "on" || (rows[0]?.table ?? []).includes("autovacuum_enabled=false");
+    if (off) {
+      this.logger.warn(
+        "autovacuum is off for the tasks table: dead row versions will pile up and claims slow down; " +
+          "turn autovacuum on, or VACUUM the tasks table on a schedule",
+        { schema: this.config.schema },
+      );
+    }
   }
 
   /** A wake-up from Redis, a reconnect, or the poll timer: there may be due tasks. */
