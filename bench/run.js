@@ -459,15 +459,20 @@ async function tableHealth() {
     for (let r = 0; r < config.healthRounds; r++) {
       /** @type {("empty" | "full")[]} */
       const order = r % 2 === 0 ? ["empty", "full"] : ["full", "empty"];
+      /** @type {Record<string, Record<string, any>>} */
+      const claims = {};
+      if (claimTasks) {
+        // Inserted directly: these are claimed here, not by a worker, so they are not part of the drains below.
+        // The two tables' claims alternate one by one, so a slow moment of the machine falls on both alike.
+        for (const which of order) await insertPending(tables[which], config.claimSamples * config.claimBatch);
+        const timed = await timeClaims(claimTasks, order.map((which) => tables[which]));
+        order.forEach((which, i) => (claims[which] = /** @type {Record<string, any>} */ (timed[i])));
+      }
       for (const which of order) {
         const ns = tables[which];
         /** @type {Record<string, any>} */
         const result = { round: r + 1, table: which };
-        if (claimTasks) {
-          // Inserted directly: these are claimed here, not by a worker, so they are not part of the drain below.
-          await insertPending(ns, config.claimSamples * config.claimBatch);
-          result.claim = await timeClaims(claimTasks, ns);
-        }
+        if (claims[which]) result.claim = claims[which];
         const batch = await prequeue(ns, config.healthDrainTasks);
         const d = await drain(ns, config.healthDrainTasks, { sampleMs: 250 });
         try {
@@ -496,7 +501,7 @@ async function tableHealth() {
       // The same claim with a large backlog of due tasks, in the table that also holds the finished rows.
       const ns = tables.full;
       await insertPending(ns, config.claimBacklogTasks);
-      backlog = { pending: config.claimBacklogTasks, finishedRows: n, ...(await timeClaims(claimTasks, ns)) };
+      backlog = { pending: config.claimBacklogTasks, finishedRows: n, ...(await timeClaims(claimTasks, [ns]))[0] };
       plan = await claimPlan(claimTasks, ns);
       await adminPool.query(`DELETE FROM ${ns.tasks} WHERE status IN ('PENDING', 'PROGRESS')`);
       log(`  claim(${config.claimBatch}) with ${fmt(config.claimBacklogTasks)} pending: p50 ${backlog.p50Ms.toFixed(2)} ms; plan: ${plan}`);
@@ -532,25 +537,38 @@ async function insertPending(ns, count) {
 }
 
 /**
- * Times `claimSamples` sequential claims of `claimBatch` tasks, then marks what was claimed COMPLETED.
+ * Times `claimSamples` sequential claims of `claimBatch` tasks on each namespace, taking turns claim by claim (the
+ * order of each turn alternates), then marks what was claimed COMPLETED. Returns one result per namespace.
  * @param {ClaimFn} claimTasks
- * @param {ReturnType<typeof skiplockNamespace>} ns
+ * @param {ReturnType<typeof skiplockNamespace>[]} namespaces
  */
-async function timeClaims(claimTasks, ns) {
+async function timeClaims(claimTasks, namespaces) {
   const k = config.claimSamples;
   const b = config.claimBatch;
-  const ms = [];
+  /** @type {number[][]} */
+  const ms = namespaces.map(() => []);
   for (let s = 0; s < k; s++) {
-    const t = nowMs();
-    const rows = await claimTasks(adminPool, ns.tasks, { queues: ["default"], limit: b, workerId: "bench-claim", defaultMaxRetries: 0 });
-    ms.push(nowMs() - t);
-    if (rows.length !== b) throw new Error(`claim returned ${rows.length} rows, expected ${b}`);
+    for (let j = 0; j < namespaces.length; j++) {
+      const i = s % 2 === 0 ? j : namespaces.length - 1 - j;
+      const ns = /** @type {ReturnType<typeof skiplockNamespace>} */ (namespaces[i]);
+      const t = nowMs();
+      const rows = await claimTasks(adminPool, ns.tasks, {
+        queues: ["default"],
+        limit: b,
+        workerId: "bench-claim",
+        defaultMaxRetries: 0,
+      });
+      /** @type {number[]} */ (ms[i]).push(nowMs() - t);
+      if (rows.length !== b) throw new Error(`claim returned ${rows.length} rows, expected ${b}`);
+    }
   }
-  await adminPool.query(
-    `UPDATE ${ns.tasks} SET status = 'COMPLETED', finished_at = now(), updated_at = now()
-      WHERE worker_id = 'bench-claim' AND status = 'PROGRESS'`,
-  );
-  return { batch: b, samples: k, p50Ms: percentile(ms, 50), p99Ms: percentile(ms, 99), maxMs: Math.max(...ms) };
+  for (const ns of namespaces) {
+    await adminPool.query(
+      `UPDATE ${ns.tasks} SET status = 'COMPLETED', finished_at = now(), updated_at = now()
+        WHERE worker_id = 'bench-claim' AND status = 'PROGRESS'`,
+    );
+  }
+  return ms.map((m) => ({ batch: b, samples: k, p50Ms: percentile(m, 50), p99Ms: percentile(m, 99), maxMs: Math.max(...m) }));
 }
 
 /**
