@@ -14,18 +14,26 @@ import { perTable, type Statement } from "../db/store.js";
  * Rows are locked with SKIP LOCKED: a row locked right now is being completed, failed or handed back by this same
  * worker, so it needs no beat. Waiting on it instead deadlocked against batched outcome writes, which lock the
  * same rows in another order.
+ *
+ * Both steps go through the primary key whatever the planner thinks of the list's size: the LATERAL lookup takes the
+ * named tasks one by one, and the UPDATE takes the locked ids as one array. A join of the list against the table
+ * was planned as a nested loop that re-read the whole list for every running task: 420 ms for 1,000 held tasks
+ * with 50,000 running elsewhere.
  */
 export const heartbeatStatement: (tasks: string) => Statement = perTable(
   "heartbeat",
   (tasks) => `WITH live AS MATERIALIZED (
-     SELECT t.id FROM ${tasks} t
-       JOIN unnest($2::bigint[], $3::int[]) AS h(id, attempt) ON t.id = h.id AND t.attempt = h.attempt
-      WHERE t.status = 'PROGRESS' AND t.worker_id = $1
-        AND t.started_at + (t.timeout + $4::float8) * interval '1 second' > now()
-      FOR UPDATE OF t SKIP LOCKED
+     SELECT l.id
+       FROM unnest($2::bigint[], $3::int[]) AS h(id, attempt)
+      CROSS JOIN LATERAL (
+            SELECT t.id FROM ${tasks} t
+             WHERE t.id = h.id AND t.attempt = h.attempt AND t.status = 'PROGRESS' AND t.worker_id = $1
+               AND t.started_at + (t.timeout + $4::float8) * interval '1 second' > now()
+               FOR UPDATE SKIP LOCKED
+           ) l
    )
    UPDATE ${tasks} t
       SET heartbeat_at = now()
-     FROM live
-    WHERE t.id = live.id`,
+    WHERE t.id = ANY (ARRAY(SELECT id FROM live))`,
+  { prepared: false },
 );

@@ -9,8 +9,9 @@ const releaseStatement = perTable(
   (tasks) => `UPDATE ${tasks} t
       SET status = 'PENDING', run_at = now(), heartbeat_at = NULL, updated_at = now()
      FROM unnest($1::bigint[], $2::int[]) AS d(id, attempt)
-    WHERE t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
+    WHERE t.id = ANY($1::bigint[]) AND t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
    RETURNING t.id`,
+  { prepared: false },
 );
 
 export async function releaseTasks(

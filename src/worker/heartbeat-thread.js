@@ -8,7 +8,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
 
-/** @type {{ databaseUrl: string, statement: { name: string, text: string }, workerId: string, interval: number, grace: number }} */
+/** @type {{ databaseUrl: string, statement: { name?: string, text: string }, workerId: string, interval: number, grace: number }} */
 const cfg = workerData;
 /** @type {pg.Client | null} */
 let client = null;
@@ -36,8 +36,7 @@ async function beat() {
     try {
       client ??= await connect();
       const r = await client.query({
-        name: cfg.statement.name,
-        text: cfg.statement.text,
+        ...cfg.statement,
         values: [cfg.workerId, [...held.keys()], [...held.values()], cfg.grace],
       });
       parentPort?.postMessage({ type: "beat", rows: r.rowCount ?? 0 });

@@ -1,0 +1,120 @@
+// The statements that name a batch of tasks by id must reach them through the primary key, whatever else is in the
+// table: a plan that scans or re-reads every running task turns a batch into work proportional to the whole cluster.
+// Checked on the plans Postgres actually runs (EXPLAIN ANALYZE inside a rolled-back transaction), with many tasks
+// running for another worker and fresh statistics.
+import type pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Statement } from "../src/db/store.js";
+import { completeTasks, failTasks } from "../src/sql/finish.js";
+import { heartbeatStatement } from "../src/sql/heartbeat.js";
+import { releaseTasks } from "../src/sql/release.js";
+import { freshSchema, type SchemaEnv } from "./helpers.js";
+
+const OTHERS = 20_000;
+const MINE = 1_000;
+
+let env: SchemaEnv;
+let tasks: string;
+let mine: { id: string; attempt: number }[];
+
+/** A stand-in for a pool that records the statement it is given instead of running it. */
+function recorder() {
+  const r = {
+    last: null as { text: string; values: unknown[] } | null,
+    async query(cfg: { text: string; values: unknown[] }) {
+      r.last = cfg;
+      return { rows: [], rowCount: 0 };
+    },
+  };
+  return r;
+}
+
+interface PlanNode {
+  "Node Type": string;
+  "Index Name"?: string;
+  "Relation Name"?: string;
+  "Actual Rows": number;
+  "Actual Loops": number;
+  "Rows Removed by Join Filter"?: number;
+  "Rows Removed by Filter"?: number;
+  Plans?: PlanNode[];
+}
+
+function nodes(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+}
+
+/** Runs the statement under EXPLAIN ANALYZE and rolls its changes back; returns every node of the plan. */
+async function explain(stmt: { text: string; values: unknown[] }): Promise<PlanNode[]> {
+  const client: pg.PoolClient = await env.pool.connect();
+  try {
+    await client.query("BEGIN");
+    const { rows } = await client.query({ text: `EXPLAIN (ANALYZE, FORMAT JSON) ${stmt.text}`, values: stmt.values });
+    return nodes((rows[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0]!.Plan);
+  } finally {
+    await client.query("ROLLBACK");
+    client.release();
+  }
+}
+
+/** Rows the plan read from the tasks table and threw away, by filters and join filters. */
+function rowsDiscarded(plan: PlanNode[]): number {
+  return plan.reduce(
+    (n, p) => n + ((p["Rows Removed by Join Filter"] ?? 0) + (p["Rows Removed by Filter"] ?? 0)) * p["Actual Loops"],
+    0,
+  );
+}
+
+beforeAll(async () => {
+  env = await freshSchema("plans");
+  tasks = `"${env.schema}".tasks`;
+  await env.pool.query(
+    `INSERT INTO ${tasks} (name, status, worker_id, attempt, started_at, heartbeat_at)
+     SELECT 'noop', 'PROGRESS', CASE WHEN g <= $1::int THEN 'other' ELSE 'me' END, 1, now(), now()
+       FROM generate_series(1, $1::int + $2::int) AS g`,
+    [OTHERS, MINE],
+  );
+  await env.pool.query(`ANALYZE ${tasks}`);
+  const { rows } = await env.pool.query(`SELECT id::text AS id, attempt FROM ${tasks} WHERE worker_id = 'me'`);
+  mine = rows;
+});
+
+afterAll(async () => {
+  await env?.drop();
+});
+
+describe("batch statements reach their tasks through the primary key", () => {
+  it("heartbeat", async () => {
+    const stmt: Statement = heartbeatStatement(tasks);
+    const values = ["me", mine.map((m) => m.id), mine.map((m) => m.attempt), 60];
+    const plan = await explain({ text: stmt.text, values });
+    expect(plan.some((p) => p["Index Name"] === "tasks_pkey")).toBe(true);
+    // And it beats exactly this worker's tasks (run in a transaction that is rolled back).
+    const client = await env.pool.connect();
+    try {
+      await client.query("BEGIN");
+      expect((await client.query({ text: stmt.text, values })).rowCount).toBe(MINE);
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
+    expect(rowsDiscarded(plan)).toBeLessThan(MINE);
+  });
+
+  it("complete", async () => {
+    const rec = recorder();
+    await completeTasks(rec, tasks, mine.map((m) => ({ ...m, resultJson: "null", duration: 0.01 })));
+    const plan = await explain(rec.last!);
+    expect(plan.some((p) => p["Index Name"] === "tasks_pkey")).toBe(true);
+    expect(rowsDiscarded(plan)).toBeLessThan(MINE);
+  });
+
+  it("fail and release read no more than the running tasks once", async () => {
+    const rec = recorder();
+    await failTasks(rec, tasks, mine.map((m) => ({ ...m, error: "x", duration: 0.01, final: false })), { base: 1, max: 2 });
+    const fail = await explain(rec.last!);
+    await releaseTasks(rec, tasks, mine);
+    const release = await explain(rec.last!);
+    for (const plan of [fail, release]) expect(rowsDiscarded(plan)).toBeLessThanOrEqual(OTHERS + MINE);
+  });
+});
