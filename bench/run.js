@@ -781,6 +781,17 @@ function healthTable(health) {
     const f = med("full", get);
     rows.push([label, fmt(e), fmt(f), Number.isFinite(e / f) ? `${(f / e).toFixed(2)}x` : "-"]);
   }
+  // The two drains of one round run seconds apart, so their ratio is less exposed to the machine's slow spells
+  // than the ratio of two medians, each drawn from its own five moments.
+  const paired = [];
+  for (let r = 1; r <= config.healthRounds; r++) {
+    const e = health.rounds.find((x) => x.round === r && x.table === "empty");
+    const f = health.rounds.find((x) => x.round === r && x.table === "full");
+    if (e && f) paired.push(f.drain.rate / e.drain.rate);
+  }
+  if (paired.length > 1) {
+    rows.push(["drain, full/empty within each round (median)", "", "", `${median(paired).toFixed(2)}x`]);
+  }
   const b = health.claimWithBacklog;
   if (b) {
     rows.push([`claim of ${config.claimBatch} with ${fmtK(b.pending)} pending, p50 (ms)`, "", fmt(b.p50Ms), ""]);
