@@ -4,7 +4,7 @@
 // running for another worker and fresh statistics.
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Statement } from "../src/db/store.js";
+import type { Queryable, Statement } from "../src/db/store.js";
 import { completeTasks, failTasks } from "../src/sql/finish.js";
 import { heartbeatStatement } from "../src/sql/heartbeat.js";
 import { releaseTasks } from "../src/sql/release.js";
@@ -18,12 +18,12 @@ let tasks: string;
 let mine: { id: string; attempt: number }[];
 
 /** A stand-in for a pool that records the statement it is given instead of running it. */
-function recorder() {
+function recorder(): Queryable & { last: { text: string; values: unknown[] } | null } {
   const r = {
     last: null as { text: string; values: unknown[] } | null,
-    async query(cfg: { text: string; values: unknown[] }) {
-      r.last = cfg;
-      return { rows: [], rowCount: 0 };
+    async query<R extends pg.QueryResultRow>(cfg: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+      r.last = { text: cfg.text, values: cfg.values ?? [] };
+      return { rows: [], rowCount: 0, command: "", oid: 0, fields: [] };
     },
   };
   return r;
