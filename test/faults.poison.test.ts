@@ -158,7 +158,9 @@ describe("a short timeout under --isolation thread", () => {
   // The timeout is "seconds one attempt may run" (README). Starting a task thread and importing the tasks module
   // takes ~0.4-0.6 s on this machine; that is the worker's overhead, not the task's run time.
   it("is not used up by starting a cold thread: a 2 ms task with timeout 0.3 completes", async () => {
-    await worker(["--isolation", "thread", "--concurrency", "1"]);
+    // Not a sweep test: a roomy --stale-after, since a task is heartbeated only until timeout + stale-after past
+    // its claim, and a cold thread on a loaded 2-core machine has taken longer than the fast sweep's 1.5 s.
+    await worker(["--isolation", "thread", "--concurrency", "1", "--heartbeat-interval", "1", "--stale-after", "10"]);
     const quick = await client.createTask("recorded", ["quick"], { timeout: 0.3, maxRetries: 0 });
     const done = await client.waitForCompletion(quick.id, { timeout: 15 });
     expect(done?.error ?? null).toBeNull();
