@@ -201,8 +201,8 @@ export class SkiplockClient {
    */
   async purgeTasks(options: PurgeTasksOptions): Promise<{ deleted: number; scanned: number; dryRun: boolean }> {
     const days = validateSeconds("olderThanDays", options.olderThanDays);
-    const statuses = options.statuses ?? ["COMPLETED", "FAILED", "CANCELLED"];
-    if (!Array.isArray(statuses) || statuses.length === 0 || statuses.some((st) => !PURGEABLE.has(st))) {
+    const statuses = options.statuses ?? [...FINAL_STATUSES];
+    if (!Array.isArray(statuses) || statuses.length === 0 || statuses.some((st) => !FINAL_STATUSES.has(st))) {
       throw new InvalidOptionError("statuses", "choose among COMPLETED, FAILED and CANCELLED");
     }
     const batchSize = validateInteger("batchSize", options.batchSize ?? 10_000, 1, 1_000_000);
@@ -221,8 +221,6 @@ export class SkiplockClient {
     await Promise.all([this.notifier.close(), this.store.close()]);
   }
 }
-
-const PURGEABLE: ReadonlySet<string> = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 export interface PurgeTasksOptions {
   /** Delete tasks that finished more than this many days ago (fractions allowed). */

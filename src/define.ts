@@ -1,8 +1,7 @@
 import { getDefaultClient, type SkiplockClient } from "./client.js";
 import { validateTaskName } from "./config.js";
-import { InvalidOptionError } from "./errors.js";
 import { prepareTask, type Task, type TaskOptions } from "./task.js";
-import type { TaskDefinitionLike } from "./worker/registry.js";
+import { validateIsolation, type TaskDefinitionLike } from "./worker/registry.js";
 
 export interface DefineOptions extends TaskOptions {
   /** Run this task in a worker thread terminated at its timeout, whatever the worker's default (needs tasksModule). */
@@ -37,9 +36,7 @@ export function defineTask<A extends unknown[], R>(
   validateTaskName(name);
   if (typeof handler !== "function") throw new TypeError(`defineTask(${JSON.stringify(name)}): handler must be a function`);
   const { isolation, ...taskOptions } = options;
-  if (isolation !== undefined && isolation !== "inline" && isolation !== "thread") {
-    throw new InvalidOptionError("isolation", `expected "inline" or "thread", got ${JSON.stringify(isolation)}`);
-  }
+  validateIsolation(isolation, `defineTask(${JSON.stringify(name)})`);
   prepareTask({ name, ...taskOptions }); // options are checked now, not at the first enqueue
   const enqueueWith =
     (extra: EnqueueOptions) =>

@@ -118,6 +118,15 @@ export function validateTaskId(id: unknown): string {
   return s;
 }
 
+/**
+ * One attempt of a task, as a worker holds it: the lease (id, attempt) that every transition of the attempt
+ * compares and sets.
+ */
+export interface Claim {
+  id: string;
+  attempt: number;
+}
+
 /** Orders task ids (decimal bigint strings) numerically. */
 export function compareIds(a: string, b: string): number {
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
@@ -155,9 +164,9 @@ export interface TaskRow {
 
 /**
  * The task a fresh insert reads back as: the input as prepared, plus what the database decided (id, args as jsonb
- * returns them, created_at, run_at). Field for field what getTask returns for it.
+ * returns them, created_at, and run_at, null when it equals created_at). Field for field what getTask returns.
  */
-export function insertedTask(p: TaskInsert, id: string, args: JsonValue[], createdAt: Date, runAt: Date): Task {
+export function insertedTask(p: TaskInsert, id: string, args: JsonValue[], createdAt: Date, runAt: Date | null): Task {
   return {
     id,
     name: p.name,
@@ -170,7 +179,7 @@ export function insertedTask(p: TaskInsert, id: string, args: JsonValue[], creat
     retryCount: 0,
     maxRetries: p.maxRetries,
     timeout: p.timeout,
-    runAt,
+    runAt: runAt ?? new Date(createdAt.getTime()),
     createdAt,
     updatedAt: new Date(createdAt.getTime()),
     startedAt: null,

@@ -1,4 +1,5 @@
 import { perTable, run, type Queryable } from "../db/store.js";
+import type { Claim } from "../task.js";
 
 /*
  * Completions are written in batches: the completer gathers the outcomes that arrive while a write is in flight
@@ -61,17 +62,13 @@ const failStatement = perTable(
   { prepared: false },
 );
 
-export interface Completion {
-  id: string;
-  attempt: number;
+export interface Completion extends Claim {
   /** JSON text of the result. */
   resultJson: string;
   duration: number;
 }
 
-export interface Failure {
-  id: string;
-  attempt: number;
+export interface Failure extends Claim {
   error: string;
   duration: number;
   /** No retry whatever the count (e.g. unknown task). */

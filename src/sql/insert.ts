@@ -59,8 +59,7 @@ export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert
       s.delay,
     ]);
     const r = rows[0]!;
-    const createdAt = r.created_at!;
-    return [insertedTask(s, r.id!, r.args, createdAt, r.run_at ?? new Date(createdAt.getTime()))];
+    return [insertedTask(s, r.id!, r.args, r.created_at!, r.run_at)];
   }
   const { rows } = await run<InsertedRow>(q, insertBatch(tasks), [toRecordset(specs)]);
   let now: Date | undefined;
@@ -75,7 +74,7 @@ export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert
   inserted.sort((a, b) => compareIds(a.id!, b.id!));
   const createdAt = now;
   return inserted.map((r, i) =>
-    insertedTask(specs[i]!, r.id!, r.args, new Date(createdAt.getTime()), r.run_at ?? new Date(createdAt.getTime())),
+    insertedTask(specs[i]!, r.id!, r.args, new Date(createdAt.getTime()), r.run_at),
   );
 }
 

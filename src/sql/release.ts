@@ -1,4 +1,5 @@
 import { perTable, run, type Queryable } from "../db/store.js";
+import type { Claim } from "../task.js";
 
 /*
  * Graceful shutdown hands unfinished tasks back: PENDING again, due now, retry_count unchanged (the attempt was
@@ -17,7 +18,7 @@ const releaseStatement = perTable(
 export async function releaseTasks(
   q: Queryable,
   tasks: string,
-  items: { id: string; attempt: number }[],
+  items: readonly Claim[],
 ): Promise<string[]> {
   if (items.length === 0) return [];
   const { rows } = await run<{ id: string }>(q, releaseStatement(tasks), [

@@ -3,11 +3,7 @@ import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
 import { releaseTasks } from "../sql/release.js";
-
-interface Claim {
-  id: string;
-  attempt: number;
-}
+import type { Claim } from "../task.js";
 
 /**
  * Writes outcomes in batches. Outcomes that arrive while a write is in flight wait for the next one, so under load

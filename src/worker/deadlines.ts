@@ -38,7 +38,7 @@ export class Deadlines {
 
   /** Calls `item.expire()` once `timeoutMs` has passed, unless the item is done by then (see `finished`). */
   add(timeoutMs: number, item: Expiring): void {
-    const ms = Math.min(Math.max(timeoutMs, 1), MAX_TIMER_MS);
+    const ms = laneMs(timeoutMs);
     let lane = this.#lanes.get(ms);
     if (!lane) {
       lane = { ms, at: [], items: [], head: 0, tail: 0, live: 0, timer: null };
@@ -53,7 +53,7 @@ export class Deadlines {
 
   /** The item added with `timeoutMs` is done: it will not expire. */
   finished(timeoutMs: number): void {
-    const lane = this.#lanes.get(Math.min(Math.max(timeoutMs, 1), MAX_TIMER_MS));
+    const lane = this.#lanes.get(laneMs(timeoutMs));
     if (!lane) return;
     lane.live--;
     if (this.#firing) return;
@@ -120,6 +120,11 @@ export class Deadlines {
     lane.head = 0;
     lane.tail = items.length;
   }
+}
+
+/** The lane a timeout belongs to: its length in ms, within what setTimeout accepts. */
+function laneMs(timeoutMs: number): number {
+  return Math.min(Math.max(timeoutMs, 1), MAX_TIMER_MS);
 }
 
 /** Drops every entry, keeping the arrays' storage for the next ones. */

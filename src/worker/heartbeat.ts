@@ -1,6 +1,7 @@
 import { Worker as Thread } from "node:worker_threads";
 import type { Logger } from "../logger.js";
 import { heartbeatStatement } from "../sql/heartbeat.js";
+import type { Claim } from "../task.js";
 
 export interface HeartbeatOptions {
   databaseUrl: string;
@@ -13,11 +14,6 @@ export interface HeartbeatOptions {
   logger: Logger;
   /** Every task the worker holds now: running, ready to start, or with its outcome not yet written. */
   held: () => Claim[];
-}
-
-export interface Claim {
-  id: string;
-  attempt: number;
 }
 
 /** Claims added to the thread's list, one message at a time, before it is sent the whole list instead. */

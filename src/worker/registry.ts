@@ -14,6 +14,12 @@ export type TaskMap = Record<string, TaskEntry> | readonly TaskDefinitionLike[];
 
 export type Isolation = "inline" | "thread";
 
+/** An isolation mode as given (undefined: not given); anything but "inline" or "thread" is an InvalidOptionError. */
+export function validateIsolation(value: unknown, what = "isolation"): Isolation | undefined {
+  if (value === undefined || value === "inline" || value === "thread") return value;
+  throw new InvalidOptionError("isolation", `${what}: expected "inline" or "thread", got ${JSON.stringify(value)}`);
+}
+
 export interface Registered {
   handler: Handler;
   /** Set for definitions made with `isolation: "thread"`. */
@@ -29,10 +35,7 @@ export function buildRegistry(tasks: TaskMap): Map<string, Registered> {
   const add = (name: string, handler: Handler, isolation: unknown) => {
     validateTaskName(name);
     if (registry.has(name)) throw new InvalidOptionError("tasks", `task ${JSON.stringify(name)} is registered twice`);
-    if (isolation !== undefined && isolation !== "inline" && isolation !== "thread") {
-      throw new InvalidOptionError("isolation", `task ${JSON.stringify(name)}: expected "inline" or "thread"`);
-    }
-    registry.set(name, { handler, isolation: isolation as Isolation | undefined });
+    registry.set(name, { handler, isolation: validateIsolation(isolation, `task ${JSON.stringify(name)}`) });
   };
   const entries: [string, unknown][] = Array.isArray(tasks)
     ? tasks.map((d, i) => [String(i), d])

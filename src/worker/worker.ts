@@ -23,7 +23,7 @@ import { contextData, InlineRunner, type Execution } from "./executor.js";
 import type { Outcome } from "./outcome.js";
 import { Heartbeat } from "./heartbeat.js";
 import { ClusterLock } from "./lock.js";
-import { buildRegistry, type Isolation, type Registered, type TaskMap } from "./registry.js";
+import { buildRegistry, validateIsolation, type Isolation, type Registered, type TaskMap } from "./registry.js";
 import { loadTasksModule, tasksModuleUrl } from "./tasks-module.js";
 import { ThreadPool } from "./thread-pool.js";
 import { Sweeper } from "./sweeper.js";
@@ -151,11 +151,7 @@ export class Worker {
     this.config = resolveConnection(options);
     this.#registry = options.tasks ? buildRegistry(options.tasks) : new Map();
     this.#tasksModuleUrl = options.tasksModule ? tasksModuleUrl(options.tasksModule) : null;
-    const isolation = options.isolation ?? "inline";
-    if (isolation !== "inline" && isolation !== "thread") {
-      throw new InvalidOptionError("isolation", `expected "inline" or "thread", got ${JSON.stringify(isolation)}`);
-    }
-    this.#isolation = isolation;
+    this.#isolation = validateIsolation(options.isolation) ?? "inline";
     this.concurrency = validateInteger("concurrency", options.concurrency ?? 1, 1, 10_000);
     this.#maxRetries = validateInteger("maxRetries", options.maxRetries ?? 0, 0, 1_000_000);
     const queues = options.queues ?? [DEFAULT_QUEUE];
@@ -198,9 +194,10 @@ export class Worker {
       interval: this.#heartbeatInterval,
       grace: this.#staleAfter,
       logger: this.logger,
+      // Claimed rows are claims (id, attempt) as they are.
       held: () => [
-        ...this.#runningNow().map(({ row }) => ({ id: row.id, attempt: row.attempt })),
-        ...this.#buffer.slice(this.#bufferHead).map((row) => ({ id: row.id, attempt: row.attempt })),
+        ...this.#runningNow().map((e) => e.row),
+        ...this.#buffer.slice(this.#bufferHead),
         ...this.#completer.held(),
       ],
     });
@@ -484,7 +481,7 @@ export class Worker {
         });
         break;
       case "released":
-        this.#completer.release({ id: row.id, attempt: row.attempt });
+        this.#completer.release(row);
         break;
     }
     this.#slotFreed();
@@ -509,7 +506,7 @@ export class Worker {
     this.#wakeLoop?.();
     await this.#loopDone;
     // Held tasks never started: back to the queue at once, for other workers.
-    for (const row of this.#buffer.slice(this.#bufferHead)) this.#completer.release({ id: row.id, attempt: row.attempt });
+    for (const row of this.#buffer.slice(this.#bufferHead)) this.#completer.release(row);
     this.#buffer = [];
     this.#bufferHead = 0;
     this.#offWake?.();
