@@ -16,7 +16,6 @@ import {
   FAST_SWEEP,
 } from "./helpers.js";
 
-const FAST = FAST_SWEEP;
 const TOTAL = 2000;
 
 let env: SchemaEnv;
@@ -44,7 +43,7 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     const both = ["--queue", "default", "--queue", "other"];
     procs.push(
       ...(await Promise.all(
-        [[], both, both].map((queues) => startWorkerProcess(env.schema, [...FAST, "--concurrency", "8", "--retry", "1", ...queues])),
+        [[], both, both].map((queues) => startWorkerProcess(env.schema, [...FAST_SWEEP, "--concurrency", "8", "--retry", "1", ...queues])),
       )),
     );
     const rest = [];

@@ -20,7 +20,6 @@ import {
   FAST_SWEEP,
 } from "./helpers.js";
 
-const FAST = FAST_SWEEP;
 
 let env: SchemaEnv;
 let client: SkiplockClient;
@@ -48,7 +47,7 @@ describe("a claim whose answer is lost on the network", () => {
   it("does not strand the task in PROGRESS until its timeout", async () => {
     // Polls every 30 s: it claims when a wake-up arrives, and after a failed claim. Concurrency 2 with one task at a
     // time: a claim returns fewer rows than free slots, so no follow-up claim is in flight when the proxy turns bad.
-    const w = await startWorkerProcess(env.schema, [...FAST, "--poll-interval", "30", "--retry", "1", "--concurrency", "2"], {
+    const w = await startWorkerProcess(env.schema, [...FAST_SWEEP, "--poll-interval", "30", "--retry", "1", "--concurrency", "2"], {
       DATABASE_URL: proxy.url(DATABASE_URL),
     });
     procs.push(w);

@@ -17,7 +17,6 @@ import {
   FAST_SWEEP,
 } from "./helpers.js";
 
-const FAST = FAST_SWEEP;
 
 const redis = new PrivateRedis();
 let env: SchemaEnv;
@@ -25,7 +24,7 @@ let client: SkiplockClient;
 const procs: Proc[] = [];
 
 async function worker(args: string[]): Promise<Proc> {
-  const p = await startWorkerProcess(env.schema, [...FAST, ...args], { REDIS_URL: redis.url });
+  const p = await startWorkerProcess(env.schema, [...FAST_SWEEP, ...args], { REDIS_URL: redis.url });
   procs.push(p);
   return p;
 }
