@@ -14,13 +14,24 @@ export const FIXTURE_TASKS = fileURLToPath(new URL("./fixtures/tasks.js", import
 export const quiet = silentLogger;
 
 /** A fresh schema for one test file, migrated; `drop()` removes it. */
-export async function freshSchema(label: string): Promise<{ schema: string; pool: pg.Pool; drop: () => Promise<void> }> {
-  const schema = `t_${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(4).toString("hex")}`;
-  await migrate({ databaseUrl: DATABASE_URL, schema });
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
+/** A name no other test run uses: a schema or database name built from `label`. */
+function uniqueName(label: string): string {
+  return `t_${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(4).toString("hex")}`;
+}
+
+/** Migrates `schema` on `databaseUrl`, adds the ledger table, and returns a pool on that database. */
+async function migratedWithLedger(databaseUrl: string, schema: string): Promise<pg.Pool> {
+  await migrate({ databaseUrl, schema });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
   pool.on("error", () => {});
   // The ledger: every execution of a fixture task that records itself adds a row here.
   await pool.query(`CREATE TABLE "${schema}".ledger (task_id bigint, attempt int, pid int, at timestamptz DEFAULT clock_timestamp())`);
+  return pool;
+}
+
+export async function freshSchema(label: string): Promise<{ schema: string; pool: pg.Pool; drop: () => Promise<void> }> {
+  const schema = uniqueName(label);
+  const pool = await migratedWithLedger(DATABASE_URL, schema);
   return {
     schema,
     pool,
@@ -289,7 +300,7 @@ export function superviseWorker(
  * backend in it), with a migrated schema and a ledger like freshSchema's. `drop()` removes both.
  */
 export async function freshDatabase(label: string): Promise<SchemaEnv & { databaseUrl: string }> {
-  const name = `t_${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(4).toString("hex")}`;
+  const name = uniqueName(label);
   const admin = new pg.Client({ connectionString: DATABASE_URL });
   await admin.connect();
   await admin.query(`CREATE DATABASE "${name}"`);
@@ -298,10 +309,7 @@ export async function freshDatabase(label: string): Promise<SchemaEnv & { databa
   url.pathname = `/${name}`;
   const databaseUrl = url.toString();
   const schema = name;
-  await migrate({ databaseUrl, schema });
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
-  pool.on("error", () => {});
-  await pool.query(`CREATE TABLE "${schema}".ledger (task_id bigint, attempt int, pid int, at timestamptz DEFAULT clock_timestamp())`);
+  const pool = await migratedWithLedger(databaseUrl, schema);
   return {
     databaseUrl,
     schema,
