@@ -63,7 +63,7 @@ export interface WorkerOptions extends ConnectionOptions {
   logger?: Logger;
   /** Identifies this worker in task rows and logs; default host:pid:random. */
   workerId?: string;
-  /** Postgres connections for claims and outcome writes; default 4. */
+  /** Postgres connections for outcome writes and sweeps; default 4. Claims and the heartbeat have one each. */
   poolSize?: number;
   /**
    * Most claimed tasks held ready beyond the free slots, so a slot that frees starts its next task at once instead
@@ -183,10 +183,11 @@ export class Worker {
       applicationName: `skiplock worker ${this.id}`,
       // A claim or outcome write that gets no answer (a connection gone silent) fails and is retried on a fresh one.
       queryTimeout: 30_000,
+      claimConnection: true,
     });
     this.#notifier = createNotifier({ redisUrl: this.config.redisUrl, schema: this.config.schema, logger: this.logger });
     this.#lock = new ClusterLock(this.config.redisUrl);
-    this.#completer = new Completer(this.#store.pool, this.#store.tasks, this.#notifier, this.logger, this.#backoff);
+    this.#completer = new Completer(this.#store.q, this.#store.tasks, this.#notifier, this.logger, this.#backoff);
     this.#heartbeat = new Heartbeat({
       databaseUrl: this.config.databaseUrl,
       tasks: this.#store.tasks,
@@ -203,7 +204,7 @@ export class Worker {
     });
     this.#inline = new InlineRunner(this.id, this.#maxRetries, this.#finished);
     this.#sweeper = new Sweeper({
-      q: this.#store.pool,
+      q: this.#store.q,
       tasks: this.#store.tasks,
       schema: this.config.schema,
       lock: this.#lock,
@@ -339,7 +340,7 @@ export class Worker {
         this.#maybeWork = false;
         let rows: ClaimedRow[];
         try {
-          rows = await claimTasks(this.#store.pool, this.#store.tasks, {
+          rows = await claimTasks(this.#store.claims!, this.#store.tasks, {
             queues: this.queues,
             limit: want,
             workerId: this.id,

@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isConnectionError, Store } from "../src/db/store.js";
+import { DATABASE_URL, freshSchema, type SchemaEnv } from "./helpers.js";
+
+let env: SchemaEnv;
+
+beforeAll(async () => {
+  env = await freshSchema("store");
+});
+
+afterAll(async () => {
+  await env?.drop();
+});
+
+async function one<T>(q: { query: Store["q"]["query"] }, text: string): Promise<T> {
+  const { rows } = await q.query<{ v: T }>({ text: `SELECT (${text}) AS v` });
+  return rows[0]!.v;
+}
+
+describe("Store", () => {
+  it("claims on a connection of their own that does not wait for the WAL flush; everything else waits", async () => {
+    const store = new Store({ databaseUrl: DATABASE_URL, schema: env.schema, poolSize: 2, claimConnection: true });
+    try {
+      expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
+      // Set once per connection, and kept: a second query on it still sees it.
+      expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
+      expect(await one(store.q, "current_setting('synchronous_commit')")).toBe("on");
+      expect(await one(store.pool, "current_setting('synchronous_commit')")).toBe("on");
+      const claimPid = await one<number>(store.claims!, "pg_backend_pid()");
+      expect(await one<number>(store.claims!, "pg_backend_pid()")).toBe(claimPid);
+    } finally {
+      await store.close();
+    }
+    const plain = new Store({ databaseUrl: DATABASE_URL, schema: env.schema, poolSize: 1 });
+    expect(plain.claims).toBeNull();
+    await plain.close();
+  });
+
+  it("fails a query that gets no answer within queryTimeout as a lost connection, and drops that connection", async () => {
+    const store = new Store({ databaseUrl: DATABASE_URL, schema: env.schema, poolSize: 1, queryTimeout: 300 });
+    let stuckPid: number | undefined;
+    try {
+      stuckPid = await one<number>(store.q, "pg_backend_pid()");
+      const err = await store.q.query({ text: "SELECT pg_sleep(10)" }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/no answer within 0.3 s/);
+      expect(isConnectionError(err)).toBe(true);
+      // The pool's only connection was the silent one: the next query gets a new one, and it answers.
+      const pid = await one<number>(store.q, "pg_backend_pid()");
+      expect(pid).not.toBe(stuckPid);
+      // An answer that is an error (not a timeout) comes back as Postgres gave it.
+      await expect(store.q.query({ text: "SELECT 1 / 0" })).rejects.toMatchObject({ code: "22012" });
+      expect(await one<number>(store.q, "41 + 1")).toBe(42);
+    } finally {
+      await store.close();
+      if (stuckPid) await env.pool.query("SELECT pg_terminate_backend($1)", [stuckPid]);
+    }
+  });
+});
