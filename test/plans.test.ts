@@ -86,7 +86,7 @@ afterAll(async () => {
 describe("batch statements reach their tasks through the primary key", () => {
   it("heartbeat", async () => {
     const stmt: Statement = heartbeatStatement(tasks);
-    const values = ["me", mine.map((m) => m.id), mine.map((m) => m.attempt), 60];
+    const values = ["me", mine.map((m) => m.id).join(","), mine.map((m) => m.attempt).join(","), 60];
     const plan = await explain({ text: stmt.text, values });
     expect(plan.some((p) => p["Index Name"] === "tasks_pkey")).toBe(true);
     // And it beats exactly this worker's tasks (run in a transaction that is rolled back).

@@ -8,8 +8,9 @@ import { perTable, type Statement } from "../db/store.js";
  *
  * A task stops being heartbeated once it is past its own timeout plus a grace period, so a task that hangs its
  * worker's main thread is still swept, while a long CPU-bound task within its timeout never looks dead (the
- * statement runs on a thread of its own; see worker/heartbeat.ts). $1 worker id, $2 ids, $3 attempts, $4 grace
- * seconds.
+ * statement runs on a thread of its own; see worker/heartbeat.ts). $1 worker id, $2 ids and $3 attempts (each
+ * comma-separated, in the same order), $4 grace seconds. The lists travel as the text the thread was sent: split
+ * here, they cost the thread no string or map entry per task.
  *
  * Rows are locked with SKIP LOCKED: a row locked right now is being completed, failed or handed back by this same
  * worker, so it needs no beat. Waiting on it instead deadlocked against batched outcome writes, which lock the
@@ -24,7 +25,7 @@ export const heartbeatStatement: (tasks: string) => Statement = perTable(
   "heartbeat",
   (tasks) => `WITH live AS MATERIALIZED (
      SELECT l.id
-       FROM unnest($2::bigint[], $3::int[]) AS h(id, attempt)
+       FROM unnest(string_to_array($2, ',')::bigint[], string_to_array($3, ',')::int[]) AS h(id, attempt)
       CROSS JOIN LATERAL (
             SELECT t.id FROM ${tasks} t
              WHERE t.id = h.id AND t.attempt = h.attempt AND t.status = 'PROGRESS' AND t.worker_id = $1

@@ -15,8 +15,23 @@ let client = null;
 /** @type {NodeJS.Timeout | undefined} */
 let timer;
 let stopped = false;
-/** id → attempt of every task the worker holds. */
-const held = new Map();
+/**
+ * Every task the worker holds, as the comma-joined ids and attempts it was sent: the last whole list, then each
+ * claim since. Kept as text and split by Postgres: splitting here made strings and map entries for every task
+ * claimed, tens of thousands a second in a drain, and grew this thread's heap with them.
+ */
+let listIds = "";
+let listAttempts = "";
+/** @type {string[]} */
+let addedIds = [];
+/** @type {string[]} */
+let addedAttempts = [];
+
+/** @param {string} list @param {string[]} added */
+function joined(list, added) {
+  if (added.length === 0) return list;
+  return list ? `${list},${added.join(",")}` : added.join(",");
+}
 
 async function connect() {
   const c = new pg.Client({
@@ -32,12 +47,12 @@ async function connect() {
 }
 
 async function beat() {
-  if (held.size > 0) {
+  if (listIds || addedIds.length > 0) {
     try {
       client ??= await connect();
       const r = await client.query({
         ...cfg.statement,
-        values: [cfg.workerId, [...held.keys()], [...held.values()], cfg.grace],
+        values: [cfg.workerId, joined(listIds, addedIds), joined(listAttempts, addedAttempts), cfg.grace],
       });
       parentPort?.postMessage({ type: "beat", rows: r.rowCount ?? 0 });
     } catch (err) {
@@ -51,12 +66,17 @@ async function beat() {
 }
 
 parentPort?.on("message", async (/** @type {{ type: string, ids?: string, attempts?: string }} */ msg) => {
-  if (msg.type === "add" || msg.type === "set") {
-    if (msg.type === "set") held.clear();
+  if (msg.type === "set") {
+    listIds = msg.ids ?? "";
+    listAttempts = msg.attempts ?? "";
+    addedIds = [];
+    addedAttempts = [];
+    return;
+  }
+  if (msg.type === "add") {
     if (!msg.ids) return;
-    const ids = msg.ids.split(",");
-    const attempts = (msg.attempts ?? "").split(",");
-    for (let i = 0; i < ids.length; i++) held.set(ids[i], Number(attempts[i]));
+    addedIds.push(msg.ids);
+    addedAttempts.push(msg.attempts ?? "");
     return;
   }
   if (msg.type !== "stop") return;
