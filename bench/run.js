@@ -363,6 +363,9 @@ async function session(sys) {
         `peak RSS ${d.drain.workerPeakRssMiB.toFixed(0)} MiB, postgres CPU ${d.drain.postgresCpuSeconds.toFixed(2)} s`,
     );
     await sleep(500); // let the last completions and any batched writes settle: the worker is idle from here on
+    // The drain left thousands of dirty pages; write them out now, so that the idle-latency probes do not share the
+    // disk with whatever checkpoint they would otherwise trigger or meet (the same for every system).
+    await adminPool.query("CHECKPOINT").catch((err) => log(`CHECKPOINT refused (${err.message}); going on`));
     const latency = await idleLatency(ns, child, config.latencySamples, config.latencyWarmup);
     log(`  ${sys.name}: idle latency p50 ${latency.p50Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms`);
     return { enqueueOne, batch, drain: d.drain, latency };
