@@ -643,6 +643,10 @@ async function memory() {
         return best?.rss ?? NaN;
       };
       const deciles = Array.from({ length: 11 }, (_, k) => rssAt(first + ((doneAt - first) * k) / 10));
+      // After the first tenth: V8's young generation has reached its full size by then (it grows with the
+      // allocation rate), so what moves from there on is what the tasks themselves leave behind.
+      const tenth = first + (doneAt - first) / 10;
+      const rest = child.samples.filter((s) => s.t >= tenth && s.t <= doneAt).map((s) => s.rss);
       return {
         tasks: n,
         drain: d.drain,
@@ -651,6 +655,7 @@ async function memory() {
         rssEndMiB: rssAt(doneAt),
         rssAfterIdle3sMiB: idle?.rss ?? NaN,
         rssDecilesMiB: deciles,
+        rssAfterFirstTenthMiB: { min: Math.min(...rest), max: Math.max(...rest), endMinusTenth: rssAt(doneAt) - deciles[1] },
         samples: child.samples.map((s) => ({ tSeconds: Math.round((s.t - first) / 10) / 100, rssMiB: Math.round(s.rss * 10) / 10 })),
       };
     } finally {
@@ -663,6 +668,11 @@ async function memory() {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Summary and table
+
+/** @param {number} x */
+function signed(x) {
+  return `${x >= 0 ? "+" : ""}${x.toFixed(1)}`;
+}
 
 /** @param {number} x */
 function fmt(x) {
@@ -914,7 +924,9 @@ async function main() {
         `${mem.drain.workerCpuSeconds.toFixed(1)} s CPU):\n` +
         `  start ${mem.rssStartMiB.toFixed(1)} MiB, peak ${mem.rssPeakMiB.toFixed(1)} MiB, end ${mem.rssEndMiB.toFixed(1)} MiB, ` +
         `after 3 s idle ${mem.rssAfterIdle3sMiB.toFixed(1)} MiB\n` +
-        `  at each tenth of the drain: ${mem.rssDecilesMiB.map((x) => x.toFixed(0)).join(" ")} MiB`,
+        `  at each tenth of the drain: ${mem.rssDecilesMiB.map((x) => x.toFixed(0)).join(" ")} MiB\n` +
+        `  from the first tenth to the end: between ${mem.rssAfterFirstTenthMiB.min.toFixed(1)} and ` +
+        `${mem.rssAfterFirstTenthMiB.max.toFixed(1)} MiB, end minus first tenth ${signed(mem.rssAfterFirstTenthMiB.endMinusTenth)} MiB`,
     );
   }
   const codeAtEnd = codeIdentity();
