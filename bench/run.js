@@ -313,6 +313,7 @@ async function drain(ns, expect, o) {
  * @param {number} warmup
  */
 async function idleLatency(ns, child, samples, warmup) {
+  child.stopSampling(); // the drain's RSS samples are taken; nothing else runs in this process between probes
   /** @type {number[]} */
   const lat = [];
   /** @type {number[]} */
