@@ -8,7 +8,7 @@ import { completeTasks } from "../src/sql/finish.js";
 import { sweepStaleTasks, type SweptTask } from "../src/sql/sweep.js";
 import { ClusterLock } from "../src/worker/lock.js";
 import { Sweeper } from "../src/worker/sweeper.js";
-import { DATABASE_URL, freshSchema, insertCrashedTasks, quiet, taskRows, type SchemaEnv } from "./helpers.js";
+import { CRASHED_WORKER, DATABASE_URL, freshSchema, insertCrashedTasks, quiet, taskRows, type SchemaEnv } from "./helpers.js";
 
 /** Stale rows are an hour old, fresh ones seconds: a minute tells them apart however slow the machine is. */
 const STALE_AFTER = 60;
@@ -141,7 +141,7 @@ describe("two sweepers racing on the same stale rows", () => {
       // The crashed worker "comes back" and reports every one of them while a sweeper takes them back.
       const completion = stale.map((id) => ({ id, attempt: 1, resultJson: JSON.stringify(`late ${id}`), duration: 1 }));
       const [completed, swept] = await Promise.all([
-        Promise.all([completeTasks(pools[0]!, tasks, completion.slice(0, 200)), completeTasks(pools[0]!, tasks, completion.slice(200))]),
+        Promise.all([completeTasks(pools[0]!, tasks, CRASHED_WORKER, completion.slice(0, 200)), completeTasks(pools[0]!, tasks, CRASHED_WORKER, completion.slice(200))]),
         sweepAll(pools[1]!, 25),
       ]);
       // completeTasks returns the ids it could not complete (they had moved on): the rest were completed.

@@ -230,6 +230,9 @@ export interface StaleTaskSpec {
   workerId?: string;
 }
 
+/** The worker id insertCrashedTasks gives its rows unless told otherwise. */
+export const CRASHED_WORKER = "dead-host:99999:deadbeef";
+
 /**
  * Inserts `n` rows as a crash leaves them: PROGRESS, claimed by a worker that is gone (`workerId`), attempt 1,
  * heartbeat `heartbeatAge` seconds old. Returns their ids in insert order.
@@ -251,7 +254,7 @@ export async function insertCrashedTasks(pool: pg.Pool, schema: string, n: numbe
       spec.attempt ?? 1,
       spec.retryCount ?? 0,
       spec.maxRetries === undefined ? 1 : spec.maxRetries,
-      spec.workerId ?? "dead-host:99999:deadbeef",
+      spec.workerId ?? CRASHED_WORKER,
       age,
       n,
     ],

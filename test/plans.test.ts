@@ -103,7 +103,7 @@ describe("batch statements reach their tasks through the primary key", () => {
 
   it("complete", async () => {
     const rec = recorder();
-    await completeTasks(rec, tasks, mine.map((m) => ({ ...m, resultJson: "null", duration: 0.01 })));
+    await completeTasks(rec, tasks, "me", mine.map((m) => ({ ...m, resultJson: "null", duration: 0.01 })));
     const plan = await explain(rec.last!);
     expect(plan.some((p) => p["Index Name"] === "tasks_pkey")).toBe(true);
     expect(rowsDiscarded(plan)).toBeLessThan(MINE);
@@ -112,7 +112,7 @@ describe("batch statements reach their tasks through the primary key", () => {
   it("complete, for a batch of one: a single-row update by primary key", async () => {
     const rec = recorder();
     // The stand-in answers "no row changed", which is how a stale attempt is reported back.
-    expect(await completeTasks(rec, tasks, [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([mine[0]!.id]);
+    expect(await completeTasks(rec, tasks, "me", [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([mine[0]!.id]);
     expect(rec.last!.text).not.toMatch(/unnest|jsonb_array_elements/);
     const plan = await explain(rec.last!);
     expect(plan.some((p) => p["Index Name"] === "tasks_pkey")).toBe(true);
@@ -121,7 +121,7 @@ describe("batch statements reach their tasks through the primary key", () => {
     const client = await env.pool.connect();
     try {
       await client.query("BEGIN");
-      expect(await completeTasks(client, tasks, [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([]);
+      expect(await completeTasks(client, tasks, "me", [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([]);
       const { rows } = await client.query(`SELECT id::text, result FROM ${tasks} WHERE status = 'COMPLETED'`);
       expect(rows).toEqual([{ id: mine[0]!.id, result: 1 }]);
     } finally {
@@ -130,11 +130,34 @@ describe("batch statements reach their tasks through the primary key", () => {
     }
   });
 
+  it("outcomes are written only under the lease: the same attempt held by another worker id is left alone", async () => {
+    const client = await env.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const some = mine.slice(0, 3);
+      const done = some.map((m) => ({ ...m, resultJson: "1", duration: 0.01 }));
+      expect(await completeTasks(client, tasks, "other", done)).toEqual(some.map((m) => m.id));
+      expect(await completeTasks(client, tasks, "other", done.slice(0, 1))).toEqual([some[0]!.id]);
+      const failed = some.map((m) => ({ ...m, error: "x", duration: 0.01, final: true }));
+      expect((await failTasks(client, tasks, "other", failed, { base: 1, max: 2 })).size).toBe(0);
+      expect(await releaseTasks(client, tasks, "other", some)).toEqual([]);
+      const { rows } = await client.query(`SELECT DISTINCT status, worker_id FROM ${tasks} WHERE id = ANY($1::bigint[])`, [
+        some.map((m) => m.id),
+      ]);
+      expect(rows).toEqual([{ status: "PROGRESS", worker_id: "me" }]);
+      // The holder of the lease can.
+      expect(await completeTasks(client, tasks, "me", done)).toEqual([]);
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
+  });
+
   it("fail and release read no more than the running tasks once", async () => {
     const rec = recorder();
-    await failTasks(rec, tasks, mine.map((m) => ({ ...m, error: "x", duration: 0.01, final: false })), { base: 1, max: 2 });
+    await failTasks(rec, tasks, "me", mine.map((m) => ({ ...m, error: "x", duration: 0.01, final: false })), { base: 1, max: 2 });
     const fail = await explain(rec.last!);
-    await releaseTasks(rec, tasks, mine);
+    await releaseTasks(rec, tasks, "me", mine);
     const release = await explain(rec.last!);
     for (const plan of [fail, release]) expect(rowsDiscarded(plan)).toBeLessThanOrEqual(OTHERS + MINE);
   });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isConnectionError, Store } from "../src/db/store.js";
-import { DATABASE_URL, freshSchema, type SchemaEnv } from "./helpers.js";
+import { DATABASE_URL, FlakyProxy, freshSchema, waitFor, type SchemaEnv } from "./helpers.js";
 
 let env: SchemaEnv;
 
@@ -28,6 +28,13 @@ describe("Store", () => {
       expect(await one(store.pool, "current_setting('synchronous_commit')")).toBe("on");
       const claimPid = await one<number>(store.claims!, "pg_backend_pid()");
       expect(await one<number>(store.claims!, "pg_backend_pid()")).toBe(claimPid);
+      // One connection, set up once; a replacement is set up and counted (the worker watches that count).
+      expect(store.claimConnections).toBe(1);
+      await env.pool.query("SELECT pg_terminate_backend($1)", [claimPid]);
+      // The pool may or may not notice before the next query: that one fails, or goes to a new connection.
+      await waitFor("a new claim connection", async () => (await one<number>(store.claims!, "pg_backend_pid()")) !== claimPid, 5000, 20);
+      expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
+      expect(store.claimConnections).toBe(2);
     } finally {
       await store.close();
     }
@@ -37,26 +44,41 @@ describe("Store", () => {
   });
 
   it("fails a query that gets no answer within queryTimeout as a lost connection, and drops that connection", async () => {
-    const store = new Store({ databaseUrl: DATABASE_URL, schema: env.schema, poolSize: 1, queryTimeout: 300 });
-    let stuckPid: number | undefined;
+    const proxy = new FlakyProxy(Number(new URL(DATABASE_URL).port || 5432), new URL(DATABASE_URL).hostname);
+    await proxy.start();
+    const store = new Store({ databaseUrl: proxy.url(DATABASE_URL), schema: env.schema, poolSize: 1, queryTimeout: 300 });
     try {
-      stuckPid = await one<number>(store.q, "pg_backend_pid()");
-      const err = await store.q.query({ text: "SELECT pg_sleep(10)" }).then(
+      const silentPid = await one<number>(store.q, "pg_backend_pid()");
+      proxy.blackhole(); // the statement reaches the server, its answer never comes back
+      const err = await store.q.query({ text: "SELECT 1" }).then(
         () => null,
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(Error);
       expect((err as Error).message).toMatch(/no answer within 0.3 s/);
       expect(isConnectionError(err)).toBe(true);
+      proxy.resetAll(); // the network is back
       // The pool's only connection was the silent one: the next query gets a new one, and it answers.
-      const pid = await one<number>(store.q, "pg_backend_pid()");
-      expect(pid).not.toBe(stuckPid);
+      expect(await one<number>(store.q, "pg_backend_pid()")).not.toBe(silentPid);
       // An answer that is an error (not a timeout) comes back as Postgres gave it.
       await expect(store.q.query({ text: "SELECT 1 / 0" })).rejects.toMatchObject({ code: "22012" });
       expect(await one<number>(store.q, "41 + 1")).toBe(42);
     } finally {
       await store.close();
-      if (stuckPid) await env.pool.query("SELECT pg_terminate_backend($1)", [stuckPid]);
+      await proxy.stop();
+    }
+  });
+
+  it("has the server cancel a statement running past 90% of queryTimeout, before the client gives up on it", async () => {
+    const store = new Store({ databaseUrl: DATABASE_URL, schema: env.schema, poolSize: 1, queryTimeout: 2000, claimConnection: true });
+    try {
+      for (const q of [store.q, store.claims!]) {
+        expect(await one(q, "current_setting('statement_timeout')")).toBe("1800ms");
+        await expect(q.query({ text: "SELECT pg_sleep(10)" })).rejects.toMatchObject({ code: "57014" });
+      }
+      expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
+    } finally {
+      await store.close();
     }
   });
 });

@@ -286,4 +286,55 @@ describe("Worker", () => {
     const done = await Promise.all(slow.map((t) => finished(t, 30)));
     expect(done.map((t) => [t.status, t.attempt, t.result])).toEqual(slow.map(() => ["COMPLETED", 1, "slept"]));
   });
+
+  it("does not run a task twice when its claim is undone and the worker claims it again", async () => {
+    let runs = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const warnings: string[] = [];
+    const w = await startWorker({
+      concurrency: 2,
+      pollInterval: 0.05,
+      logger: { ...quiet, warn: (m: string) => void warnings.push(m) },
+      tasks: {
+        slow: async () => {
+          runs++;
+          await gate;
+          return "first";
+        },
+      },
+    });
+    const tasks = `"${env.schema}".tasks`;
+    const task = await client.createTask("slow");
+    await waitFor("the first run", () => runs === 1);
+    // What a crash of the Postgres server leaves when it loses the claim's commit: the task PENDING with its former
+    // attempt, while the worker runs it; and the crash takes the worker's claim connection with it. One
+    // transaction, so that the worker can only see the task again on a new connection, as after a crash.
+    const admin = await env.pool.connect();
+    try {
+      await admin.query("BEGIN");
+      await admin.query(
+        `UPDATE ${tasks} SET status = 'PENDING', attempt = attempt - 1, worker_id = NULL, started_at = NULL,
+                heartbeat_at = NULL WHERE id = $1`,
+        [task.id],
+      );
+      const killed = await admin.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'WITH picked%'`,
+        [`skiplock worker ${w.id}`],
+      );
+      expect(killed.rowCount).toBe(1);
+      await admin.query("COMMIT");
+    } finally {
+      admin.release();
+    }
+    await waitFor("the task claimed again by the same worker, under the same attempt", async () => {
+      const { rows } = await env.pool.query(`SELECT status, attempt, worker_id FROM ${tasks} WHERE id = $1`, [task.id]);
+      return rows[0].status === "PROGRESS" && rows[0].attempt === 1 && rows[0].worker_id === w.id;
+    });
+    await waitFor("the worker to notice", () => warnings.some((m) => m.includes("already running")));
+    expect(runs).toBe(1);
+    release();
+    expect(await finished(task)).toMatchObject({ status: "COMPLETED", attempt: 1, result: "first" });
+    expect(runs).toBe(1);
+  });
 });

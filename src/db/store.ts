@@ -68,7 +68,7 @@ export interface StoreOptions {
   allowExitOnIdle?: boolean;
   /**
    * Milliseconds after which a query made through `q` or `claims` that got no answer fails and its connection is
-   * dropped (a connection gone silent); default none.
+   * dropped (a connection gone silent); their connections' `statement_timeout` is set to 90% of it. Default none.
    */
   queryTimeout?: number;
   /** Open `claims` too: one more connection, for a worker's claims (see claim.ts). */
@@ -86,6 +86,7 @@ export class Store {
    */
   readonly claims: Queryable | null;
   readonly #claimPool: pg.Pool | null;
+  #claimConnections = 0;
   readonly db: Kysely<Database>;
   readonly schema: string;
   /** `"schema".tasks`, for raw SQL. */
@@ -98,10 +99,24 @@ export class Store {
     this.tasks = `${quoteIdent(this.schema)}.tasks`;
     this.databaseUrl = options.databaseUrl;
     this.pool = openPool(options, options.poolSize ?? 10);
-    this.q = pooledQueries(this.pool, options.queryTimeout);
+    // A statement that outlives the client's patience is cancelled by the server too, a little before the client
+    // gives up on it: otherwise a claim the worker counted as failed could still commit, and its tasks would sit
+    // under this worker's id, never started, until the sweeper took them as lost.
+    const limit = options.queryTimeout ? `SET statement_timeout = ${Math.ceil(options.queryTimeout * 0.9)};` : "";
+    this.q = pooledQueries(this.pool, options.queryTimeout, limit || undefined);
     this.#claimPool = options.claimConnection ? openPool(options, 1) : null;
-    this.claims = this.#claimPool && pooledQueries(this.#claimPool, options.queryTimeout, "SET synchronous_commit = off");
+    const claimSetup = `${limit} SET synchronous_commit = off`;
+    this.claims =
+      this.#claimPool && pooledQueries(this.#claimPool, options.queryTimeout, claimSetup, () => this.#claimConnections++);
     this.db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: this.pool }) }).withSchema(this.schema);
+  }
+
+  /**
+   * How many connections `claims` has opened so far. A new one after the first means the last one died: perhaps
+   * with a Postgres crash that undid the latest claims (see claimTasks).
+   */
+  get claimConnections(): number {
+    return this.#claimConnections;
   }
 
   /** One round trip; turns a connection failure into a single clear error. */
@@ -140,7 +155,8 @@ function openPool(options: StoreOptions, max: number): pg.Pool {
 
 /**
  * Queries on `pool` through pg's callback interface, in a promise of our own, with a timer of our own when
- * `timeoutMs` is given; `setup` (a session setting) runs once on each connection before its first query.
+ * `timeoutMs` is given; `setup` (a session setting) runs once on each connection before its first query, and
+ * `onSetup` is called after it.
  *
  * A worker's claim and outcome statements carry every row it runs. Measured in a loop of 32-row reads: through
  * pg's `query_timeout`, or through a client's own promise, 18–28% of what the loop allocated was promoted to the
@@ -148,7 +164,7 @@ function openPool(options: StoreOptions, max: number): pg.Pool {
  * under 1% this way. In a draining worker that was about 300 bytes a task: its old generation filled and was
  * collected over and over, and its RSS rose and fell with it.
  */
-function pooledQueries(pool: pg.Pool, timeoutMs?: number, setup?: string): Queryable {
+function pooledQueries(pool: pg.Pool, timeoutMs?: number, setup?: string, onSetup?: () => void): Queryable {
   const ready = new WeakSet<pg.PoolClient>();
   return {
     query<R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>> {
@@ -169,11 +185,19 @@ function pooledQueries(pool: pg.Pool, timeoutMs?: number, setup?: string): Query
           if (timeoutMs) {
             timer = setTimeout(() => finish(noAnswer(timeoutMs)), timeoutMs);
           }
-          const run = () => client.query<R>(config, finish);
+          // pg throws, rather than calls back, on a config it cannot use.
+          const run = () => {
+            try {
+              client.query<R>(config, finish);
+            } catch (err) {
+              finish(err as Error);
+            }
+          };
           if (!setup || ready.has(client)) return run();
           client.query(setup, (err) => {
             if (err || settled) return finish(err);
             ready.add(client);
+            onSetup?.();
             run();
           });
         });

@@ -3,9 +3,12 @@ import type { Claim } from "../task.js";
 
 /*
  * Completions are written in batches: the completer gathers the outcomes that arrive while a write is in flight
- * and sends them in one UPDATE. Each row is compare-and-set on (status = PROGRESS, attempt): an outcome for an
- * attempt that was swept, handed back or re-claimed since changes nothing, so a worker that comes back late can
- * never overwrite a newer attempt.
+ * and sends them in one UPDATE. Each row is compare-and-set on (status = PROGRESS, attempt, worker_id), the lease
+ * its claim took: an outcome for an attempt that was swept, handed back or re-claimed since changes nothing, so a
+ * worker that comes back late can never overwrite a newer attempt. The worker id matters where a claim can be
+ * lost: a claim whose commit a crash of the Postgres server undid (claims do not wait for the WAL flush; see
+ * claimTasks) leaves its task with its former attempt, so the next claim takes the same attempt number again, and
+ * only the worker id tells the two apart (the worker itself drops a claim of a lease it already holds).
  *
  * Measured on 2 cores (Postgres on the same machine): 32 completions as one batched UPDATE took 3.3–3.9 ms, as 32
  * single-row UPDATEs over 4 connections 21–35 ms: one round trip, one plan and one commit instead of 32.
@@ -32,6 +35,7 @@ const completeStatement = perTable(
             duration = d.duration
        FROM d
       WHERE t.id = ANY($1::bigint[]) AND t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
+        AND t.worker_id = $5
      RETURNING t.id
    )
    SELECT array_agg(d.id::text) FILTER (WHERE done.id IS NULL) AS missed FROM d LEFT JOIN done ON done.id = d.id`,
@@ -49,7 +53,7 @@ const completeOneStatement = perTable(
   (tasks) => `UPDATE ${tasks}
       SET status = 'COMPLETED', result = nullif($3::jsonb, 'null'::jsonb), error = NULL, finished_at = now(),
           updated_at = now(), duration = $4
-    WHERE id = $1 AND status = 'PROGRESS' AND attempt = $2`,
+    WHERE id = $1 AND status = 'PROGRESS' AND attempt = $2 AND worker_id = $5`,
 );
 
 /*
@@ -72,6 +76,7 @@ const failStatement = perTable(
           error = d.error, duration = d.duration, updated_at = now()
      FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::bool[]) AS d(id, attempt, error, duration, final)
     WHERE t.id = ANY($1::bigint[]) AND t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
+      AND t.worker_id = $8
    RETURNING t.id, t.status, t.queue, t.run_at`,
   { prepared: false },
 );
@@ -97,11 +102,11 @@ export interface Backoff {
 }
 
 /** Returns the ids whose row this write did not change: they had moved on (swept, handed back, re-claimed). */
-export async function completeTasks(q: Queryable, tasks: string, items: Completion[]): Promise<string[]> {
+export async function completeTasks(q: Queryable, tasks: string, workerId: string, items: Completion[]): Promise<string[]> {
   const n = items.length;
   if (n === 1) {
     const c = items[0]!;
-    const { rowCount } = await run(q, completeOneStatement(tasks), [c.id, c.attempt, c.resultJson, c.duration]);
+    const { rowCount } = await run(q, completeOneStatement(tasks), [c.id, c.attempt, c.resultJson, c.duration, workerId]);
     return rowCount === 1 ? [] : [c.id];
   }
   const ids = new Array<string>(n);
@@ -120,6 +125,7 @@ export async function completeTasks(q: Queryable, tasks: string, items: Completi
     `{${attempts.join(",")}}`,
     `{${durations.join(",")}}`,
     `[${results.join(",")}]`,
+    workerId,
   ]);
   return rows[0]?.missed ?? [];
 }
@@ -136,6 +142,7 @@ export interface FailedRow {
 export async function failTasks(
   q: Queryable,
   tasks: string,
+  workerId: string,
   items: Failure[],
   backoff: Backoff,
 ): Promise<Map<string, FailedRow>> {
@@ -147,6 +154,7 @@ export async function failTasks(
     items.map((f) => f.final),
     backoff.base,
     backoff.max,
+    workerId,
   ]);
   return new Map(rows.map((r) => [r.id, r]));
 }

@@ -3,7 +3,8 @@ import type { Claim } from "../task.js";
 
 /*
  * Graceful shutdown hands unfinished tasks back: PENDING again, due now, retry_count unchanged (the attempt was
- * interrupted, not failed). Compare-and-set on (PROGRESS, attempt) like every transition.
+ * interrupted, not failed). Compare-and-set on the lease (PROGRESS, attempt, worker_id) like every outcome (see
+ * finish.ts).
  */
 const releaseStatement = perTable(
   "release",
@@ -11,6 +12,7 @@ const releaseStatement = perTable(
       SET status = 'PENDING', run_at = now(), heartbeat_at = NULL, updated_at = now()
      FROM unnest($1::bigint[], $2::int[]) AS d(id, attempt)
     WHERE t.id = ANY($1::bigint[]) AND t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
+      AND t.worker_id = $3
    RETURNING t.id`,
   { prepared: false },
 );
@@ -18,12 +20,14 @@ const releaseStatement = perTable(
 export async function releaseTasks(
   q: Queryable,
   tasks: string,
+  workerId: string,
   items: readonly Claim[],
 ): Promise<string[]> {
   if (items.length === 0) return [];
   const { rows } = await run<{ id: string }>(q, releaseStatement(tasks), [
     items.map((i) => i.id),
     items.map((i) => i.attempt),
+    workerId,
   ]);
   return rows.map((r) => r.id);
 }

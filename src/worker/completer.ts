@@ -18,6 +18,8 @@ export class Completer {
   readonly #notifier: Notifier;
   readonly #log: Logger;
   readonly #backoff: Backoff;
+  /** The lease's other half: every outcome is written only onto rows this worker claimed. */
+  readonly #workerId: string;
   #completions: Completion[] = [];
   #failures: Failure[] = [];
   #releases: Claim[] = [];
@@ -28,8 +30,9 @@ export class Completer {
   /** Outcomes being written right now: their rows are still PROGRESS until the write commits. */
   #inflight: Claim[] = [];
 
-  constructor(q: Queryable, tasks: string, notifier: Notifier, log: Logger, backoff: Backoff) {
+  constructor(q: Queryable, tasks: string, workerId: string, notifier: Notifier, log: Logger, backoff: Backoff) {
     this.#q = q;
+    this.#workerId = workerId;
     this.#tasks = tasks;
     this.#notifier = notifier;
     this.#log = log;
@@ -96,7 +99,7 @@ export class Completer {
     const finished: string[] = [];
     try {
       if (completions.length > 0) {
-        const missed = await completeTasks(this.#q, this.#tasks, completions);
+        const missed = await completeTasks(this.#q, this.#tasks, this.#workerId, completions);
         const stale = new Set(missed);
         for (const c of completions) {
           if (stale.has(c.id)) this.#stale(c, "completion");
@@ -105,7 +108,7 @@ export class Completer {
         completions = [];
       }
       if (failures.length > 0) {
-        const changed = await failTasks(this.#q, this.#tasks, failures, this.#backoff);
+        const changed = await failTasks(this.#q, this.#tasks, this.#workerId, failures, this.#backoff);
         for (const f of failures) {
           const row = changed.get(f.id);
           if (row === undefined) this.#stale(f, "failure");
@@ -115,7 +118,7 @@ export class Completer {
         failures = [];
       }
       if (releases.length > 0) {
-        await releaseTasks(this.#q, this.#tasks, releases);
+        await releaseTasks(this.#q, this.#tasks, this.#workerId, releases);
         releases = [];
       }
       this.#retryDelay = 0;

@@ -17,6 +17,7 @@ import { createNotifier, type Notifier } from "../notify/index.js";
 import { claimTasks } from "../sql/claim.js";
 import type { Backoff } from "../sql/finish.js";
 import type { ClaimedRow } from "../sql/claim.js";
+import type { Claim } from "../task.js";
 import { Completer } from "./completer.js";
 import { MAX_TIMER_MS } from "./deadlines.js";
 import { contextData, InlineRunner, type Execution } from "./executor.js";
@@ -133,6 +134,10 @@ export class Worker {
   /** Whether the last look at the queue suggested more due tasks than were claimed. */
   #maybeWork = true;
   #wakeLoop: (() => void) | null = null;
+  /** store.claimConnections at the last claim. */
+  #claimConnectionsSeen = 0;
+  /** Leases held when the claim connection was last replaced, while any of them is still held (see #dropReclaimed). */
+  #leasesBeforeReconnect: Set<string> | null = null;
   #slotWakePending = false;
   #offWake: (() => void) | null = null;
   #offReconnect: (() => void) | null = null;
@@ -187,7 +192,7 @@ export class Worker {
     });
     this.#notifier = createNotifier({ redisUrl: this.config.redisUrl, schema: this.config.schema, logger: this.logger });
     this.#lock = new ClusterLock(this.config.redisUrl);
-    this.#completer = new Completer(this.#store.q, this.#store.tasks, this.#notifier, this.logger, this.#backoff);
+    this.#completer = new Completer(this.#store.q, this.#store.tasks, this.id, this.#notifier, this.logger, this.#backoff);
     this.#heartbeat = new Heartbeat({
       databaseUrl: this.config.databaseUrl,
       tasks: this.#store.tasks,
@@ -195,12 +200,7 @@ export class Worker {
       interval: this.#heartbeatInterval,
       grace: this.#staleAfter,
       logger: this.logger,
-      // Claimed rows are claims (id, attempt) as they are.
-      held: () => [
-        ...this.#runningNow().map((e) => e.row),
-        ...this.#buffer.slice(this.#bufferHead),
-        ...this.#completer.held(),
-      ],
+      held: () => this.#held(),
     });
     this.#inline = new InlineRunner(this.id, this.#maxRetries, this.#finished);
     this.#sweeper = new Sweeper({
@@ -222,6 +222,40 @@ export class Worker {
 
   #runningNow(): Execution[] {
     return this.#running.filter((e): e is Execution => e !== null);
+  }
+
+  /** Every lease this worker holds: running, ready to start, or with its outcome not yet written. */
+  #held(): Claim[] {
+    // Claimed rows are claims (id, attempt) as they are.
+    return [...this.#runningNow().map((e) => e.row), ...this.#buffer.slice(this.#bufferHead), ...this.#completer.held()];
+  }
+
+  /**
+   * A claim that a crash of the Postgres server undid (claims do not wait for the WAL flush) left its task PENDING
+   * with its former attempt, while this worker may still be running it: claimed again by this worker, it comes
+   * back with the very lease already held here. Such a row is not started a second time; the run already under
+   * way keeps the lease and writes the outcome. Only checked after the claim connection was replaced (the crash
+   * took it), and only until none of the leases held then is left.
+   */
+  #dropReclaimed(rows: ClaimedRow[]): ClaimedRow[] {
+    const connections = this.#store.claimConnections;
+    if (connections !== this.#claimConnectionsSeen) {
+      if (this.#claimConnectionsSeen > 0) this.#leasesBeforeReconnect = new Set(this.#held().map(leaseKey));
+      this.#claimConnectionsSeen = connections;
+    }
+    const before = this.#leasesBeforeReconnect;
+    if (!before) return rows;
+    const held = new Set(this.#held().map(leaseKey));
+    for (const k of before) if (!held.has(k)) before.delete(k);
+    if (before.size === 0) this.#leasesBeforeReconnect = null;
+    return rows.filter((row) => {
+      if (!held.has(leaseKey(row))) return true;
+      this.logger.warn("claimed a task this worker is already running (its first claim was lost); not starting it twice", {
+        task: row.id,
+        attempt: row.attempt,
+      });
+      return false;
+    });
   }
 
   /**
@@ -355,6 +389,7 @@ export class Worker {
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
         // arrived while the claim was in flight: it set #maybeWork again).
         if (rows.length === want) this.#maybeWork = true;
+        rows = this.#dropReclaimed(rows);
         // Started rows leave the array here, or it would keep every row claimed since it was last empty.
         this.#buffer = this.#bufferHead > 0 ? this.#buffer.slice(this.#bufferHead) : this.#buffer;
         this.#bufferHead = 0;
@@ -537,4 +572,8 @@ export class Worker {
     this.#state = "stopped";
     this.logger.info("worker stopped", { worker: this.id });
   }
+}
+
+function leaseKey(c: Claim): string {
+  return `${c.id}:${c.attempt}`;
 }
