@@ -119,8 +119,8 @@ export function validateTaskId(id: unknown): string {
 }
 
 /**
- * One attempt of a task, as a worker holds it: the lease (id, attempt) that every transition of the attempt
- * compares and sets.
+ * One attempt of a task, as a worker holds it: with the worker's id, the lease (id, attempt, worker id) that every
+ * outcome of the attempt compares and sets.
  */
 export interface Claim {
   id: string;
