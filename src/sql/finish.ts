@@ -17,25 +17,41 @@ import type { Claim } from "../task.js";
  * instead made a few hundred bytes of short-lived strings per task, a third of what a draining worker allocated.
  * Only the ids that did not match come back (usually none), not a row per task.
  *
- * `t.id = ANY($1)` repeats the join on purpose, here and in every statement that names its tasks by id: it makes
- * the rows to change an index lookup on the primary key. Joined only to the batch, Postgres hashed every PROGRESS
- * row instead (all running tasks of every worker: 45 ms per batch of 1,000 with 50,000 tasks running elsewhere, and
- * a sequential scan of the table once it had statistics). These statements are not prepared, so each is planned
- * for the batch it carries (see perTable).
+ * Every statement here takes its rows the same way (`held` below): one primary-key lookup per task, locked, then an
+ * UPDATE of exactly those ids. Joined to the batch instead, Postgres chose its plan from its estimates, and a wrong
+ * one cost work in proportion to every running task of the cluster: hashing every PROGRESS row (45 ms per batch of
+ * 1,000 with 50,000 tasks running elsewhere), a sequential scan once the table had statistics, or, before it had
+ * any, a nested loop over the running-task index (160 ms for a batch of 500 with 200,000 running; a draining worker
+ * fell behind on its writes). These statements are not prepared, so each is planned for the batch it carries
+ * (see perTable).
  */
+/**
+ * The tasks of batch `d` (columns id, attempt, ...) whose lease this worker (`worker`, a parameter) still holds,
+ * locked: each found by its primary key, whatever the planner estimates. A row another transaction holds is waited
+ * for and checked again once it is released.
+ */
+export function held(tasks: string, worker: string): string {
+  return `held AS MATERIALIZED (
+     SELECT d.* FROM d CROSS JOIN LATERAL (
+            SELECT t.id FROM ${tasks} t
+             WHERE t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt AND t.worker_id = ${worker}
+               FOR UPDATE
+           ) l
+   )`;
+}
+
 const completeStatement = perTable(
   "complete",
   (tasks) => `WITH d AS MATERIALIZED (
      SELECT d.id, d.attempt, d.duration, nullif(d.result, 'null'::jsonb) AS result
        FROM ROWS FROM (unnest($1::bigint[]), unnest($2::int[]), unnest($3::float8[]), jsonb_array_elements($4::jsonb))
          AS d(id, attempt, duration, result)
-   ), done AS (
+   ), ${held(tasks, "$5")}, done AS (
      UPDATE ${tasks} t
-        SET status = 'COMPLETED', result = d.result, error = NULL, finished_at = now(), updated_at = now(),
-            duration = d.duration
-       FROM d
-      WHERE t.id = ANY($1::bigint[]) AND t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
-        AND t.worker_id = $5
+        SET status = 'COMPLETED', result = h.result, error = NULL, finished_at = now(), updated_at = now(),
+            duration = h.duration
+       FROM held h
+      WHERE t.id = ANY (ARRAY(SELECT id FROM held)) AND t.id = h.id
      RETURNING t.id
    )
    SELECT array_agg(d.id::text) FILTER (WHERE done.id IS NULL) AS missed FROM d LEFT JOIN done ON done.id = d.id`,
@@ -65,7 +81,11 @@ const completeOneStatement = perTable(
 const RETRY = "(NOT d.final AND t.retry_count < coalesce(t.max_retries, 0))";
 const failStatement = perTable(
   "fail",
-  (tasks) => `UPDATE ${tasks} t
+  (tasks) => `WITH d AS MATERIALIZED (
+     SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::bool[])
+       AS d(id, attempt, error, duration, final)
+   ), ${held(tasks, "$8")}
+   UPDATE ${tasks} t
       SET status = CASE WHEN ${RETRY} THEN 'PENDING' ELSE 'FAILED' END,
           retry_count = t.retry_count + ${RETRY}::int,
           run_at = CASE WHEN ${RETRY}
@@ -74,9 +94,8 @@ const failStatement = perTable(
                         ELSE t.run_at END,
           finished_at = CASE WHEN ${RETRY} THEN NULL ELSE now() END,
           error = d.error, duration = d.duration, updated_at = now()
-     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::bool[]) AS d(id, attempt, error, duration, final)
-    WHERE t.id = ANY($1::bigint[]) AND t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
-      AND t.worker_id = $8
+     FROM held d
+    WHERE t.id = ANY (ARRAY(SELECT id FROM held)) AND t.id = d.id
    RETURNING t.id, t.status, t.queue, t.run_at`,
   { prepared: false },
 );

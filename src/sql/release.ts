@@ -1,5 +1,6 @@
 import { perTable, run, type Queryable } from "../db/store.js";
 import type { Claim } from "../task.js";
+import { held } from "./finish.js";
 
 /*
  * Graceful shutdown hands unfinished tasks back: PENDING again, due now, retry_count unchanged (the attempt was
@@ -8,11 +9,12 @@ import type { Claim } from "../task.js";
  */
 const releaseStatement = perTable(
   "release",
-  (tasks) => `UPDATE ${tasks} t
+  (tasks) => `WITH d AS MATERIALIZED (
+     SELECT * FROM unnest($1::bigint[], $2::int[]) AS d(id, attempt)
+   ), ${held(tasks, "$3")}
+   UPDATE ${tasks} t
       SET status = 'PENDING', run_at = now(), heartbeat_at = NULL, updated_at = now()
-     FROM unnest($1::bigint[], $2::int[]) AS d(id, attempt)
-    WHERE t.id = ANY($1::bigint[]) AND t.id = d.id AND t.status = 'PROGRESS' AND t.attempt = d.attempt
-      AND t.worker_id = $3
+    WHERE t.id = ANY (ARRAY(SELECT id FROM held))
    RETURNING t.id`,
   { prepared: false },
 );
