@@ -25,6 +25,7 @@ import type { Claim } from "../task.js";
  * fell behind on its writes). These statements are not prepared, so each is planned for the batch it carries
  * (see perTable).
  */
+
 /**
  * The tasks of batch `d` (columns id, attempt, ...) whose lease this worker (`worker`, a parameter) still holds,
  * locked: each found by its primary key, whatever the planner estimates. A row another transaction holds is waited
