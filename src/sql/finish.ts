@@ -1,5 +1,6 @@
 import { perTable, run, type Queryable } from "../db/store.js";
 import type { Claim } from "../task.js";
+import { held } from "./lease.js";
 
 /*
  * Completions are written in batches: the completer gathers the outcomes that arrive while a write is in flight
@@ -17,32 +18,13 @@ import type { Claim } from "../task.js";
  * instead made a few hundred bytes of short-lived strings per task, a third of what a draining worker allocated.
  * Only the ids that did not match come back (usually none), not a row per task.
  *
- * Every statement here takes its rows the same way (`held` below): one primary-key lookup per task, locked, then an
+ * Every statement here takes its rows through `held` (lease.ts): one primary-key lookup per task, locked, then an
  * UPDATE of exactly those ids. Joined to the batch instead, Postgres chose its plan from its estimates, and a wrong
  * one cost work in proportion to every running task of the cluster: hashing every PROGRESS row (45 ms per batch of
- * 1,000 with 50,000 tasks running elsewhere), a sequential scan once the table had statistics, or, before it had
- * any, a nested loop over the running-task index (160 ms for a batch of 500 with 200,000 running; a draining worker
- * fell behind on its writes). These statements are not prepared, so each is planned for the batch it carries
- * (see perTable).
+ * 1,000 with 50,000 tasks running elsewhere), a sequential scan once the table had statistics, or a walk of the
+ * running-task index for every task (see lease.ts). The batch statements are not prepared, so each is planned for
+ * the batch it carries (see perTable).
  */
-
-/**
- * The tasks of batch `d` (columns id, attempt, ...) whose lease this worker (`worker`, a parameter) still holds,
- * locked. Each is found by its primary key alone, behind OFFSET 0, and the lease is checked on the row it locked
- * (see heartbeat.ts for the plan this avoids); a row another transaction holds is waited for, and checked in the
- * version that transaction left.
- */
-export function held(tasks: string, worker: string): string {
-  return `held AS MATERIALIZED (
-     SELECT d.* FROM d CROSS JOIN LATERAL (
-            SELECT t.status, t.attempt, t.worker_id FROM ${tasks} t
-             WHERE t.id = d.id
-            OFFSET 0
-               FOR UPDATE
-           ) l
-      WHERE l.status = 'PROGRESS' AND l.attempt = d.attempt AND l.worker_id = ${worker}
-   )`;
-}
 
 const completeStatement = perTable(
   "complete",
@@ -64,18 +46,17 @@ const completeStatement = perTable(
 
 /*
  * A batch of one (a worker that is keeping up finishes its tasks one by one) goes as a prepared single-row UPDATE
- * by primary key, its lease checked the way `held` checks it. The batch statement above is parsed and planned at
+ * by primary key, its lease checked by `held` like the others. The batch statement above is parsed and planned at
  * every run, which for one task cost more than the update itself: measured on 2 cores, 0.23 ms of planning for
  * 0.23 ms of execution.
  */
 const completeOneStatement = perTable(
   "complete_one",
-  (tasks) => `WITH l AS (SELECT status, attempt, worker_id FROM ${tasks} WHERE id = $1 OFFSET 0 FOR UPDATE)
+  (tasks) => `WITH d AS MATERIALIZED (SELECT $1::bigint AS id, $2::int AS attempt), ${held(tasks, "$5")}
    UPDATE ${tasks} t
       SET status = 'COMPLETED', result = nullif($3::jsonb, 'null'::jsonb), error = NULL, finished_at = now(),
           updated_at = now(), duration = $4
-     FROM l
-    WHERE t.id = $1 AND l.status = 'PROGRESS' AND l.attempt = $2 AND l.worker_id = $5`,
+    WHERE t.id = $1 AND EXISTS (SELECT FROM held)`,
 );
 
 /*

@@ -1,4 +1,5 @@
 import { perTable, type Statement } from "../db/store.js";
+import { held } from "./lease.js";
 
 /*
  * One UPDATE per tick covers every task this worker holds (running, ready to start, or with its outcome not yet
@@ -16,31 +17,18 @@ import { perTable, type Statement } from "../db/store.js";
  * worker, so it needs no beat. Waiting on it instead deadlocked against batched outcome writes, which lock the
  * same rows in another order.
  *
- * Both steps go through the primary key whatever the planner thinks: the LATERAL lookup takes the named tasks one
- * by one, and the UPDATE takes the locked ids as one array. A join of the list against the table was planned as a
- * nested loop that re-read the whole list for every running task: 420 ms for 1,000 held tasks with 50,000 running
- * elsewhere. The lookup names the primary key alone, behind OFFSET 0 (which keeps Postgres from pushing the other
- * conditions into it), and the lease is checked on the row it locked: given `status = 'PROGRESS'`, the planner
- * could walk the running-task index instead, and did whenever its statistics said that index was nearly empty (as
- * they do after a VACUUM between bursts): every lookup then read every running task, 1.2 s for 1,000 held tasks
- * with 5,000 running, minutes in a drain, all the while holding the row locks that outcome writes wait for.
+ * Both steps go through the primary key whatever the planner thinks: `held` (lease.ts) looks the named tasks up
+ * one by one, and the UPDATE takes the locked ids as one array. A join of the list against the table was planned as
+ * a nested loop that re-read the whole list for every running task: 420 ms for 1,000 held tasks with 50,000 running
+ * elsewhere.
  */
 export const heartbeatStatement: (tasks: string) => Statement = perTable(
   "heartbeat",
-  (tasks) => `WITH live AS MATERIALIZED (
-     SELECT l.id
-       FROM unnest(string_to_array($2, ',')::bigint[], string_to_array($3, ',')::int[]) AS h(id, attempt)
-      CROSS JOIN LATERAL (
-            SELECT t.id, t.attempt, t.status, t.worker_id, t.started_at, t.timeout FROM ${tasks} t
-             WHERE t.id = h.id
-            OFFSET 0
-               FOR UPDATE SKIP LOCKED
-           ) l
-      WHERE l.attempt = h.attempt AND l.status = 'PROGRESS' AND l.worker_id = $1
-        AND l.started_at + (l.timeout + $4::float8) * interval '1 second' > now()
-   )
+  (tasks) => `WITH d AS MATERIALIZED (
+     SELECT * FROM unnest(string_to_array($2, ',')::bigint[], string_to_array($3, ',')::int[]) AS d(id, attempt)
+   ), ${held(tasks, "$1", { skipLocked: true, also: "l.started_at + (l.timeout + $4::float8) * interval '1 second' > now()" })}
    UPDATE ${tasks} t
       SET heartbeat_at = now()
-    WHERE t.id = ANY (ARRAY(SELECT id FROM live))`,
+    WHERE t.id = ANY (ARRAY(SELECT id FROM held))`,
   { prepared: false },
 );

@@ -1,6 +1,6 @@
 import { perTable, run, type Queryable } from "../db/store.js";
 import type { Claim } from "../task.js";
-import { held } from "./finish.js";
+import { held } from "./lease.js";
 
 /*
  * Graceful shutdown hands unfinished tasks back: PENDING again, due now, retry_count unchanged (the attempt was
