@@ -103,7 +103,7 @@ export class Store {
     // gives up on it: otherwise a claim the worker counted as failed could still commit, and its tasks would sit
     // under this worker's id, never started, until the sweeper took them as lost.
     const limit = options.queryTimeout ? `SET statement_timeout = ${Math.ceil(options.queryTimeout * 0.9)};` : "";
-    this.q = pooledQueries(this.pool, options.queryTimeout, limit || undefined);
+    this.q = pooledQueries(this.pool, options.queryTimeout, limit);
     this.#claimPool = options.claimConnection ? openPool(options, 1) : null;
     const claimSetup = `${limit} SET synchronous_commit = off`;
     this.claims =
@@ -155,8 +155,8 @@ function openPool(options: StoreOptions, max: number): pg.Pool {
 
 /**
  * Queries on `pool` through pg's callback interface, in a promise of our own, with a timer of our own when
- * `timeoutMs` is given; `setup` (a session setting) runs once on each connection before its first query, and
- * `onSetup` is called after it.
+ * `timeoutMs` is given; `setup` (session settings), unless empty, runs once on each connection before its first
+ * query, and `onSetup` is called after it.
  *
  * A worker's claim and outcome statements carry every row it runs. Measured in a loop of 32-row reads: through
  * pg's `query_timeout`, or through a client's own promise, 18–28% of what the loop allocated was promoted to the

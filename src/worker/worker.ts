@@ -239,13 +239,12 @@ export class Worker {
    */
   #dropReclaimed(rows: ClaimedRow[]): ClaimedRow[] {
     const connections = this.#store.claimConnections;
-    if (connections !== this.#claimConnectionsSeen) {
-      if (this.#claimConnectionsSeen > 0) this.#leasesBeforeReconnect = new Set(this.#held().map(leaseKey));
-      this.#claimConnectionsSeen = connections;
-    }
-    const before = this.#leasesBeforeReconnect;
-    if (!before) return rows;
+    const replaced = connections !== this.#claimConnectionsSeen && this.#claimConnectionsSeen > 0;
+    this.#claimConnectionsSeen = connections;
+    if (!replaced && !this.#leasesBeforeReconnect) return rows;
     const held = new Set(this.#held().map(leaseKey));
+    if (replaced) this.#leasesBeforeReconnect = new Set(held);
+    const before = this.#leasesBeforeReconnect!;
     for (const k of before) if (!held.has(k)) before.delete(k);
     if (before.size === 0) this.#leasesBeforeReconnect = null;
     return rows.filter((row) => {
