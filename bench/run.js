@@ -345,6 +345,54 @@ async function idleLatency(ns, child, samples, warmup) {
 }
 
 /**
+ * The floor under any durable enqueue on this machine: a bare one-row INSERT into a one-column table, committed with
+ * the server's own settings (so it waits for its WAL flush), paced like the idle-latency probes, on a connection of
+ * its own; and a `SELECT 1`, the bare round trip. Measured once a round, the same for every system: it shows how
+ * much of an idle-latency tail is the disk's and the machine's rather than a queue's.
+ * @param {number} samples
+ * @param {number} warmup
+ */
+async function commitFloor(samples, warmup) {
+  const schema = `bench_floor_${uniqueSuffix()}`;
+  const c = new pg.Client({ connectionString: DATABASE_URL, application_name: "skiplock bench floor" });
+  await c.connect();
+  try {
+    await c.query(`CREATE SCHEMA "${schema}"`);
+    await c.query(`CREATE TABLE "${schema}".t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v int NOT NULL)`);
+    const insert = { name: "floor_insert", text: `INSERT INTO "${schema}".t (v) VALUES ($1)` };
+    const select = { name: "floor_select", text: "SELECT 1" };
+    /** @type {number[]} */
+    const commit = [];
+    /** @type {number[]} */
+    const trip = [];
+    for (let k = 0; k < warmup + samples; k++) {
+      await sleep(config.latencyGapMs);
+      const t0 = nowMs();
+      await c.query({ ...insert, values: [k] });
+      const t1 = nowMs();
+      await sleep(config.latencyGapMs);
+      const t2 = nowMs();
+      await c.query(select);
+      const t3 = nowMs();
+      if (k >= warmup) {
+        commit.push(t1 - t0);
+        trip.push(t3 - t2);
+      }
+    }
+    return {
+      samples,
+      insertP50Ms: percentile(commit, 50),
+      insertP99Ms: percentile(commit, 99),
+      selectP50Ms: percentile(trip, 50),
+      selectP99Ms: percentile(trip, 99),
+    };
+  } finally {
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
+    await c.end().catch(() => {});
+  }
+}
+
+/**
  * One system's turn in a round: enqueue one at a time, batch pre-queue, drain, idle latency.
  * @param {System} sys
  */
@@ -378,7 +426,7 @@ async function session(sys) {
 
 /** @param {System[]} systems */
 async function compare(systems) {
-  /** @type {{ round: number, order: string[], results: Record<string, any>, errors: Record<string, string> }[]} */
+  /** @type {{ round: number, order: string[], floor: Awaited<ReturnType<typeof commitFloor>>, results: Record<string, any>, errors: Record<string, string> }[]} */
   const rounds = [];
   for (let r = 0; r < config.rounds; r++) {
     // Rotate the order each round so no system always runs first (or right after the same one).
@@ -388,6 +436,11 @@ async function compare(systems) {
     const results = {};
     /** @type {Record<string, string>} */
     const errors = {};
+    const floor = await commitFloor(config.latencySamples, config.latencyWarmup);
+    log(
+      `  floor: one-row INSERT p50 ${floor.insertP50Ms.toFixed(2)} ms, p99 ${floor.insertP99Ms.toFixed(2)} ms; ` +
+        `SELECT 1 p50 ${floor.selectP50Ms.toFixed(2)} ms, p99 ${floor.selectP99Ms.toFixed(2)} ms`,
+    );
     for (const sys of order) {
       try {
         results[sys.name] = await session(sys);
@@ -396,7 +449,7 @@ async function compare(systems) {
         log(`  ${sys.name}: FAILED: ${errors[sys.name]}`);
       }
     }
-    rounds.push({ round: r + 1, order: order.map((s) => s.name), results, errors });
+    rounds.push({ round: r + 1, order: order.map((s) => s.name), floor, results, errors });
   }
   return rounds;
 }
@@ -656,7 +709,7 @@ async function memory() {
         rssEndMiB: rssAt(doneAt),
         rssAfterIdle3sMiB: idle?.rss ?? NaN,
         rssDecilesMiB: deciles,
-        rssAfterFirstTenthMiB: { min: Math.min(...rest), max: Math.max(...rest), endMinusTenth: rssAt(doneAt) - deciles[1] },
+        rssAfterFirstTenthMiB: { min: Math.min(...rest), max: Math.max(...rest), endMinusTenth: rssAt(doneAt) - (deciles[1] ?? NaN) },
         samples: child.samples.map((s) => ({ tSeconds: Math.round((s.t - first) / 10) / 100, rssMiB: Math.round(s.rss * 10) / 10 })),
       };
     } finally {
@@ -756,6 +809,23 @@ function table(rows, align) {
 }
 
 /**
+ * The machine's floor, per round and as medians: what a durable enqueue and a round trip cost here with no queue.
+ * @param {{ floor: Awaited<ReturnType<typeof commitFloor>> }[]} rounds
+ */
+function floorLines(rounds) {
+  /** @param {string} label @param {(f: Awaited<ReturnType<typeof commitFloor>>) => number} get */
+  const line = (label, get) =>
+    `  ${label.padEnd(22)} ${rounds.map((r) => fmt(get(r.floor))).join("  ")}   (median ${fmt(median(rounds.map((r) => get(r.floor))))})`;
+  return [
+    "the machine's floor per round, no queue involved, paced like the idle-latency probes (ms):",
+    line("one-row INSERT p50", (f) => f.insertP50Ms),
+    line("one-row INSERT p99", (f) => f.insertP99Ms),
+    line("SELECT 1 p50", (f) => f.selectP50Ms),
+    line("SELECT 1 p99", (f) => f.selectP99Ms),
+  ].join("\n");
+}
+
+/**
  * @param {ReturnType<typeof summarize>} summary
  * @param {System[]} systems
  */
@@ -847,7 +917,7 @@ async function acquireRunLock() {
 async function cleanupLeftovers() {
   // Schemas and keys a previous, interrupted run left behind (a live run would hold the run lock).
   const r = await adminPool.query(
-    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_sk\\_%' OR nspname LIKE 'bench\\_gw\\_%'",
+    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_sk\\_%' OR nspname LIKE 'bench\\_gw\\_%' OR nspname LIKE 'bench\\_floor\\_%'",
   );
   for (const { nspname } of r.rows) await adminPool.query(`DROP SCHEMA IF EXISTS "${nspname}" CASCADE`);
   await deleteKeys(`${BULLMQ_PREFIX}:*`);
@@ -906,6 +976,8 @@ async function main() {
           : []),
         perRound("drain rate per round (tasks/s)", (x) => x.drain.rate),
         perRound("idle latency p50 per round (ms)", (x) => x.latency.p50Ms),
+        perRound("idle latency p99 per round (ms)", (x) => x.latency.p99Ms),
+        floorLines(rounds),
         ...(failures.length > 0 ? [`FAILED sessions (left out of the medians):\n${failures.join("\n")}`] : []),
       ].join("\n\n"),
     );
