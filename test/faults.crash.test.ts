@@ -4,31 +4,25 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient } from "../src/index.js";
 import {
   DATABASE_URL,
-  REDIS_URL,
+  FAST_SWEEP,
   freshSchema,
   quiet,
   readLedger,
-  startWorkerProcess,
+  REDIS_URL,
   statusCounts,
   stopProc,
   taskRows,
   waitFor,
-  type Proc,
+  WorkerProcs,
   type SchemaEnv,
-  FAST_SWEEP,
 } from "./helpers.js";
 
 const FAST = [...FAST_SWEEP, "--poll-interval", "0.5"];
 
 let env: SchemaEnv;
 let client: SkiplockClient;
-const procs: Proc[] = [];
-
-async function worker(args: string[]): Promise<Proc> {
-  const p = await startWorkerProcess(env.schema, [...FAST, ...args]);
-  procs.push(p);
-  return p;
-}
+const workers = new WorkerProcs(() => env.schema, FAST);
+const worker = (args: string[]) => workers.start(args);
 
 beforeAll(async () => {
   env = await freshSchema("faults_crash");
@@ -37,8 +31,7 @@ beforeAll(async () => {
 
 /** Each test starts with no worker running and an empty queue. */
 afterEach(async () => {
-  for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGCONT");
-  await Promise.all(procs.splice(0).map((p) => stopProc(p, "SIGKILL")));
+  await workers.killAll();
   await env.pool.query(`UPDATE "${env.schema}".tasks SET status = 'CANCELLED' WHERE status IN ('PENDING', 'PROGRESS')`);
 });
 

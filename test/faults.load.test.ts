@@ -4,23 +4,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient } from "../src/index.js";
 import {
   DATABASE_URL,
-  REDIS_URL,
-  freshSchema,
-  startWorkerProcess,
-  quiet,
-  statusCounts,
-  stopProc,
-  waitFor,
-  type Proc,
-  type SchemaEnv,
   FAST_SWEEP,
+  freshSchema,
+  quiet,
+  REDIS_URL,
+  statusCounts,
+  waitFor,
+  WorkerProcs,
+  type SchemaEnv,
 } from "./helpers.js";
 
 const TOTAL = 2000;
 
 let env: SchemaEnv;
 let client: SkiplockClient;
-const procs: Proc[] = [];
+const workers = new WorkerProcs(() => env.schema, FAST_SWEEP);
 
 beforeAll(async () => {
   env = await freshSchema("faults_load");
@@ -28,7 +26,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(procs.map((p) => stopProc(p, "SIGKILL")));
+  await workers.killAll();
   await client?.close();
   await env?.drop();
 });
@@ -41,11 +39,7 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     const queue = (i: number) => (i % 3 === 0 ? "other" : "default");
     const first = await client.createTasks(Array.from({ length: TOTAL / 2 }, (_, i) => ({ name: "recorded", args: [i], queue: queue(i) })));
     const both = ["--queue", "default", "--queue", "other"];
-    procs.push(
-      ...(await Promise.all(
-        [[], both, both].map((queues) => startWorkerProcess(env.schema, [...FAST_SWEEP, "--concurrency", "8", "--retry", "1", ...queues])),
-      )),
-    );
+    await Promise.all([[], both, both].map((queues) => workers.start(["--concurrency", "8", "--retry", "1", ...queues])));
     const rest = [];
     for (let b = 0; b < 10; b++) {
       rest.push(
@@ -80,7 +74,7 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     expect(odd).toEqual([]);
     // The work was shared by all three processes.
     const { rows: perPid } = await env.pool.query(`SELECT pid, count(*)::int AS n FROM "${env.schema}".ledger GROUP BY pid`);
-    expect(perPid.map((r) => r.pid).sort()).toEqual(procs.map((p) => p.child.pid).sort());
-    for (const p of procs) expect(p.output()).not.toMatch(/swept|discarded|failed/);
+    expect(perPid.map((r) => r.pid).sort()).toEqual(workers.all.map((p) => p.child.pid).sort());
+    for (const p of workers.all) expect(p.output()).not.toMatch(/swept|discarded|failed/);
   });
 });

@@ -6,25 +6,23 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient } from "../src/index.js";
 import {
   DATABASE_URL,
+  FAST_SWEEP,
   FlakyProxy,
-  REDIS_URL,
   freshSchema,
-  startWorkerProcess,
   quiet,
   readLedger,
-  stopProc,
+  REDIS_URL,
   taskRows,
   waitFor,
-  type Proc,
+  WorkerProcs,
   type SchemaEnv,
-  FAST_SWEEP,
 } from "./helpers.js";
 
 
 let env: SchemaEnv;
 let client: SkiplockClient;
 let proxy: FlakyProxy;
-const procs: Proc[] = [];
+const workers = new WorkerProcs(() => env.schema, FAST_SWEEP, () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }));
 
 beforeAll(async () => {
   env = await freshSchema("faults_net");
@@ -34,7 +32,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => stopProc(p, "SIGKILL")));
+  await workers.killAll();
 });
 
 afterAll(async () => {
@@ -47,10 +45,7 @@ describe("a claim whose answer is lost on the network", () => {
   it("does not strand the task in PROGRESS until its timeout", async () => {
     // Polls every 30 s: it claims when a wake-up arrives, and after a failed claim. Concurrency 2 with one task at a
     // time: a claim returns fewer rows than free slots, so no follow-up claim is in flight when the proxy turns bad.
-    const w = await startWorkerProcess(env.schema, [...FAST_SWEEP, "--poll-interval", "30", "--retry", "1", "--concurrency", "2"], {
-      DATABASE_URL: proxy.url(DATABASE_URL),
-    });
-    procs.push(w);
+    const w = await workers.start(["--poll-interval", "30", "--retry", "1", "--concurrency", "2"]);
     // Warm up, and wait for the worker's own "finished" message: its completion write has had its answer.
     const finished = new Set<string>();
     const off = client.notifier.onFinished((id) => finished.add(id));

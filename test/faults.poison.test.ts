@@ -4,19 +4,17 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient } from "../src/index.js";
 import {
   DATABASE_URL,
-  REDIS_URL,
+  FAST_SWEEP,
   freshSchema,
   quiet,
   readLedger,
-  startWorkerProcess,
-  stopProc,
+  REDIS_URL,
   superviseWorker,
   taskRows,
   waitFor,
   waitForCpuIdle,
-  type Proc,
+  WorkerProcs,
   type SchemaEnv,
-  FAST_SWEEP,
 } from "./helpers.js";
 
 const FAST = [...FAST_SWEEP, "--poll-interval", "0.5"];
@@ -32,6 +30,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
+  await workers.killAll();
   await env.pool.query(`UPDATE "${env.schema}".tasks SET status = 'CANCELLED' WHERE status IN ('PENDING', 'PROGRESS')`);
 });
 
@@ -40,11 +39,8 @@ afterAll(async () => {
   await env?.drop();
 });
 
-async function worker(args: string[]): Promise<Proc> {
-  const p = await startWorkerProcess(env.schema, [...FAST, ...args]);
-  cleanups.push(() => stopProc(p, "SIGKILL"));
-  return p;
-}
+const workers = new WorkerProcs(() => env.schema, FAST);
+const worker = (args: string[]) => workers.start(args);
 
 async function completesOnce(ids: string[], timeoutS = 20): Promise<void> {
   for (const id of ids) expect((await client.waitForCompletion(id, { timeout: timeoutS }))?.status).toBe("COMPLETED");

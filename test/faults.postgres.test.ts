@@ -7,18 +7,16 @@ import { insertTasks } from "../src/sql/insert.js";
 import { prepareTask } from "../src/task.js";
 import { pathToFileURL } from "node:url";
 import {
-  REDIS_URL,
-  ROOT,
+  FAST_SWEEP,
   freshDatabase,
-  startWorkerProcess,
   quiet,
   readLedger,
+  REDIS_URL,
+  ROOT,
   spawnProc,
-  stopProc,
   taskRows,
   waitFor,
-  type Proc,
-  FAST_SWEEP,
+  WorkerProcs,
 } from "./helpers.js";
 
 const FAST = [...FAST_SWEEP, "--poll-interval", "0.2"];
@@ -27,7 +25,7 @@ const ROUNDS = 10;
 
 let env: Awaited<ReturnType<typeof freshDatabase>>;
 let client: SkiplockClient;
-const procs: Proc[] = [];
+const workers = new WorkerProcs(() => env.schema, FAST, () => ({ DATABASE_URL: env.databaseUrl }));
 
 beforeAll(async () => {
   env = await freshDatabase("faults_pg");
@@ -35,7 +33,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(procs.map((p) => stopProc(p, "SIGKILL")));
+  await workers.killAll();
   await client?.close();
   await env?.drop();
 });
@@ -48,7 +46,7 @@ async function ledgerSize(): Promise<number> {
 describe("Postgres backends terminated mid-run", () => {
   it("workers recover and nothing is lost: every task COMPLETED, none run more than twice", async () => {
     for (let i = 0; i < 2; i++) {
-      procs.push(await startWorkerProcess(env.schema, [...FAST, "--concurrency", "4", "--retry", "1"], { DATABASE_URL: env.databaseUrl }));
+      await workers.start(["--concurrency", "4", "--retry", "1"]);
     }
     // Enqueued through the test's own pool (not named skiplock…, so never terminated), with the statement the client
     // uses: this test is about the workers. (The client's own resilience is the next test.)
@@ -106,13 +104,13 @@ describe("Postgres backends terminated mid-run", () => {
       expect(tasks.get(id)).toMatchObject({ status: "COMPLETED", retry_count: runs.length - 1, attempt: runs.length });
     }
 
-    for (const p of procs) {
+    for (const p of workers.all) {
       expect(p.child.exitCode).toBeNull();
       // Each worker noticed: its heartbeat connection was killed under it, and came back.
       expect(p.output()).toMatch(/heartbeat restored/);
     }
     // And a worker that went through all that still shuts down cleanly.
-    for (const p of procs) {
+    for (const p of workers.all) {
       p.child.kill("SIGTERM");
       expect((await p.exited).code).toBe(0);
     }

@@ -4,30 +4,23 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient } from "../src/index.js";
 import {
   DATABASE_URL,
-  PrivateRedis,
+  FAST_SWEEP,
   freshSchema,
-  startWorkerProcess,
+  PrivateRedis,
   quiet,
   readLedger,
-  stopProc,
   taskRows,
   waitFor,
-  type Proc,
+  WorkerProcs,
   type SchemaEnv,
-  FAST_SWEEP,
 } from "./helpers.js";
 
 
 const redis = new PrivateRedis();
 let env: SchemaEnv;
 let client: SkiplockClient;
-const procs: Proc[] = [];
-
-async function worker(args: string[]): Promise<Proc> {
-  const p = await startWorkerProcess(env.schema, [...FAST_SWEEP, ...args], { REDIS_URL: redis.url });
-  procs.push(p);
-  return p;
-}
+const workers = new WorkerProcs(() => env.schema, FAST_SWEEP, () => ({ REDIS_URL: redis.url }));
+const worker = (args: string[]) => workers.start(args);
 
 beforeAll(async () => {
   await redis.start();
@@ -36,7 +29,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => stopProc(p, "SIGKILL")));
+  await workers.killAll();
 });
 
 afterAll(async () => {

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
+import { readFileSync } from "node:fs";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { migrate } from "../src/db/migrate.js";
@@ -179,7 +180,6 @@ export class PrivateRedis {
 // ---------------------------------------------------------------------------------------------------------------
 // Fault-injection helpers (test/faults.*.test.ts).
 
-import { readFileSync } from "node:fs";
 
 export type SchemaEnv = Awaited<ReturnType<typeof freshSchema>>;
 
@@ -381,7 +381,32 @@ export async function startWorkerProcess(
   return p;
 }
 
-import { createConnection, type Server, type Socket } from "node:net";
+/**
+ * The worker processes of one test file. `start` launches one (`baseArgs` first) and keeps it; `killAll`, from an
+ * afterEach or afterAll, resumes any a test froze with SIGSTOP and kills every one with SIGKILL, so no test leaves a
+ * worker running behind it.
+ */
+export class WorkerProcs {
+  readonly all: Proc[] = [];
+
+  constructor(
+    readonly schema: () => string,
+    readonly baseArgs: string[] = [],
+    readonly env: () => Record<string, string | undefined> = () => ({}),
+  ) {}
+
+  async start(args: string[] = [], env: Record<string, string | undefined> = {}): Promise<Proc> {
+    const p = await startWorkerProcess(this.schema(), [...this.baseArgs, ...args], { ...this.env(), ...env });
+    this.all.push(p);
+    return p;
+  }
+
+  async killAll(): Promise<void> {
+    for (const p of this.all) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGCONT");
+    await Promise.all(this.all.splice(0).map((p) => stopProc(p, "SIGKILL")));
+  }
+}
+
 
 /**
  * A TCP proxy in front of Postgres (or anything) that can misbehave like a network: `blackhole()` keeps forwarding
