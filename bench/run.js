@@ -249,7 +249,7 @@ async function prequeue(ns, total) {
  * and peak RSS, and the CPU Postgres and Redis spent meanwhile.
  * @param {Namespace} ns
  * @param {number} expect
- * @param {{ sampleMs: number, profile?: boolean, timeoutMs?: number }} o
+ * @param {{ sampleMs: number, profile?: boolean, timeoutMs?: number, heapEvery?: number }} o
  * @returns {Promise<{ child: WorkerChild, drain: Record<string, any> }>}
  */
 async function drain(ns, expect, o) {
@@ -257,6 +257,7 @@ async function drain(ns, expect, o) {
     concurrency: config.concurrency,
     expect,
     ...(o.profile && profileDir ? { cpuProfileDir: profileDir } : {}),
+    ...(o.heapEvery ? { heapEvery: o.heapEvery } : {}),
   });
   child.sampleMemory(o.sampleMs);
   /** @type {{ cpu: number, pg: number, redis: number, t: number } | null} */
@@ -682,7 +683,7 @@ async function memory() {
     const n = config.memoryTasks;
     const batch = await prequeue(ns, n);
     log(`memory: ${fmt(n)} tasks pre-queued (${fmt(batch.rate)}/s)`);
-    const d = await drain(ns, n, { sampleMs: config.memorySampleMs, timeoutMs: 900_000 });
+    const d = await drain(ns, n, { sampleMs: config.memorySampleMs, timeoutMs: 900_000, heapEvery: Math.max(1, Math.floor(n / 20)) });
     const child = d.child;
     try {
       const doneAt = nowMs();
@@ -710,6 +711,10 @@ async function memory() {
         rssAfterIdle3sMiB: idle?.rss ?? NaN,
         rssDecilesMiB: deciles,
         rssAfterFirstTenthMiB: { min: Math.min(...rest), max: Math.max(...rest), endMinusTenth: rssAt(doneAt) - (deciles[1] ?? NaN) },
+        // The worker's V8 heap every twentieth of the drain, as it reported it: what JavaScript keeps, apart from
+        // what the allocator and the threads hold.
+        oldSpaceMiB: child.heap.map((h) => h.oldSpaceMiB),
+        heapTotalMiB: child.heap.map((h) => h.heapTotalMiB),
         samples: child.samples.map((s) => ({ tSeconds: Math.round((s.t - first) / 10) / 100, rssMiB: Math.round(s.rss * 10) / 10 })),
       };
     } finally {
@@ -999,7 +1004,9 @@ async function main() {
         `after 3 s idle ${mem.rssAfterIdle3sMiB.toFixed(1)} MiB\n` +
         `  at each tenth of the drain: ${mem.rssDecilesMiB.map((x) => x.toFixed(0)).join(" ")} MiB\n` +
         `  from the first tenth to the end: between ${mem.rssAfterFirstTenthMiB.min.toFixed(1)} and ` +
-        `${mem.rssAfterFirstTenthMiB.max.toFixed(1)} MiB, end minus first tenth ${signed(mem.rssAfterFirstTenthMiB.endMinusTenth)} MiB`,
+        `${mem.rssAfterFirstTenthMiB.max.toFixed(1)} MiB, end minus first tenth ${signed(mem.rssAfterFirstTenthMiB.endMinusTenth)} MiB\n` +
+        `  V8 old space at each twentieth (the worker's own report): ${mem.oldSpaceMiB.map((x) => x.toFixed(0)).join(" ")} MiB` +
+        ` (heap total ${fmt(Math.min(...mem.heapTotalMiB))}–${fmt(Math.max(...mem.heapTotalMiB))} MiB)`,
     );
   }
   const codeAtEnd = codeIdentity();

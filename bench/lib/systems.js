@@ -28,6 +28,7 @@ const BULLMQ_WORKER = fileURLToPath(new URL("../workers/bullmq.js", import.meta.
  * @property {number} concurrency
  * @property {number} expect  no-op tasks the worker should run before it reports "done"
  * @property {string} [cpuProfileDir]  run the worker under `node --cpu-prof` into this directory
+ * @property {number} [heapEvery]  skiplock: report the V8 heap every this many no-ops (a "heap" message)
  */
 
 /**
@@ -127,6 +128,7 @@ export function skiplockNamespace(schema, options = {}) {
         REDIS_URL,
         SKIPLOCK_SCHEMA: schema,
         SKIPLOCK_LOG_LEVEL: "warn",
+        ...(o.heapEvery ? { BENCH_HEAP_EVERY: String(o.heapEvery) } : {}),
       });
     },
     async waitDrained(expect, child, timeoutMs) {

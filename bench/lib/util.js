@@ -123,7 +123,8 @@ export function cpuOfCommand(comm) {
  *   | { type: "start", i: number, t: number }
  *   | { type: "done", count: number, t: number }
  *   | { type: "ready", t: number }
- *   | { type: "info", key: string, value: string | number | boolean }} ChildMessage
+ *   | { type: "info", key: string, value: string | number | boolean }
+ *   | { type: "heap", t: number, oldSpaceMiB: number, heapTotalMiB: number }} ChildMessage
  */
 
 /**
@@ -163,6 +164,8 @@ export class WorkerChild {
     this.starts = new Map();
     /** Facts the worker reports about its own configuration. @type {Record<string, string | number | boolean>} */
     this.info = {};
+    /** The worker's own V8 heap reports, when it was asked for them. @type {{ t: number, oldSpaceMiB: number, heapTotalMiB: number }[]} */
+    this.heap = [];
     /** @type {((msg: ChildMessage) => void)[]} */
     this.listeners = [];
     /** @type {number | null} */
@@ -179,6 +182,7 @@ export class WorkerChild {
       else if (msg.type === "ready") this.readyAt ??= msg.t;
       else if (msg.type === "start") this.starts.set(msg.i, msg.t);
       else if (msg.type === "info") this.info[msg.key] = msg.value;
+      else if (msg.type === "heap") this.heap.push(msg);
       for (const l of this.listeners) l(msg);
     });
     /** @type {{ t: number, rss: number }[]} */
