@@ -307,6 +307,26 @@ async function drain(ns, expect, o) {
 }
 
 /**
+ * Runs `probe` `warmup + samples` times, each after a pause of `latencyGapMs` (the machine goes idle between
+ * probes, as between the tasks of a quiet queue), and returns what the last `samples` runs returned.
+ * @template T
+ * @param {number} samples
+ * @param {number} warmup
+ * @param {(k: number) => Promise<T>} probe
+ * @returns {Promise<T[]>}
+ */
+async function paced(samples, warmup, probe) {
+  /** @type {T[]} */
+  const timed = [];
+  for (let k = 0; k < warmup + samples; k++) {
+    await sleep(config.latencyGapMs);
+    const r = await probe(k);
+    if (k >= warmup) timed.push(r);
+  }
+  return timed;
+}
+
+/**
  * Idle latency: enqueue one `ping`, wait until its handler has started, pause, repeat.
  * @param {Namespace} ns
  * @param {WorkerChild} child
@@ -315,24 +335,18 @@ async function drain(ns, expect, o) {
  */
 async function idleLatency(ns, child, samples, warmup) {
   child.stopSampling(); // the drain's RSS samples are taken; nothing else runs in this process between probes
-  /** @type {number[]} */
-  const lat = [];
-  /** @type {number[]} */
-  const enq = [];
-  for (let k = 0; k < warmup + samples; k++) {
+  const timed = await paced(samples, warmup, async (k) => {
     const i = 10_000_000 + k;
-    await sleep(config.latencyGapMs);
     const t0 = nowMs();
     await ns.enqueueOne("ping", i);
     const t1 = nowMs();
     await child.waitFor(`ping ${i} to start`, () => child.starts.has(i), 15_000);
     const ts = /** @type {number} */ (child.starts.get(i));
     child.starts.delete(i);
-    if (k >= warmup) {
-      lat.push(ts - t0);
-      enq.push(t1 - t0);
-    }
-  }
+    return { lat: ts - t0, enq: t1 - t0 };
+  });
+  const lat = timed.map((x) => x.lat);
+  const enq = timed.map((x) => x.enq);
   return {
     samples,
     p50Ms: percentile(lat, 50),
@@ -362,24 +376,18 @@ async function commitFloor(samples, warmup) {
     await c.query(`CREATE TABLE "${schema}".t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v int NOT NULL)`);
     const insert = { name: "floor_insert", text: `INSERT INTO "${schema}".t (v) VALUES ($1)` };
     const select = { name: "floor_select", text: "SELECT 1" };
-    /** @type {number[]} */
-    const commit = [];
-    /** @type {number[]} */
-    const trip = [];
-    for (let k = 0; k < warmup + samples; k++) {
-      await sleep(config.latencyGapMs);
+    // Each probe pauses before the SELECT too, so neither statement follows the other at once.
+    const timed = await paced(samples, warmup, async (k) => {
       const t0 = nowMs();
       await c.query({ ...insert, values: [k] });
-      const t1 = nowMs();
+      const commitMs = nowMs() - t0;
       await sleep(config.latencyGapMs);
-      const t2 = nowMs();
+      const t1 = nowMs();
       await c.query(select);
-      const t3 = nowMs();
-      if (k >= warmup) {
-        commit.push(t1 - t0);
-        trip.push(t3 - t2);
-      }
-    }
+      return { commitMs, tripMs: nowMs() - t1 };
+    });
+    const commit = timed.map((x) => x.commitMs);
+    const trip = timed.map((x) => x.tripMs);
     return {
       samples,
       insertP50Ms: percentile(commit, 50),
