@@ -18,7 +18,6 @@ import {
   type SchemaEnv,
 } from "./helpers.js";
 
-
 let env: SchemaEnv;
 let client: SkiplockClient;
 let proxy: FlakyProxy;

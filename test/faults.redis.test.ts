@@ -15,7 +15,6 @@ import {
   type SchemaEnv,
 } from "./helpers.js";
 
-
 const redis = new PrivateRedis();
 let env: SchemaEnv;
 let client: SkiplockClient;

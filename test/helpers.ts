@@ -14,7 +14,6 @@ export const CLI = fileURLToPath(new URL("../dist/bin/skiplock.js", import.meta.
 export const FIXTURE_TASKS = fileURLToPath(new URL("./fixtures/tasks.js", import.meta.url));
 export const quiet = silentLogger;
 
-/** A fresh schema for one test file, migrated; `drop()` removes it. */
 /** A name no other test run uses: a schema or database name built from `label`. */
 function uniqueName(label: string): string {
   return `t_${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(4).toString("hex")}`;
@@ -30,6 +29,7 @@ async function migratedWithLedger(databaseUrl: string, schema: string): Promise<
   return pool;
 }
 
+/** A fresh schema for one test file, migrated, with a ledger; `drop()` removes it. */
 export async function freshSchema(label: string): Promise<{ schema: string; pool: pg.Pool; drop: () => Promise<void> }> {
   const schema = uniqueName(label);
   const pool = await migratedWithLedger(DATABASE_URL, schema);
@@ -176,10 +176,8 @@ export class PrivateRedis {
   }
 }
 
-
 // ---------------------------------------------------------------------------------------------------------------
 // Fault-injection helpers (test/faults.*.test.ts).
-
 
 export type SchemaEnv = Awaited<ReturnType<typeof freshSchema>>;
 
@@ -395,8 +393,8 @@ export class WorkerProcs {
     readonly env: () => Record<string, string | undefined> = () => ({}),
   ) {}
 
-  async start(args: string[] = [], env: Record<string, string | undefined> = {}): Promise<Proc> {
-    const p = await startWorkerProcess(this.schema(), [...this.baseArgs, ...args], { ...this.env(), ...env });
+  async start(args: string[] = []): Promise<Proc> {
+    const p = await startWorkerProcess(this.schema(), [...this.baseArgs, ...args], this.env());
     this.all.push(p);
     return p;
   }
@@ -406,7 +404,6 @@ export class WorkerProcs {
     await Promise.all(this.all.splice(0).map((p) => stopProc(p, "SIGKILL")));
   }
 }
-
 
 /**
  * A TCP proxy in front of Postgres (or anything) that can misbehave like a network: `blackhole()` keeps forwarding
