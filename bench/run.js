@@ -900,17 +900,23 @@ function healthTable(health) {
     const f = med("full", get);
     rows.push([label, fmt(e), fmt(f), Number.isFinite(e / f) ? `${(f / e).toFixed(2)}x` : "-"]);
   }
-  // The two drains of one round run seconds apart, so their ratio is less exposed to the machine's slow spells
-  // than the ratio of two medians, each drawn from its own five moments.
-  const paired = [];
-  for (let r = 1; r <= config.healthRounds; r++) {
-    const e = health.rounds.find((x) => x.round === r && x.table === "empty");
-    const f = health.rounds.find((x) => x.round === r && x.table === "full");
-    if (e && f) paired.push(f.drain.rate / e.drain.rate);
-  }
-  if (paired.length > 1) {
-    rows.push(["drain, full/empty within each round (median)", "", "", `${median(paired).toFixed(2)}x`]);
-  }
+  // Within a round the two tables' claims take turns claim by claim and their drains run seconds apart, so a ratio
+  // taken inside each round is less exposed to the machine's slow spells than the ratio of two medians, each drawn
+  // from its own five moments.
+  /** @param {(r: any) => number} get */
+  const pairedRatio = (get) => {
+    const ratios = [];
+    for (let r = 1; r <= config.healthRounds; r++) {
+      const e = health.rounds.find((x) => x.round === r && x.table === "empty");
+      const f = health.rounds.find((x) => x.round === r && x.table === "full");
+      if (e && f && Number.isFinite(get(f) / get(e))) ratios.push(get(f) / get(e));
+    }
+    return ratios.length > 1 ? `${median(ratios).toFixed(2)}x` : null;
+  };
+  const pairedClaim = pairedRatio((r) => r.claim?.p50Ms ?? NaN);
+  if (pairedClaim) rows.push([`claim of ${config.claimBatch} p50, full/empty within each round (median)`, "", "", pairedClaim]);
+  const pairedDrain = pairedRatio((r) => r.drain.rate);
+  if (pairedDrain) rows.push(["drain, full/empty within each round (median)", "", "", pairedDrain]);
   const b = health.claimWithBacklog;
   if (b) {
     rows.push([`claim of ${config.claimBatch} with ${fmtK(b.pending)} pending, p50 (ms)`, "", fmt(b.p50Ms), ""]);
