@@ -508,6 +508,16 @@ async function tableHealth() {
   }
 
   const tables = { empty: skiplockNamespace(emptySchema), full: skiplockNamespace(fullSchema) };
+  // The timed claims run on one connection of their own, set up as a worker's claim connection is (Store.claims:
+  // asynchronous commit), so what is timed is the claim as a worker pays it, not a WAL flush a worker's claim never
+  // waits for. Connected here, so no timed claim includes opening it.
+  const claimConnection = new pg.Client({
+    connectionString: DATABASE_URL,
+    application_name: "skiplock bench claims",
+    options: "-c synchronous_commit=off",
+  });
+  claimConnection.on("error", () => {}); // a lost connection fails the next claim, which ends the scenario
+  await claimConnection.connect();
   const autovacuumOn = (await adminPool.query("SHOW autovacuum")).rows[0].autovacuum === "on";
   if (!autovacuumOn) log("table health: autovacuum is off on this server; the scenario vacuums both tables between rounds");
   /** @type {Record<string, any>[]} */
@@ -531,7 +541,7 @@ async function tableHealth() {
         // Inserted directly: these are claimed here, not by a worker, so they are not part of the drains below.
         // The two tables' claims alternate one by one, so a slow moment of the machine falls on both alike.
         for (const which of order) await insertPending(tables[which], config.claimSamples * config.claimBatch);
-        const timed = await timeClaims(claimTasks, order.map((which) => tables[which]));
+        const timed = await timeClaims(claimTasks, claimConnection, order.map((which) => tables[which]));
         order.forEach((which, i) => (claims[which] = /** @type {Record<string, any>} */ (timed[i])));
       }
       for (const which of order) {
@@ -567,7 +577,7 @@ async function tableHealth() {
       // The same claim with a large backlog of due tasks, in the table that also holds the finished rows.
       const ns = tables.full;
       await insertPending(ns, config.claimBacklogTasks);
-      backlog = { pending: config.claimBacklogTasks, finishedRows: n, ...(await timeClaims(claimTasks, [ns]))[0] };
+      backlog = { pending: config.claimBacklogTasks, finishedRows: n, ...(await timeClaims(claimTasks, claimConnection, [ns]))[0] };
       plan = await claimPlan(claimTasks, ns);
       await adminPool.query(`DELETE FROM ${ns.tasks} WHERE status IN ('PENDING', 'PROGRESS')`);
       log(`  claim(${config.claimBatch}) with ${fmt(config.claimBacklogTasks)} pending: p50 ${backlog.p50Ms.toFixed(2)} ms; plan: ${plan}`);
@@ -581,13 +591,14 @@ async function tableHealth() {
       claimPlanWithBacklog: plan,
     };
   } finally {
+    await claimConnection.end().catch(() => {});
     await tables.empty.drop();
     await tables.full.drop();
   }
 }
 
 /**
- * @typedef {(q: import("pg").Pool, tasks: string, p: { queues: string[], limit: number, workerId: string, defaultMaxRetries: number }) => Promise<unknown[]>} ClaimFn
+ * @typedef {(q: import("pg").Pool | import("pg").Client, tasks: string, p: { queues: string[], limit: number, workerId: string, defaultMaxRetries: number }) => Promise<unknown[]>} ClaimFn
  */
 
 /**
@@ -604,33 +615,12 @@ async function insertPending(ns, count) {
 
 /**
  * Times `claimSamples` sequential claims of `claimBatch` tasks on each namespace, taking turns claim by claim (the
- * order of each turn alternates), then marks what was claimed COMPLETED. Returns one result per namespace. The
- * claims run on a connection of their own set up as a worker's claim connection is (Store.claims: asynchronous
- * commit), so what is timed is the claim as a worker pays it, not a WAL flush a worker's claim never waits for.
+ * order of each turn alternates), then marks what was claimed COMPLETED. Returns one result per namespace.
  * @param {ClaimFn} claimTasks
+ * @param {import("pg").Client} claimConnection the scenario's claim connection (see health)
  * @param {ReturnType<typeof skiplockNamespace>[]} namespaces
  */
-async function timeClaims(claimTasks, namespaces) {
-  const claimPool = new pg.Pool({
-    connectionString: DATABASE_URL,
-    max: 1,
-    application_name: "skiplock bench claims",
-    options: "-c synchronous_commit=off",
-  });
-  try {
-    return await timeClaimsOn(claimPool, claimTasks, namespaces);
-  } finally {
-    await claimPool.end();
-  }
-}
-
-/**
- * @param {import("pg").Pool} claimPool
- * @param {ClaimFn} claimTasks
- * @param {ReturnType<typeof skiplockNamespace>[]} namespaces
- */
-async function timeClaimsOn(claimPool, claimTasks, namespaces) {
-  await claimPool.query("SELECT 1"); // connect before the first timed claim
+async function timeClaims(claimTasks, claimConnection, namespaces) {
   const k = config.claimSamples;
   const b = config.claimBatch;
   /** @type {number[][]} */
@@ -640,7 +630,7 @@ async function timeClaimsOn(claimPool, claimTasks, namespaces) {
       const i = s % 2 === 0 ? j : namespaces.length - 1 - j;
       const ns = /** @type {ReturnType<typeof skiplockNamespace>} */ (namespaces[i]);
       const t = nowMs();
-      const rows = await claimTasks(claimPool, ns.tasks, {
+      const rows = await claimTasks(claimConnection, ns.tasks, {
         queues: ["default"],
         limit: b,
         workerId: "bench-claim",
@@ -909,7 +899,8 @@ function healthTable(health) {
     for (let r = 1; r <= config.healthRounds; r++) {
       const e = health.rounds.find((x) => x.round === r && x.table === "empty");
       const f = health.rounds.find((x) => x.round === r && x.table === "full");
-      if (e && f && Number.isFinite(get(f) / get(e))) ratios.push(get(f) / get(e));
+      const ratio = e && f ? get(f) / get(e) : NaN;
+      if (Number.isFinite(ratio)) ratios.push(ratio);
     }
     return ratios.length > 1 ? `${median(ratios).toFixed(2)}x` : null;
   };
