@@ -7,7 +7,7 @@ import {
   type ConnectionOptions,
 } from "./config.js";
 import { migrate, type MigrateResult } from "./db/migrate.js";
-import { isConnectionError, Store } from "./db/store.js";
+import { isConnectionError, retryMoved, Store } from "./db/store.js";
 import { InvalidOptionError, TaskNotFoundError } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createNotifier, type Notifier } from "./notify/index.js";
@@ -179,13 +179,15 @@ export class SkiplockClient {
    */
   async cancelTask(id: string): Promise<Task> {
     const taskId = validateTaskId(id);
-    const row = await this.store.db
-      .updateTable("tasks")
-      .set({ status: "CANCELLED", finished_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
-      .where("id", "=", taskId)
-      .where("status", "=", "PENDING")
-      .returningAll()
-      .executeTakeFirst();
+    const row = await retryMoved(() =>
+      this.store.db
+        .updateTable("tasks")
+        .set({ status: "CANCELLED", finished_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
+        .where("id", "=", taskId)
+        .where("status", "=", "PENDING")
+        .returningAll()
+        .executeTakeFirst(),
+    );
     if (row) {
       this.notifier.publishFinished([taskId]);
       return rowToTask(row as unknown as TaskRow);
@@ -231,7 +233,7 @@ export interface PurgeTasksOptions {
   batchSize?: number;
   /** Count, delete nothing. */
   dryRun?: boolean;
-  /** Called after each step with the running count and rows read. */
+  /** Called after each step with the running count and the finished rows read. */
   onProgress?: (matched: number, scanned: number) => void;
 }
 

@@ -39,7 +39,8 @@ afterAll(async () => {
 describe("purgeTasks", () => {
   it("counts without deleting on a dry run", async () => {
     const r = await client.purgeTasks({ olderThanDays: 1, dryRun: true, batchSize: 25 });
-    expect(r).toEqual({ deleted: 157, scanned: 207, dryRun: true });
+    // Every finished row read (197); the live ones are in another partition, never read.
+    expect(r).toEqual({ deleted: 157, scanned: 197, dryRun: true });
     expect(await counts()).toEqual({ COMPLETED: 160, FAILED: 30, CANCELLED: 7, PENDING: 5, PROGRESS: 5 });
   });
 
@@ -73,8 +74,8 @@ describe("purgeTasks", () => {
     expect(bad.stderr).toMatch(/choose among COMPLETED, FAILED and CANCELLED/);
   });
 
-  it("the tasks table is set up for heavy churn", async () => {
-    const r = await env.pool.query(`SELECT reloptions FROM pg_class WHERE oid = $1::regclass`, [`"${env.schema}".tasks`]);
+  it("the live partition is set up for heavy churn", async () => {
+    const r = await env.pool.query(`SELECT reloptions FROM pg_class WHERE oid = $1::regclass`, [`"${env.schema}".tasks_live`]);
     expect(r.rows[0].reloptions).toContain("autovacuum_vacuum_scale_factor=0.01");
   });
 });

@@ -259,7 +259,7 @@ describe("Worker", () => {
       await w.stop();
       return warnings.filter((m) => m.includes("autovacuum")).length;
     };
-    const tasks = `"${env.schema}".tasks`;
+    const tasks = `"${env.schema}".tasks_live`;
     await env.pool.query(`ALTER TABLE ${tasks} SET (autovacuum_enabled = false)`);
     try {
       expect(await autovacuumWarnings()).toBe(1);

@@ -1,5 +1,6 @@
 import { perTable, run, type Queryable } from "../db/store.js";
 import type { TaskRow } from "../task.js";
+import { live } from "./live.js";
 
 /** What a worker needs of a claimed row to run it (returning fewer columns keeps the hot path's parsing cheap). */
 export type ClaimedRow = Pick<TaskRow, "id" | "name" | "args" | "queue" | "attempt" | "retry_count" | "max_retries" | "timeout">;
@@ -14,6 +15,11 @@ export type ClaimedRow = Pick<TaskRow, "id" | "name" | "args" | "queue" | "attem
  * it is the lease every later transition of this attempt compares against. max_retries is fixed here from the
  * worker's default when the task was enqueued without one.
  *
+ * The UPDATE finds each picked row by primary key in the live partition (live.ts). Named as `status = 'PENDING'`
+ * instead, which also prunes to that partition, the condition matched the claim index's predicate, and whenever the
+ * statistics said the partition was empty (after a drain and a vacuum) the planner looked up each picked row by
+ * walking that index, whose last column is the id: 3.3 ms a claim of 32 instead of 0.7 ms.
+ *
  * RETURNING has no order, so the claimed rows are sorted into claim order by Postgres, on the sort keys it already
  * holds, and only the columns a worker runs a task with travel back: parsing a timestamp into a Date for every
  * claimed row, only to sort by it, took 3–4% of a worker's CPU in a drain of no-op tasks.
@@ -23,7 +29,7 @@ const claimUpdate = (tasks: string) => `, claimed AS (
         SET status = 'PROGRESS', attempt = t.attempt + 1, worker_id = $3, started_at = now(), heartbeat_at = now(),
             updated_at = now(), max_retries = coalesce(t.max_retries, $4)
        FROM picked
-      WHERE t.id = picked.id
+      WHERE t.id = picked.id AND ${live("t")}
      RETURNING t.id, t.name, t.args, t.queue, t.priority, t.run_at, t.attempt, t.retry_count, t.max_retries, t.timeout
    )
    SELECT id, name, args, queue, attempt, retry_count, max_retries, timeout

@@ -1,6 +1,7 @@
 import { perTable, run, type Queryable } from "../db/store.js";
 import type { Claim } from "../task.js";
 import { held } from "./lease.js";
+import { live } from "./live.js";
 
 /*
  * Completions are written in batches: the completer gathers the outcomes that arrive while a write is in flight
@@ -19,11 +20,16 @@ import { held } from "./lease.js";
  * Only the ids that did not match come back (usually none), not a row per task.
  *
  * Every statement here takes its rows through `held` (lease.ts): one primary-key lookup per task, locked, then an
- * UPDATE of exactly those ids. Joined to the batch instead, Postgres chose its plan from its estimates, and a wrong
- * one cost work in proportion to every running task of the cluster: hashing every PROGRESS row (45 ms per batch of
- * 1,000 with 50,000 tasks running elsewhere), a sequential scan once the table had statistics, or a walk of the
- * running-task index for every task (see lease.ts). The batch statements are not prepared, so each is planned for
- * the batch it carries (see perTable).
+ * UPDATE of the live rows joined to `held` by id. Joined to the batch straight away, Postgres chose its plan from
+ * its estimates of the table, and a wrong one cost work in proportion to every running task of the cluster:
+ * hashing every PROGRESS row (45 ms per batch of 1,000 with 50,000 tasks running elsewhere), a sequential scan once
+ * the table had statistics, or a walk of the running-task index for every task (see lease.ts). `held` is estimated
+ * from the batch's arrays (a handful of rows), not from the table, so each of its rows is looked up by primary key,
+ * and `live` (live.ts) names no partial index's predicate. Naming the ids a second time, as an array for the
+ * primary key (as the heartbeat does), made it worse on the partitioned table: the planner read them all once,
+ * then compared every one with every row of `held`, 1,000,000 comparisons for a batch of 1,000. test/plans.test.ts
+ * checks these plans with no statistics, fresh ones, and ones taken while nothing ran. The batch statements are not
+ * prepared, so each is planned for the batch it carries (see perTable).
  */
 
 const completeStatement = perTable(
@@ -37,7 +43,7 @@ const completeStatement = perTable(
         SET status = 'COMPLETED', result = h.result, error = NULL, finished_at = now(), updated_at = now(),
             duration = h.duration
        FROM held h
-      WHERE t.id = ANY (ARRAY(SELECT id FROM held)) AND t.id = h.id
+      WHERE t.id = h.id AND ${live("t")}
      RETURNING t.id
    )
    SELECT array_agg(d.id::text) FILTER (WHERE done.id IS NULL) AS missed FROM d LEFT JOIN done ON done.id = d.id`,
@@ -56,7 +62,7 @@ const completeOneStatement = perTable(
    UPDATE ${tasks} t
       SET status = 'COMPLETED', result = nullif($3::jsonb, 'null'::jsonb), error = NULL, finished_at = now(),
           updated_at = now(), duration = $4
-    WHERE t.id = $1 AND EXISTS (SELECT FROM held)`,
+    WHERE t.id = $1 AND ${live("t")} AND EXISTS (SELECT FROM held)`,
 );
 
 /*
@@ -82,7 +88,7 @@ const failStatement = perTable(
           finished_at = CASE WHEN ${RETRY} THEN NULL ELSE now() END,
           error = d.error, duration = d.duration, updated_at = now()
      FROM held d
-    WHERE t.id = ANY (ARRAY(SELECT id FROM held)) AND t.id = d.id
+    WHERE t.id = d.id AND ${live("t")}
    RETURNING t.id, t.status, t.queue, t.run_at`,
   { prepared: false },
 );

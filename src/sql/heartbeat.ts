@@ -1,5 +1,6 @@
 import { perTable, type Statement } from "../db/store.js";
 import { held } from "./lease.js";
+import { live } from "./live.js";
 
 /*
  * One UPDATE per tick covers every task this worker holds (running, ready to start, or with its outcome not yet
@@ -29,6 +30,6 @@ export const heartbeatStatement: (tasks: string) => Statement = perTable(
    ), ${held(tasks, "$1", { skipLocked: true, also: "l.started_at + (l.timeout + $4::float8) * interval '1 second' > now()" })}
    UPDATE ${tasks} t
       SET heartbeat_at = now()
-    WHERE t.id = ANY (ARRAY(SELECT id FROM held))`,
+    WHERE t.id = ANY (ARRAY(SELECT id FROM held)) AND ${live("t")}`,
   { prepared: false },
 );

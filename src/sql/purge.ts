@@ -1,23 +1,24 @@
 import { perTable, run, type Queryable } from "../db/store.js";
+import { finished } from "./live.js";
 
 /*
- * Retention: deletes finished tasks older than a cutoff. It walks the table in primary-key order, $2 rows a step,
- * and deletes the finished, old-enough rows of each step in the same statement, so every step is a short
- * transaction that touches a bounded number of rows and needs no index beyond the primary key (an index on
- * finished_at would cost every completion an extra index insert). The DELETE re-checks status and age, so a row
- * that changed since it was read is kept. $1 last id seen, $2 step size, $3 statuses, $4 cutoff age in seconds,
- * $5 dry run (count only).
+ * Retention: deletes finished tasks older than a cutoff. It walks the finished rows' partition (tasks_done, see
+ * live.ts) in primary-key order, $2 rows a step, and deletes the old-enough rows of each step in the same
+ * statement, so every step is a short transaction that touches a bounded number of rows and needs no index beyond
+ * the primary key (an index on finished_at would cost every completion an extra index insert). The DELETE
+ * re-checks status and age, so a row that changed since it was read is kept. $1 last id seen, $2 step size,
+ * $3 statuses, $4 cutoff age in seconds, $5 dry run (count only).
  */
 const purgeStep = perTable(
   "purge",
   (tasks) => `WITH step AS MATERIALIZED (
-     SELECT id, status, finished_at FROM ${tasks} WHERE id > $1::bigint ORDER BY id LIMIT $2
+     SELECT id, status, finished_at FROM ${tasks} t WHERE t.id > $1::bigint AND ${finished("t")} ORDER BY t.id LIMIT $2
    ), doomed AS MATERIALIZED (
      SELECT id FROM step
       WHERE status = ANY($3::text[]) AND finished_at < now() - $4::float8 * interval '1 second'
    ), deleted AS (
      DELETE FROM ${tasks} t USING doomed
-      WHERE NOT $5::bool AND t.id = doomed.id
+      WHERE NOT $5::bool AND t.id = doomed.id AND ${finished("t")}
         AND t.status = ANY($3::text[]) AND t.finished_at < now() - $4::float8 * interval '1 second'
      RETURNING 1
    )

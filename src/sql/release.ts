@@ -1,6 +1,7 @@
 import { perTable, run, type Queryable } from "../db/store.js";
 import type { Claim } from "../task.js";
 import { held } from "./lease.js";
+import { live } from "./live.js";
 
 /*
  * Graceful shutdown hands unfinished tasks back: PENDING again, due now, retry_count unchanged (the attempt was
@@ -14,7 +15,7 @@ const releaseStatement = perTable(
    ), ${held(tasks, "$3")}
    UPDATE ${tasks} t
       SET status = 'PENDING', run_at = now(), heartbeat_at = NULL, updated_at = now()
-    WHERE t.id = ANY (ARRAY(SELECT id FROM held))
+    WHERE t.id = ANY (ARRAY(SELECT id FROM held)) AND ${live("t")}
    RETURNING t.id`,
   { prepared: false },
 );

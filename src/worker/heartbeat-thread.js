@@ -46,14 +46,35 @@ async function connect() {
   return c;
 }
 
+/** How many times a beat is run in all when each run meets a task that finished under it. */
+const MOVED_ROW_RUNS = 5;
+
+/**
+ * The beat, run again at once when it failed on a task that finished while it ran: the finished row moved to the
+ * tasks_done partition after the statement's snapshot, which Postgres reports as a serialization failure rather
+ * than follow (see retryMoved in store.ts, the same rule for the main thread's statements). The next run no longer
+ * sees the task among the live ones. It is common here: the worker's own completions commit all the while.
+ * @param {pg.Client} c
+ */
+async function runStatement(c) {
+  for (let runs = 1; ; runs++) {
+    try {
+      return await c.query({
+        ...cfg.statement,
+        values: [cfg.workerId, joined(listIds, addedIds), joined(listAttempts, addedAttempts), cfg.grace],
+      });
+    } catch (err) {
+      const e = /** @type {{ code?: string, message?: string }} */ (err);
+      if (runs >= MOVED_ROW_RUNS || e.code !== "40001" || !/moved to another partition/.test(e.message ?? "")) throw err;
+    }
+  }
+}
+
 async function beat() {
   if (listIds || addedIds.length > 0) {
     try {
       client ??= await connect();
-      const r = await client.query({
-        ...cfg.statement,
-        values: [cfg.workerId, joined(listIds, addedIds), joined(listAttempts, addedAttempts), cfg.grace],
-      });
+      const r = await runStatement(client);
       parentPort?.postMessage({ type: "beat", rows: r.rowCount ?? 0 });
     } catch (err) {
       const c = client;

@@ -303,14 +303,14 @@ export class Worker {
   }
 
   /**
-   * Every claim and completion leaves a dead row version behind; without vacuum the claim index fills with them
-   * and the table only grows. Say so once, at start, if nothing will clean up.
+   * Every claim and completion leaves a dead row version behind in the live partition; without vacuum the claim
+   * index fills with them and the partition only grows. Say so once, at start, if nothing will clean up.
    */
   async #checkVacuum(): Promise<void> {
     const { rows } = await this.#store.pool.query<{ server: string; table: string[] | null }>({
       text: `SELECT current_setting('autovacuum') AS server,
                     (SELECT reloptions FROM pg_class WHERE oid = to_regclass($1)) AS table`,
-      values: [`"${this.config.schema}".tasks`],
+      values: [`"${this.config.schema}".tasks_live`],
     });
     const off = rows[0]?.server !== "on" || (rows[0]?.table ?? []).includes("autovacuum_enabled=false");
     if (off) {
