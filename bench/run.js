@@ -493,7 +493,12 @@ async function tableHealth() {
   // The bulk load left a few hundred MB of dirty pages and WAL: flush them now, so the first rounds on the full
   // table do not share the machine with a checkpoint the load caused.
   await adminPool.query("CHECKPOINT").catch((err) => log(`table health: CHECKPOINT refused (${err.message}); going on`));
-  const size = (await adminPool.query(`SELECT pg_size_pretty(pg_total_relation_size('"${fullSchema}".tasks')) AS s`)).rows[0].s;
+  // Summed over the table's partitions (a partitioned table has no storage of its own).
+  const size = (
+    await adminPool.query(
+      `SELECT pg_size_pretty(sum(pg_total_relation_size(relid))) AS s FROM pg_partition_tree('"${fullSchema}".tasks')`,
+    )
+  ).rows[0].s;
   log(`table health: ${fmt(n)} finished rows inserted in ${insertSeconds.toFixed(1)} s (${size} with indexes)`);
 
   // The claim statement itself, timed from here. It is internal to skiplock, so it is loaded by path at run time
