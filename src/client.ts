@@ -7,7 +7,8 @@ import {
   type ConnectionOptions,
 } from "./config.js";
 import { migrate, type MigrateResult } from "./db/migrate.js";
-import { isConnectionError, retryMoved, Store } from "./db/store.js";
+import { retryMoved } from "./db/moved-rows.js";
+import { isConnectionError, Store } from "./db/store.js";
 import { InvalidOptionError, TaskNotFoundError } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createNotifier, type Notifier } from "./notify/index.js";

@@ -3,6 +3,7 @@ import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { redactUrl, validateSchemaName } from "../config.js";
 import { DatabaseUnavailableError } from "../errors.js";
+import { retryMoved } from "./moved-rows.js";
 import type { Database } from "./types.js";
 
 /** Anything that runs a query: a pg Pool, a pooled client, or a plain pg Client (the caller's transaction). */
@@ -44,7 +45,7 @@ export function perTable(
   };
 }
 
-/** Runs a hot statement; run again when it met a row that moved partition under it (see retryMoved). */
+/** Runs a hot statement; run again when it met a row that moved partition under it (see moved-rows.js). */
 export function run<R extends pg.QueryResultRow>(
   q: Queryable,
   stmt: Statement,
@@ -52,35 +53,6 @@ export function run<R extends pg.QueryResultRow>(
 ): Promise<pg.QueryResult<R>> {
   const config = stmt.name === undefined ? { text: stmt.text, values } : { name: stmt.name, text: stmt.text, values };
   return retryMoved(() => q.query<R>(config));
-}
-
-/** How many times a statement is run in all when each run meets a moved row. */
-const MOVED_ROW_RUNS = 5;
-
-/**
- * Runs `fn` again, at once, when it failed on a row that moved partition (isMovedRowError), up to MOVED_ROW_RUNS
- * runs in all. A task moves from tasks_live to tasks_done when it finishes (migration 0003). A statement that locks
- * or updates a row another transaction moved after this statement took its snapshot cannot follow it there, as it
- * follows an update within one table: Postgres fails the statement instead (SQLSTATE 40001), even under SKIP
- * LOCKED. Every statement run this way is a transaction of its own, so the failed run changed nothing, and the next
- * run sees the row where it went: a heartbeat no longer beats a finished task, an outcome write finds the lease gone,
- * a claim or sweep leaves the row alone, just as a compare-and-set on the moved row would have. The inserts, the one
- * kind of statement run inside a caller's transaction, lock no existing row and never meet this error.
- */
-export async function retryMoved<T>(fn: () => Promise<T>): Promise<T> {
-  for (let runs = 1; ; runs++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (runs >= MOVED_ROW_RUNS || !isMovedRowError(err)) throw err;
-    }
-  }
-}
-
-/** Postgres's error for a row that moved partition after the statement's snapshot (see retryMoved). */
-export function isMovedRowError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string } | undefined;
-  return e?.code === "40001" && /moved to another partition/.test(e.message ?? "");
 }
 
 /** `"schema"` — only ever built from a validated name. */

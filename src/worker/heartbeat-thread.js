@@ -7,6 +7,7 @@
 // by the main thread, on its own connection.
 import { parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
+import { retryMoved } from "../db/moved-rows.js";
 
 /** @type {{ databaseUrl: string, statement: { name?: string, text: string }, workerId: string, interval: number, grace: number }} */
 const cfg = workerData;
@@ -46,28 +47,18 @@ async function connect() {
   return c;
 }
 
-/** How many times a beat is run in all when each run meets a task that finished under it. */
-const MOVED_ROW_RUNS = 5;
-
 /**
- * The beat, run again at once when it failed on a task that finished while it ran: the finished row moved to the
- * tasks_done partition after the statement's snapshot, which Postgres reports as a serialization failure rather
- * than follow (see retryMoved in store.ts, the same rule for the main thread's statements). The next run no longer
- * sees the task among the live ones. It is common here: the worker's own completions commit all the while.
+ * The beat, run again at once when it failed on a task that finished while it ran (retryMoved): the worker's own
+ * completions commit all the while, so it is common here. The next run no longer sees the task among the live ones.
  * @param {pg.Client} c
  */
-async function runStatement(c) {
-  for (let runs = 1; ; runs++) {
-    try {
-      return await c.query({
-        ...cfg.statement,
-        values: [cfg.workerId, joined(listIds, addedIds), joined(listAttempts, addedAttempts), cfg.grace],
-      });
-    } catch (err) {
-      const e = /** @type {{ code?: string, message?: string }} */ (err);
-      if (runs >= MOVED_ROW_RUNS || e.code !== "40001" || !/moved to another partition/.test(e.message ?? "")) throw err;
-    }
-  }
+function runStatement(c) {
+  return retryMoved(() =>
+    c.query({
+      ...cfg.statement,
+      values: [cfg.workerId, joined(listIds, addedIds), joined(listAttempts, addedAttempts), cfg.grace],
+    }),
+  );
 }
 
 async function beat() {
