@@ -15,7 +15,7 @@ export const FIXTURE_TASKS = fileURLToPath(new URL("./fixtures/tasks.js", import
 export const quiet = silentLogger;
 
 /** A name no other test run uses: a schema or database name built from `label`. */
-function uniqueName(label: string): string {
+export function uniqueName(label: string): string {
   return `t_${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(4).toString("hex")}`;
 }
 

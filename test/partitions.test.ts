@@ -2,13 +2,12 @@
 // A finished task moves between partitions, and a statement that meets a row moved under it fails in Postgres with a
 // serialization error instead of following it; these tests check that such statements are run again and then
 // behave as they would on an unpartitioned table, and that the migration carries an existing table over.
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadMigrations, migrate } from "../src/db/migrate.js";
 import { SkiplockClient } from "../src/index.js";
 import { completeTasks } from "../src/sql/finish.js";
-import { DATABASE_URL, freshSchema, quiet, waitFor, type SchemaEnv } from "./helpers.js";
+import { DATABASE_URL, freshSchema, quiet, uniqueName, waitFor, type SchemaEnv } from "./helpers.js";
 
 let env: SchemaEnv;
 let tasks: string;
@@ -97,7 +96,7 @@ describe("partitions", () => {
   });
 
   it("migrating a table made before the partitions keeps every row, in its partition, and every id", async () => {
-    const schema = `t_partitions_old_${randomBytes(4).toString("hex")}`;
+    const schema = uniqueName("partitions_old");
     const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
     try {
       // The schema as the first two migrations left it, with tasks in every status.
