@@ -10,6 +10,7 @@ import { claimTasks } from "../src/sql/claim.js";
 import { completeTasks, failTasks } from "../src/sql/finish.js";
 import { heartbeatStatement } from "../src/sql/heartbeat.js";
 import { releaseTasks } from "../src/sql/release.js";
+import { recordStarts } from "../src/sql/start.js";
 import { freshSchema, type SchemaEnv } from "./helpers.js";
 
 const OTHERS = 20_000;
@@ -150,7 +151,7 @@ for (const [statistics, prepare] of STATISTICS) describe(`batch statements reach
 
   it("claim: picks through the claim index, updates through the primary key", async () => {
     const rec = recorder();
-    await claimTasks(rec, tasks, { queues: ["default"], limit: 32, workerId: "me", defaultMaxRetries: 0 });
+    await claimTasks(rec, tasks, { queues: ["default"], limit: 32, startNow: 32, workerId: "me", defaultMaxRetries: 0 });
     // A backlog the statistics know nothing of, as after a burst of enqueues.
     const plan = await explain(
       rec.last!,
@@ -199,7 +200,7 @@ for (const [statistics, prepare] of STATISTICS) describe(`batch statements reach
       expect(await completeTasks(client, tasks, "other", done.slice(0, 1))).toEqual([some[0]!.id]);
       const failed = some.map((m) => ({ ...m, error: "x", duration: 0.01, final: true }));
       expect((await failTasks(client, tasks, "other", failed, { base: 1, max: 2 })).size).toBe(0);
-      expect(await releaseTasks(client, tasks, "other", some)).toEqual([]);
+      expect(await releaseTasks(client, tasks, "other", some.map((m) => ({ ...m, started: true })))).toEqual([]);
       const { rows } = await client.query(`SELECT DISTINCT status, worker_id FROM ${tasks} WHERE id = ANY($1::bigint[])`, [
         some.map((m) => m.id),
       ]);
@@ -216,9 +217,12 @@ for (const [statistics, prepare] of STATISTICS) describe(`batch statements reach
     const rec = recorder();
     await failTasks(rec, tasks, "me", mine.map((m) => ({ ...m, error: "x", duration: 0.01, final: false })), { base: 1, max: 2 });
     const fail = await explain(rec.last!);
-    await releaseTasks(rec, tasks, "me", mine);
+    await releaseTasks(rec, tasks, "me", mine.map((m, i) => ({ ...m, started: i % 2 === 0 })));
     const release = await explain(rec.last!);
-    for (const plan of [fail, release]) {
+    await recordStarts(rec, tasks, "me", mine);
+    // Prefetched rows, whose start is not recorded yet.
+    const start = await explain(rec.last!, `UPDATE ${tasks} SET started_at = NULL WHERE worker_id = 'me'`);
+    for (const plan of [fail, release, start]) {
       expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
       expect(rowsDiscarded(plan)).toBeLessThan(MINE);
     }

@@ -17,7 +17,8 @@ import { live } from "./live.js";
  * The batch travels as three array literals (ids, attempts, durations) and one JSON array of the results (JSON
  * text already), each made by a single join, zipped back together by ROWS FROM. Building one JSON object per task
  * instead made a few hundred bytes of short-lived strings per task, a third of what a draining worker allocated.
- * Only the ids that did not match come back (usually none), not a row per task.
+ * Only the ids that did not match come back (usually none), not a row per task. A prefetched task whose start was
+ * not recorded yet (sql/start.ts) gets its started_at from the outcome.
  *
  * Every statement here takes its rows through `held` (lease.ts): one primary-key lookup per task, locked, then an
  * UPDATE of the live rows joined to `held` by id. Joined to the batch straight away, Postgres chose its plan from
@@ -41,7 +42,7 @@ const completeStatement = perTable(
    ), ${held(tasks, "$5")}, done AS (
      UPDATE ${tasks} t
         SET status = 'COMPLETED', result = h.result, error = NULL, finished_at = now(), updated_at = now(),
-            duration = h.duration
+            duration = h.duration, started_at = coalesce(t.started_at, now() - h.duration * interval '1 second')
        FROM held h
       WHERE t.id = h.id AND ${live("t")}
      RETURNING t.id
@@ -61,7 +62,7 @@ const completeOneStatement = perTable(
   (tasks) => `WITH d AS MATERIALIZED (SELECT $1::bigint AS id, $2::int AS attempt), ${held(tasks, "$5")}
    UPDATE ${tasks} t
       SET status = 'COMPLETED', result = nullif($3::jsonb, 'null'::jsonb), error = NULL, finished_at = now(),
-          updated_at = now(), duration = $4
+          updated_at = now(), duration = $4, started_at = coalesce(t.started_at, now() - $4 * interval '1 second')
     WHERE t.id = $1 AND ${live("t")} AND EXISTS (SELECT FROM held)`,
 );
 
@@ -86,7 +87,8 @@ const failStatement = perTable(
                                      * (0.5 + random() / 2) * interval '1 second'
                         ELSE t.run_at END,
           finished_at = CASE WHEN ${RETRY} THEN NULL ELSE now() END,
-          error = d.error, duration = d.duration, updated_at = now()
+          error = d.error, duration = d.duration, updated_at = now(),
+          started_at = coalesce(t.started_at, now() - d.duration * interval '1 second')
      FROM held d
     WHERE t.id = d.id AND ${live("t")}
    RETURNING t.id, t.status, t.queue, t.run_at`,

@@ -27,7 +27,7 @@ export const heartbeatStatement: (tasks: string) => Statement = perTable(
   "heartbeat",
   (tasks) => `WITH d AS MATERIALIZED (
      SELECT * FROM unnest(string_to_array($2, ',')::bigint[], string_to_array($3, ',')::int[]) AS d(id, attempt)
-   ), ${held(tasks, "$1", { skipLocked: true, also: "l.started_at + (l.timeout + $4::float8) * interval '1 second' > now()" })}
+   ), ${held(tasks, "$1", { skipLocked: true, also: "coalesce(l.started_at, now()) + (l.timeout + $4::float8) * interval '1 second' > now()" })}
    UPDATE ${tasks} t
       SET heartbeat_at = now()
     WHERE t.id = ANY (ARRAY(SELECT id FROM held)) AND ${live("t")}`,

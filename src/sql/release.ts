@@ -4,33 +4,44 @@ import { held } from "./lease.js";
 import { live } from "./live.js";
 
 /*
- * Graceful shutdown hands unfinished tasks back: PENDING again, due now, retry_count unchanged (the attempt was
- * interrupted, not failed). Compare-and-set on the lease (PROGRESS, attempt, worker_id) like every outcome (see
- * finish.ts).
+ * A worker hands back tasks it holds but will not finish: at shutdown, and when its prefetch buffer may have been
+ * swept while it was out of touch with Postgres. PENDING again, retry_count unchanged (the attempt was interrupted,
+ * not failed), run_at unchanged so the task keeps its place at the head of its queue. A task whose handler never
+ * started (prefetched) also gives its attempt back. Compare-and-set on the lease (PROGRESS, attempt, worker_id) like
+ * every outcome (see finish.ts).
  */
 const releaseStatement = perTable(
   "release",
   (tasks) => `WITH d AS MATERIALIZED (
-     SELECT * FROM unnest($1::bigint[], $2::int[]) AS d(id, attempt)
+     SELECT * FROM unnest($1::bigint[], $2::int[], $4::bool[]) AS d(id, attempt, started)
    ), ${held(tasks, "$3")}
    UPDATE ${tasks} t
-      SET status = 'PENDING', run_at = now(), heartbeat_at = NULL, updated_at = now()
-    WHERE t.id = ANY (ARRAY(SELECT id FROM held)) AND ${live("t")}
+      SET status = 'PENDING', heartbeat_at = NULL, updated_at = now(),
+          attempt = t.attempt - (NOT h.started)::int,
+          started_at = CASE WHEN h.started THEN t.started_at END
+     FROM held h
+    WHERE t.id = h.id AND ${live("t")}
    RETURNING t.id`,
   { prepared: false },
 );
+
+export interface Release extends Claim {
+  /** Whether its handler started (false: it was only prefetched). */
+  started: boolean;
+}
 
 export async function releaseTasks(
   q: Queryable,
   tasks: string,
   workerId: string,
-  items: readonly Claim[],
+  items: readonly Release[],
 ): Promise<string[]> {
   if (items.length === 0) return [];
   const { rows } = await run<{ id: string }>(q, releaseStatement(tasks), [
     items.map((i) => i.id),
     items.map((i) => i.attempt),
     workerId,
+    items.map((i) => i.started),
   ]);
   return rows.map((r) => r.id);
 }

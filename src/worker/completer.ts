@@ -2,7 +2,8 @@ import { isTransientError, type Queryable } from "../db/store.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
-import { releaseTasks } from "../sql/release.js";
+import { releaseTasks, type Release } from "../sql/release.js";
+import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
 
 /**
@@ -22,7 +23,9 @@ export class Completer {
   readonly #workerId: string;
   #completions: Completion[] = [];
   #failures: Failure[] = [];
-  #releases: Claim[] = [];
+  #releases: Release[] = [];
+  /** Prefetched tasks whose handlers started, for recordStarts (sql/start.ts). */
+  #starts: Claim[] = [];
   #flushing: Promise<void> | null = null;
   #scheduled = false;
   #retryDelay = 0;
@@ -41,7 +44,7 @@ export class Completer {
 
   /** Outcomes accepted but not yet written. */
   get pending(): number {
-    return this.#completions.length + this.#failures.length + this.#releases.length;
+    return this.#completions.length + this.#failures.length + this.#releases.length + this.#starts.length;
   }
 
   /** Every task whose outcome is accepted but not yet committed (the heartbeat keeps these alive). */
@@ -59,8 +62,17 @@ export class Completer {
     this.#schedule();
   }
 
-  release(c: Claim): void {
+  release(c: Release): void {
     this.#releases.push(c);
+    this.#schedule();
+  }
+
+  /**
+   * A prefetched task's handler started: recorded with the next write, unless its outcome goes in the same one. Until
+   * then a crash hands it back uncharged, which is the cost of not delaying the start by a round trip.
+   */
+  started(c: Claim): void {
+    this.#starts.push(c);
     this.#schedule();
   }
 
@@ -92,12 +104,22 @@ export class Completer {
     let completions = this.#completions;
     let failures = this.#failures;
     let releases = this.#releases;
+    let starts = this.#starts;
     this.#completions = [];
     this.#failures = [];
     this.#releases = [];
+    this.#starts = [];
     this.#inflight = [...completions, ...failures, ...releases];
     const finished: string[] = [];
     try {
+      if (starts.length > 0) {
+        // An id has one lease at a time in one worker, so an outcome in this write covers its start.
+        const ending = new Set<string>();
+        for (const c of this.#inflight) ending.add(c.id);
+        const running = starts.filter((c) => !ending.has(c.id));
+        if (running.length > 0) await recordStarts(this.#q, this.#tasks, this.#workerId, running);
+        starts = [];
+      }
       if (completions.length > 0) {
         const missed = await completeTasks(this.#q, this.#tasks, this.#workerId, completions);
         const stale = new Set(missed);
@@ -127,6 +149,7 @@ export class Completer {
       this.#completions.unshift(...completions);
       this.#failures.unshift(...failures);
       this.#releases.unshift(...releases);
+      this.#starts.unshift(...starts);
       this.#retryDelay = Math.min(Math.max(this.#retryDelay * 2, 100), 5000) * (0.5 + Math.random() / 2);
       const level = isTransientError(err) ? "warn" : "error";
       this.#log[level]("could not record task outcomes; will retry", {

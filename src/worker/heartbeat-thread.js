@@ -27,6 +27,9 @@ let listAttempts = "";
 let addedIds = [];
 /** @type {string[]} */
 let addedAttempts = [];
+/** The last list update received (numbered by the main thread), reported with each beat it is part of. */
+let seq = 0;
+let failing = false;
 
 /** @param {string} list @param {string[]} added */
 function joined(list, added) {
@@ -63,21 +66,28 @@ function runStatement(c) {
 
 async function beat() {
   if (listIds || addedIds.length > 0) {
+    // Taken before the statement is sent: heartbeat_at is at least this late.
+    const sentAt = Date.now();
+    const covered = seq;
     try {
       client ??= await connect();
       const r = await runStatement(client);
-      parentPort?.postMessage({ type: "beat", rows: r.rowCount ?? 0 });
+      failing = false;
+      parentPort?.postMessage({ type: "beat", rows: r.rowCount ?? 0, sentAt, seq: covered });
     } catch (err) {
+      failing = true;
       const c = client;
       client = null;
       c?.end().catch(() => {});
       parentPort?.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
     }
   }
-  if (!stopped) timer = setTimeout(beat, cfg.interval * 1000);
+  // After a failure, try again soon: once Postgres answers, the beats it missed should land at once.
+  if (!stopped) timer = setTimeout(beat, (failing ? Math.min(cfg.interval, 0.5) : cfg.interval) * 1000);
 }
 
-parentPort?.on("message", async (/** @type {{ type: string, ids?: string, attempts?: string }} */ msg) => {
+parentPort?.on("message", async (/** @type {{ type: string, ids?: string, attempts?: string, seq?: number }} */ msg) => {
+  if (msg.seq !== undefined) seq = msg.seq;
   if (msg.type === "set") {
     listIds = msg.ids ?? "";
     listAttempts = msg.attempts ?? "";

@@ -14,20 +14,30 @@ export interface HeartbeatOptions {
   logger: Logger;
   /** Every task the worker holds now: running, ready to start, or with its outcome not yet written. */
   held: () => Claim[];
+  /** A beat failed after succeeding (or at the first try): this worker lost touch with Postgres. */
+  onFailing?: () => void;
+  /** A beat succeeded after failing. */
+  onRestored?: () => void;
+}
+
+/** The last beat that committed: when it was sent, and the last list update (track or sync) it covered. */
+export interface BeatMark {
+  sentAt: number;
+  seq: number;
 }
 
 /** Claims added to the thread's list, one message at a time, before it is sent the whole list instead. */
 const RESYNC_AFTER = 8192;
 
 /** Two comma-joined strings: cloning them to the thread costs a copy, where arrays of strings cost one per item. */
-function message(type: "add" | "set", claims: readonly Claim[]) {
+function message(type: "add" | "set", claims: readonly Claim[], seq: number) {
   const ids = new Array<string>(claims.length);
   const attempts = new Array<number>(claims.length);
   for (let i = 0; i < claims.length; i++) {
     ids[i] = claims[i]!.id;
     attempts[i] = claims[i]!.attempt;
   }
-  return { type, ids: ids.join(","), attempts: attempts.join(",") };
+  return { type, ids: ids.join(","), attempts: attempts.join(","), seq };
 }
 
 /**
@@ -43,6 +53,9 @@ export class Heartbeat {
   #syncTimer: NodeJS.Timeout | null = null;
   /** Claims added since the thread last got the whole list. */
   #added = 0;
+  /** Numbers the list updates sent to the thread, so a beat says which ones it covered. */
+  #seq = 0;
+  #lastBeat: BeatMark | null = null;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -54,13 +67,18 @@ export class Heartbeat {
       workerData: { databaseUrl, statement: heartbeatStatement(tasks), workerId, interval, grace },
     });
     thread.unref();
-    thread.on("message", (msg: { type: string; message?: string }) => {
+    thread.on("message", (msg: { type: string; message?: string; sentAt?: number; seq?: number }) => {
       if (msg.type === "beat") {
-        if (this.#failing) logger.info("heartbeat restored");
+        this.#lastBeat = { sentAt: msg.sentAt!, seq: msg.seq! };
+        if (this.#failing) {
+          logger.info("heartbeat restored");
+          this.#options.onRestored?.();
+        }
         this.#failing = false;
       } else if (msg.type === "error" && !this.#failing) {
         this.#failing = true;
         logger.warn("heartbeat failed; retrying", { error: msg.message });
+        this.#options.onFailing?.();
       }
     });
     thread.on("error", (err) => logger.error("heartbeat thread crashed", { error: err.message }));
@@ -87,16 +105,22 @@ export class Heartbeat {
    * after. The thread forgets finished tasks only when it gets the whole list, so after many claims it gets that
    * instead: at tens of thousands of tasks a second, adds alone grew its map by that many entries per beat interval.
    */
-  track(claims: readonly Claim[]): void {
-    if (claims.length === 0 || !this.#thread) return;
+  track(claims: readonly Claim[]): number {
+    if (claims.length === 0 || !this.#thread) return this.#seq;
     this.#added += claims.length;
     if (this.#added > RESYNC_AFTER) this.#sync();
-    else this.#thread.postMessage(message("add", claims));
+    else this.#thread.postMessage(message("add", claims, ++this.#seq));
+    return this.#seq;
+  }
+
+  /** The last beat that committed, or null before the first. */
+  get lastBeat(): BeatMark | null {
+    return this.#lastBeat;
   }
 
   #sync(): void {
     this.#added = 0;
-    this.#thread?.postMessage(message("set", this.#options.held()));
+    this.#thread?.postMessage(message("set", this.#options.held(), ++this.#seq));
   }
 
   async stop(): Promise<void> {

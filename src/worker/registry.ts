@@ -1,4 +1,4 @@
-import { validateTaskName } from "../config.js";
+import { validateQueueName, validateTaskName } from "../config.js";
 import { InvalidOptionError } from "../errors.js";
 import { isDefinition, type TaskDefinitionLike } from "./tasks-module.js";
 
@@ -24,6 +24,8 @@ export interface Registered {
   handler: Handler;
   /** Set for definitions made with `isolation: "thread"`. */
   isolation: Isolation | undefined;
+  /** The queue a definition enqueues on by default (a worker claims it unless told its queues). */
+  queue: string | undefined;
 }
 
 /**
@@ -32,17 +34,21 @@ export interface Registered {
  */
 export function buildRegistry(tasks: TaskMap): Map<string, Registered> {
   const registry = new Map<string, Registered>();
-  const add = (name: string, handler: Handler, isolation: unknown) => {
+  const add = (name: string, handler: Handler, isolation: unknown, queue: unknown) => {
     validateTaskName(name);
     if (registry.has(name)) throw new InvalidOptionError("tasks", `task ${JSON.stringify(name)} is registered twice`);
-    registry.set(name, { handler, isolation: validateIsolation(isolation, `task ${JSON.stringify(name)}`) });
+    registry.set(name, {
+      handler,
+      isolation: validateIsolation(isolation, `task ${JSON.stringify(name)}`),
+      queue: queue === undefined ? undefined : validateQueueName(queue),
+    });
   };
   const entries: [string, unknown][] = Array.isArray(tasks)
     ? tasks.map((d, i) => [String(i), d])
     : Object.entries(tasks as Record<string, unknown>);
   for (const [key, entry] of entries) {
-    if (isDefinition(entry)) add(entry.name, entry.handler, entry.options?.isolation);
-    else if (typeof entry === "function" && !Array.isArray(tasks)) add(key, entry as Handler, undefined);
+    if (isDefinition(entry)) add(entry.name, entry.handler, entry.options?.isolation, entry.options?.queue);
+    else if (typeof entry === "function" && !Array.isArray(tasks)) add(key, entry as Handler, undefined, undefined);
     else throw new InvalidOptionError("tasks", `${key} is neither a function nor a task made with defineTask`);
   }
   return registry;

@@ -15,6 +15,12 @@ export interface SweeperOptions {
   staleAfter: number;
   /** Seconds between sweeps. */
   interval: number;
+  /**
+   * Epoch ms since which this process's contact with Postgres has been unbroken. The sweeper judges others' tasks
+   * only after staleAfter seconds of it: when this process could not reach Postgres, others likely could not either,
+   * and need that long to beat again. Default: always in contact.
+   */
+  inContactSince?: () => number;
 }
 
 /**
@@ -53,9 +59,13 @@ export class Sweeper {
     this.#timer.unref();
   }
 
-  /** One sweep (all batches) under the cluster lock. Returns what it moved, or null when another process holds it. */
+  /**
+   * One sweep (all batches) under the cluster lock. Returns what it moved, or null when it did not sweep: another
+   * process holds the lock, or this one has not been in touch with Postgres for staleAfter yet.
+   */
   async sweepOnce(): Promise<SweptTask[] | null> {
-    const { q, tasks, schema, lock, staleAfter } = this.#o;
+    const { q, tasks, schema, lock, staleAfter, inContactSince } = this.#o;
+    if (inContactSince && Date.now() - inContactSince() < staleAfter * 1000) return null;
     const outcome = await lock.run(`skiplock:${schema}:lock:sweeper`, Math.max(10_000, staleAfter * 1000), async () => {
       const all: SweptTask[] = [];
       for (;;) {
@@ -75,7 +85,8 @@ export class Sweeper {
     const failed = swept.filter((t) => t.status === "FAILED").map((t) => t.id);
     const requeued = swept.filter((t) => t.status === "PENDING");
     this.#o.logger.warn("swept tasks of lost workers", {
-      requeued: requeued.map((t) => t.id),
+      requeued: requeued.filter((t) => t.charged).map((t) => t.id),
+      handedBackUnstarted: requeued.filter((t) => !t.charged).map((t) => t.id),
       failed,
       workers: [...new Set(swept.map((t) => t.worker_id))],
     });

@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 
 /**
  * A task made with defineTask, as far as a worker is concerned.
- * @typedef {{ readonly name: string, readonly handler: (...args: any[]) => unknown, readonly options?: { isolation?: string } }} TaskDefinitionLike
+ * @typedef {{ readonly name: string, readonly handler: (...args: any[]) => unknown, readonly options?: { isolation?: string, queue?: string } }} TaskDefinitionLike
  */
 
 /**

@@ -19,7 +19,6 @@ import type { Backoff } from "../sql/finish.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import type { Claim } from "../task.js";
 import { Completer } from "./completer.js";
-import { MAX_TIMER_MS } from "./deadlines.js";
 import { contextData, InlineRunner, type Execution } from "./executor.js";
 import type { Outcome } from "./outcome.js";
 import { Heartbeat } from "./heartbeat.js";
@@ -28,6 +27,7 @@ import { buildRegistry, validateIsolation, type Isolation, type Registered, type
 import { loadTasksModule, tasksModuleUrl } from "./tasks-module.js";
 import { ThreadPool } from "./thread-pool.js";
 import { Sweeper } from "./sweeper.js";
+import { WakeTimer } from "./wake-timer.js";
 
 export interface WorkerOptions extends ConnectionOptions {
   /** The handlers this worker runs: `{ name: fn }`, `{ key: defineTask(…) }` or an array of definitions. */
@@ -47,7 +47,7 @@ export interface WorkerOptions extends ConnectionOptions {
   concurrency?: number;
   /** Retries for tasks enqueued without `maxRetries` (`--retry`); default 0. */
   maxRetries?: number;
-  /** Queues to claim from; default ["default"]. */
+  /** Queues to claim from; default "default" and every queue a registered defineTask names. */
   queues?: string[];
   /** Seconds between claims when no wake-up arrives (and the only pace without Redis); default 1. */
   pollInterval?: number;
@@ -83,6 +83,11 @@ export interface WorkerOptions extends ConnectionOptions {
  */
 const PREFETCH_HORIZON_MS = 50;
 
+/** A claimed row, with when it was claimed and which heartbeat-list update first named it (see #bufferTrusted). */
+interface HeldRow extends ClaimedRow {
+  claim: { sentAt: number; seq: number };
+}
+
 /**
  * Claims due tasks from Postgres and runs them. Composes the fetch loop (here), the executor, the completer
  * (batched outcome writes), the heartbeat thread and the stale-task sweeper. Never runs more than `concurrency`
@@ -92,7 +97,7 @@ export class Worker {
   readonly id: string;
   readonly config: ConnectionConfig;
   readonly concurrency: number;
-  readonly queues: string[];
+  #queues: string[] | null;
   readonly logger: Logger;
   #registry: Map<string, Registered>;
   readonly #tasksModuleUrl: string | null;
@@ -122,7 +127,7 @@ export class Worker {
   /** Whether #pump is on the stack (an attempt that finishes synchronously must not start another from within). */
   #pumping = false;
   /** Claimed, not yet started (see `prefetch`). */
-  #buffer: ClaimedRow[] = [];
+  #buffer: HeldRow[] = [];
   /** Index of the next task to start in #buffer (a queue read from the front without shifting the array). */
   #bufferHead = 0;
   readonly #maxPrefetch: number;
@@ -144,7 +149,10 @@ export class Worker {
   #dbFailing = false;
   #dbRetryMs = 0;
   #drained: (() => void) | null = null;
-  #timedWake: { at: number; timer: NodeJS.Timeout } | null = null;
+  readonly #timedWake = new WakeTimer(() => this.#wake());
+  /** Epoch ms since which this worker's contact with Postgres has been unbroken (0: never broken). */
+  #contactSince = 0;
+  #contactBroken = false;
 
   constructor(options: WorkerOptions) {
     if (!options || typeof options !== "object" || (!options.tasks && !options.tasksModule)) {
@@ -159,9 +167,11 @@ export class Worker {
     this.#isolation = validateIsolation(options.isolation) ?? "inline";
     this.concurrency = validateInteger("concurrency", options.concurrency ?? 1, 1, 10_000);
     this.#maxRetries = validateInteger("maxRetries", options.maxRetries ?? 0, 0, 1_000_000);
-    const queues = options.queues ?? [DEFAULT_QUEUE];
-    if (!Array.isArray(queues) || queues.length === 0) throw new InvalidOptionError("queues", "give at least one queue");
-    this.queues = [...new Set(queues.map(validateQueueName))];
+    const queues = options.queues;
+    if (queues !== undefined && (!Array.isArray(queues) || queues.length === 0)) {
+      throw new InvalidOptionError("queues", "give at least one queue");
+    }
+    this.#queues = queues ? [...new Set(queues.map(validateQueueName))] : null;
     this.#pollMs = validateSeconds("pollInterval", options.pollInterval ?? 1, 0.01) * 1000;
     this.#heartbeatInterval = validateSeconds("heartbeatInterval", options.heartbeatInterval ?? 5, 0.05);
     this.#staleAfter = validateSeconds("staleAfter", options.staleAfter ?? 30, 0.1);
@@ -201,6 +211,8 @@ export class Worker {
       grace: this.#staleAfter,
       logger: this.logger,
       held: () => this.#held(),
+      onFailing: () => this.#contactLost(),
+      onRestored: () => this.#contactRestored(),
     });
     this.#inline = new InlineRunner(this.id, this.#maxRetries, this.#finished);
     this.#sweeper = new Sweeper({
@@ -212,7 +224,22 @@ export class Worker {
       logger: this.logger,
       staleAfter: this.#staleAfter,
       interval: this.#sweepInterval,
+      inContactSince: () => (this.#contactBroken ? Date.now() : this.#contactSince),
     });
+  }
+
+  /**
+   * The queues this worker claims from: as given, or "default" plus every queue its registered definitions name
+   * (known once the tasks module is loaded, at start).
+   */
+  get queues(): string[] {
+    return this.#queues ?? this.#defaultQueues();
+  }
+
+  #defaultQueues(): string[] {
+    const queues = new Set([DEFAULT_QUEUE]);
+    for (const r of this.#registry.values()) if (r.queue !== undefined) queues.add(r.queue);
+    return [...queues];
   }
 
   /** Tasks running now. */
@@ -283,6 +310,7 @@ export class Worker {
       await Promise.all([this.#store.close(), this.#notifier.close(), this.#lock.close()]);
       throw err;
     }
+    this.#queues ??= this.#defaultQueues();
     this.#heartbeat.start();
     this.#offWake = this.#notifier.onWake(this.queues, (_queue, _count, dueAt) =>
       dueAt === undefined ? this.#wake() : this.#wakeAt(dueAt),
@@ -298,7 +326,7 @@ export class Worker {
       concurrency: this.concurrency,
       tasks: [...this.#registry.keys()],
       isolation: this.#isolation,
-      redis: this.config.redisUrl ? "on" : "off (polling)",
+      redis: this.config.redisUrl ? (this.#notifier.connected ? "connected" : "unreachable (polling until it answers)") : "off (polling)",
     });
   }
 
@@ -328,18 +356,19 @@ export class Worker {
     this.#wakeLoop?.();
   }
 
-  /** Tasks become due at `at` (epoch ms): wake then, unless an earlier timer is already set. */
+  /** Tasks become due at `at` (epoch ms): wake then. */
   #wakeAt(at: number): void {
-    const delay = at - Date.now();
-    if (delay <= 0) return this.#wake();
-    if (this.#timedWake && this.#timedWake.at <= at) return;
-    if (this.#timedWake) clearTimeout(this.#timedWake.timer);
-    const timer = setTimeout(() => {
-      this.#timedWake = null;
-      this.#wake();
-    }, Math.min(delay, MAX_TIMER_MS));
-    timer.unref();
-    this.#timedWake = { at, timer };
+    this.#timedWake.add(at);
+  }
+
+  #contactLost(): void {
+    this.#contactBroken = true;
+  }
+
+  #contactRestored(): void {
+    if (!this.#contactBroken) return;
+    this.#contactBroken = false;
+    this.#contactSince = Date.now();
   }
 
   /** A slot freed: claim again if the last claim suggested more work, after letting other finishes coalesce. */
@@ -372,10 +401,13 @@ export class Worker {
       if (want > 0 && due && this.#maybeWork) {
         this.#maybeWork = false;
         let rows: ClaimedRow[];
+        const sentAt = Date.now();
         try {
           rows = await claimTasks(this.#store.claims!, this.#store.tasks, {
             queues: this.queues,
             limit: want,
+            // Rows for the slots free now start at once; the rest are prefetched, not yet started (see claim.ts).
+            startNow: Math.max(0, this.concurrency - this.#runningCount - held),
             workerId: this.id,
             defaultMaxRetries: this.#maxRetries,
           });
@@ -392,8 +424,11 @@ export class Worker {
         // Started rows leave the array here, or it would keep every row claimed since it was last empty.
         this.#buffer = this.#bufferHead > 0 ? this.#buffer.slice(this.#bufferHead) : this.#buffer;
         this.#bufferHead = 0;
-        this.#buffer.push(...rows);
-        this.#heartbeat.track(rows);
+        const claim = { sentAt, seq: this.#heartbeat.track(rows) };
+        for (const row of rows as HeldRow[]) {
+          row.claim = claim;
+          this.#buffer.push(row);
+        }
         if (this.#state !== "running") break;
         this.#pump();
         if (this.#maybeWork && this.#runningCount < this.concurrency) continue;
@@ -408,7 +443,14 @@ export class Worker {
     this.#pumping = true;
     try {
       while (this.#runningCount < this.concurrency && this.#bufferHead < this.#buffer.length && this.#state === "running") {
-        this.#start(this.#buffer[this.#bufferHead++]!);
+        const row = this.#buffer[this.#bufferHead]!;
+        if (!row.started && !this.#bufferTrusted(row)) {
+          this.#handBackBuffer();
+          break;
+        }
+        this.#bufferHead++;
+        this.#start(row);
+        if (!row.started) this.#completer.started(row);
       }
     } finally {
       this.#pumping = false;
@@ -417,6 +459,31 @@ export class Worker {
       this.#buffer = [];
       this.#bufferHead = 0;
     }
+  }
+
+  /**
+   * Whether a prefetched row is still surely this worker's: its heartbeat (or its claim) is recent enough that no
+   * sweep can have taken it. After a gap in contact with Postgres (a network cut, an outage) it may have been swept
+   * and run elsewhere; starting it then would run it twice.
+   */
+  #bufferTrusted(row: HeldRow): boolean {
+    const now = Date.now();
+    const limit = (this.#staleAfter - this.#heartbeatInterval) * 1000;
+    if (now - row.claim.sentAt < limit) return true;
+    const beat = this.#heartbeat.lastBeat;
+    return beat !== null && beat.seq >= row.claim.seq && now - beat.sentAt < limit;
+  }
+
+  /** Hands every prefetched row back (compare-and-set: rows swept meanwhile are left alone) and claims afresh. */
+  #handBackBuffer(): void {
+    const rows = this.#buffer.slice(this.#bufferHead);
+    this.logger.warn("prefetched tasks may have been swept while Postgres was out of reach; handing them back", {
+      tasks: rows.length,
+    });
+    for (const row of rows) this.#completer.release({ id: row.id, attempt: row.attempt, started: false });
+    this.#buffer = [];
+    this.#bufferHead = 0;
+    this.#wake();
   }
 
   /** Waits for a wake-up, a freed slot (when work may remain) or the poll interval. */
@@ -448,6 +515,7 @@ export class Worker {
     this.#dbRetryMs = 0;
     if (this.#dbFailing) {
       this.#dbFailing = false;
+      this.#contactRestored();
       this.logger.info("Postgres connection restored");
     }
   }
@@ -460,6 +528,7 @@ export class Worker {
       });
     }
     this.#dbFailing = true;
+    if (transient) this.#contactLost();
     this.#dbRetryMs = Math.min(Math.max(this.#dbRetryMs * 2, 100), 5000);
     await this.#pause(this.#dbRetryMs * (0.5 + Math.random() / 2), false);
   }
@@ -516,7 +585,7 @@ export class Worker {
         });
         break;
       case "released":
-        this.#completer.release(row);
+        this.#completer.release({ id: row.id, attempt: row.attempt, started: true });
         break;
     }
     this.#slotFreed();
@@ -541,12 +610,14 @@ export class Worker {
     this.#wakeLoop?.();
     await this.#loopDone;
     // Held tasks never started: back to the queue at once, for other workers.
-    for (const row of this.#buffer.slice(this.#bufferHead)) this.#completer.release(row);
+    for (const row of this.#buffer.slice(this.#bufferHead)) {
+      this.#completer.release({ id: row.id, attempt: row.attempt, started: false });
+    }
     this.#buffer = [];
     this.#bufferHead = 0;
     this.#offWake?.();
     this.#offReconnect?.();
-    if (this.#timedWake) clearTimeout(this.#timedWake.timer);
+    this.#timedWake.clear();
     await this.#sweeper.stop();
     if (this.#runningCount > 0) {
       this.logger.info("waiting for running tasks", { running: this.#runningCount, timeoutSeconds: this.#shutdownMs / 1000 });

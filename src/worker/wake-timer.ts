@@ -1,0 +1,89 @@
+import { MAX_TIMER_MS } from "./deadlines.js";
+
+/**
+ * Every due time a worker has heard of (delayed tasks, retries after their backoff), each waking it when it comes,
+ * with one timer for the earliest. A single "earliest only" timer forgot the later ones, which then waited for the
+ * next poll. Times within a few milliseconds of each other share one wake-up.
+ */
+export class WakeTimer {
+  /** A binary min-heap of epoch ms. */
+  readonly #heap: number[] = [];
+  readonly #wake: () => void;
+  #timer: NodeJS.Timeout | null = null;
+  #armedFor = Infinity;
+
+  constructor(wake: () => void) {
+    this.#wake = wake;
+  }
+
+  get size(): number {
+    return this.#heap.length;
+  }
+
+  /** Wake at `at` (epoch ms); at once when it has passed. */
+  add(at: number): void {
+    if (at <= Date.now()) return this.#wake();
+    this.#push(at);
+    if (at < this.#armedFor) this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#armedFor = Infinity;
+    const next = this.#heap[0];
+    if (next === undefined) return;
+    this.#armedFor = next;
+    this.#timer = setTimeout(() => this.#fire(), Math.min(Math.max(next - Date.now(), 0), MAX_TIMER_MS));
+    this.#timer.unref();
+  }
+
+  #fire(): void {
+    this.#timer = null;
+    // Everything due now, or within the next few ms (one claim serves them all).
+    const horizon = Date.now() + 5;
+    let woke = false;
+    while (this.#heap.length > 0 && this.#heap[0]! <= horizon) {
+      this.#pop();
+      woke = true;
+    }
+    this.#arm();
+    if (woke) this.#wake();
+  }
+
+  clear(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#armedFor = Infinity;
+    this.#heap.length = 0;
+  }
+
+  #push(v: number): void {
+    const h = this.#heap;
+    let i = h.push(v) - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p]! <= v) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = v;
+  }
+
+  #pop(): void {
+    const h = this.#heap;
+    const last = h.pop()!;
+    if (h.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const c = r < h.length && h[r]! < h[l]! ? r : l;
+      if (h[c]! >= last) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = last;
+  }
+}
