@@ -20,7 +20,7 @@ export function uniqueName(label: string): string {
 }
 
 /** Migrates `schema` on `databaseUrl`, adds the ledger table, and returns a pool on that database. */
-async function migratedWithLedger(databaseUrl: string, schema: string): Promise<pg.Pool> {
+export async function migratedWithLedger(databaseUrl: string, schema: string): Promise<pg.Pool> {
   await migrate({ databaseUrl, schema });
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
   pool.on("error", () => {});

@@ -9,7 +9,7 @@ export interface HeartbeatOptions {
   workerId: string;
   /** Seconds between beats. */
   interval: number;
-  /** Seconds past a task's timeout during which it is still heartbeated. */
+  /** Seconds past a task's timeout during which it is still heartbeated; also how stale a row must be to be swept. */
   grace: number;
   logger: Logger;
   /** Every task the worker holds now: running, ready to start, or with its outcome not yet written. */
@@ -24,6 +24,16 @@ export interface HeartbeatOptions {
 export interface BeatMark {
   sentAt: number;
   seq: number;
+}
+
+/**
+ * When a row this worker holds may have been swept: its claim or its last beat is older than `limit` ms, or a gap
+ * in the beats longer than that came after its claim.
+ */
+export function mayBeSwept(claim: BeatMark, beat: BeatMark | null, gapEndedAt: number, limit: number, now: number): boolean {
+  if (claim.sentAt < gapEndedAt) return true;
+  const lastSeen = beat !== null && beat.seq >= claim.seq ? Math.max(beat.sentAt, claim.sentAt) : claim.sentAt;
+  return now - lastSeen >= limit;
 }
 
 /** Claims added to the thread's list, one message at a time, before it is sent the whole list instead. */
@@ -56,6 +66,9 @@ export class Heartbeat {
   /** Numbers the list updates sent to the thread, so a beat says which ones it covered. */
   #seq = 0;
   #lastBeat: BeatMark | null = null;
+  /** When the last gap in the beats longer than `gapLimit` ended (0: none yet). */
+  #gapEndedAt = 0;
+  #previousBeatAt = Date.now();
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -70,6 +83,8 @@ export class Heartbeat {
     thread.on("message", (msg: { type: string; message?: string; sentAt?: number; seq?: number }) => {
       if (msg.type === "beat") {
         this.#lastBeat = { sentAt: msg.sentAt!, seq: msg.seq! };
+        if (msg.sentAt! - this.#previousBeatAt >= this.gapLimit) this.#gapEndedAt = msg.sentAt!;
+        this.#previousBeatAt = msg.sentAt!;
         if (this.#failing) {
           logger.info("heartbeat restored");
           this.#options.onRestored?.();
@@ -113,9 +128,18 @@ export class Heartbeat {
     return this.#seq;
   }
 
-  /** The last beat that committed, or null before the first. */
-  get lastBeat(): BeatMark | null {
-    return this.#lastBeat;
+  /**
+   * Milliseconds without a beat after which a held row may have been swept: a fifth short of staleAfter, for the
+   * time between this check and the handler's start. Only durations on this host's clock are compared (a beat's
+   * heartbeat_at is no earlier than its sentAt), so the offset between this host's clock and the database's cancels.
+   */
+  get gapLimit(): number {
+    return this.#options.grace * 800;
+  }
+
+  /** Whether a row claimed at `claim` may have been swept by now (see mayBeSwept). */
+  mayBeSwept(claim: BeatMark): boolean {
+    return mayBeSwept(claim, this.#lastBeat, this.#gapEndedAt, this.gapLimit, Date.now());
   }
 
   #sync(): void {

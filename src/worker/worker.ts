@@ -467,11 +467,7 @@ export class Worker {
    * and run elsewhere; starting it then would run it twice.
    */
   #bufferTrusted(row: HeldRow): boolean {
-    const now = Date.now();
-    const limit = (this.#staleAfter - this.#heartbeatInterval) * 1000;
-    if (now - row.claim.sentAt < limit) return true;
-    const beat = this.#heartbeat.lastBeat;
-    return beat !== null && beat.seq >= row.claim.seq && now - beat.sentAt < limit;
+    return !this.#heartbeat.mayBeSwept(row.claim);
   }
 
   /** Hands every prefetched row back (compare-and-set: rows swept meanwhile are left alone) and claims afresh. */
