@@ -1,0 +1,154 @@
+// Fault injection: workers killed, stopped or cut off from Postgres while their prefetch buffers are full. A task
+// claimed into a buffer but never started must never be charged for its worker's end, and must never start after
+// its lease may have been taken.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { insertTasks } from "../src/sql/insert.js";
+import { prepareTask } from "../src/task.js";
+import {
+  DATABASE_URL,
+  FAST_SWEEP,
+  FlakyProxy,
+  freshSchema,
+  readLedger,
+  stopProc,
+  waitFor,
+  WorkerProcs,
+  type Proc,
+  type SchemaEnv,
+} from "./helpers.js";
+
+let env: SchemaEnv;
+const workers = new WorkerProcs(() => env.schema, [...FAST_SWEEP, "--poll-interval", "0.2"]);
+
+beforeAll(async () => {
+  env = await freshSchema("faults_prefetch");
+});
+
+afterEach(async () => {
+  await workers.killAll();
+  await env.pool.query(`UPDATE "${env.schema}".tasks SET status = 'CANCELLED' WHERE status IN ('PENDING', 'PROGRESS')`);
+});
+
+afterAll(async () => {
+  await env?.drop();
+});
+
+async function enqueueSleeps(n: number, ms: number, maxRetries: number): Promise<string[]> {
+  const rows = await insertTasks(
+    env.pool,
+    `"${env.schema}".tasks`,
+    Array.from({ length: n }, () => prepareTask({ name: "sleep", args: [ms], maxRetries })),
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Ids a worker process holds in its prefetch buffer (claimed, not started), once there are at least `min`. */
+async function buffered(p: Proc, min: number): Promise<string[]> {
+  return waitFor(`at least ${min} prefetched tasks on worker ${p.child.pid}`, async () => {
+    const { rows } = await env.pool.query<{ id: string }>(
+      `SELECT id::text FROM "${env.schema}".tasks
+        WHERE status = 'PROGRESS' AND started_at IS NULL AND worker_id LIKE '%:' || $1::text || ':%'`,
+      [p.child.pid],
+    );
+    return rows.length >= min ? rows.map((r) => r.id) : null;
+  }, 30_000, 20);
+}
+
+async function allFinished(): Promise<void> {
+  await waitFor("every task to finish", async () => {
+    const { rows } = await env.pool.query(`SELECT count(*)::int AS n FROM "${env.schema}".tasks WHERE status IN ('PENDING', 'PROGRESS')`);
+    return rows[0].n === 0;
+  }, 60_000, 100);
+}
+
+describe("a worker killed with a full prefetch buffer (maxRetries 0)", () => {
+  it("fails only tasks it was running; every prefetched task runs later, none ends FAILED without a run", async () => {
+    const ids = await enqueueSleeps(2000, 3, 0);
+    const a = await workers.start(["--concurrency", "4"]);
+    const held = await buffered(a, 20);
+    a.child.kill("SIGKILL");
+    await a.exited;
+    await workers.start(["--concurrency", "4"]);
+    await allFinished();
+
+    const ledger = await readLedger(env.pool, env.schema);
+    const { rows } = await env.pool.query(`SELECT id::text, status, retry_count FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`, [ids]);
+    const failed = rows.filter((r) => r.status === "FAILED").map((r) => r.id);
+    // FAILED only for what really ran on the killed worker, each with its one run in the ledger.
+    for (const id of failed) expect(ledger.get(id)).toEqual([expect.objectContaining({ pid: a.child.pid })]);
+    expect(rows.filter((r) => r.status !== "FAILED" && r.status !== "COMPLETED")).toEqual([]);
+    // The tasks that sat in its buffer, and that it did not start before it was killed, were handed back
+    // uncharged and completed.
+    const ranOnA = (id: string) => (ledger.get(id) ?? []).some((r) => r.pid === a.child.pid);
+    const heldRows = rows.filter((r) => held.includes(r.id) && !ranOnA(r.id));
+    expect(heldRows.length).toBeGreaterThan(0);
+    expect(heldRows.filter((r) => r.status !== "COMPLETED" || r.retry_count !== 0)).toEqual([]);
+    // Run twice only if first run on the killed worker (running, or finished with its outcome not yet written).
+    const twice = ids.filter((id) => (ledger.get(id)?.length ?? 0) > 1);
+    for (const id of twice) expect(ledger.get(id)![0]!.pid).toBe(a.child.pid);
+  });
+});
+
+describe("a worker stopped with SIGTERM and a full prefetch buffer", () => {
+  it("hands its prefetched tasks back without an extra attempt", async () => {
+    await enqueueSleeps(2000, 3, 0);
+    const a = await workers.start(["--concurrency", "2"]);
+    const held = await buffered(a, 20);
+    await stopProc(a, "SIGTERM");
+    expect((await a.exited).code).toBe(0);
+    const ledger = await readLedger(env.pool, env.schema);
+    const { rows } = await env.pool.query(
+      `SELECT id::text, status, attempt, started_at FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`,
+      [held],
+    );
+    const neverRan = rows.filter((r) => !ledger.has(r.id));
+    expect(neverRan.length).toBeGreaterThan(0);
+    for (const r of neverRan) expect(r).toMatchObject({ status: "PENDING", attempt: 0, started_at: null });
+  });
+});
+
+describe("a worker cut off from Postgres for longer than --stale-after", () => {
+  it("starts none of its prefetched tasks once back: they were swept and run elsewhere", async () => {
+    const proxy = new FlakyProxy(Number(new URL(DATABASE_URL).port || 5432), new URL(DATABASE_URL).hostname);
+    await proxy.start();
+    try {
+      const ids = await enqueueSleeps(3000, 3, 1);
+      // Every connection of this worker (its claims, outcomes, heartbeat and the tasks' own ledger writes) goes
+      // through the proxy.
+      const cut = await startThrough(proxy);
+      const held = await buffered(cut, 30);
+      proxy.blackhole();
+      // Another worker sweeps the cut-off worker's tasks and runs them.
+      await workers.start(["--concurrency", "4"]);
+      await waitFor("the cut-off worker's prefetched tasks to be swept and run elsewhere", async () => {
+        const { rows } = await env.pool.query(
+          `SELECT count(*)::int AS n FROM "${env.schema}".tasks
+            WHERE id = ANY($1::bigint[]) AND status = 'PROGRESS' AND worker_id LIKE '%:' || $2::text || ':%'`,
+          [held, cut.child.pid],
+        );
+        return rows[0].n === 0;
+      }, 30_000, 50);
+      const { rows: restoredAt } = await env.pool.query<{ now: Date }>("SELECT clock_timestamp() AS now");
+      proxy.resetAll(); // the link is back
+      await allFinished();
+
+      // Back in touch, the cut-off worker started none of the tasks it had held in its buffer.
+      const { rows: lateStarts } = await env.pool.query(
+        `SELECT task_id::text FROM "${env.schema}".ledger WHERE task_id = ANY($1::bigint[]) AND pid = $2 AND at > $3`,
+        [held, cut.child.pid, restoredAt[0]!.now],
+      );
+      expect(lateStarts).toEqual([]);
+      const { rows } = await env.pool.query(`SELECT status FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`, [ids]);
+      expect(rows.filter((r) => r.status !== "COMPLETED")).toEqual([]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
+async function startThrough(proxy: FlakyProxy): Promise<Proc> {
+  const w = new WorkerProcs(() => env.schema, [...FAST_SWEEP, "--poll-interval", "0.2"], () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }));
+  const p = await w.start(["--concurrency", "4"]);
+  workers.all.push(p);
+  return p;
+}
