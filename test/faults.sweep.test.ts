@@ -5,7 +5,10 @@ import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { NullNotifier } from "../src/notify/notifier.js";
 import { completeTasks } from "../src/sql/finish.js";
-import { sweepStaleTasks, type SweptTask } from "../src/sql/sweep.js";
+import { claimTasks } from "../src/sql/claim.js";
+import { insertTasks } from "../src/sql/insert.js";
+import { MAX_UNCHARGED_SWEEPS, sweepStaleTasks, type SweptTask } from "../src/sql/sweep.js";
+import { prepareTask } from "../src/task.js";
 import { ClusterLock } from "../src/worker/lock.js";
 import { Sweeper } from "../src/worker/sweeper.js";
 import { CRASHED_WORKER, DATABASE_URL, freshSchema, insertCrashedTasks, quiet, taskRows, type SchemaEnv } from "./helpers.js";
@@ -157,5 +160,49 @@ describe("two sweepers racing on the same stale rows", () => {
         else expect(row).toMatchObject({ status: "PENDING", retry_count: 1, result: null });
       }
     }
+  });
+});
+
+describe("what a sweep does to each stale task", () => {
+  it("hands a prefetched task that never started back uncharged, its error untouched", async () => {
+    const [id] = await insertCrashedTasks(env.pool, env.schema, 1, { started: false, maxRetries: 0 });
+    await env.pool.query(`UPDATE ${tasks} SET error = 'from an earlier attempt' WHERE id = $1`, [id]);
+    const swept = await sweepAll(pools[0]!, 10);
+    expect(swept).toEqual([expect.objectContaining({ id, status: "PENDING", charged: false })]);
+    const row = (await taskRows(env.pool, env.schema, [id!])).get(id!)!;
+    expect(row).toMatchObject({ status: "PENDING", retry_count: 0, error: "from an earlier attempt", finished_at: null });
+  });
+
+  it("charges a task that keeps being swept unstarted, so one that kills its worker at once still stops", async () => {
+    const [id] = await insertCrashedTasks(env.pool, env.schema, 1, { started: false, maxRetries: 0 });
+    for (let sweeps = 1; ; sweeps++) {
+      const [t] = await sweepAll(pools[0]!, 10);
+      if (t!.charged) {
+        expect(sweeps).toBe(MAX_UNCHARGED_SWEEPS + 1);
+        expect(t!.status).toBe("FAILED");
+        break;
+      }
+      expect(sweeps).toBeLessThanOrEqual(MAX_UNCHARGED_SWEEPS);
+      // Claimed into a buffer again by a worker that dies before starting it.
+      await env.pool.query(
+        `UPDATE ${tasks} SET status = 'PROGRESS', attempt = attempt + 1, heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
+        [id],
+      );
+    }
+    expect((await taskRows(env.pool, env.schema, [id!])).get(id!)!.error).toMatch(/^worker lost/);
+  });
+
+  it("puts a swept task back at the head of its queue, ahead of the backlog enqueued while it ran", async () => {
+    const [swept] = await insertCrashedTasks(env.pool, env.schema, 1, { queue: "head-of-line" });
+    await insertTasks(env.pool, tasks, Array.from({ length: 500 }, () => prepareTask({ name: "recorded", queue: "head-of-line" })));
+    await sweepAll(pools[0]!, 10);
+    const [first] = await claimTasks(pools[0]!, tasks, {
+      queues: ["head-of-line"],
+      limit: 1,
+      startNow: 1,
+      workerId: "next-worker",
+      defaultMaxRetries: 0,
+    });
+    expect(first!.id).toBe(swept);
   });
 });

@@ -226,6 +226,8 @@ export interface StaleTaskSpec {
   retryCount?: number;
   maxRetries?: number | null;
   workerId?: string;
+  /** Whether the handler had started (false: the row sat in the worker's prefetch buffer); default true. */
+  started?: boolean;
 }
 
 /** The worker id insertCrashedTasks gives its rows unless told otherwise. */
@@ -241,7 +243,7 @@ export async function insertCrashedTasks(pool: pg.Pool, schema: string, n: numbe
     `INSERT INTO "${schema}".tasks (name, args, queue, status, attempt, retry_count, max_retries, worker_id,
                                      started_at, heartbeat_at, finished_at, run_at)
      SELECT $1, jsonb_build_array(g), $2, $3, $4, $5, $6, $7,
-            now() - ($8::float8 + 1) * interval '1 second', now() - $8::float8 * interval '1 second',
+            CASE WHEN $10::bool THEN now() - ($8::float8 + 1) * interval '1 second' END, now() - $8::float8 * interval '1 second',
             CASE WHEN $3 IN ('COMPLETED', 'FAILED') THEN now() END, now() - interval '1 hour'
        FROM generate_series(1, $9::int) AS g
      RETURNING id::text AS id`,
@@ -255,6 +257,7 @@ export async function insertCrashedTasks(pool: pg.Pool, schema: string, n: numbe
       spec.workerId ?? CRASHED_WORKER,
       age,
       n,
+      spec.started ?? true,
     ],
   );
   return rows.map((r) => r.id).sort((a, b) => Number(a) - Number(b));

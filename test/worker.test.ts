@@ -338,3 +338,32 @@ describe("Worker", () => {
     expect(runs).toBe(1);
   });
 });
+
+describe("Worker wake-ups and queues", () => {
+  it("starts every delayed task on time, however many are pending, without waiting for the next poll", async () => {
+    await startWorker({ tasks: { multiply: (a: number, b: number) => a * b }, pollInterval: 30 });
+    // Ten due times 0.3 s apart, from 1 s on: one wake-up timer for the earliest alone would leave nine to the poll.
+    const tasks = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => client.createTask("multiply", [i, 2], { delay: 1 + i * 0.3 })),
+    );
+    for (const t of tasks) {
+      const done = await finished(t, 20);
+      // On time: well within the 30 s poll interval (a slow machine may add some hundreds of ms).
+      expect(done.startedAt!.getTime() - done.runAt.getTime()).toBeLessThan(2000);
+    }
+  });
+
+  it("claims by default the queue every registered definition names, beside 'default'", async () => {
+    const send = defineTask("email.send", (to: string) => ({ sent: to }), { queue: "email" });
+    const w = await startWorker({ tasks: [send] });
+    expect(w.queues.sort()).toEqual(["default", "email"]);
+    const done = await finished(await send.using({ client }).enqueue("a@example.com"));
+    expect(done).toMatchObject({ status: "COMPLETED", queue: "email", result: { sent: "a@example.com" } });
+  });
+
+  it("claims only the queues it is given", async () => {
+    const send = defineTask("email.send", (to: string) => ({ sent: to }), { queue: "email" });
+    const w = await startWorker({ tasks: [send], queues: ["default"] });
+    expect(w.queues).toEqual(["default"]);
+  });
+});
