@@ -34,14 +34,13 @@ export function payloadLimit(option: "maxArgsBytes" | "maxResultBytes", value: u
  * than that in UTF-8 is a PayloadTooLargeError naming `option`.
  */
 export function toJsonText(value: unknown, path: string, maxBytes = Infinity, option = "the limit"): string {
-  let json: string;
   try {
     assertJson(value, []);
-    json = JSON.stringify(value);
   } catch (err) {
     if (err instanceof Invalid) throw notJson(path + err.path.reverse().join(""), err.reason, err.cause);
     throw notJson(path, problemOf(err), err);
   }
+  const json = stringify(value, path);
   // JSON.stringify writes a NUL and a lone surrogate as escapes, and nothing else as those escapes: one scan of the
   // text (usually just the `includes`) instead of a test of every string.
   const escape = json.includes("\\u") ? UNSTORABLE_ESCAPE.exec(json) : null;
@@ -56,6 +55,15 @@ export function toJsonText(value: unknown, path: string, maxBytes = Infinity, op
   }
   if (maxBytes < Infinity) assertJsonSize(json, path, maxBytes, option);
   return json;
+}
+
+/** JSON.stringify, its errors (nesting deeper than the stack, text longer than a string can be) as NotJsonError. */
+function stringify(value: unknown, path: string): string {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    throw notJson(path, problemOf(err), err);
+  }
 }
 
 /** Throws PayloadTooLargeError when `json` is longer than `maxBytes` in UTF-8. */
