@@ -3,17 +3,21 @@ import { InvalidOptionError, UnknownOptionError } from "./errors.js";
 /**
  * Refuses an options object with a key the call does not know, such as `retries` for `maxRetries`: JavaScript
  * callers get no compile-time check, and a typo would otherwise be ignored without a word. `what` names the call in
- * the error ("createTask options", "new Worker"); keys whose value is `undefined` are let through, as spreading
- * optional settings makes them. Also refuses `options` that are not an object at all.
+ * the error ("createTask", "new Worker"; a function making it, to build it only for an error); keys whose value is
+ * `undefined` are let through, as spreading optional settings makes them. Also refuses `options` that are not an
+ * object at all.
  */
-export function assertKnownKeys(what: string, options: unknown, allowed: readonly string[]): void {
+export function assertKnownKeys(what: string | (() => string), options: unknown, allowed: readonly string[]): void {
   if (options === undefined) return;
+  const name = () => (typeof what === "string" ? what : what());
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw new InvalidOptionError(what, `expected an object of options, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+    const got = options === null ? "null" : Array.isArray(options) ? "an array" : typeof options;
+    throw new InvalidOptionError("options", `${name()} expects an object of options, got ${got}`);
   }
-  for (const key of Object.keys(options)) {
-    if (allowed.includes(key) || (options as Record<string, unknown>)[key] === undefined) continue;
-    throw new UnknownOptionError(key, what, allowed, closest(key, allowed));
+  for (const key in options) {
+    if (!Object.prototype.hasOwnProperty.call(options, key) || allowed.includes(key)) continue;
+    if ((options as Record<string, unknown>)[key] === undefined) continue;
+    throw new UnknownOptionError(key, name(), allowed, closest(key, allowed));
   }
 }
 

@@ -105,8 +105,9 @@ const MAX_PRIORITY = 2 ** 31 - 1;
  * createTasks.
  */
 export function prepareTask(spec: TaskSpec, where = "args", maxArgsBytes = DEFAULT_MAX_PAYLOAD_BYTES): TaskInsert {
-  const call = where === "args" ? "createTask" : `createTasks ${where.replace(/\.args$/, "")}`;
-  if (spec === null || typeof spec !== "object") throw new InvalidOptionError(where.replace(/\.args$/, ""), `${call} expects an object`);
+  // Named only for an error: createTasks checks thousands of specs.
+  const call = () => (where === "args" ? "createTask" : `createTasks ${where.replace(/\.args$/, "")}`);
+  if (spec === null || typeof spec !== "object") throw new InvalidOptionError("options", `${call()} expects an object`);
   assertKnownKeys(call, spec, TASK_SPEC_KEYS);
   const name = validateTaskName(spec.name);
   const args = spec.args ?? [];
