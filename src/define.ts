@@ -1,6 +1,8 @@
 import { getDefaultClient, type SkiplockClient } from "./client.js";
 import { validateTaskName } from "./config.js";
-import { prepareTask, type Task, type TaskOptions } from "./task.js";
+import type { JsonChecked } from "./json.js";
+import { assertKnownKeys } from "./options.js";
+import { prepareTask, TASK_OPTION_KEYS, type Task, type TaskOptions } from "./task.js";
 import { validateIsolation, type TaskDefinitionLike } from "./worker/registry.js";
 
 export interface DefineOptions extends TaskOptions {
@@ -24,17 +26,25 @@ export interface TaskDefinition<A extends unknown[] = unknown[], R = unknown> ex
   using(options: EnqueueOptions): { enqueue(...args: A): Promise<Task<Awaited<R>>> };
 }
 
+const DEFINE_OPTION_KEYS: readonly string[] = [...TASK_OPTION_KEYS, "isolation"];
+const ENQUEUE_OPTION_KEYS: readonly string[] = [...TASK_OPTION_KEYS, "client"];
+
 /**
  * Names a handler and its default options. Register the result with a worker (or export it from a `--tasks`
  * module) and enqueue through it with checked argument types.
+ *
+ * The handler's parameters and result travel as JSON, so their types must be ones JSON carries unchanged: a
+ * parameter or result typed `Date`, `Map`, `bigint`, a function or a class instance does not compile (a Date would
+ * reach the handler as a string; declare a string and pass `date.toISOString()`).
  */
 export function defineTask<A extends unknown[], R>(
   name: string,
-  handler: (...args: A) => R | Promise<R>,
+  handler: ((...args: A) => R | Promise<R>) & JsonChecked<A, R>,
   options: DefineOptions = {},
 ): TaskDefinition<A, R> {
   validateTaskName(name);
   if (typeof handler !== "function") throw new TypeError(`defineTask(${JSON.stringify(name)}): handler must be a function`);
+  assertKnownKeys(`defineTask(${JSON.stringify(name)})`, options, DEFINE_OPTION_KEYS);
   const { isolation, ...taskOptions } = options;
   validateIsolation(isolation, `defineTask(${JSON.stringify(name)})`);
   prepareTask({ name, ...taskOptions }); // options are checked now, not at the first enqueue
@@ -51,6 +61,9 @@ export function defineTask<A extends unknown[], R>(
     handler,
     options,
     enqueue: enqueueWith({}),
-    using: (extra: EnqueueOptions) => ({ enqueue: enqueueWith(extra) }),
+    using: (extra: EnqueueOptions) => {
+      assertKnownKeys(`${JSON.stringify(name)}.using()`, extra, ENQUEUE_OPTION_KEYS);
+      return { enqueue: enqueueWith(extra ?? {}) };
+    },
   });
 }

@@ -104,3 +104,41 @@ export class WorkerShutdownError extends SkiplockError {
     super("WORKER_SHUTDOWN", "worker shutting down: the task was handed back to the queue");
   }
 }
+
+// Payload limits, outcomes Postgres refuses, and unknown option names (json.ts, options.ts, worker/completer.ts).
+
+/** Task arguments or a result larger than its limit (`maxArgsBytes`, `maxResultBytes`), as UTF-8 JSON text. */
+export class PayloadTooLargeError extends SkiplockError {
+  /** What was too large, e.g. `args` or `specs[2].args` or `result`. */
+  readonly path: string;
+  readonly bytes: number;
+  readonly limit: number;
+  constructor(path: string, bytes: number, limit: number, option: string) {
+    super("PAYLOAD_TOO_LARGE", `${path} is ${mebibytes(bytes)} of JSON, more than ${option} allows (${mebibytes(limit)})`);
+    this.path = path;
+    this.bytes = bytes;
+    this.limit = limit;
+  }
+}
+
+function mebibytes(bytes: number): string {
+  return bytes < 1024 * 1024 ? `${bytes} bytes` : `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** Recorded on a task whose result or error Postgres refused to store: the task fails with this instead. */
+export class OutcomeNotStorableError extends SkiplockError {
+  constructor(problem: string, options?: { cause?: unknown }) {
+    super("OUTCOME_NOT_STORABLE", `Postgres could not store this task's outcome: ${problem}`, options);
+  }
+}
+
+/** An option name that the call does not know: a typo, or an option of another call. */
+export class UnknownOptionError extends InvalidOptionError {
+  /** The option names the call knows. */
+  readonly validOptions: readonly string[];
+  constructor(option: string, where: string, validOptions: readonly string[], suggestion?: string) {
+    const hint = suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`;
+    super(option, `not an option of ${where}${hint}; valid options are ${validOptions.join(", ")}`);
+    this.validOptions = validOptions;
+  }
+}

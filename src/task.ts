@@ -7,7 +7,8 @@ import {
   validateTaskName,
 } from "./config.js";
 import { InvalidOptionError, InvalidTaskIdError, NotJsonError } from "./errors.js";
-import { toJsonText } from "./json.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES, toJsonText } from "./json.js";
+import { assertKnownKeys } from "./options.js";
 
 export const TASK_STATUSES = ["PENDING", "PROGRESS", "COMPLETED", "FAILED", "CANCELLED"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -68,6 +69,19 @@ export interface TaskSpec extends TaskOptions {
   args?: readonly unknown[];
 }
 
+/** Every key of TaskOptions, for refusing unknown ones at run time (a key missing here fails the typecheck below). */
+export const TASK_OPTION_KEYS = ["queue", "priority", "timeout", "maxRetries", "runAt", "delay"] as const;
+const TASK_SPEC_KEYS: readonly string[] = ["name", "args", ...TASK_OPTION_KEYS];
+// Compiles only while TASK_OPTION_KEYS lists every option of TaskOptions.
+const everyOptionListed: Exclude<keyof TaskOptions, (typeof TASK_OPTION_KEYS)[number]> extends never ? true : never = true;
+void everyOptionListed;
+
+/** The longest `delay`, in seconds (validateSeconds' upper bound), and so how far ahead `runAt` may be. */
+const MAX_SECONDS = 10 * 365 * 24 * 3600;
+const MAX_AHEAD_MS = MAX_SECONDS * 1000;
+/** The earliest timestamptz Postgres stores: 4713-11-24 BC (JavaScript's year -4712). */
+const EARLIEST_RUN_AT = Date.UTC(-4712, 10, 24);
+
 /** A spec checked and serialized, ready for the insert statement. */
 export interface TaskInsert {
   name: string;
@@ -84,12 +98,21 @@ export interface TaskInsert {
 
 const MAX_PRIORITY = 2 ** 31 - 1;
 
-/** Validates a task spec before anything is written. Throws a typed error naming the problem. */
-export function prepareTask(spec: TaskSpec, where = "args"): TaskInsert {
+/**
+ * Validates a task spec before anything is written. Throws a typed error naming the problem: an unknown option key
+ * (UnknownOptionError), args JSON or Postgres cannot carry (NotJsonError, with the path), args over `maxArgsBytes`
+ * of JSON (PayloadTooLargeError). `where` is the args' path in messages: "args" for createTask, "specs[i].args" for
+ * createTasks.
+ */
+export function prepareTask(spec: TaskSpec, where = "args", maxArgsBytes = DEFAULT_MAX_PAYLOAD_BYTES): TaskInsert {
+  // Named only for an error: createTasks checks thousands of specs.
+  const call = () => (where === "args" ? "createTask" : `createTasks ${where.replace(/\.args$/, "")}`);
+  if (spec === null || typeof spec !== "object") throw new InvalidOptionError("options", `${call()} expects an object`);
+  assertKnownKeys(call, spec, TASK_SPEC_KEYS);
   const name = validateTaskName(spec.name);
   const args = spec.args ?? [];
   if (!Array.isArray(args)) throw new NotJsonError(where, "task arguments must be an array (the handler's parameters)");
-  const argsJson = toJsonText(args, where);
+  const argsJson = toJsonText(args, where, maxArgsBytes, "maxArgsBytes");
   const queue = validateQueueName(spec.queue ?? DEFAULT_QUEUE);
   const priority = validateInteger("priority", spec.priority ?? 0, -MAX_PRIORITY, MAX_PRIORITY);
   const timeout = validateSeconds("timeout", spec.timeout ?? DEFAULT_TIMEOUT, 0.001);
@@ -102,6 +125,12 @@ export function prepareTask(spec: TaskSpec, where = "args"): TaskInsert {
   if (spec.runAt !== undefined) {
     if (!(spec.runAt instanceof Date) || Number.isNaN(spec.runAt.getTime())) {
       throw new InvalidOptionError("runAt", "expected a valid Date");
+    }
+    if (spec.runAt.getTime() > Date.now() + MAX_AHEAD_MS) {
+      throw new InvalidOptionError("runAt", `expected a time at most ${MAX_SECONDS} s (10 years) from now, as for delay, got ${spec.runAt.toISOString()}`);
+    }
+    if (spec.runAt.getTime() < EARLIEST_RUN_AT) {
+      throw new InvalidOptionError("runAt", `expected a time Postgres can store (from 4713 BC), got ${spec.runAt.toISOString()}`);
     }
     runAt = spec.runAt;
   }

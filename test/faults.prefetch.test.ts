@@ -44,7 +44,7 @@ async function enqueueSleeps(n: number, ms: number, maxRetries: number): Promise
 
 /** Ids a worker process holds in its prefetch buffer (claimed, not started), once there are at least `min`. */
 async function buffered(p: Proc, min: number): Promise<string[]> {
-  return waitFor(`at least ${min} prefetched tasks on worker ${p.child.pid}`, async () => {
+  const ids = await waitFor(`at least ${min} prefetched tasks on worker ${p.child.pid}`, async () => {
     const { rows } = await env.pool.query<{ id: string }>(
       `SELECT id::text FROM "${env.schema}".tasks
         WHERE status = 'PROGRESS' AND started_at IS NULL AND worker_id LIKE '%:' || $1::text || ':%'`,
@@ -52,6 +52,7 @@ async function buffered(p: Proc, min: number): Promise<string[]> {
     );
     return rows.length >= min ? rows.map((r) => r.id) : null;
   }, 30_000, 20);
+  return ids!;
 }
 
 async function allFinished(): Promise<void> {
@@ -120,10 +121,11 @@ describe("a worker cut off from Postgres for longer than --stale-after", () => {
       proxy.blackhole();
       // Another worker sweeps the cut-off worker's tasks and runs them.
       await workers.start(["--concurrency", "4"]);
-      await waitFor("the cut-off worker's prefetched tasks to be swept and run elsewhere", async () => {
+      await waitFor("the cut-off worker's prefetched tasks to be swept and taken by another worker", async () => {
         const { rows } = await env.pool.query(
           `SELECT count(*)::int AS n FROM "${env.schema}".tasks
-            WHERE id = ANY($1::bigint[]) AND status = 'PROGRESS' AND worker_id LIKE '%:' || $2::text || ':%'`,
+            WHERE id = ANY($1::bigint[])
+              AND (status = 'PENDING' OR (status = 'PROGRESS' AND worker_id LIKE '%:' || $2::text || ':%'))`,
           [held, cut.child.pid],
         );
         return rows[0].n === 0;

@@ -367,3 +367,11 @@ describe("Worker wake-ups and queues", () => {
     expect(w.queues).toEqual(["default"]);
   });
 });
+
+describe("Worker options", () => {
+  it("refuses an unknown option key, naming the one it was likely meant to be", () => {
+    expect(
+      () => new Worker({ databaseUrl: DATABASE_URL, schema: "x", tasks: { a: () => 1 }, retries: 1 } as WorkerOptions),
+    ).toThrow(/retries.*maxRetries/s);
+  });
+});

@@ -1,4 +1,6 @@
+import pg from "pg";
 import { perTable, run, type Queryable } from "../db/store.js";
+import { STATEMENT_JSON_CHARS } from "../json.js";
 import { compareIds, insertedTask, type JsonValue, type Task, type TaskInsert } from "../task.js";
 
 /*
@@ -44,8 +46,57 @@ interface InsertedRow {
   args: JsonValue[];
 }
 
-/** Inserts the tasks and returns them, as a read of each row would, in the order given. */
+/**
+ * Inserts the tasks and returns them, as a read of each row would, in the order given. Specs whose args add up to
+ * more than one statement carries (STATEMENT_JSON_CHARS) go in several statements, in one transaction when `q` is a
+ * pool (given a client, in whatever transaction it is in).
+ */
 export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert[]): Promise<Task[]> {
+  const chunks = chunkByArgs(specs);
+  if (chunks.length === 1) return insertChunk(q, tasks, specs);
+  if (!(q instanceof pg.Pool)) return insertChunks(q, tasks, chunks);
+  const client = await q.connect();
+  try {
+    await client.query("BEGIN");
+    const inserted = await insertChunks(client, tasks, chunks);
+    await client.query("COMMIT");
+    return inserted;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+async function insertChunks(q: Queryable, tasks: string, chunks: TaskInsert[][]): Promise<Task[]> {
+  const inserted: Task[] = [];
+  for (const chunk of chunks) inserted.push(...(await insertChunk(q, tasks, chunk)));
+  return inserted;
+}
+
+/** `specs` in order, cut where their args would exceed STATEMENT_JSON_CHARS (a larger one goes alone). */
+function chunkByArgs(specs: TaskInsert[]): TaskInsert[][] {
+  let total = 0;
+  for (const s of specs) total += s.argsJson.length;
+  if (total <= STATEMENT_JSON_CHARS) return [specs];
+  const chunks: TaskInsert[][] = [];
+  let chunk: TaskInsert[] = [];
+  let chars = 0;
+  for (const s of specs) {
+    if (chunk.length > 0 && chars + s.argsJson.length > STATEMENT_JSON_CHARS) {
+      chunks.push(chunk);
+      chunk = [];
+      chars = 0;
+    }
+    chunk.push(s);
+    chars += s.argsJson.length;
+  }
+  chunks.push(chunk);
+  return chunks;
+}
+
+async function insertChunk(q: Queryable, tasks: string, specs: TaskInsert[]): Promise<Task[]> {
   if (specs.length === 1) {
     const s = specs[0]!;
     const { rows } = await run<InsertedRow>(q, insertOne(tasks), [

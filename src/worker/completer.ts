@@ -1,4 +1,6 @@
 import { isTransientError, type Queryable } from "../db/store.js";
+import { OutcomeNotStorableError, PayloadTooLargeError } from "../errors.js";
+import { assertJsonSize, payloadLimit, STATEMENT_JSON_CHARS, storableText } from "../json.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
@@ -6,12 +8,34 @@ import { releaseTasks, type Release } from "../sql/release.js";
 import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
 
+export interface CompleterOptions {
+  /** Largest result stored, in bytes of UTF-8 JSON text; a larger one fails its task. Default 32 MiB. */
+  maxResultBytes?: number;
+}
+
+/**
+ * Characters of results (or error texts) one statement carries at most; a larger outcome goes alone. Every result
+ * of a batch travels in one jsonb document (see STATEMENT_JSON_CHARS).
+ */
+const BATCH_CHARS = STATEMENT_JSON_CHARS;
+
+/** An error text is kept to this many characters (its message and the top of its stack), the rest cut off. */
+const MAX_ERROR_CHARS = 64 * 1024;
+
 /**
  * Writes outcomes in batches. Outcomes that arrive while a write is in flight wait for the next one, so under load
  * one UPDATE carries many results and when idle a result is written on the next turn of the event loop. After a
  * batch commits, the ids that reached a final state are published for waiters. A write that fails for a lost
  * connection is retried with backoff; the rows stay PROGRESS (and heartbeated) meanwhile, and if the worker dies
  * first they are swept like any other running task.
+ *
+ * One outcome must never hold up the others. What Postgres is known to refuse is stopped on the way in: a result
+ * over `maxResultBytes` fails its task at once (NUL characters and lone surrogates were refused when the result
+ * was serialized, see json.ts), and error texts are made storable. Should a batch fail anyway with an error that is
+ * not about the connection, it is split in halves until the rows Postgres refuses are alone; each is then recorded
+ * as a final failure with OutcomeNotStorableError, and every other outcome is written. When even that failure
+ * cannot be written, the fault is not the row's (a table gone, no permission, a read-only server): the write is
+ * retried with backoff, as for a lost connection.
  */
 export class Completer {
   readonly #q: Queryable;
@@ -21,9 +45,10 @@ export class Completer {
   readonly #backoff: Backoff;
   /** The lease's other half: every outcome is written only onto rows this worker claimed. */
   readonly #workerId: string;
-  #completions: Completion[] = [];
-  #failures: Failure[] = [];
-  #releases: Release[] = [];
+  readonly #maxResultBytes: number;
+  readonly #completions = new OutcomeQueue<Completion>((c) => c.resultJson.length);
+  readonly #failures = new OutcomeQueue<Failure>((f) => f.error.length);
+  readonly #releases = new OutcomeQueue<Release>(() => 0);
   /** Prefetched tasks whose handlers started, for recordStarts (sql/start.ts). */
   #starts: Claim[] = [];
   #flushing: Promise<void> | null = null;
@@ -33,32 +58,54 @@ export class Completer {
   /** Outcomes being written right now: their rows are still PROGRESS until the write commits. */
   #inflight: Claim[] = [];
 
-  constructor(q: Queryable, tasks: string, workerId: string, notifier: Notifier, log: Logger, backoff: Backoff) {
+  constructor(
+    q: Queryable,
+    tasks: string,
+    workerId: string,
+    notifier: Notifier,
+    log: Logger,
+    backoff: Backoff,
+    options: CompleterOptions = {},
+  ) {
     this.#q = q;
     this.#workerId = workerId;
     this.#tasks = tasks;
     this.#notifier = notifier;
     this.#log = log;
     this.#backoff = backoff;
+    this.#maxResultBytes = payloadLimit("maxResultBytes", options.maxResultBytes);
   }
 
   /** Outcomes accepted but not yet written. */
   get pending(): number {
-    return this.#completions.length + this.#failures.length + this.#releases.length + this.#starts.length;
+    return this.#completions.items.length + this.#failures.items.length + this.#releases.items.length + this.#starts.length;
   }
 
   /** Every task whose outcome is accepted but not yet committed (the heartbeat keeps these alive). */
   held(): Claim[] {
-    return [...this.#inflight, ...this.#completions, ...this.#failures, ...this.#releases];
+    return [...this.#inflight, ...this.#completions.items, ...this.#failures.items, ...this.#releases.items];
   }
 
+  /** A result over maxResultBytes fails its task instead, for good: it would be as large on every retry. */
   complete(c: Completion): void {
+    const json = c.resultJson;
+    if (json.length * 3 > this.#maxResultBytes) {
+      try {
+        assertJsonSize(json, "result", this.#maxResultBytes, "maxResultBytes");
+      } catch (err) {
+        const e = err as PayloadTooLargeError;
+        this.#log.warn("task result too large to store; failing the task", { task: c.id, error: e.message });
+        return this.fail({ id: c.id, attempt: c.attempt, error: `${e.name}: ${e.message}`, duration: c.duration, final: true });
+      }
+    }
     this.#completions.push(c);
     this.#schedule();
   }
 
+  /** The error text is stored as Postgres can take it: NULs escaped, lone surrogates replaced, cut to a length. */
   fail(f: Failure): void {
-    this.#failures.push(f);
+    const error = storableError(f.error);
+    this.#failures.push(error === f.error ? f : { ...f, error });
     this.#schedule();
   }
 
@@ -101,16 +148,16 @@ export class Completer {
   }
 
   async #write(): Promise<void> {
-    let completions = this.#completions;
-    let failures = this.#failures;
-    let releases = this.#releases;
+    const completions = this.#completions.take();
+    const failures = this.#failures.take();
+    const releases = this.#releases.take();
     let starts = this.#starts;
-    this.#completions = [];
-    this.#failures = [];
-    this.#releases = [];
     this.#starts = [];
     this.#inflight = [...completions, ...failures, ...releases];
     const finished: string[] = [];
+    // How many of each list are written (or settled otherwise): they are written in order, so on an error the rest
+    // are the ones to keep for the next try.
+    const done = { completions: 0, failures: 0, releases: 0 };
     try {
       if (starts.length > 0) {
         // An id has one lease at a time in one worker, so an outcome in this write covers its start.
@@ -121,34 +168,47 @@ export class Completer {
         starts = [];
       }
       if (completions.length > 0) {
-        const missed = await completeTasks(this.#q, this.#tasks, this.#workerId, completions);
-        const stale = new Set(missed);
-        for (const c of completions) {
-          if (stale.has(c.id)) this.#stale(c, "completion");
-          else finished.push(c.id);
-        }
-        completions = [];
+        await this.#isolating(
+          completions,
+          async (batch) => {
+            const missed = await completeTasks(this.#q, this.#tasks, this.#workerId, batch);
+            const stale = missed.length > 0 ? new Set(missed) : null;
+            for (const c of batch) {
+              if (stale?.has(c.id)) this.#stale(c, "completion");
+              else finished.push(c.id);
+            }
+            done.completions += batch.length;
+          },
+          async (c, err) => {
+            await this.#refused(c, "result", err, finished);
+            done.completions++;
+          },
+        );
       }
       if (failures.length > 0) {
-        const changed = await failTasks(this.#q, this.#tasks, this.#workerId, failures, this.#backoff);
-        for (const f of failures) {
-          const row = changed.get(f.id);
-          if (row === undefined) this.#stale(f, "failure");
-          else if (row.status === "FAILED") finished.push(f.id);
-          else this.#notifier.publishWake(row.queue, 1, row.run_at.getTime());
-        }
-        failures = [];
+        await this.#isolating(
+          failures,
+          async (batch) => {
+            await this.#writeFailures(batch, finished);
+            done.failures += batch.length;
+          },
+          async (f, err) => {
+            await this.#refused(f, "error text", err, finished);
+            done.failures++;
+          },
+        );
       }
       if (releases.length > 0) {
+        // A release carries nothing but the lease: an error on it is never the row's own.
         await releaseTasks(this.#q, this.#tasks, this.#workerId, releases);
-        releases = [];
+        done.releases = releases.length;
       }
       this.#retryDelay = 0;
     } catch (err) {
       // What did not commit is kept for the next try, ahead of newer outcomes.
-      this.#completions.unshift(...completions);
-      this.#failures.unshift(...failures);
-      this.#releases.unshift(...releases);
+      this.#completions.putBack(completions.slice(done.completions));
+      this.#failures.putBack(failures.slice(done.failures));
+      this.#releases.putBack(releases.slice(done.releases));
       this.#starts.unshift(...starts);
       this.#retryDelay = Math.min(Math.max(this.#retryDelay * 2, 100), 5000) * (0.5 + Math.random() / 2);
       const level = isTransientError(err) ? "warn" : "error";
@@ -161,6 +221,64 @@ export class Completer {
       // Announce what did commit, even when a later statement of the batch failed.
       this.#notifier.publishFinished(finished);
     }
+  }
+
+  async #writeFailures(batch: Failure[], finished: string[]): Promise<void> {
+    const changed = await failTasks(this.#q, this.#tasks, this.#workerId, batch, this.#backoff);
+    for (const f of batch) {
+      const row = changed.get(f.id);
+      if (row === undefined) this.#stale(f, "failure");
+      else if (row.status === "FAILED") finished.push(f.id);
+      else this.#notifier.publishWake(row.queue, 1, row.run_at.getTime());
+    }
+  }
+
+  /**
+   * Writes `items` with `write`. When the write fails with an error that is not about the connection, splits the
+   * batch in halves, down to single rows, so that the rows Postgres refuses are found and passed to `refuse` while
+   * every other row is written. Halves are written in order, so what committed is always a prefix of `items`.
+   */
+  async #isolating<T>(
+    items: T[],
+    write: (batch: T[]) => Promise<void>,
+    refuse: (item: T, err: unknown) => Promise<void>,
+  ): Promise<void> {
+    try {
+      return await write(items);
+    } catch (err) {
+      if (!isRowError(err)) throw err;
+      if (items.length === 1) return refuse(items[0]!, err);
+    }
+    const half = items.length >>> 1;
+    await this.#isolating(items.slice(0, half), write, refuse);
+    await this.#isolating(items.slice(half), write, refuse);
+  }
+
+  /**
+   * Postgres refused this outcome alone: fails the task for good with OutcomeNotStorableError. If that failure
+   * cannot be written either, the fault is not this row's: the original error is thrown, and the write retried.
+   */
+  async #refused(claim: Claim & { duration: number }, what: string, err: unknown, finished: string[]): Promise<void> {
+    const code = (err as { code?: unknown }).code;
+    const message = storableText(String((err as Error)?.message ?? err)).slice(0, 500);
+    const e = new OutcomeNotStorableError(`Postgres refused its ${what}: ${message}${typeof code === "string" ? ` (${code})` : ""}`);
+    const failure: Failure = {
+      id: claim.id,
+      attempt: claim.attempt,
+      error: `${e.name}: ${e.message}`,
+      duration: claim.duration,
+      final: true,
+    };
+    try {
+      await this.#writeFailures([failure], finished);
+    } catch {
+      throw err;
+    }
+    this.#log.error("Postgres refused a task's outcome; the task is failed instead", {
+      task: claim.id,
+      attempt: claim.attempt,
+      error: e.message,
+    });
   }
 
   #stale(c: Claim, what: string): void {
@@ -182,4 +300,58 @@ export class Completer {
     clearTimeout(timer);
     return done;
   }
+}
+
+/**
+ * Whether a failed statement may have failed because of what one of its rows carries, so that splitting the batch
+ * can find that row. Not for a lost connection or the other errors a retry cures, nor for a statement cancelled by
+ * its timeout (the next try, with backoff, may well pass).
+ */
+function isRowError(err: unknown): boolean {
+  return !isTransientError(err) && (err as { code?: unknown } | null)?.code !== "57014";
+}
+
+/**
+ * Outcomes of one kind waiting to be written, oldest first, and how many characters of results or error texts they
+ * carry, so that one statement never carries more than BATCH_CHARS (unless a single outcome is larger).
+ */
+class OutcomeQueue<T> {
+  items: T[] = [];
+  #chars = 0;
+  constructor(readonly size: (item: T) => number) {}
+
+  push(item: T): void {
+    this.items.push(item);
+    this.#chars += this.size(item);
+  }
+
+  /** The next batch: all of it, or (over BATCH_CHARS) the oldest that fit, at least one. */
+  take(): T[] {
+    if (this.#chars <= BATCH_CHARS) {
+      const all = this.items;
+      this.items = [];
+      this.#chars = 0;
+      return all;
+    }
+    let chars = 0;
+    let n = 0;
+    while (n < this.items.length && (n === 0 || chars + this.size(this.items[n]!) <= BATCH_CHARS)) {
+      chars += this.size(this.items[n++]!);
+    }
+    this.#chars -= chars;
+    return this.items.splice(0, n);
+  }
+
+  /** Outcomes taken but not written: first in line again. */
+  putBack(items: T[]): void {
+    if (items.length === 0) return;
+    this.items.unshift(...items);
+    for (const item of items) this.#chars += this.size(item);
+  }
+}
+
+function storableError(text: string): string {
+  const cut =
+    text.length <= MAX_ERROR_CHARS ? text : `${text.slice(0, MAX_ERROR_CHARS)}\n… (${text.length - MAX_ERROR_CHARS} more characters)`;
+  return storableText(cut);
 }

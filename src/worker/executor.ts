@@ -3,7 +3,7 @@ import { TaskTimeoutError, UnknownTaskError, WorkerShutdownError } from "../erro
 import type { ClaimedRow } from "../sql/claim.js";
 import { contextStorage, type TaskContext } from "./context.js";
 import { Deadlines, type Expiring } from "./deadlines.js";
-import { describeError, resultOutcome, type Outcome } from "./outcome.js";
+import { argsProblem, describeError, resultOutcome, type Outcome } from "./outcome.js";
 import type { Handler } from "./registry.js";
 
 /** A running attempt, as the worker tracks it. */
@@ -87,20 +87,25 @@ export class InlineRunner {
     this.listener = listener;
   }
 
-  /** Prepares one attempt; `start()` runs it. A task with no registered handler fails at once, for good. */
+  /**
+   * Prepares one attempt; `start()` runs it. A task with no registered handler, or whose args are not an array,
+   * fails at once, for good.
+   */
   prepare(row: ClaimedRow, handler: Handler | undefined): Execution & { start(): void } {
     if (!handler) {
       const e = new UnknownTaskError(row.name);
-      const listener = this.listener;
-      const exec = {
-        row,
-        slot: -1,
-        start: () => listener(exec, { kind: "failed", error: `${e.name}: ${e.message}`, final: true, duration: 0 }),
-        release() {},
-      };
-      return exec;
+      return this.#refuse(row, { kind: "failed", error: `${e.name}: ${e.message}`, final: true, duration: 0 });
     }
+    const refused = argsProblem(row.args);
+    if (refused) return this.#refuse(row, refused);
     return new InlineExecution(row, handler, new InlineContext(row, this.workerId, this.maxRetries), this);
+  }
+
+  /** An attempt that ends with `outcome` as soon as it starts, without running anything. */
+  #refuse(row: ClaimedRow, outcome: Outcome): Execution & { start(): void } {
+    const listener = this.listener;
+    const exec = { row, slot: -1, start: () => listener(exec, outcome), release() {} };
+    return exec;
   }
 
   close(): void {

@@ -19,13 +19,29 @@ export function describeError(err: unknown): string {
   return `${new HandlerError(`handler threw a non-Error value: ${shown}`).stack?.split("\n")[0]}`;
 }
 
-/** The handler's return value as JSON text (undefined becomes null), or a failure saying why it cannot be stored. */
+/**
+ * The handler's return value as JSON text (undefined becomes null), or a failure saying why it cannot be stored.
+ * Such a failure is final: the same code would return the same value on every retry.
+ */
 export function resultOutcome(value: unknown, duration: number): Outcome {
+  let resultJson: string;
   try {
-    return { kind: "completed", resultJson: value === undefined ? "null" : toJsonText(value, "result"), duration };
+    resultJson = value === undefined ? "null" : toJsonText(value, "result");
   } catch (err) {
-    if (!(err instanceof NotJsonError)) throw err;
-    const e = new HandlerError(`handler returned a value JSON cannot carry: ${err.message}`);
-    return { kind: "failed", error: `${e.name}: ${e.message}`, final: false, duration };
+    const e = new HandlerError(`handler returned a value JSON cannot carry: ${(err as Error).message}`);
+    return { kind: "failed", error: `${e.name}: ${e.message}`, final: true, duration };
   }
+  return { kind: "completed", resultJson, duration };
+}
+
+/**
+ * Why a claimed row's args cannot be the handler's parameters, or null when they can. Rows written through skiplock
+ * always hold an array; one written by hand may not, and spreading `{"length":1e8}` into a call would build a
+ * hundred million undefined arguments before failing.
+ */
+export function argsProblem(args: unknown): Outcome | null {
+  if (Array.isArray(args)) return null;
+  const got = args === null ? "null" : typeof args === "object" ? "an object" : typeof args;
+  const e = new NotJsonError("args", `task arguments must be a JSON array (the handler's parameters), got ${got}`);
+  return { kind: "failed", error: `${e.name}: ${e.message}`, final: true, duration: 0 };
 }

@@ -26,6 +26,8 @@ async function run(msg) {
   const ctx = { ...msg.ctx, signal: controller.signal };
   try {
     if (!handler) throw new Error(`task ${JSON.stringify(msg.name)} is not exported by the tasks module`);
+    // The main thread refuses such rows before sending them; spreading an array-like `{ length: 1e8 }` would stall.
+    if (!Array.isArray(msg.args)) throw new TypeError("task arguments must be an array");
     const value = await contextStorage.run(ctx, () => handler.apply(ctx, msg.args));
     try {
       parentPort?.postMessage({ type: "done", runId: msg.runId, ok: true, value });

@@ -4,7 +4,7 @@ import { HandlerError, TaskTimeoutError, WorkerShutdownError } from "../errors.j
 import type { ClaimedRow } from "../sql/claim.js";
 import { MAX_TIMER_MS } from "./deadlines.js";
 import type { Execution, OutcomeListener } from "./executor.js";
-import { describeError, resultOutcome, type Outcome } from "./outcome.js";
+import { argsProblem, describeError, resultOutcome, type Outcome } from "./outcome.js";
 
 interface Slot {
   thread: Thread;
@@ -62,11 +62,18 @@ export class ThreadPool {
 
   /** Starts the attempt; `listener` hears its outcome. */
   run(row: ClaimedRow, ctx: Record<string, unknown>, listener: OutcomeListener): Execution {
+    const refused = argsProblem(row.args);
+    if (refused) {
+      const exec: Execution = { row, slot: -1, release() {} };
+      // Heard after run() returns, as every threaded outcome is: the caller tracks the attempt first.
+      void Promise.resolve().then(() => listener(exec, refused));
+      return exec;
+    }
     const slot = this.#idle.pop() ?? this.#spawn();
     const runId = this.#nextRunId++;
     let started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
-    const failed = (error: string): Outcome => ({ kind: "failed", error, final: false, duration: seconds() });
+    const failed = (error: string, final = false): Outcome => ({ kind: "failed", error, final, duration: seconds() });
     let settle!: (o: Outcome, keepThread: boolean) => void;
 
     const outcome = new Promise<Outcome>((resolve) => {
@@ -76,8 +83,9 @@ export class ThreadPool {
         const d = m as DoneMessage;
         if (d.ok) return settle(resultOutcome(d.value, seconds()), true);
         if (d.notJson !== undefined) {
+          // Final: the same code would return the same value on every retry.
           const e = new HandlerError(`handler returned a value JSON cannot carry: ${d.notJson}`);
-          return settle(failed(`${e.name}: ${e.message}`), true);
+          return settle(failed(`${e.name}: ${e.message}`, true), true);
         }
         settle(failed(describeError(d.error)), true);
       };

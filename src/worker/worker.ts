@@ -12,6 +12,7 @@ import {
 import { assertSchemaReady } from "../db/migrate.js";
 import { isTransientError, Store } from "../db/store.js";
 import { InvalidOptionError } from "../errors.js";
+import { assertKnownKeys } from "../options.js";
 import { consoleLogger, type Logger } from "../logger.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
 import { claimTasks } from "../sql/claim.js";
@@ -59,6 +60,8 @@ export interface WorkerOptions extends ConnectionOptions {
   sweepInterval?: number;
   /** Seconds `stop()` lets running tasks finish before handing them back; default 30. */
   shutdownTimeout?: number;
+  /** Largest task result stored, in bytes of UTF-8 JSON; a larger one fails its task (PayloadTooLargeError). Default 32 MiB. */
+  maxResultBytes?: number;
   /** Retry backoff in seconds: base * 2^retryCount, capped at max, with jitter; default { base: 1, max: 3600 }. */
   retryBackoff?: Partial<Backoff>;
   logger?: Logger;
@@ -82,6 +85,29 @@ export interface WorkerOptions extends ConnectionOptions {
  * the same runs).
  */
 const PREFETCH_HORIZON_MS = 50;
+
+const WORKER_OPTION_KEYS = [
+  "databaseUrl",
+  "redisUrl",
+  "schema",
+  "tasks",
+  "tasksModule",
+  "isolation",
+  "concurrency",
+  "maxRetries",
+  "queues",
+  "pollInterval",
+  "heartbeatInterval",
+  "staleAfter",
+  "sweepInterval",
+  "shutdownTimeout",
+  "maxResultBytes",
+  "retryBackoff",
+  "logger",
+  "workerId",
+  "poolSize",
+  "prefetch",
+] as const satisfies readonly (keyof WorkerOptions)[];
 
 /** A claimed row, with when it was claimed and which heartbeat-list update first named it (see #bufferTrusted). */
 interface HeldRow extends ClaimedRow {
@@ -155,6 +181,7 @@ export class Worker {
   #contactBroken = false;
 
   constructor(options: WorkerOptions) {
+    assertKnownKeys("new Worker", options, WORKER_OPTION_KEYS);
     if (!options || typeof options !== "object" || (!options.tasks && !options.tasksModule)) {
       throw new InvalidOptionError(
         "tasks",
@@ -202,7 +229,9 @@ export class Worker {
     });
     this.#notifier = createNotifier({ redisUrl: this.config.redisUrl, schema: this.config.schema, logger: this.logger });
     this.#lock = new ClusterLock(this.config.redisUrl);
-    this.#completer = new Completer(this.#store.q, this.#store.tasks, this.id, this.#notifier, this.logger, this.#backoff);
+    this.#completer = new Completer(this.#store.q, this.#store.tasks, this.id, this.#notifier, this.logger, this.#backoff, {
+      maxResultBytes: options.maxResultBytes,
+    });
     this.#heartbeat = new Heartbeat({
       databaseUrl: this.config.databaseUrl,
       tasks: this.#store.tasks,
