@@ -26,7 +26,7 @@ async function runScript(redisUrl: string) {
   const p = spawnProc(process.execPath, [SCRIPT], { DATABASE_URL, SKIPLOCK_SCHEMA: env.schema, REDIS_URL: redisUrl });
   procs.push(p);
   let printedAt = 0;
-  void p.waitForOutput(/^done \d+ PENDING$/m, 60_000).then(
+  void p.waitForOutput(/^done \d+ PENDING null$/m, 60_000).then(
     () => (printedAt = Date.now()),
     () => {},
   );
@@ -45,7 +45,7 @@ describe("a script using the default client", () => {
     it(`exits 0 as soon as its work is done when ${when}`, { timeout: 30_000 }, async () => {
       const { exit, output, lingeredMs } = await runScript(await url());
       expect(exit, output).toEqual({ code: 0, signal: null });
-      expect(output).toMatch(/^done \d+ PENDING$/m);
+      expect(output).toMatch(/^done \d+ PENDING null$/m);
       // Nothing it left behind (a reconnect timer, an idle socket) kept it alive after its last line.
       expect(lingeredMs, output).toBeLessThan(5_000);
     });
