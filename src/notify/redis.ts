@@ -20,6 +20,11 @@ export interface RedisNotifierOptions {
   unref?: boolean;
 }
 
+/** Most finished ids kept while the publisher is down; beyond them, waiters rely on their safety-net read. */
+const MAX_UNSENT_FINISHED = 100_000;
+/** Ids per "finished" message when sending the kept ones. */
+const FINISHED_PER_MESSAGE = 10_000;
+
 /** Milliseconds before reconnection attempt `retries` (0-based): capped exponential backoff with jitter. */
 function reconnectDelay(retries: number): number {
   return Math.min(100 * 2 ** Math.min(retries, 5), 3000) + Math.floor(Math.random() * 250);
@@ -31,9 +36,10 @@ function reconnectDelay(retries: number): number {
  * A lost connection is replaced here rather than by node-redis: node-redis waits between its reconnection attempts
  * on a timer that keeps the process alive, so a script whose Redis was unreachable never exited. Our timer is
  * unref'd, and each attempt opens a fresh client that does not retry by itself; a new subscriber subscribes every
- * channel of the listener registry again. While Redis is away publishes are dropped at once (no offline queue), the
- * outage is logged once, and reconnect listeners fire when every connection is back and every channel is
- * confirmed subscribed again: messages sent in the gap were missed, and only then can a re-read see all of them.
+ * channel of the listener registry again. While Redis is away wake-ups are dropped at once (no offline queue;
+ * workers claim when it returns), finished ids are kept (up to a bound) and sent once it is back, the outage is
+ * logged once, and reconnect listeners fire when every connection is back and every channel is confirmed subscribed
+ * again: messages sent in the gap were missed, and only then can a re-read see all of them.
  */
 export class RedisNotifier implements Notifier {
   readonly #url: string;
@@ -61,6 +67,11 @@ export class RedisNotifier implements Notifier {
   #interrupted = false;
   #outageLogged = false;
   #closed = false;
+  /**
+   * Finished ids published while the publisher was down, sent once every connection is back: a waiter elsewhere
+   * would otherwise learn of them only from its safety-net read.
+   */
+  #unsentFinished: string[] = [];
   #watchdog: NodeJS.Timeout | null = null;
   /** When the outstanding liveness ping was published; 0 when none is outstanding. */
   #pingPendingSince = 0;
@@ -154,7 +165,9 @@ export class RedisNotifier implements Notifier {
   }
 
   #maybeUp(): void {
-    if (!this.connected || !this.#interrupted) return;
+    if (!this.connected) return;
+    this.#sendUnsentFinished();
+    if (!this.#interrupted) return;
     this.#interrupted = false;
     if (this.#outageLogged) {
       this.#outageLogged = false;
@@ -275,7 +288,29 @@ export class RedisNotifier implements Notifier {
   }
 
   publishFinished(ids: readonly string[]): void {
-    if (ids.length > 0) this.#publish(this.#ch.finished, ids.join(","));
+    if (ids.length === 0 || this.#closed) return;
+    const pub = this.#pub;
+    // Sent now if possible; kept for later if not, or if the connection turns out to have died under it.
+    if (pub.isReady) pub.publish(this.#ch.finished, ids.join(",")).catch(() => this.#keepUnsent(ids));
+    else this.#keepUnsent(ids);
+  }
+
+  #keepUnsent(ids: readonly string[]): void {
+    if (this.#closed) return;
+    for (const id of ids) {
+      if (this.#unsentFinished.length >= MAX_UNSENT_FINISHED) break;
+      this.#unsentFinished.push(id);
+    }
+  }
+
+  #sendUnsentFinished(): void {
+    const ids = this.#unsentFinished;
+    if (ids.length === 0) return;
+    this.#unsentFinished = [];
+    for (let i = 0; i < ids.length; i += FINISHED_PER_MESSAGE) {
+      const chunk = ids.slice(i, i + FINISHED_PER_MESSAGE);
+      this.#pub.publish(this.#ch.finished, chunk.join(",")).catch(() => this.#keepUnsent(chunk));
+    }
   }
 
   onWake(queues: readonly string[], listener: (queue: string, count: number, dueAt?: number) => void): () => void {
