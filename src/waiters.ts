@@ -6,12 +6,13 @@ import { rowToTask, type Task } from "./task.js";
 
 /**
  * How long a waiter trusts its last read while the doorbell is up (at least its poll interval). A finish can still
- * go unannounced then: the process that wrote it may have had its own Redis connection down at that moment.
+ * go unannounced: a process whose Redis connection was down when it wrote one keeps the id to send later, but may
+ * die before it does.
  */
 const SAFETY_NET_MS = 10_000;
 /**
- * After this client's subscriber comes back, other processes' publishers may still be reconnecting, dropping what
- * they publish meanwhile: waiters poll at their interval this long before trusting messages again.
+ * After this client's subscriber comes back, other processes may still be reconnecting, holding the ids they
+ * finished meanwhile: waiters poll at their interval this long before trusting messages again.
  */
 const RECONNECT_GRACE_MS = 5_000;
 /** Ids per read statement: bounds the rows (and results) one query brings back. */
