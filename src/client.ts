@@ -8,12 +8,13 @@ import {
 } from "./config.js";
 import { migrate, type MigrateResult } from "./db/migrate.js";
 import { retryMoved } from "./db/moved-rows.js";
-import { isConnectionError, Store } from "./db/store.js";
+import { Store } from "./db/store.js";
 import { InvalidOptionError, TaskNotFoundError } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createNotifier, type Notifier } from "./notify/index.js";
 import { insertTasks } from "./sql/insert.js";
 import { purgeTasks } from "./sql/purge.js";
+import { Waiters } from "./waiters.js";
 import {
   FINAL_STATUSES,
   prepareTask,
@@ -29,7 +30,10 @@ import {
 
 export interface ClientOptions extends ConnectionOptions {
   logger?: Logger;
-  /** Seconds between re-reads of a row that `waitForCompletion` waits on; default 1. Redis wakes it sooner. */
+  /**
+   * Seconds between re-reads of the rows `waitForCompletion` waits on while Redis is unavailable; default 1. While
+   * Redis is up, a "finished" message triggers the re-read instead (see README, "Enqueueing and waiting").
+   */
   pollInterval?: number;
   /** Most Postgres connections this client opens; default 10. */
   poolSize?: number;
@@ -40,7 +44,7 @@ export interface ClientOptions extends ConnectionOptions {
 export interface WaitOptions {
   /** Seconds to wait; resolves `null` after them. Default: no limit. */
   timeout?: number;
-  /** Seconds between re-reads of the row; default the client's `pollInterval`. */
+  /** Seconds between re-reads of the row while Redis is unavailable; default the client's `pollInterval`. */
   pollInterval?: number;
 }
 
@@ -54,6 +58,7 @@ export class SkiplockClient {
   readonly notifier: Notifier;
   readonly logger: Logger;
   readonly #pollInterval: number;
+  readonly #waiters: Waiters;
 
   constructor(options: ClientOptions = {}) {
     this.config = resolveConnection(options);
@@ -72,6 +77,7 @@ export class SkiplockClient {
       logger: this.logger,
       unref: options.unref ?? false,
     });
+    this.#waiters = new Waiters(this.store.pool, this.store.tasks, this.notifier);
   }
 
   /** Applies pending migrations to this client's schema. */
@@ -122,56 +128,20 @@ export class SkiplockClient {
 
   /**
    * Resolves with the task once it is COMPLETED, FAILED or CANCELLED, or with null when `timeout` seconds pass
-   * first. A Redis "finished" message makes it re-read the row at once; a timer re-reads it every `pollInterval`
-   * seconds regardless, so it resolves with Redis down too. Throws TaskNotFoundError for an unknown id.
+   * first. All the waiters of a client share one loop that re-reads their rows in batches: when a Redis "finished"
+   * message names a task, when the subscriber reconnects, every `pollInterval` seconds while Redis is unavailable,
+   * and on a slow safety-net timer otherwise. Throws TaskNotFoundError for an unknown id.
    */
-  async waitForCompletion<R = JsonValue>(id: string, options: WaitOptions = {}): Promise<Task<R> | null> {
-    const taskId = validateTaskId(id);
-    const timeout = options.timeout === undefined ? undefined : validateSeconds("timeout", options.timeout);
-    const pollMs = validateSeconds("pollInterval", options.pollInterval ?? this.#pollInterval, 0.01) * 1000;
-    const deadline = timeout === undefined ? Infinity : Date.now() + timeout * 1000;
-    let heard = false;
-    let wake = () => {};
-    // Subscribed before the first read, so a finish between the two is not missed.
-    const off = this.notifier.onFinished((finishedId) => {
-      if (finishedId !== taskId) return;
-      heard = true;
-      wake();
-    });
+  waitForCompletion<R = JsonValue>(id: string, options: WaitOptions = {}): Promise<Task<R> | null> {
+    let taskId: string, timeoutMs: number | undefined, pollMs: number;
     try {
-      await this.notifier.ready();
-      for (;;) {
-        heard = false;
-        const task = await this.#readIfFinal<R>(taskId);
-        if (task) return task;
-        const left = deadline - Date.now();
-        if (left <= 0) return null;
-        if (heard) continue;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.min(pollMs, left));
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        wake = () => {};
-      }
-    } finally {
-      off();
-    }
-  }
-
-  /** The task if it is final, null if not yet (or Postgres is unreachable for now); throws for an unknown id. */
-  async #readIfFinal<R>(taskId: string): Promise<Task<R> | null> {
-    let task: Task<R> | null;
-    try {
-      task = await this.getTask<R>(taskId);
+      taskId = validateTaskId(id);
+      timeoutMs = options.timeout === undefined ? undefined : validateSeconds("timeout", options.timeout) * 1000;
+      pollMs = validateSeconds("pollInterval", options.pollInterval ?? this.#pollInterval, 0.01) * 1000;
     } catch (err) {
-      if (isConnectionError(err)) return null;
-      throw err;
+      return Promise.reject(err);
     }
-    if (!task) throw new TaskNotFoundError(taskId);
-    return FINAL_STATUSES.has(task.status) ? task : null;
+    return this.#waiters.wait<R>(taskId, pollMs, timeoutMs);
   }
 
   /**
@@ -191,7 +161,9 @@ export class SkiplockClient {
     );
     if (row) {
       this.notifier.publishFinished([taskId]);
-      return rowToTask(row as unknown as TaskRow);
+      const task = rowToTask(row as unknown as TaskRow);
+      this.#waiters.settle(task); // this client's own waiters need not wait for the message
+      return task;
     }
     const task = await this.getTask(taskId);
     if (!task) throw new TaskNotFoundError(taskId);
@@ -220,7 +192,9 @@ export class SkiplockClient {
     return { deleted: r.matched, scanned: r.scanned, dryRun };
   }
 
+  /** Closes the connections; pending `waitForCompletion` calls reject with code CLIENT_CLOSED. */
   async close(): Promise<void> {
+    this.#waiters.close();
     await Promise.all([this.notifier.close(), this.store.close()]);
   }
 }

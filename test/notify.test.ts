@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "redis";
 import { RedisNotifier } from "../src/notify/redis.js";
 import type { Logger } from "../src/logger.js";
-import { REDIS_URL, waitFor } from "./helpers.js";
+import { PrivateRedis, REDIS_URL, waitFor } from "./helpers.js";
 
 /**
  * A TCP proxy to Redis that can go silent: `blackhole()` stops forwarding on every open connection without closing
@@ -122,6 +122,32 @@ describe("RedisNotifier", () => {
       expect(logs.filter((l) => /Redis unreachable/.test(l))).toHaveLength(1);
     } finally {
       await notifier.close();
+    }
+  });
+
+  it("keeps the finished ids published while Redis is down and sends them once it is back", { timeout: 30_000 }, async () => {
+    // A private redis-server: this test stops and restarts it.
+    const redis = new PrivateRedis();
+    await redis.start();
+    const notifier = new RedisNotifier({ url: redis.url, schema: "kept", logger });
+    const heard: string[] = [];
+    let reconnected = 0;
+    notifier.onFinished((id) => heard.push(id));
+    notifier.onReconnect(() => reconnected++);
+    try {
+      await notifier.ready();
+      await waitFor("the doorbell connected", () => notifier.connected);
+      await redis.stop();
+      await waitFor("the outage noticed", () => !notifier.connected);
+      notifier.publishFinished(["11", "12"]);
+      notifier.publishWake("q", 1); // a wake-up is not kept: workers claim when Redis returns anyway
+      await redis.start();
+      await waitFor("the kept ids heard", () => heard.length >= 2, 20_000);
+      expect(heard).toEqual(["11", "12"]);
+      expect(reconnected).toBe(1);
+    } finally {
+      await notifier.close();
+      await redis.stop();
     }
   });
 });

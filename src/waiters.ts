@@ -1,0 +1,257 @@
+import { isConnectionError, type Queryable } from "./db/store.js";
+import { SkiplockError, TaskNotFoundError } from "./errors.js";
+import type { Notifier } from "./notify/index.js";
+import { readWaitedTasks } from "./sql/waited.js";
+import { rowToTask, type Task } from "./task.js";
+
+/**
+ * How long a waiter trusts its last read while the doorbell is up (at least its poll interval). A finish can still
+ * go unannounced: a process whose Redis connection was down when it wrote one keeps the id to send later, but may
+ * die before it does.
+ */
+const SAFETY_NET_MS = 10_000;
+/**
+ * After this client's subscriber comes back, other processes may still be reconnecting, holding the ids they
+ * finished meanwhile: waiters poll at their interval this long before trusting messages again.
+ */
+const RECONNECT_GRACE_MS = 5_000;
+/** Ids per read statement: bounds the rows (and results) one query brings back. */
+const READ_BATCH = 1000;
+
+interface Waiter {
+  resolve: (task: Task<never> | null) => void;
+  reject: (err: unknown) => void;
+  pollMs: number;
+  timer: NodeJS.Timeout | undefined;
+  /** Its timeout passed before the row was read once: it resolves after that first read. */
+  expired: boolean;
+}
+
+interface Entry {
+  waiters: Set<Waiter>;
+  /** The shortest poll interval among its waiters, in ms. */
+  pollMs: number;
+  /** When the last read of the row started; 0 before the first. */
+  readAt: number;
+  /** The first read has come back (the row exists and was not final then). */
+  seen: boolean;
+  /** The last read started while every subscription was confirmed: a finish since then was announced. */
+  trusted: boolean;
+}
+
+/**
+ * Every `waitForCompletion` of one client, served by one loop. Waiters are kept by task id; all the ids due for a
+ * read go in one statement per batch (sql/waited.ts), one statement at a time, so any number of waiters costs the
+ * pool one connection. An id is due when it is first waited on; when a "finished" message names it (a map lookup per
+ * id named, whatever the number of waiters); after the subscriber reconnected (messages may have been missed:
+ * every id at once); and on a timer: every poll interval while Redis is unavailable, only every safety-net interval
+ * while it is up and the last read can be trusted.
+ */
+export class Waiters {
+  readonly #q: Queryable;
+  readonly #tasks: string;
+  readonly #notifier: Notifier;
+  readonly #entries = new Map<string, Entry>();
+  /** Ids to read in the next pass. */
+  readonly #due = new Set<string>();
+  #reading = false;
+  #timer: NodeJS.Timeout | null = null;
+  #timerMs = Infinity;
+  #graceUntil = 0;
+  #subscribed: Promise<void> | null = null;
+  #offs: (() => void)[] = [];
+  #closed = false;
+
+  constructor(q: Queryable, tasks: string, notifier: Notifier) {
+    this.#q = q;
+    this.#tasks = tasks;
+    this.#notifier = notifier;
+  }
+
+  /** Waits for task `id` to be final; null once `timeoutMs` passes. */
+  wait<R>(id: string, pollMs: number, timeoutMs: number | undefined): Promise<Task<R> | null> {
+    if (this.#closed) return Promise.reject(closedError(id));
+    this.#subscribe();
+    return new Promise<Task<R> | null>((resolve, reject) => {
+      const waiter: Waiter = { resolve: resolve as Waiter["resolve"], reject, pollMs, timer: undefined, expired: false };
+      let entry = this.#entries.get(id);
+      if (!entry) {
+        entry = { waiters: new Set(), pollMs, readAt: 0, seen: false, trusted: false };
+        this.#entries.set(id, entry);
+        this.#due.add(id);
+      }
+      entry.waiters.add(waiter);
+      entry.pollMs = Math.min(entry.pollMs, pollMs);
+      if (timeoutMs !== undefined) waiter.timer = setTimeout(() => this.#expire(id, waiter), timeoutMs);
+      this.#arm(pollMs);
+      this.#kick();
+    });
+  }
+
+  /** Resolves the waiters of a task this client itself made final, with the row its write returned. */
+  settle(task: Task): void {
+    this.#finish(task.id, (w) => w.resolve(task as Task<never>));
+  }
+
+  /** Rejects every waiter: the client is closing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const off of this.#offs) off();
+    if (this.#timer) clearTimeout(this.#timer);
+    for (const id of [...this.#entries.keys()]) this.#finish(id, (w) => w.reject(closedError(id)));
+  }
+
+  /** Listens to the doorbell from the first wait on (a client that never waits subscribes to nothing). */
+  #subscribe(): void {
+    if (this.#subscribed) return;
+    this.#offs.push(
+      this.#notifier.onFinished((id) => {
+        if (!this.#entries.has(id)) return;
+        this.#due.add(id);
+        this.#kick();
+      }),
+      this.#notifier.onReconnect(() => {
+        this.#graceUntil = Date.now() + RECONNECT_GRACE_MS;
+        for (const id of this.#entries.keys()) this.#due.add(id);
+        this.#kick();
+      }),
+    );
+    // Reads start once the subscription is confirmed, so a finish after a read is heard.
+    this.#subscribed = this.#notifier.ready();
+  }
+
+  #expire(id: string, waiter: Waiter): void {
+    const entry = this.#entries.get(id);
+    if (!entry?.waiters.has(waiter)) return;
+    // A timeout never skips the first read: an unknown id still throws, and a finished task is still returned.
+    if (!entry.seen) {
+      waiter.expired = true;
+      return;
+    }
+    this.#drop(id, entry, waiter);
+    waiter.resolve(null);
+  }
+
+  #drop(id: string, entry: Entry, waiter: Waiter): void {
+    clearTimeout(waiter.timer);
+    entry.waiters.delete(waiter);
+    if (entry.waiters.size === 0) {
+      this.#entries.delete(id);
+      this.#due.delete(id);
+      if (this.#entries.size === 0 && this.#timer) {
+        clearTimeout(this.#timer);
+        this.#timer = null;
+        this.#timerMs = Infinity;
+      }
+    }
+  }
+
+  #finish(id: string, settle: (w: Waiter) => void): void {
+    const entry = this.#entries.get(id);
+    if (!entry) return;
+    for (const w of [...entry.waiters]) {
+      this.#drop(id, entry, w);
+      settle(w);
+    }
+  }
+
+  /** Ticks every `ms` at most (the shortest poll interval of any waiter). The timer keeps the process alive. */
+  #arm(ms: number): void {
+    if (this.#closed || (this.#timer && ms >= this.#timerMs)) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerMs = ms;
+    this.#timer = setTimeout(() => this.#tick(), ms);
+  }
+
+  #tick(): void {
+    this.#timer = null;
+    this.#timerMs = Infinity;
+    if (this.#entries.size === 0 || this.#closed) return;
+    const now = Date.now();
+    const trusting = this.#notifier.connected && now >= this.#graceUntil;
+    let next = Infinity;
+    for (const [id, e] of this.#entries) {
+      next = Math.min(next, e.pollMs);
+      if (e.readAt === 0) continue; // its first read is already due
+      const interval = trusting && e.trusted ? Math.max(SAFETY_NET_MS, e.pollMs) : e.pollMs;
+      // Half a tick of slack: a read started just after the last tick counts as a tick old.
+      if (now - e.readAt >= interval - e.pollMs / 2) this.#due.add(id);
+    }
+    this.#arm(next);
+    this.#kick();
+  }
+
+  #kick(): void {
+    if (this.#reading || this.#due.size === 0 || this.#closed) return;
+    this.#reading = true;
+    void this.#readDue().finally(() => {
+      this.#reading = false;
+      this.#kick();
+    });
+  }
+
+  async #readDue(): Promise<void> {
+    await this.#subscribed;
+    const ids = [...this.#due].filter((id) => this.#entries.has(id));
+    this.#due.clear();
+    for (let i = 0; i < ids.length && !this.#closed; i += READ_BATCH) {
+      await this.#read(ids.slice(i, i + READ_BATCH));
+    }
+  }
+
+  async #read(ids: string[]): Promise<void> {
+    const startedAt = Date.now();
+    const trusted = this.#notifier.connected;
+    for (const id of ids) {
+      const e = this.#entries.get(id);
+      if (e) {
+        e.readAt = startedAt;
+        e.trusted = trusted;
+      }
+    }
+    let rows;
+    try {
+      rows = await readWaitedTasks(this.#q, this.#tasks, ids);
+    } catch (err) {
+      if (isConnectionError(err)) {
+        // Postgres is unreachable for now: read again after the poll interval. A waiter whose timeout passed
+        // gets null, as it would have had the read come back with a running task.
+        for (const id of ids) {
+          const e = this.#entries.get(id);
+          if (!e) continue;
+          e.trusted = false;
+          this.#resolveExpired(id, e);
+        }
+        return;
+      }
+      for (const id of ids) this.#finish(id, (w) => w.reject(err));
+      return;
+    }
+    for (const r of rows) {
+      if (r.state === "finished") {
+        const task = rowToTask(r.row);
+        this.#finish(r.id, (w) => w.resolve(task as Task<never>));
+      } else if (r.state === "missing") {
+        this.#finish(r.id, (w) => w.reject(new TaskNotFoundError(r.id)));
+      } else {
+        const e = this.#entries.get(r.id);
+        if (!e) continue;
+        e.seen = true;
+        this.#resolveExpired(r.id, e);
+      }
+    }
+  }
+
+  #resolveExpired(id: string, e: Entry): void {
+    for (const w of [...e.waiters]) {
+      if (!w.expired) continue;
+      this.#drop(id, e, w);
+      w.resolve(null);
+    }
+  }
+}
+
+function closedError(id: string): SkiplockError {
+  return new SkiplockError("CLIENT_CLOSED", `the client was closed while waiting for task ${id}`);
+}
