@@ -14,10 +14,13 @@ import { consoleLogger, type Logger } from "./logger.js";
 import { createNotifier, type Notifier } from "./notify/index.js";
 import { insertTasks } from "./sql/insert.js";
 import { purgeTasks } from "./sql/purge.js";
+import { payloadLimit } from "./json.js";
+import { assertKnownKeys } from "./options.js";
 import { Waiters } from "./waiters.js";
 import {
   FINAL_STATUSES,
   prepareTask,
+  TASK_OPTION_KEYS,
   rowToTask,
   validateTaskId,
   type JsonValue,
@@ -39,7 +42,20 @@ export interface ClientOptions extends ConnectionOptions {
   poolSize?: number;
   /** Let the process exit while this client's connections are idle (the module-level default client does). */
   unref?: boolean;
+  /** Largest args of one task, in bytes of UTF-8 JSON; larger are refused with PayloadTooLargeError. Default 32 MiB. */
+  maxArgsBytes?: number;
 }
+
+const CLIENT_OPTION_KEYS = [
+  "databaseUrl",
+  "redisUrl",
+  "schema",
+  "logger",
+  "pollInterval",
+  "poolSize",
+  "unref",
+  "maxArgsBytes",
+] as const satisfies readonly (keyof ClientOptions)[];
 
 export interface WaitOptions {
   /** Seconds to wait; resolves `null` after them. Default: no limit. */
@@ -59,9 +75,12 @@ export class SkiplockClient {
   readonly logger: Logger;
   readonly #pollInterval: number;
   readonly #waiters: Waiters;
+  readonly #maxArgsBytes: number;
 
   constructor(options: ClientOptions = {}) {
+    assertKnownKeys("new SkiplockClient", options, CLIENT_OPTION_KEYS);
     this.config = resolveConnection(options);
+    this.#maxArgsBytes = payloadLimit("maxArgsBytes", options.maxArgsBytes);
     this.logger = options.logger ?? consoleLogger();
     this.#pollInterval = validateSeconds("pollInterval", options.pollInterval ?? 1, 0.01);
     this.store = new Store({
@@ -87,14 +106,15 @@ export class SkiplockClient {
 
   /** Enqueues one task. `args` are the handler's parameters and must be JSON; they are checked before any write. */
   async createTask<R = JsonValue>(name: string, args: readonly unknown[] = [], options: TaskOptions = {}): Promise<Task<R>> {
-    const [task] = await this.#insert([prepareTask({ ...options, name, args })]);
+    assertKnownKeys("createTask", options, TASK_OPTION_KEYS);
+    const [task] = await this.#insert([prepareTask({ ...options, name, args }, "args", this.#maxArgsBytes)]);
     return task as Task<R>;
   }
 
   /** Enqueues many tasks in one round trip; returns them in the order given. Nothing is written if any is invalid. */
   async createTasks(specs: readonly TaskSpec[]): Promise<Task[]> {
     if (!Array.isArray(specs)) throw new TypeError("createTasks expects an array of task specs");
-    const prepared = specs.map((s, i) => prepareTask(s, `specs[${i}].args`));
+    const prepared = specs.map((s, i) => prepareTask(s, `specs[${i}].args`, this.#maxArgsBytes));
     if (prepared.length === 0) return [];
     return this.#insert(prepared);
   }

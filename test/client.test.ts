@@ -4,6 +4,8 @@ import {
   InvalidOptionError,
   InvalidTaskIdError,
   NotJsonError,
+  PayloadTooLargeError,
+  UnknownOptionError,
   SkiplockClient,
   TaskNotFoundError,
   closeDefaultClient,
@@ -220,5 +222,19 @@ describe("module-level functions", () => {
     expect((await getTask(task.id))?.name).toBe("from-env");
     const row = await env.pool.query(`SELECT name FROM "${env.schema}".tasks WHERE id = $1`, [task.id]);
     expect(row.rows[0].name).toBe("from-env");
+  });
+});
+
+describe("SkiplockClient options", () => {
+  it("refuses args over maxArgsBytes before writing, and unknown option keys", async () => {
+    const small = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: null, schema: env.schema, logger: quiet, maxArgsBytes: 100 });
+    try {
+      await expect(small.createTask("multiply", ["x".repeat(200)])).rejects.toBeInstanceOf(PayloadTooLargeError);
+      await expect(small.createTask("multiply", [1], { retries: 1 } as never)).rejects.toBeInstanceOf(UnknownOptionError);
+      await expect(small.createTask("multiply", [1], 5 as never)).rejects.toBeInstanceOf(InvalidOptionError);
+    } finally {
+      await small.close();
+    }
+    expect(() => new SkiplockClient({ databaseUrl: DATABASE_URL, pollIntervall: 1 } as never)).toThrow(/pollIntervall.*pollInterval/s);
   });
 });
