@@ -85,7 +85,10 @@ export function validateDatabaseUrl(url: unknown): string {
   try {
     parsed = new URL(url);
   } catch {
-    throw new ConfigError(`malformed database URL ${JSON.stringify(redactUrl(url))}: expected postgres://user@host:port/db`);
+    throw new ConfigError(
+      `malformed database URL ${JSON.stringify(redactUrl(url))}: expected postgres://user:password@host:port/db, ` +
+        "with special characters in the password percent-encoded (/ as %2F, @ as %40)",
+    );
   }
   if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
     throw new ConfigError(`database URL must start with postgres:// or postgresql://, got ${parsed.protocol}//`);
