@@ -131,6 +131,15 @@ export function redactUrl(url: string): string {
   return out.replace(SECRET_PARAM, "$1***");
 }
 
+/** URL passwords and secret query parameters anywhere in a text, such as a log line; each stops at a space or quote. */
+const SECRET_USERINFO_IN_TEXT = /([A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s"'/?#@:]*):[^\s"']*@/g;
+const SECRET_PARAM_IN_TEXT = /([?&;][^=&#;\s"']*(?:pass|secret|token|key)[^=&#;\s"']*=)[^&#;\s"']*/gi;
+
+/** What redactUrl hides, in a text that holds URLs among other words (a log line). */
+export function redactSecrets(text: string): string {
+  return text.replace(SECRET_USERINFO_IN_TEXT, "$1:***@").replace(SECRET_PARAM_IN_TEXT, "$1***");
+}
+
 /**
  * Where a client or worker connects. The URLs may hold passwords, so they are not enumerable, and the object
  * prints (util.inspect, console.log) and serializes (JSON.stringify) with them redacted: a client or worker

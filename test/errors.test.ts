@@ -1,8 +1,9 @@
 import { inspect } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { describeValue, redactUrl, resolveConnection } from "../src/config.js";
+import { describeValue, redactSecrets, redactUrl, resolveConnection } from "../src/config.js";
 import { classifyDatabaseError, isConnectionError } from "../src/db/errors.js";
 import { Store } from "../src/db/store.js";
+import { consoleLogger } from "../src/logger.js";
 import {
   ConfigError,
   DatabaseUnavailableError,
@@ -46,6 +47,33 @@ describe("redactUrl", () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toMatch(/malformed database URL "postgres:\/\/app:\*\*\*@db\.local:5432\/app"/);
     expect((err as Error).message).not.toMatch(SECRETS);
+  });
+});
+
+describe("redactSecrets: URLs among other words", () => {
+  it("hides each URL's password and secret parameters, and touches nothing else", () => {
+    const line =
+      'Redis unreachable {"url":"redis://:r3dis@cache:6379","db":"postgres://app:s3cr/et@db/app?sslmode=require&password=hunter2"} ' +
+      "retrying rediss://u:p@ss@x:1 (key=value stays)";
+    expect(redactSecrets(line)).toBe(
+      'Redis unreachable {"url":"redis://:***@cache:6379","db":"postgres://app:***@db/app?sslmode=require&password=***"} ' +
+        "retrying rediss://u:***@x:1 (key=value stays)",
+    );
+  });
+
+  it("the console logger writes no password, wherever it was in the line", () => {
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stderr.write;
+    try {
+      const log = consoleLogger("debug");
+      log.warn("cannot reach postgres://app:s3cret@db/app", { url: "redis://:r3dis@cache:6379", query: "?password=qpw" });
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(written).toHaveLength(1);
+    expect(written[0]).toMatch(/cannot reach postgres:\/\/app:\*\*\*@db\/app .*redis:\/\/:\*\*\*@cache:6379.*password=\*\*\*/);
+    expect(written[0]).not.toMatch(SECRETS);
   });
 });
 

@@ -1,4 +1,5 @@
 import { CommanderError, type Command } from "commander";
+import { redactSecrets } from "../config.js";
 import { InvalidOptionError } from "../errors.js";
 
 /** API option names that a command's flags spell differently (`maxRetries` is `--retry` on run-worker). */
@@ -22,7 +23,8 @@ function flagsOf(cmd: Command | null): Map<string, string> {
 /**
  * The one line that `skiplock: error: ` starts, for any error a command ends with: commander's own (unknown flag,
  * bad number, missing argument), skiplock's typed errors with API option names replaced by the command's flags,
- * and anything else by its message. Never a stack trace, never more than one line.
+ * and anything else by its message. Never a stack trace, never more than one line, never a password (a driver's
+ * message that quoted a URL is redacted too).
  */
 export function errorLine(err: unknown, cmd: Command | null): string {
   let line: string;
@@ -41,5 +43,5 @@ export function errorLine(err: unknown, cmd: Command | null): string {
   } else {
     line = String(err);
   }
-  return line.replace(/\s*\n\s*/g, " ").trim();
+  return redactSecrets(line.replace(/\s*\n\s*/g, " ").trim());
 }
