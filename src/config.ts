@@ -1,3 +1,4 @@
+import { inspect } from "node:util";
 import { ConfigError, InvalidNameError, InvalidOptionError } from "./errors.js";
 
 export const DEFAULT_SCHEMA = "skiplock";
@@ -40,17 +41,38 @@ export function validateTaskName(name: unknown): string {
   return name;
 }
 
+/**
+ * A value as a message shows it: JSON where JSON can say it (so the string "5" reads "5" with its quotes, not 5),
+ * else what JavaScript calls it (undefined, NaN, Infinity, 10n, a function). Cut short past 60 characters.
+ */
+export function describeValue(value: unknown): string {
+  let text: string | undefined;
+  if (typeof value === "number" && !Number.isFinite(value)) text = String(value);
+  else if (typeof value === "bigint") text = `${value}n`;
+  else if (typeof value === "function") text = "a function";
+  else if (value instanceof Date) text = Number.isNaN(value.getTime()) ? "an invalid Date" : `Date ${value.toISOString()}`;
+  else {
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      // A cycle, a BigInt inside, a throwing toJSON: say what kind of thing it is.
+    }
+    text ??= value === undefined ? "undefined" : typeof value === "symbol" ? String(value) : "a value JSON cannot show";
+  }
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
 /** A finite number of seconds within [min, max]; used for every time option. */
 export function validateSeconds(option: string, value: unknown, min = 0, max = 10 * 365 * 24 * 3600): number {
   if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) {
-    throw new InvalidOptionError(option, `expected seconds between ${min} and ${max}, got ${String(value)}`);
+    throw new InvalidOptionError(option, `expected seconds between ${min} and ${max}, got ${describeValue(value)}`);
   }
   return value;
 }
 
 export function validateInteger(option: string, value: unknown, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(option, `expected an integer between ${min} and ${max}, got ${String(value)}`);
+    throw new InvalidOptionError(option, `expected an integer between ${min} and ${max}, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -63,7 +85,10 @@ export function validateDatabaseUrl(url: unknown): string {
   try {
     parsed = new URL(url);
   } catch {
-    throw new ConfigError(`malformed database URL ${JSON.stringify(redactUrl(url))}: expected postgres://user@host:port/db`);
+    throw new ConfigError(
+      `malformed database URL ${JSON.stringify(redactUrl(url))}: expected postgres://user:password@host:port/db, ` +
+        "with special characters in the password percent-encoded (/ as %2F, @ as %40)",
+    );
   }
   if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
     throw new ConfigError(`database URL must start with postgres:// or postgresql://, got ${parsed.protocol}//`);
@@ -85,16 +110,70 @@ export function validateRedisUrl(url: unknown): string {
   return url;
 }
 
-/** Hides a password in a URL before it is printed. */
+/** Query parameters that carry secrets: `password`, `sslpassword`, tokens, keys. */
+const SECRET_PARAM = /([?&;][^=&#;]*(?:pass|secret|token|key)[^=&#;]*=)[^&#;]*/gi;
+
+/**
+ * The URL with every secret in it replaced by `***`, for messages and logs: the password of `user:pass@` (however
+ * it is written: a password holding `/`, `?`, `#` or `@` unescaped makes a URL that parsers read differently, so
+ * everything from the user name's `:` to the last `@` is hidden), and secret query parameters
+ * (`?password=…`, `sslpassword`, `token`, `key`…). Works on strings that are not valid URLs, as a malformed
+ * URL is exactly what an error message may quote.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(url);
+  const start = scheme ? scheme[0].length : 0;
+  const at = url.lastIndexOf("@");
+  const colon = url.indexOf(":", start);
+  // A user name cannot hold these unescaped: a colon after one of them does not start a password.
+  const isPassword = at > colon && colon !== -1 && !/[/?#@]/.test(url.slice(start, colon));
+  const out = isPassword ? `${url.slice(0, colon)}:***${url.slice(at)}` : url;
+  return out.replace(SECRET_PARAM, "$1***");
 }
 
+/** URL passwords and secret query parameters anywhere in a text, such as a log line; each stops at a space or quote. */
+const SECRET_USERINFO_IN_TEXT = /([A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s"'/?#@:]*):[^\s"']*@/g;
+const SECRET_PARAM_IN_TEXT = /([?&;][^=&#;\s"']*(?:pass|secret|token|key)[^=&#;\s"']*=)[^&#;\s"']*/gi;
+
+/** What redactUrl hides, in a text that holds URLs among other words (a log line). */
+export function redactSecrets(text: string): string {
+  return text.replace(SECRET_USERINFO_IN_TEXT, "$1:***@").replace(SECRET_PARAM_IN_TEXT, "$1***");
+}
+
+/**
+ * Where a client or worker connects. The URLs may hold passwords, so they are not enumerable, and the object
+ * prints (util.inspect, console.log) and serializes (JSON.stringify) with them redacted: a client or worker
+ * logged whole shows no secret.
+ */
 export interface ConnectionConfig {
-  databaseUrl: string;
+  readonly databaseUrl: string;
   /** Absent: no Redis, workers and waiters poll. */
-  redisUrl: string | undefined;
-  schema: string;
+  readonly redisUrl: string | undefined;
+  readonly schema: string;
+}
+
+/** A ConnectionConfig whose URLs stay out of enumeration, inspection and JSON (see ConnectionConfig). */
+export function connectionConfig(databaseUrl: string, redisUrl: string | undefined, schema: string): ConnectionConfig {
+  const config = { schema };
+  Object.defineProperties(config, {
+    databaseUrl: { value: databaseUrl, enumerable: false },
+    redisUrl: { value: redisUrl, enumerable: false },
+    toJSON: { value: () => redactedConnection(config as ConnectionConfig), enumerable: false },
+    [inspect.custom]: {
+      value: (_depth: number, options: object) => inspect(redactedConnection(config as ConnectionConfig), options),
+      enumerable: false,
+    },
+  });
+  return Object.freeze(config) as ConnectionConfig;
+}
+
+/** What a connection config shows of itself: its URLs redacted. */
+export function redactedConnection(config: ConnectionConfig): { databaseUrl: string; redisUrl: string | null; schema: string } {
+  return {
+    databaseUrl: redactUrl(config.databaseUrl),
+    redisUrl: config.redisUrl === undefined ? null : redactUrl(config.redisUrl),
+    schema: config.schema,
+  };
 }
 
 export interface ConnectionOptions {
@@ -109,5 +188,5 @@ export function resolveConnection(options: ConnectionOptions = {}, env = process
   const rawRedis = options.redisUrl === null ? undefined : (options.redisUrl ?? (env.REDIS_URL || undefined));
   const redisUrl = rawRedis === undefined ? undefined : validateRedisUrl(rawRedis);
   const schema = validateSchemaName(options.schema ?? (env.SKIPLOCK_SCHEMA || DEFAULT_SCHEMA));
-  return { databaseUrl, redisUrl, schema };
+  return connectionConfig(databaseUrl, redisUrl, schema);
 }

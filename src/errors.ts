@@ -30,8 +30,14 @@ export class InvalidNameError extends SkiplockError {
 
 /** An option with a wrong type or out of range. */
 export class InvalidOptionError extends SkiplockError {
+  /** The option as the API names it (`maxRetries`, `retryBackoff.base`); the CLI shows its flag instead. */
+  readonly option: string;
+  /** What is wrong with it, without the option's name. */
+  readonly problem: string;
   constructor(option: string, problem: string) {
     super("INVALID_OPTION", `invalid option ${option}: ${problem}`);
+    this.option = option;
+    this.problem = problem;
   }
 }
 
@@ -42,7 +48,10 @@ export class ConfigError extends SkiplockError {
   }
 }
 
-/** Postgres could not be reached with the configured URL. */
+/**
+ * Postgres could not be reached with the configured URL: refused, unresolvable or silent host, wrong password or
+ * user, no such database. `cause` holds the driver's error.
+ */
 export class DatabaseUnavailableError extends SkiplockError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("DATABASE_UNAVAILABLE", message, options);
@@ -51,8 +60,8 @@ export class DatabaseUnavailableError extends SkiplockError {
 
 /** The schema has no skiplock tables, or is behind the migrations this version ships. */
 export class SchemaNotReadyError extends SkiplockError {
-  constructor(message: string) {
-    super("SCHEMA_NOT_READY", message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("SCHEMA_NOT_READY", message, options);
   }
 }
 

@@ -1,9 +1,14 @@
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadMigrations } from "../src/db/migrate.js";
 import { SkiplockClient } from "../src/index.js";
+import { FakePostgres } from "./fake-postgres.js";
 import {
+  CLI,
   DATABASE_URL,
   REDIS_URL,
+  ROOT,
   freePort,
   freshSchema,
   quiet,
@@ -84,12 +89,43 @@ describe("skiplock enqueue / status", () => {
   });
 });
 
+/** Runs the built CLI; kills it and says so if it has not exited within `ms`. */
+async function runCliWithin(
+  ms: number,
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<{ code: number | null; stderr: string; killed: boolean }> {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    child.kill("SIGKILL");
+  }, ms);
+  const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+  clearTimeout(timer);
+  return { code, stderr, killed };
+}
+
+describe("skiplock --version", () => {
+  it("prints the package's version", async () => {
+    const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+    for (const flag of ["--version", "-V"]) {
+      const r = await runCli([flag]);
+      expect(r).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: "" });
+    }
+  });
+});
+
 describe("bad input: one clear line, exit code 1", () => {
+  /** Exactly one line on stderr, starting `skiplock: error: `, matching `re`; exit code 1. */
   const expectOneLineError = (r: { code: number | null; stderr: string }, re: RegExp) => {
     expect(r.code).toBe(1);
-    const lines = r.stderr.trim().split("\n");
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^skiplock: error: /);
     expect(lines[0]).toMatch(re);
-    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   };
 
   it("for a database nobody listens on", async () => {
@@ -126,11 +162,96 @@ describe("bad input: one clear line, exit code 1", () => {
     expectOneLineError(await runCli(["status", "abc"], cliEnv), /invalid task id/);
     expectOneLineError(await runCli(["status", "99999999"], cliEnv), /no task with id 99999999/);
     expectOneLineError(await runCli(["run-worker", "--tasks", "test/fixtures/tasks.js", "--bogus"], cliEnv), /unknown option '--bogus'/);
-    expectOneLineError(
-      await runCli(["run-worker", "--tasks", "test/fixtures/tasks.js", "--concurrency", "two"], cliEnv),
-      /--concurrency.*expected an integer/,
-    );
     expectOneLineError(await runCli(["run-worker", "--tasks", "no/such/module.js"], cliEnv), /cannot load tasks module/);
+  });
+
+  it("commander's own errors: unknown flag (with its suggestion), bad number, missing argument or option, unknown command", async () => {
+    const worker = ["run-worker", "--tasks", "test/fixtures/tasks.js"];
+    expectOneLineError(
+      await runCli([...worker, "--concurency", "2"], cliEnv),
+      /^skiplock: error: unknown option '--concurency' \(Did you mean --concurrency\?\) \(see skiplock run-worker --help\)$/,
+    );
+    expectOneLineError(
+      await runCli([...worker, "--concurrency", "two"], cliEnv),
+      /^skiplock: error: invalid option --concurrency: expected an integer, got "two" \(see skiplock run-worker --help\)$/,
+    );
+    expectOneLineError(await runCli([...worker, "--poll-interval", "soon"], cliEnv), /invalid option --poll-interval: expected seconds/);
+    expectOneLineError(await runCli(["run-worker"], cliEnv), /required option '--tasks <module>' not specified/);
+    expectOneLineError(await runCli(["enqueue"], cliEnv), /missing required argument 'name'/);
+    expectOneLineError(await runCli(["enqueue", "x", "[]", "--delay"], cliEnv), /option '--delay <s>' argument missing/);
+    expectOneLineError(await runCli(["frobnicate"], cliEnv), /unknown command 'frobnicate'/);
+  });
+
+  it("values the library refuses are reported under the command's flag, not the option's name in code", async () => {
+    const worker = ["run-worker", "--tasks", "test/fixtures/tasks.js"];
+    const cases: [string[], RegExp][] = [
+      [[...worker, "--retry", "-1"], /^skiplock: error: invalid option --retry: expected an integer between 0 and \d+, got -1$/],
+      [[...worker, "--concurrency", "0"], /invalid option --concurrency: expected an integer between 1 and \d+, got 0$/],
+      [[...worker, "--poll-interval", "0"], /invalid option --poll-interval: expected seconds between 0\.01 and \d+, got 0$/],
+      [[...worker, "--stale-after", "1"], /invalid option --stale-after: must be at least twice --heartbeat-interval \(5 s\)/],
+      [[...worker, "--prefetch", "-3"], /invalid option --prefetch: /],
+      [["enqueue", "x", "[]", "--max-retries", "-2"], /invalid option --max-retries: .*got -2$/],
+      [["enqueue", "x", "[]", "--timeout", "0"], /invalid option --timeout: .*got 0$/],
+      [["purge", "--days", "1", "--batch-size", "0"], /invalid option --batch-size: .*got 0$/],
+      [["purge", "--days", "1", "--status", "PENDING"], /invalid option --status: choose among/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await runCli(args, cliEnv);
+      expectOneLineError(r, re);
+      expect(r.stderr).not.toMatch(/maxRetries|pollInterval|heartbeatInterval|staleAfter|batchSize|statuses/);
+    }
+  });
+
+  it("never prints a password: one holding '/', one in user:pass@, one in ?password=", async () => {
+    const port = await freePort();
+    const urls = [
+      `postgres://app:s3cr/et@127.0.0.1:${port}/test`,
+      `postgres://app:hunter2@127.0.0.1:${port}/test`,
+      `postgres://app@127.0.0.1:${port}/test?password=hunter2`,
+    ];
+    for (const url of urls) {
+      for (const args of [["status", "1"], ["migrate"], ["enqueue", "x"]]) {
+        const r = await runCli([...args, "--database-url", url], cliEnv);
+        expectOneLineError(r, /malformed database URL|cannot connect to Postgres/);
+        expect(r.stderr).not.toMatch(/s3cr|hunter2/);
+      }
+    }
+  });
+
+  it("migrate and status exit at once when the login fails", async () => {
+    // A SCRAM login without a password fails in the client; the server would wait 60 s for the rest of it.
+    const scram = new FakePostgres("scram");
+    const wrong = new FakePostgres("wrong-password");
+    await Promise.all([scram.start(), wrong.start()]);
+    try {
+      for (const args of [["migrate"], ["status", "1"], ["enqueue", "x"], ["purge", "--days", "1"]]) {
+        const r = await runCliWithin(10_000, args, { ...cliEnv, DATABASE_URL: scram.url("app") });
+        expect(r.killed, `${args[0]} still running after 10 s`).toBe(false);
+        expectOneLineError(r, /^skiplock: error: cannot connect to Postgres at postgres:\/\/app@127\.0\.0\.1:\d+\/app: SASL: /);
+        const w = await runCliWithin(10_000, args, { ...cliEnv, DATABASE_URL: wrong.url("app:hunter2") });
+        expect(w.killed).toBe(false);
+        expectOneLineError(w, /cannot connect to Postgres at postgres:\/\/app:\*\*\*@.*password authentication failed/);
+      }
+    } finally {
+      await Promise.all([scram.stop(), wrong.stop()]);
+    }
+  });
+
+  it("for a schema that was never migrated, from every command that reads it", async () => {
+    for (const args of [["status", "1"], ["enqueue", "x"], ["purge", "--days", "1"]]) {
+      const r = await runCli([...args, "--schema", "nothing_here"], cliEnv);
+      expectOneLineError(r, /^skiplock: error: schema "nothing_here" has no skiplock tables: run `skiplock migrate` first$/);
+    }
+  });
+
+  it("--redis-url only on the commands that use Redis", async () => {
+    for (const cmd of ["migrate", "status", "purge"]) {
+      expect((await runCli([cmd, "--help"], cliEnv)).stdout).not.toMatch(/--redis-url/);
+    }
+    for (const cmd of ["run-worker", "enqueue"]) {
+      expect((await runCli([cmd, "--help"], cliEnv)).stdout).toMatch(/--redis-url/);
+    }
+    expectOneLineError(await runCli(["status", "1", "--redis-url", REDIS_URL], cliEnv), /unknown option '--redis-url'/);
   });
 
   it("--help on each command", async () => {

@@ -1,11 +1,13 @@
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { SkiplockClient } from "../client.js";
 import type { ConnectionOptions } from "../config.js";
 import { migrate } from "../db/migrate.js";
-import { SkiplockError } from "../errors.js";
+import { SkiplockError, TaskNotFoundError } from "../errors.js";
 import { consoleLogger } from "../logger.js";
 import { resolveConnection } from "../config.js";
 import { Worker } from "../worker/worker.js";
+import { aliasOptions, errorLine } from "./errors.js";
+import { packageVersion } from "./version.js";
 
 interface ConnectionFlags {
   databaseUrl?: string;
@@ -21,16 +23,23 @@ function connectionOptions(flags: ConnectionFlags): ConnectionOptions {
   return o;
 }
 
-function withConnection(cmd: Command): Command {
-  return cmd
-    .option("--database-url <url>", "Postgres URL (default: $DATABASE_URL)")
-    .option("--redis-url <url>", "Redis URL for wake-ups (default: $REDIS_URL; without it, poll only)")
-    .option("--schema <name>", "schema holding the tasks table (default: $SKIPLOCK_SCHEMA or skiplock)");
+/** Connection flags; `--redis-url` only on the commands that use Redis (the others ignore $REDIS_URL too). */
+function withConnection(cmd: Command, options: { redis: boolean } = { redis: true }): Command {
+  cmd.option("--database-url <url>", "Postgres URL (default: $DATABASE_URL)");
+  if (options.redis) {
+    cmd.option("--redis-url <url>", "Redis URL for wake-ups (default: $REDIS_URL; without it, poll only)");
+  }
+  return cmd.option("--schema <name>", "schema holding the tasks table (default: $SKIPLOCK_SCHEMA or skiplock)");
 }
 
 const seconds = (value: string): number => {
   const n = Number(value);
   if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError("expected seconds (a number >= 0)");
+  return n;
+};
+const days = (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError("expected days (a number >= 0)");
   return n;
 };
 const integer = (value: string): number => {
@@ -45,12 +54,15 @@ function print(value: unknown): void {
 }
 
 export function buildProgram(): Command {
+  // Commander's errors are thrown rather than printed (exitOverride), so main() prints every error the same way.
+  // Set before the commands are added: they inherit it.
   const program = new Command("skiplock")
     .description("A task queue on Postgres (the tasks) and Redis (the doorbell).")
-    .showHelpAfterError("(run with --help for usage)")
-    .configureOutput({ outputError: (str, write) => write(str) });
+    .version(packageVersion(), "-V, --version", "print the version")
+    .exitOverride()
+    .configureOutput({ outputError: () => {} });
 
-  withConnection(program.command("migrate").description("create or update the skiplock schema")).action(
+  withConnection(program.command("migrate").description("create or update the skiplock schema"), { redis: false }).action(
     async (flags: ConnectionFlags) => {
       const { databaseUrl, schema } = resolveConnection({ ...connectionOptions(flags), redisUrl: null });
       const r = await migrate({ databaseUrl, schema });
@@ -63,8 +75,7 @@ export function buildProgram(): Command {
   );
 
   withConnection(
-    program
-      .command("run-worker")
+    aliasOptions(program.command("run-worker"), { maxRetries: "--retry", tasksModule: "--tasks", queues: "--queue" })
       .description("claim and run tasks until SIGINT/SIGTERM")
       .requiredOption("--tasks <module>", "JS module exporting the task handlers")
       .option("--concurrency <n>", "tasks run at once", integer, 1)
@@ -162,13 +173,13 @@ export function buildProgram(): Command {
     }
   });
 
-  withConnection(
-    program.command("status").description("print a task as JSON").argument("<id>", "task id"),
-  ).action(async (id: string, flags: ConnectionFlags) => {
+  withConnection(program.command("status").description("print a task as JSON").argument("<id>", "task id"), {
+    redis: false,
+  }).action(async (id: string, flags: ConnectionFlags) => {
     const client = new SkiplockClient({ ...connectionOptions(flags), redisUrl: null });
     try {
       const task = await client.getTask(id);
-      if (!task) throw new SkiplockError("TASK_NOT_FOUND", `no task with id ${id}`);
+      if (!task) throw new TaskNotFoundError(id);
       print(task);
     } finally {
       await client.close();
@@ -176,13 +187,13 @@ export function buildProgram(): Command {
   });
 
   withConnection(
-    program
-      .command("purge")
+    aliasOptions(program.command("purge"), { olderThanDays: "--days", statuses: "--status" })
       .description("delete finished tasks older than --days, in short batches")
-      .requiredOption("--days <n>", "delete tasks that finished more than this many days ago", seconds)
+      .requiredOption("--days <n>", "delete tasks that finished more than this many days ago", days)
       .option("--status <status>", "COMPLETED, FAILED or CANCELLED (repeat; default: all three)", collect)
       .option("--batch-size <n>", "rows read per step, each its own short transaction", integer, 10_000)
       .option("--dry-run", "count what would be deleted, delete nothing", false),
+    { redis: false },
   ).action(async (flags: ConnectionFlags & Record<string, unknown>) => {
     const client = new SkiplockClient({ ...connectionOptions(flags), redisUrl: null });
     try {
@@ -206,12 +217,23 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** The subcommand `argv` names (its first word after the script), if any. */
+function commandOf(program: Command, argv: string[]): Command | null {
+  const word = argv.slice(2).find((a) => !a.startsWith("-"));
+  return program.commands.find((c) => c.name() === word) ?? null;
+}
+
 export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
   try {
-    await buildProgram().parseAsync(argv);
+    await program.parseAsync(argv);
   } catch (err) {
-    const message = err instanceof SkiplockError || err instanceof Error ? err.message : String(err);
-    process.stderr.write(`skiplock: error: ${message}\n`);
+    // --help and --version end here too, having printed what they print; so does a bare `skiplock` (help on stderr).
+    if (err instanceof CommanderError && ["commander.helpDisplayed", "commander.version", "commander.help"].includes(err.code)) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    process.stderr.write(`skiplock: error: ${errorLine(err, commandOf(program, argv))}\n`);
     process.exitCode = 1;
   }
 }

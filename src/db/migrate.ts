@@ -1,9 +1,11 @@
 import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import pg from "pg";
+import type pg from "pg";
 import { validateSchemaName } from "../config.js";
 import { SchemaNotReadyError } from "../errors.js";
-import { databaseUnavailable, quoteIdent } from "./store.js";
+import { classifyDatabaseError, databaseUnavailable, schemaNotReady } from "./errors.js";
+import { Client } from "./pool.js";
+import { quoteIdent } from "./store.js";
 
 /** migrations/ at the package root, from src/db (sources) or dist/src/db (build). */
 function migrationsDir(): string {
@@ -42,7 +44,7 @@ export async function migrate(options: { databaseUrl: string; schema: string }):
   const schema = validateSchemaName(options.schema);
   const ident = quoteIdent(schema);
   const migrations = await loadMigrations();
-  const client = new pg.Client({ connectionString: options.databaseUrl, application_name: "skiplock migrate" });
+  const client = new Client({ connectionString: options.databaseUrl, application_name: "skiplock migrate" });
   try {
     await client.connect();
   } catch (err) {
@@ -74,6 +76,8 @@ export async function migrate(options: { databaseUrl: string; schema: string }):
         throw err;
       }
     }
+  } catch (err) {
+    throw classifyDatabaseError(err, options.databaseUrl, schema);
   } finally {
     await client.end().catch(() => {});
   }
@@ -86,7 +90,7 @@ export async function assertSchemaReady(q: pg.Pool, schema: string): Promise<voi
   const ident = quoteIdent(schema);
   const exists = await q.query<{ ok: boolean }>("SELECT to_regclass($1) IS NOT NULL AS ok", [`${ident}.migrations`]);
   if (!exists.rows[0]?.ok) {
-    throw new SchemaNotReadyError(`schema "${schema}" has no skiplock tables: run \`skiplock migrate\` first`);
+    throw schemaNotReady(schema);
   }
   const r = await q.query<{ id: number | null }>(`SELECT max(id) AS id FROM ${ident}.migrations`);
   const current = r.rows[0]?.id ?? 0;

@@ -1,9 +1,12 @@
 import { createHash } from "node:crypto";
+import { inspect } from "node:util";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { redactUrl, validateSchemaName } from "../config.js";
-import { DatabaseUnavailableError } from "../errors.js";
+import { SkiplockError } from "../errors.js";
+import { classifyDatabaseError, databaseUnavailable } from "./errors.js";
 import { retryMoved } from "./moved-rows.js";
+import { classifiedPool, Pool, type Classify } from "./pool.js";
 import type { Database } from "./types.js";
 
 /** Anything that runs a query: a pg Pool, a pooled client, or a plain pg Client (the caller's transaction). */
@@ -78,7 +81,13 @@ export interface StoreOptions {
   claimConnection?: boolean;
 }
 
-/** The connection to Postgres: a pg pool, kysely over it, and the schema's quoted table name. */
+export { databaseUnavailable, isConnectionError, isTransientError } from "./errors.js";
+
+/**
+ * The connection to Postgres: a pg pool, kysely over it, and the schema's quoted table name. Queries through `pool`
+ * and `db` fail with typed errors (DatabaseUnavailableError, SchemaNotReadyError; see classifyDatabaseError);
+ * `q` and `claims`, the worker's hot path, fail with the driver's errors, which the worker judges itself.
+ */
 export class Store {
   readonly pool: pg.Pool;
   /** The pool, through `queryTimeout` (see pooledQueries): for the worker's hot statements. */
@@ -94,24 +103,28 @@ export class Store {
   readonly schema: string;
   /** `"schema".tasks`, for raw SQL. */
   readonly tasks: string;
-  readonly databaseUrl: string;
+  /** Not enumerable, and redacted when the store is printed: it may hold a password. */
+  declare readonly databaseUrl: string;
   #closed = false;
 
   constructor(options: StoreOptions) {
     this.schema = validateSchemaName(options.schema);
     this.tasks = `${quoteIdent(this.schema)}.tasks`;
-    this.databaseUrl = options.databaseUrl;
-    this.pool = openPool(options, options.poolSize ?? 10);
+    Object.defineProperty(this, "databaseUrl", { value: options.databaseUrl, enumerable: false });
+    const classify: Classify = (err) => classifyDatabaseError(err, options.databaseUrl, this.schema);
+    this.pool = openPool(options, options.poolSize ?? 10, classify);
     // A statement that outlives the client's patience is cancelled by the server too, a little before the client
     // gives up on it: otherwise a claim the worker counted as failed could still commit, and its tasks would sit
     // under this worker's id, never started, until the sweeper took them as lost.
     const limit = options.queryTimeout ? `SET statement_timeout = ${Math.ceil(options.queryTimeout * 0.9)};` : "";
     this.q = pooledQueries(this.pool, options.queryTimeout, limit);
-    this.#claimPool = options.claimConnection ? openPool(options, 1) : null;
+    this.#claimPool = options.claimConnection ? openPool(options, 1, classify) : null;
     const claimSetup = `${limit} SET synchronous_commit = off`;
     this.claims =
       this.#claimPool && pooledQueries(this.#claimPool, options.queryTimeout, claimSetup, () => this.#claimConnections++);
-    this.db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: this.pool }) }).withSchema(this.schema);
+    this.db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: classifiedPool(this.pool, classify) }),
+    }).withSchema(this.schema);
   }
 
   /**
@@ -127,8 +140,17 @@ export class Store {
     try {
       await this.pool.query("SELECT 1");
     } catch (err) {
-      throw databaseUnavailable(this.databaseUrl, err);
+      throw err instanceof SkiplockError ? err : databaseUnavailable(this.databaseUrl, err);
     }
+  }
+
+  /** What a printed store shows: its pools and their connection strings stay out. */
+  toJSON(): { schema: string; databaseUrl: string } {
+    return { schema: this.schema, databaseUrl: redactUrl(this.databaseUrl) };
+  }
+
+  [inspect.custom](_depth: number, options: object): string {
+    return `Store ${inspect(this.toJSON(), options)}`;
   }
 
   async close(): Promise<void> {
@@ -138,16 +160,21 @@ export class Store {
   }
 }
 
-function openPool(options: StoreOptions, max: number): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString: options.databaseUrl,
-    max,
-    application_name: options.applicationName ?? "skiplock",
-    connectionTimeoutMillis: 10_000,
-    idleTimeoutMillis: 30_000,
-    allowExitOnIdle: options.allowExitOnIdle ?? false,
-    keepAlive: true,
-  });
+function openPool(options: StoreOptions, max: number, classify: Classify): pg.Pool {
+  const pool = new Pool(
+    {
+      connectionString: options.databaseUrl,
+      max,
+      application_name: options.applicationName ?? "skiplock",
+      connectionTimeoutMillis: 10_000,
+      idleTimeoutMillis: 30_000,
+      allowExitOnIdle: options.allowExitOnIdle ?? false,
+      keepAlive: true,
+    },
+    classify,
+  );
+  // The pool keeps its options for the connections it opens; a printed pool should not show the password.
+  Object.defineProperty(pool.options, "connectionString", { enumerable: false });
   // An idle client whose backend was terminated emits here; the pool drops it and opens another on demand.
   pool.on("error", () => {});
   // A checked-out client (kysely holds one for the length of a query) emits on its own: without a listener a
@@ -214,30 +241,4 @@ function noAnswer(ms: number): Error {
   return Object.assign(new Error(`Postgres gave no answer within ${ms / 1000} s; dropping the connection`), {
     code: "ETIMEDOUT",
   });
-}
-
-export function databaseUnavailable(url: string, err: unknown): DatabaseUnavailableError {
-  const detail = err instanceof Error ? err.message || (err as { code?: string }).code || String(err) : String(err);
-  return new DatabaseUnavailableError(`cannot connect to Postgres at ${redactUrl(url)}: ${detail}`, { cause: err });
-}
-
-/** Errors that mean "the connection went away": worth retrying with a fresh connection. */
-export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string } | undefined;
-  if (!e) return false;
-  const code = e.code ?? "";
-  if (["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN"].includes(code)) return true;
-  // 57P01 admin_shutdown (pg_terminate_backend), 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection.
-  if (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03") return true;
-  const m = e.message ?? "";
-  return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(m);
-}
-
-/**
- * Errors a retry is expected to cure: a lost connection, or a deadlock, serialization failure or lock timeout
- * (40P01, 40001, 55P03), which Postgres raises by design under concurrency. Logged as warnings, not errors.
- */
-export function isTransientError(err: unknown): boolean {
-  const code = (err as { code?: string } | undefined)?.code;
-  return isConnectionError(err) || code === "40P01" || code === "40001" || code === "55P03";
 }
