@@ -80,7 +80,7 @@ export function buildProgram(): Command {
       .requiredOption("--tasks <module>", "JS module exporting the task handlers")
       .option("--concurrency <n>", "tasks run at once", integer, 1)
       .option("--retry <n>", "retries for tasks enqueued without maxRetries", integer, 0)
-      .option("--queue <name>", "queue to claim from (repeat for several; default: default)", collect)
+      .option("--queue <name>", "queue to claim from (repeat for several; default: default, plus every queue its defineTask tasks name)", collect)
       .option("--poll-interval <s>", "seconds between claims without a wake-up", seconds, 1)
       .option("--heartbeat-interval <s>", "seconds between heartbeats", seconds, 5)
       .option("--stale-after <s>", "seconds without heartbeat before a running task is taken back", seconds, 30)
