@@ -10,7 +10,10 @@ import { parseArgs } from "node:util";
  * @typedef {{ nodes: ProfileNode[], samples: number[], timeDeltas: number[], startTime: number, endTime: number }} Profile
  */
 
-const { values, positionals } = parseArgs({ options: { top: { type: "string", default: "30" } }, allowPositionals: true });
+const { values, positionals } = parseArgs({
+  options: { top: { type: "string", default: "30" } },
+  allowPositionals: true,
+});
 if (positionals.length === 0) {
   process.stderr.write("usage: node bench/profile-summary.js FILE.cpuprofile [--top N]\n");
   process.exit(2);
@@ -35,13 +38,18 @@ for (const file of positionals) {
     const node = byId.get(id);
     if (!node) continue;
     const { functionName, url, lineNumber } = node.callFrame;
-    const where = url.replace(/^file:\/\//, "").replace(/^.*\/node_modules\//, "~/").replace(/^.*\/dist\//, "dist/");
+    const where = url
+      .replace(/^file:\/\//, "")
+      .replace(/^.*\/node_modules\//, "~/")
+      .replace(/^.*\/dist\//, "dist/");
     const fn = `${functionName || "(anonymous)"} ${where ? `${where}:${lineNumber + 1}` : ""}`.trim();
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
     byPackage.set(packageOf(url, functionName), (byPackage.get(packageOf(url, functionName)) ?? 0) + us);
   }
   const wall = (profile.endTime - profile.startTime) / 1e6;
-  process.stdout.write(`\n${file}\nprofiled ${wall.toFixed(1)} s of wall time; samples cover ${(total / 1e6).toFixed(2)} s\n`);
+  process.stdout.write(
+    `\n${file}\nprofiled ${wall.toFixed(1)} s of wall time; samples cover ${(total / 1e6).toFixed(2)} s\n`,
+  );
   process.stdout.write("\nself time by package:\n");
   for (const [k, us] of [...byPackage].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
     process.stdout.write(`  ${pct(us, total)}  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}\n`);

@@ -26,7 +26,6 @@ import { migrate } from "../dist/src/index.js";
 import {
   DATABASE_URL,
   REDIS_URL,
-  WorkerChild,
   cpuOfCommand,
   median,
   nowMs,
@@ -39,6 +38,7 @@ import {
 
 /** @typedef {import("./lib/systems.js").System} System */
 /** @typedef {import("./lib/systems.js").Namespace} Namespace */
+/** @typedef {import("./lib/util.js").WorkerChild} WorkerChild */
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 
@@ -72,10 +72,20 @@ if (flags.help) {
 
 const quick = flags.quick ?? false;
 const ALL = /** @type {const} */ (["skiplock", "graphile", "bullmq"]);
-const only = (flags.only ?? ALL.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
-for (const s of only) if (!ALL.includes(/** @type {any} */ (s))) throw new Error(`--only: unknown system ${s} (known: ${ALL.join(", ")})`);
-const skip = new Set((flags.skip ?? "").split(",").map((s) => s.trim()).filter(Boolean));
-for (const s of skip) if (!["compare", "health", "memory"].includes(s)) throw new Error(`--skip: unknown scenario ${s}`);
+const only = (flags.only ?? ALL.join(","))
+  .split(",")
+  .map((s) => s.trim())
+  .filter(Boolean);
+for (const s of only)
+  if (!ALL.includes(/** @type {any} */ (s))) throw new Error(`--only: unknown system ${s} (known: ${ALL.join(", ")})`);
+const skip = new Set(
+  (flags.skip ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+for (const s of skip)
+  if (!["compare", "health", "memory"].includes(s)) throw new Error(`--skip: unknown scenario ${s}`);
 
 const config = quick
   ? {
@@ -198,7 +208,9 @@ async function serverVersions() {
   );
   /** @type {Record<string, string>} */
   const postgresSettings = {};
-  for (const r of rows) postgresSettings[r.name] = r.unit === "8kB" ? `${(Number(r.setting) * 8) / 1024} MB` : r.unit ? `${r.setting} ${r.unit}` : r.setting;
+  for (const r of rows)
+    postgresSettings[r.name] =
+      r.unit === "8kB" ? `${(Number(r.setting) * 8) / 1024} MB` : r.unit ? `${r.setting} ${r.unit}` : r.setting;
   const info = await adminRedis().info("server");
   const redis = /^redis_version:(.+)$/m.exec(info)?.[1]?.trim() ?? "?";
   return { postgres: String(pg), postgresSettings, redis };
@@ -296,13 +308,13 @@ async function drain(ns, expect, o) {
         workerRssAtEndMiB: mem?.rss ?? NaN,
         postgresCpuSeconds: pgCpu - a.pg,
         redisCpuSeconds: redis - a.redis,
-        startupSeconds: (/** @type {number} */ (child.firstAt) - child.spawnedAt) / 1000,
+        startupSeconds: /** @type {number} */ (child.firstAt - child.spawnedAt) / 1000,
         ...(end.detail ?? {}),
       },
     };
   } catch (err) {
     await child.stop(2000);
-    throw new Error(`${/** @type {Error} */ (err).message}\n--- worker output ---\n${child.tail()}`);
+    throw new Error(`${/** @type {Error} */ (err).message}\n--- worker output ---\n${child.tail()}`, { cause: err });
   }
 }
 
@@ -492,7 +504,9 @@ async function tableHealth() {
   await adminPool.query(`VACUUM ANALYZE "${emptySchema}".tasks`);
   // The bulk load left a few hundred MB of dirty pages and WAL: flush them now, so the first rounds on the full
   // table do not share the machine with a checkpoint the load caused.
-  await adminPool.query("CHECKPOINT").catch((err) => log(`table health: CHECKPOINT refused (${err.message}); going on`));
+  await adminPool
+    .query("CHECKPOINT")
+    .catch((err) => log(`table health: CHECKPOINT refused (${err.message}); going on`));
   // Summed over the table's partitions (a partitioned table has no storage of its own).
   const size = (
     await adminPool.query(
@@ -524,7 +538,8 @@ async function tableHealth() {
   claimConnection.on("error", () => {}); // a lost connection fails the next claim, which ends the scenario
   await claimConnection.connect();
   const autovacuumOn = (await adminPool.query("SHOW autovacuum")).rows[0].autovacuum === "on";
-  if (!autovacuumOn) log("table health: autovacuum is off on this server; the scenario vacuums both tables between rounds");
+  if (!autovacuumOn)
+    log("table health: autovacuum is off on this server; the scenario vacuums both tables between rounds");
   /** @type {Record<string, any>[]} */
   const rounds = [];
   try {
@@ -546,7 +561,11 @@ async function tableHealth() {
         // Inserted directly: these are claimed here, not by a worker, so they are not part of the drains below.
         // The two tables' claims alternate one by one, so a slow moment of the machine falls on both alike.
         for (const which of order) await insertPending(tables[which], config.claimSamples * config.claimBatch);
-        const timed = await timeClaims(claimTasks, claimConnection, order.map((which) => tables[which]));
+        const timed = await timeClaims(
+          claimTasks,
+          claimConnection,
+          order.map((which) => tables[which]),
+        );
         order.forEach((which, i) => (claims[which] = /** @type {Record<string, any>} */ (timed[i])));
       }
       for (const which of order) {
@@ -582,10 +601,16 @@ async function tableHealth() {
       // The same claim with a large backlog of due tasks, in the table that also holds the finished rows.
       const ns = tables.full;
       await insertPending(ns, config.claimBacklogTasks);
-      backlog = { pending: config.claimBacklogTasks, finishedRows: n, ...(await timeClaims(claimTasks, claimConnection, [ns]))[0] };
+      backlog = {
+        pending: config.claimBacklogTasks,
+        finishedRows: n,
+        ...(await timeClaims(claimTasks, claimConnection, [ns]))[0],
+      };
       plan = await claimPlan(claimTasks, ns);
       await adminPool.query(`DELETE FROM ${ns.tasks} WHERE status IN ('PENDING', 'PROGRESS')`);
-      log(`  claim(${config.claimBatch}) with ${fmt(config.claimBacklogTasks)} pending: p50 ${backlog.p50Ms.toFixed(2)} ms; plan: ${plan}`);
+      log(
+        `  claim(${config.claimBatch}) with ${fmt(config.claimBacklogTasks)} pending: p50 ${backlog.p50Ms.toFixed(2)} ms; plan: ${plan}`,
+      );
     }
     return {
       finishedRows: n,
@@ -652,7 +677,13 @@ async function timeClaims(claimTasks, claimConnection, namespaces) {
         WHERE worker_id = 'bench-claim' AND status = 'PROGRESS'`,
     );
   }
-  return ms.map((m) => ({ batch: b, samples: k, p50Ms: percentile(m, 50), p99Ms: percentile(m, 99), maxMs: Math.max(...m) }));
+  return ms.map((m) => ({
+    batch: b,
+    samples: k,
+    p50Ms: percentile(m, 50),
+    p99Ms: percentile(m, 99),
+    maxMs: Math.max(...m),
+  }));
 }
 
 /**
@@ -710,7 +741,11 @@ async function memory() {
     const n = config.memoryTasks;
     const batch = await prequeue(ns, n);
     log(`memory: ${fmt(n)} tasks pre-queued (${fmt(batch.rate)}/s)`);
-    const d = await drain(ns, n, { sampleMs: config.memorySampleMs, timeoutMs: 900_000, heapEvery: Math.max(1, Math.floor(n / 20)) });
+    const d = await drain(ns, n, {
+      sampleMs: config.memorySampleMs,
+      timeoutMs: 900_000,
+      heapEvery: Math.max(1, Math.floor(n / 20)),
+    });
     const child = d.child;
     try {
       const doneAt = nowMs();
@@ -737,12 +772,19 @@ async function memory() {
         rssEndMiB: rssAt(doneAt),
         rssAfterIdle3sMiB: idle?.rss ?? NaN,
         rssDecilesMiB: deciles,
-        rssAfterFirstTenthMiB: { min: Math.min(...rest), max: Math.max(...rest), endMinusTenth: rssAt(doneAt) - (deciles[1] ?? NaN) },
+        rssAfterFirstTenthMiB: {
+          min: Math.min(...rest),
+          max: Math.max(...rest),
+          endMinusTenth: rssAt(doneAt) - (deciles[1] ?? NaN),
+        },
         // The worker's V8 heap every twentieth of the drain, as it reported it: what JavaScript keeps, apart from
         // what the allocator and the threads hold.
         oldSpaceMiB: child.heap.map((h) => h.oldSpaceMiB),
         heapTotalMiB: child.heap.map((h) => h.heapTotalMiB),
-        samples: child.samples.map((s) => ({ tSeconds: Math.round((s.t - first) / 10) / 100, rssMiB: Math.round(s.rss * 10) / 10 })),
+        samples: child.samples.map((s) => ({
+          tSeconds: Math.round((s.t - first) / 10) / 100,
+          rssMiB: Math.round(s.rss * 10) / 10,
+        })),
       };
     } finally {
       await child.stop();
@@ -774,16 +816,49 @@ function fmt(x) {
  * @type {{ key: string, label: string, get: (s: any) => number, better: "higher" | "lower", floor?: number }[]}
  */
 const METRICS = [
-  { key: "drainRate", label: `drain ${fmtK(config.drainTasks)} no-ops @${config.concurrency} (tasks/s)`, get: (s) => s.drain.rate, better: "higher" },
-  { key: "drainWorkerCpu", label: "  worker CPU during drain (s)", get: (s) => s.drain.workerCpuSeconds, better: "lower", floor: 0.05 },
-  { key: "drainWorkerCpuPerK", label: "  worker CPU per 1k tasks (ms)", get: (s) => s.drain.workerCpuMsPerKTask, better: "lower" },
+  {
+    key: "drainRate",
+    label: `drain ${fmtK(config.drainTasks)} no-ops @${config.concurrency} (tasks/s)`,
+    get: (s) => s.drain.rate,
+    better: "higher",
+  },
+  {
+    key: "drainWorkerCpu",
+    label: "  worker CPU during drain (s)",
+    get: (s) => s.drain.workerCpuSeconds,
+    better: "lower",
+    floor: 0.05,
+  },
+  {
+    key: "drainWorkerCpuPerK",
+    label: "  worker CPU per 1k tasks (ms)",
+    get: (s) => s.drain.workerCpuMsPerKTask,
+    better: "lower",
+  },
   { key: "drainPeakRss", label: "  worker peak RSS (MiB)", get: (s) => s.drain.workerPeakRssMiB, better: "lower" },
-  { key: "drainPostgresCpu", label: "  Postgres CPU during drain (s)", get: (s) => s.drain.postgresCpuSeconds, better: "lower", floor: 0.05 },
-  { key: "drainRedisCpu", label: "  Redis CPU during drain (s)", get: (s) => s.drain.redisCpuSeconds, better: "lower", floor: 0.05 },
+  {
+    key: "drainPostgresCpu",
+    label: "  Postgres CPU during drain (s)",
+    get: (s) => s.drain.postgresCpuSeconds,
+    better: "lower",
+    floor: 0.05,
+  },
+  {
+    key: "drainRedisCpu",
+    label: "  Redis CPU during drain (s)",
+    get: (s) => s.drain.redisCpuSeconds,
+    better: "lower",
+    floor: 0.05,
+  },
   { key: "latencyP50", label: "idle latency p50 (ms)", get: (s) => s.latency.p50Ms, better: "lower" },
   { key: "latencyP99", label: "idle latency p99 (ms)", get: (s) => s.latency.p99Ms, better: "lower" },
   { key: "enqueueOneRate", label: "enqueue one at a time (tasks/s)", get: (s) => s.enqueueOne.rate, better: "higher" },
-  { key: "batchRate", label: `batch enqueue x${fmtK(config.batchSize)} (tasks/s)`, get: (s) => s.batch.rate, better: "higher" },
+  {
+    key: "batchRate",
+    label: `batch enqueue x${fmtK(config.batchSize)} (tasks/s)`,
+    get: (s) => s.batch.rate,
+    better: "higher",
+  },
 ];
 
 /** @param {number} n */
@@ -802,7 +877,11 @@ function summarize(rounds, names) {
   for (const name of names) {
     medians[name] = {};
     for (const m of METRICS) {
-      const vals = rounds.map((r) => r.results[name]).filter(Boolean).map(m.get).filter(Number.isFinite);
+      const vals = rounds
+        .map((r) => r.results[name])
+        .filter(Boolean)
+        .map(m.get)
+        .filter(Number.isFinite);
       /** @type {Record<string, any>} */ (medians[name])[m.key] = {
         median: median(vals),
         min: Math.min(...vals),
@@ -834,7 +913,9 @@ function table(rows, align) {
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
   return rows
     .map((r, i) => {
-      const line = r.map((cell, c) => (align[c] === "l" ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join("  ");
+      const line = r
+        .map((cell, c) => (align[c] === "l" ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
+        .join("  ");
       return i === 0 ? `${line}\n${widths.map((w) => "-".repeat(w)).join("  ")}` : line;
     })
     .join("\n");
@@ -863,7 +944,12 @@ function floorLines(rounds) {
  */
 function comparisonTable(summary, systems) {
   const peers = systems.filter((s) => s.name !== "skiplock" && summary.medians.skiplock);
-  const head = ["metric (median of rounds)", "better", ...systems.map((s) => s.label), ...peers.map((p) => `skiplock/${p.label}`)];
+  const head = [
+    "metric (median of rounds)",
+    "better",
+    ...systems.map((s) => s.label),
+    ...peers.map((p) => `skiplock/${p.label}`),
+  ];
   const rows = [head];
   for (const m of METRICS) {
     rows.push([
@@ -876,13 +962,24 @@ function comparisonTable(summary, systems) {
       }),
     ]);
   }
-  return table(rows, ["l", "l", ...systems.map(() => /** @type {const} */ ("r")), ...peers.map(() => /** @type {const} */ ("r"))]);
+  return table(rows, [
+    "l",
+    "l",
+    ...systems.map(() => /** @type {const} */ ("r")),
+    ...peers.map(() => /** @type {const} */ ("r")),
+  ]);
 }
 
 /** @param {{ rounds: Record<string, any>[], claimWithBacklog: Record<string, any> | null, claimPlanWithBacklog: string | null }} health */
 function healthTable(health) {
   /** @param {"empty" | "full"} which @param {(r: any) => number} get */
-  const med = (which, get) => median(health.rounds.filter((r) => r.table === which).map(get).filter(Number.isFinite));
+  const med = (which, get) =>
+    median(
+      health.rounds
+        .filter((r) => r.table === which)
+        .map(get)
+        .filter(Number.isFinite),
+    );
   /** @type {[string, (r: any) => number][]} */
   const rowsDef = [
     [`claim of ${config.claimBatch}, p50 (ms)`, (r) => r.claim?.p50Ms ?? NaN],
@@ -891,7 +988,9 @@ function healthTable(health) {
     ["idle latency p50 (ms)", (r) => r.latency.p50Ms],
     ["idle latency p99 (ms)", (r) => r.latency.p99Ms],
   ];
-  const rows = [["skiplock, median of rounds", "empty table", `${fmtK(config.healthFinishedRows)} finished rows`, "full/empty"]];
+  const rows = [
+    ["skiplock, median of rounds", "empty table", `${fmtK(config.healthFinishedRows)} finished rows`, "full/empty"],
+  ];
   for (const [label, get] of rowsDef) {
     const e = med("empty", get);
     const f = med("full", get);
@@ -912,7 +1011,8 @@ function healthTable(health) {
     return ratios.length > 1 ? `${median(ratios).toFixed(2)}x` : null;
   };
   const pairedClaim = pairedRatio((r) => r.claim?.p50Ms ?? NaN);
-  if (pairedClaim) rows.push([`claim of ${config.claimBatch} p50, full/empty within each round (median)`, "", "", pairedClaim]);
+  if (pairedClaim)
+    rows.push([`claim of ${config.claimBatch} p50, full/empty within each round (median)`, "", "", pairedClaim]);
   const pairedDrain = pairedRatio((r) => r.drain.rate);
   if (pairedDrain) rows.push(["drain, full/empty within each round (median)", "", "", pairedDrain]);
   const b = health.claimWithBacklog;
@@ -936,7 +1036,10 @@ let lockClient = null;
  * loses it with its connection.
  */
 async function acquireRunLock() {
-  const client = new pg.Client({ connectionString: DATABASE_URL, application_name: `skiplock bench run pid ${process.pid}` });
+  const client = new pg.Client({
+    connectionString: DATABASE_URL,
+    application_name: `skiplock bench run pid ${process.pid}`,
+  });
   client.on("error", () => {});
   await client.connect();
   const key = "hashtext('skiplock.bench.run')";
@@ -946,7 +1049,9 @@ async function acquireRunLock() {
       `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.objid = (${key})::oid AND l.granted LIMIT 1`,
     );
-    log(`another benchmark run holds the database (${holder.rows[0]?.application_name ?? "?"}); waiting for it to finish`);
+    log(
+      `another benchmark run holds the database (${holder.rows[0]?.application_name ?? "?"}); waiting for it to finish`,
+    );
     await client.query(`SELECT pg_advisory_lock(${key})`);
     log("the other run finished; starting");
   }
@@ -988,7 +1093,9 @@ async function main() {
     argv: process.argv.slice(2),
     machine: m,
     connections: { postgres: DATABASE_URL.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@"), redis: REDIS_URL },
-    systems: Object.fromEntries(systems.map((s) => [s.name, { label: s.label, version: s.version, settings: s.settings }])),
+    systems: Object.fromEntries(
+      systems.map((s) => [s.name, { label: s.label, version: s.version, settings: s.settings }]),
+    ),
     config,
     code,
   };
@@ -996,14 +1103,22 @@ async function main() {
   const sections = [];
   if (!skip.has("compare")) {
     const rounds = await compare(systems);
-    const summary = summarize(rounds, systems.map((s) => s.name));
+    const summary = summarize(
+      rounds,
+      systems.map((s) => s.name),
+    );
     out.compare = { rounds, ...summary };
     /** @param {string} title @param {(x: any) => number} get */
     const perRound = (title, get) =>
       `${title}:\n${systems
-        .map((s) => `  ${s.label.padEnd(16)} ${rounds.map((r) => (r.results[s.name] ? fmt(get(r.results[s.name])) : "failed")).join("  ")}`)
+        .map(
+          (s) =>
+            `  ${s.label.padEnd(16)} ${rounds.map((r) => (r.results[s.name] ? fmt(get(r.results[s.name])) : "failed")).join("  ")}`,
+        )
         .join("\n")}`;
-    const failures = rounds.flatMap((r) => Object.entries(r.errors).map(([name, e]) => `  round ${r.round} ${name}: ${e.split("\n")[0]}`));
+    const failures = rounds.flatMap((r) =>
+      Object.entries(r.errors).map(([name, e]) => `  round ${r.round} ${name}: ${e.split("\n")[0]}`),
+    );
     sections.push(
       [
         comparisonTable(summary, systems),
@@ -1061,9 +1176,13 @@ async function main() {
 
   const header =
     `skiplock benchmark — ${m.nproc} cores, ${m.memoryGiB} GiB, Node ${m.node}, Postgres ${m.postgres}, Redis ${m.redis}\n` +
-      `Postgres settings: ${Object.entries(m.postgresSettings).map(([k, v]) => `${k} ${v}`).join(", ")}\n` +
+    `Postgres settings: ${Object.entries(m.postgresSettings)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}\n` +
     `${systems.map((s) => `${s.label} ${s.version}`).join(", ")}${
-      only.includes("skiplock") ? ` (skiplock at ${code.gitHead}${code.uncommitted ? ` + ${code.uncommitted} uncommitted file(s)` : ""})` : ""
+      only.includes("skiplock")
+        ? ` (skiplock at ${code.gitHead}${code.uncommitted ? ` + ${code.uncommitted} uncommitted file(s)` : ""})`
+        : ""
     }; ` +
     `${skip.has("compare") ? "" : `${config.rounds} round(s); `}${quick ? "quick; " : ""}` +
     `${out.durationSeconds.toFixed(0)} s; load average ${m.loadAverageAtStart[0]} at start, ${out.loadAverageAtEnd[0]} at end\n` +

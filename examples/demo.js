@@ -15,10 +15,14 @@ const applied = await migrate({ databaseUrl, schema });
 console.log(`schema "${schema}" ready${applied.applied.length ? ` (applied ${applied.applied.join(", ")})` : ""}`);
 
 console.log("starting: skiplock run-worker --concurrency 2 --retry 1 --tasks examples/tasks.js");
-const worker = spawn(process.execPath, [cli, "run-worker", "--concurrency", "2", "--retry", "1", "--tasks", tasksModule], {
-  env: { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, SKIPLOCK_SCHEMA: schema },
-  stdio: ["ignore", "inherit", "inherit"],
-});
+const worker = spawn(
+  process.execPath,
+  [cli, "run-worker", "--concurrency", "2", "--retry", "1", "--tasks", tasksModule],
+  {
+    env: { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, SKIPLOCK_SCHEMA: schema },
+    stdio: ["ignore", "inherit", "inherit"],
+  },
+);
 const workerExit = new Promise((resolve) => worker.on("exit", (code) => resolve(code)));
 
 const client = new SkiplockClient({ databaseUrl, redisUrl, schema });

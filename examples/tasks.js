@@ -23,6 +23,10 @@ export async function slowHello(name, ms) {
 }
 
 /** A task with its own name and default options. */
-export const wordCount = defineTask("text.wordCount", (/** @type {string} */ text) => text.split(/\s+/).filter(Boolean).length, {
-  priority: 5,
-});
+export const wordCount = defineTask(
+  "text.wordCount",
+  (/** @type {string} */ text) => text.split(/\s+/).filter(Boolean).length,
+  {
+    priority: 5,
+  },
+);

@@ -105,7 +105,11 @@ export class SkiplockClient {
   }
 
   /** Enqueues one task. `args` are the handler's parameters and must be JSON; they are checked before any write. */
-  async createTask<R = JsonValue>(name: string, args: readonly unknown[] = [], options: TaskOptions = {}): Promise<Task<R>> {
+  async createTask<R = JsonValue>(
+    name: string,
+    args: readonly unknown[] = [],
+    options: TaskOptions = {},
+  ): Promise<Task<R>> {
     assertKnownKeys("createTask", options, TASK_OPTION_KEYS);
     const [task] = await this.#insert([prepareTask({ ...options, name, args }, "args", this.#maxArgsBytes)]);
     return task as Task<R>;

@@ -50,7 +50,8 @@ export function describeValue(value: unknown): string {
   if (typeof value === "number" && !Number.isFinite(value)) text = String(value);
   else if (typeof value === "bigint") text = `${value}n`;
   else if (typeof value === "function") text = "a function";
-  else if (value instanceof Date) text = Number.isNaN(value.getTime()) ? "an invalid Date" : `Date ${value.toISOString()}`;
+  else if (value instanceof Date)
+    text = Number.isNaN(value.getTime()) ? "an invalid Date" : `Date ${value.toISOString()}`;
   else {
     try {
       text = JSON.stringify(value);
@@ -168,7 +169,11 @@ export function connectionConfig(databaseUrl: string, redisUrl: string | undefin
 }
 
 /** What a connection config shows of itself: its URLs redacted. */
-export function redactedConnection(config: ConnectionConfig): { databaseUrl: string; redisUrl: string | null; schema: string } {
+export function redactedConnection(config: ConnectionConfig): {
+  databaseUrl: string;
+  redisUrl: string | null;
+  schema: string;
+} {
   return {
     databaseUrl: redactUrl(config.databaseUrl),
     redisUrl: config.redisUrl === undefined ? null : redactUrl(config.redisUrl),

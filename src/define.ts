@@ -43,7 +43,8 @@ export function defineTask<A extends unknown[], R>(
   options: DefineOptions = {},
 ): TaskDefinition<A, R> {
   validateTaskName(name);
-  if (typeof handler !== "function") throw new TypeError(`defineTask(${JSON.stringify(name)}): handler must be a function`);
+  if (typeof handler !== "function")
+    throw new TypeError(`defineTask(${JSON.stringify(name)}): handler must be a function`);
   assertKnownKeys(`defineTask(${JSON.stringify(name)})`, options, DEFINE_OPTION_KEYS);
   const { isolation, ...taskOptions } = options;
   validateIsolation(isolation, `defineTask(${JSON.stringify(name)})`);

@@ -82,7 +82,10 @@ export class TaskTimeoutError extends SkiplockError {
 /** Recorded as the error of a task whose name no running worker registered. */
 export class UnknownTaskError extends SkiplockError {
   constructor(name: string) {
-    super("UNKNOWN_TASK", `unknown task ${JSON.stringify(name)}: no handler with that name is registered with this worker`);
+    super(
+      "UNKNOWN_TASK",
+      `unknown task ${JSON.stringify(name)}: no handler with that name is registered with this worker`,
+    );
   }
 }
 
@@ -123,7 +126,10 @@ export class PayloadTooLargeError extends SkiplockError {
   readonly bytes: number;
   readonly limit: number;
   constructor(path: string, bytes: number, limit: number, option: string) {
-    super("PAYLOAD_TOO_LARGE", `${path} is ${mebibytes(bytes)} of JSON, more than ${option} allows (${mebibytes(limit)})`);
+    super(
+      "PAYLOAD_TOO_LARGE",
+      `${path} is ${mebibytes(bytes)} of JSON, more than ${option} allows (${mebibytes(limit)})`,
+    );
     this.path = path;
     this.bytes = bytes;
     this.limit = limit;

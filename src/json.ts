@@ -49,7 +49,9 @@ export function toJsonText(value: unknown, path: string, maxBytes = Infinity, op
     let found: Invalid | null = null;
     try {
       found = findUnstorable(value, []);
-    } catch {}
+    } catch {
+      // the reason is known without the path
+    }
     const reason = escape[0].endsWith("0000") ? UNSTORABLE_REASON.nul : UNSTORABLE_REASON.surrogate;
     throw notJson(path + (found?.path.reverse().join("") ?? ""), found?.reason ?? reason);
   }
@@ -85,7 +87,8 @@ const UNSTORABLE_CHAR = new RegExp(`\\0|${LONE_SURROGATE.source}`);
 
 const UNSTORABLE_REASON = {
   nul: "it contains a NUL character (\\u0000), which Postgres cannot store",
-  surrogate: "it contains a lone UTF-16 surrogate (half of a pair, e.g. \\uD800), which is not Unicode and Postgres cannot store",
+  surrogate:
+    "it contains a lone UTF-16 surrogate (half of a pair, e.g. \\uD800), which is not Unicode and Postgres cannot store",
 };
 
 function unstorableReason(s: string): string | null {
@@ -148,7 +151,8 @@ function notJson(path: string, problem: string, cause?: unknown): NotJsonError {
 /** What went wrong, for an error thrown while reading or serializing a value. */
 function problemOf(err: unknown): string {
   if (isStackOverflow(err)) return "it is nested too deeply";
-  if (err instanceof RangeError && /string length/i.test(err.message)) return "its JSON is longer than a JavaScript string can be";
+  if (err instanceof RangeError && /string length/i.test(err.message))
+    return "its JSON is longer than a JavaScript string can be";
   return `reading it threw ${describe(err)}`;
 }
 
@@ -317,4 +321,7 @@ export type JsonChecked<A extends unknown[], R> = [
   NotJsonParameters<A> | NotJson<Exclude<Awaited<R>, undefined | void>, "result">,
 ] extends [never]
   ? unknown
-  : { "a typed task's parameters and result must be JSON": NotJsonParameters<A> | NotJson<Exclude<Awaited<R>, undefined | void>, "result"> };
+  : {
+      "a typed task's parameters and result must be JSON":
+        NotJsonParameters<A> | NotJson<Exclude<Awaited<R>, undefined | void>, "result">;
+    };

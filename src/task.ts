@@ -73,7 +73,8 @@ export interface TaskSpec extends TaskOptions {
 export const TASK_OPTION_KEYS = ["queue", "priority", "timeout", "maxRetries", "runAt", "delay"] as const;
 const TASK_SPEC_KEYS: readonly string[] = ["name", "args", ...TASK_OPTION_KEYS];
 // Compiles only while TASK_OPTION_KEYS lists every option of TaskOptions.
-const everyOptionListed: Exclude<keyof TaskOptions, (typeof TASK_OPTION_KEYS)[number]> extends never ? true : never = true;
+const everyOptionListed: Exclude<keyof TaskOptions, (typeof TASK_OPTION_KEYS)[number]> extends never ? true : never =
+  true;
 void everyOptionListed;
 
 /** The longest `delay`, in seconds (validateSeconds' upper bound), and so how far ahead `runAt` may be. */
@@ -116,7 +117,7 @@ export function prepareTask(spec: TaskSpec, where = "args", maxArgsBytes = DEFAU
   const queue = validateQueueName(spec.queue ?? DEFAULT_QUEUE);
   const priority = validateInteger("priority", spec.priority ?? 0, -MAX_PRIORITY, MAX_PRIORITY);
   const timeout = validateSeconds("timeout", spec.timeout ?? DEFAULT_TIMEOUT, 0.001);
-  const maxRetries = 
+  const maxRetries =
     spec.maxRetries === undefined ? null : validateInteger("maxRetries", spec.maxRetries, 0, 1_000_000);
   if (spec.runAt !== undefined && spec.delay !== undefined) {
     throw new InvalidOptionError("runAt/delay", "give one of runAt and delay, not both");
@@ -127,10 +128,16 @@ export function prepareTask(spec: TaskSpec, where = "args", maxArgsBytes = DEFAU
       throw new InvalidOptionError("runAt", "expected a valid Date");
     }
     if (spec.runAt.getTime() > Date.now() + MAX_AHEAD_MS) {
-      throw new InvalidOptionError("runAt", `expected a time at most ${MAX_SECONDS} s (10 years) from now, as for delay, got ${spec.runAt.toISOString()}`);
+      throw new InvalidOptionError(
+        "runAt",
+        `expected a time at most ${MAX_SECONDS} s (10 years) from now, as for delay, got ${spec.runAt.toISOString()}`,
+      );
     }
     if (spec.runAt.getTime() < EARLIEST_RUN_AT) {
-      throw new InvalidOptionError("runAt", `expected a time Postgres can store (from 4713 BC), got ${spec.runAt.toISOString()}`);
+      throw new InvalidOptionError(
+        "runAt",
+        `expected a time Postgres can store (from 4713 BC), got ${spec.runAt.toISOString()}`,
+      );
     }
     runAt = spec.runAt;
   }

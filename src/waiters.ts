@@ -73,7 +73,13 @@ export class Waiters {
     if (this.#closed) return Promise.reject(closedError(id));
     this.#subscribe();
     return new Promise<Task<R> | null>((resolve, reject) => {
-      const waiter: Waiter = { resolve: resolve as Waiter["resolve"], reject, pollMs, timer: undefined, expired: false };
+      const waiter: Waiter = {
+        resolve: resolve as Waiter["resolve"],
+        reject,
+        pollMs,
+        timer: undefined,
+        expired: false,
+      };
       let entry = this.#entries.get(id);
       if (!entry) {
         entry = { waiters: new Set(), pollMs, readAt: 0, seen: false, trusted: false };

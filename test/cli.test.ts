@@ -110,7 +110,9 @@ async function runCliWithin(
 
 describe("skiplock --version", () => {
   it("prints the package's version", async () => {
-    const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+    const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
     for (const flag of ["--version", "-V"]) {
       const r = await runCli([flag]);
       expect(r).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: "" });
@@ -161,8 +163,14 @@ describe("bad input: one clear line, exit code 1", () => {
     expectOneLineError(await runCli(["enqueue", "x", '{"a":1}'], cliEnv), /args must be a JSON array/);
     expectOneLineError(await runCli(["status", "abc"], cliEnv), /invalid task id/);
     expectOneLineError(await runCli(["status", "99999999"], cliEnv), /no task with id 99999999/);
-    expectOneLineError(await runCli(["run-worker", "--tasks", "test/fixtures/tasks.js", "--bogus"], cliEnv), /unknown option '--bogus'/);
-    expectOneLineError(await runCli(["run-worker", "--tasks", "no/such/module.js"], cliEnv), /cannot load tasks module/);
+    expectOneLineError(
+      await runCli(["run-worker", "--tasks", "test/fixtures/tasks.js", "--bogus"], cliEnv),
+      /unknown option '--bogus'/,
+    );
+    expectOneLineError(
+      await runCli(["run-worker", "--tasks", "no/such/module.js"], cliEnv),
+      /cannot load tasks module/,
+    );
   });
 
   it("commander's own errors: unknown flag (with its suggestion), bad number, missing argument or option, unknown command", async () => {
@@ -175,20 +183,38 @@ describe("bad input: one clear line, exit code 1", () => {
       await runCli([...worker, "--concurrency", "two"], cliEnv),
       /^skiplock: error: invalid option --concurrency: expected an integer, got "two" \(see skiplock run-worker --help\)$/,
     );
-    expectOneLineError(await runCli([...worker, "--poll-interval", "soon"], cliEnv), /invalid option --poll-interval: expected seconds/);
+    expectOneLineError(
+      await runCli([...worker, "--poll-interval", "soon"], cliEnv),
+      /invalid option --poll-interval: expected seconds/,
+    );
     expectOneLineError(await runCli(["run-worker"], cliEnv), /required option '--tasks <module>' not specified/);
     expectOneLineError(await runCli(["enqueue"], cliEnv), /missing required argument 'name'/);
-    expectOneLineError(await runCli(["enqueue", "x", "[]", "--delay"], cliEnv), /option '--delay <s>' argument missing/);
+    expectOneLineError(
+      await runCli(["enqueue", "x", "[]", "--delay"], cliEnv),
+      /option '--delay <s>' argument missing/,
+    );
     expectOneLineError(await runCli(["frobnicate"], cliEnv), /unknown command 'frobnicate'/);
   });
 
   it("values the library refuses are reported under the command's flag, not the option's name in code", async () => {
     const worker = ["run-worker", "--tasks", "test/fixtures/tasks.js"];
     const cases: [string[], RegExp][] = [
-      [[...worker, "--retry", "-1"], /^skiplock: error: invalid option --retry: expected an integer between 0 and \d+, got -1$/],
-      [[...worker, "--concurrency", "0"], /invalid option --concurrency: expected an integer between 1 and \d+, got 0$/],
-      [[...worker, "--poll-interval", "0"], /invalid option --poll-interval: expected seconds between 0\.01 and \d+, got 0$/],
-      [[...worker, "--stale-after", "1"], /invalid option --stale-after: must be at least twice --heartbeat-interval \(5 s\)/],
+      [
+        [...worker, "--retry", "-1"],
+        /^skiplock: error: invalid option --retry: expected an integer between 0 and \d+, got -1$/,
+      ],
+      [
+        [...worker, "--concurrency", "0"],
+        /invalid option --concurrency: expected an integer between 1 and \d+, got 0$/,
+      ],
+      [
+        [...worker, "--poll-interval", "0"],
+        /invalid option --poll-interval: expected seconds between 0\.01 and \d+, got 0$/,
+      ],
+      [
+        [...worker, "--stale-after", "1"],
+        /invalid option --stale-after: must be at least twice --heartbeat-interval \(5 s\)/,
+      ],
       [[...worker, "--prefetch", "-3"], /invalid option --prefetch: /],
       [["enqueue", "x", "[]", "--max-retries", "-2"], /invalid option --max-retries: .*got -2$/],
       [["enqueue", "x", "[]", "--timeout", "0"], /invalid option --timeout: .*got 0$/],
@@ -227,7 +253,10 @@ describe("bad input: one clear line, exit code 1", () => {
       for (const args of [["migrate"], ["status", "1"], ["enqueue", "x"], ["purge", "--days", "1"]]) {
         const r = await runCliWithin(10_000, args, { ...cliEnv, DATABASE_URL: scram.url("app") });
         expect(r.killed, `${args[0]} still running after 10 s`).toBe(false);
-        expectOneLineError(r, /^skiplock: error: cannot connect to Postgres at postgres:\/\/app@127\.0\.0\.1:\d+\/app: SASL: /);
+        expectOneLineError(
+          r,
+          /^skiplock: error: cannot connect to Postgres at postgres:\/\/app@127\.0\.0\.1:\d+\/app: SASL: /,
+        );
         const w = await runCliWithin(10_000, args, { ...cliEnv, DATABASE_URL: wrong.url("app:hunter2") });
         expect(w.killed).toBe(false);
         expectOneLineError(w, /cannot connect to Postgres at postgres:\/\/app:\*\*\*@.*password authentication failed/);
@@ -238,9 +267,16 @@ describe("bad input: one clear line, exit code 1", () => {
   });
 
   it("for a schema that was never migrated, from every command that reads it", async () => {
-    for (const args of [["status", "1"], ["enqueue", "x"], ["purge", "--days", "1"]]) {
+    for (const args of [
+      ["status", "1"],
+      ["enqueue", "x"],
+      ["purge", "--days", "1"],
+    ]) {
       const r = await runCli([...args, "--schema", "nothing_here"], cliEnv);
-      expectOneLineError(r, /^skiplock: error: schema "nothing_here" has no skiplock tables: run `skiplock migrate` first$/);
+      expectOneLineError(
+        r,
+        /^skiplock: error: schema "nothing_here" has no skiplock tables: run `skiplock migrate` first$/,
+      );
     }
   });
 
@@ -271,7 +307,11 @@ describe("skiplock run-worker shutdown", () => {
   it("on SIGTERM stops claiming, lets running tasks finish, and exits 0", async () => {
     const worker = await startWorkerProcess(env.schema, ["--concurrency", "2", "--shutdown-timeout", "20"]);
     const running = await client.createTask("sleep", [1500]);
-    const queued = await client.createTasks([{ name: "sleep", args: [10] }, { name: "sleep", args: [10] }, { name: "sleep", args: [10] }]);
+    const queued = await client.createTasks([
+      { name: "sleep", args: [10] },
+      { name: "sleep", args: [10] },
+      { name: "sleep", args: [10] },
+    ]);
     await waitFor("task running", async () => (await client.getTask(running.id))?.status === "PROGRESS");
     worker.child.kill("SIGTERM");
     const exit = await worker.exited;

@@ -17,8 +17,7 @@ import { DATABASE_URL, freshSchema, quiet } from "./helpers.js";
 let env: Awaited<ReturnType<typeof freshSchema>>;
 let client: SkiplockClient;
 
-const count = async () =>
-  Number((await env.pool.query(`SELECT count(*) AS n FROM "${env.schema}".tasks`)).rows[0].n);
+const count = async () => Number((await env.pool.query(`SELECT count(*) AS n FROM "${env.schema}".tasks`)).rows[0].n);
 
 beforeAll(async () => {
   env = await freshSchema("client");
@@ -104,7 +103,9 @@ describe("createTask", () => {
     await expect(client.createTask("x", [], { priority: 1.5 })).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(client.createTask("x", [], { timeout: 0 })).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(client.createTask("x", [], { maxRetries: -1 })).rejects.toBeInstanceOf(InvalidOptionError);
-    await expect(client.createTask("x", [], { delay: 1, runAt: new Date() })).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(client.createTask("x", [], { delay: 1, runAt: new Date() })).rejects.toBeInstanceOf(
+      InvalidOptionError,
+    );
     await expect(client.createTask("x", [], { runAt: new Date("nope") })).rejects.toBeInstanceOf(InvalidOptionError);
     expect(await count()).toBe(before);
     expect(() => new SkiplockClient({ databaseUrl: DATABASE_URL, schema: 'x"; DROP SCHEMA public; --' })).toThrow(
@@ -132,7 +133,7 @@ describe("createTasks", () => {
       -0,
       0.1 + 0.2,
       Number.MAX_VALUE,
-      "line\nbreak \"quoted\" \\ back",
+      'line\nbreak "quoted" \\ back',
       [],
       {},
     ];
@@ -174,7 +175,10 @@ describe("createTasks", () => {
   it("writes nothing when any spec is invalid", async () => {
     const before = await count();
     const err = await client
-      .createTasks([{ name: "ok", args: [1] }, { name: "ok", args: [1n] }])
+      .createTasks([
+        { name: "ok", args: [1] },
+        { name: "ok", args: [1n] },
+      ])
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NotJsonError);
     expect((err as Error).message).toMatch(/specs\[1\]\.args\[0\]/);
@@ -227,14 +231,24 @@ describe("module-level functions", () => {
 
 describe("SkiplockClient options", () => {
   it("refuses args over maxArgsBytes before writing, and unknown option keys", async () => {
-    const small = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: null, schema: env.schema, logger: quiet, maxArgsBytes: 100 });
+    const small = new SkiplockClient({
+      databaseUrl: DATABASE_URL,
+      redisUrl: null,
+      schema: env.schema,
+      logger: quiet,
+      maxArgsBytes: 100,
+    });
     try {
       await expect(small.createTask("multiply", ["x".repeat(200)])).rejects.toBeInstanceOf(PayloadTooLargeError);
-      await expect(small.createTask("multiply", [1], { retries: 1 } as never)).rejects.toBeInstanceOf(UnknownOptionError);
+      await expect(small.createTask("multiply", [1], { retries: 1 } as never)).rejects.toBeInstanceOf(
+        UnknownOptionError,
+      );
       await expect(small.createTask("multiply", [1], 5 as never)).rejects.toBeInstanceOf(InvalidOptionError);
     } finally {
       await small.close();
     }
-    expect(() => new SkiplockClient({ databaseUrl: DATABASE_URL, pollIntervall: 1 } as never)).toThrow(/pollIntervall.*pollInterval/s);
+    expect(() => new SkiplockClient({ databaseUrl: DATABASE_URL, pollIntervall: 1 } as never)).toThrow(
+      /pollIntervall.*pollInterval/s,
+    );
   });
 });

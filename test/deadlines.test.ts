@@ -7,7 +7,10 @@ class Item implements Expiring {
   done = false;
   expiredAt: number | null = null;
   readonly addedAt = performance.now();
-  constructor(readonly deadlines: Deadlines, readonly ms: number) {
+  constructor(
+    readonly deadlines: Deadlines,
+    readonly ms: number,
+  ) {
     deadlines.add(ms, this);
   }
   expire(): void {
@@ -45,7 +48,12 @@ describe("Deadlines (one timer per timeout length)", () => {
     expect(slow.expiredAt).toBeNull();
     later.push(new Item(d, 60), new Item(d, 60));
     later[0]!.finish();
-    await waitFor("the long deadline and the second short one", () => slow.expiredAt !== null && later[1]!.expiredAt !== null, 5000, 5);
+    await waitFor(
+      "the long deadline and the second short one",
+      () => slow.expiredAt !== null && later[1]!.expiredAt !== null,
+      5000,
+      5,
+    );
     expect(later[0]!.expiredAt).toBeNull();
     expect(slow.expiredAt! - slow.addedAt).toBeGreaterThanOrEqual(399);
     d.close();

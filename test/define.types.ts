@@ -30,7 +30,7 @@ export async function enqueues(): Promise<Task<{ ok: boolean; lines: number; ret
 }
 
 // A Date reaches the handler as an ISO string: not a parameter type.
-// @ts-expect-error
+// @ts-expect-error a Date parameter
 defineTask("t.date", (when: Date) => when.getTime());
 // @ts-expect-error nested, too
 defineTask("t.nestedDate", (o: { at: { when: Date } }) => o.at);

@@ -22,8 +22,14 @@ describe("redactUrl", () => {
   it.each([
     ["postgres://app:s3cr/et@db.local:5432/app", "postgres://app:***@db.local:5432/app"],
     ["postgres://app:s3cr@t?#x@db.local/app", "postgres://app:***@db.local/app"],
-    ["postgres://db.local/app?password=hunter2&sslmode=require", "postgres://db.local/app?password=***&sslmode=require"],
-    ["postgres://app@db.local/app?sslmode=require&sslpassword=hunter2", "postgres://app@db.local/app?sslmode=require&sslpassword=***"],
+    [
+      "postgres://db.local/app?password=hunter2&sslmode=require",
+      "postgres://db.local/app?password=***&sslmode=require",
+    ],
+    [
+      "postgres://app@db.local/app?sslmode=require&sslpassword=hunter2",
+      "postgres://app@db.local/app?sslmode=require&sslpassword=***",
+    ],
     ["redis://:r3dis@cache:6379", "redis://:***@cache:6379"],
     ["rediss://default:r3dis@cache:6380/0", "rediss://default:***@cache:6380/0"],
     ["app:s3cret@db.local/app", "app:***@db.local/app"],
@@ -31,10 +37,12 @@ describe("redactUrl", () => {
     expect(redactUrl(url)).toBe(redacted);
   });
 
-  it.each(["postgres://app@db.local:5432/app", "postgres://db.local:5432/app?sslmode=require", "not a url", "redis://cache:6379"])(
-    "leaves %s, which holds none, as it is",
-    (url) => expect(redactUrl(url)).toBe(url),
-  );
+  it.each([
+    "postgres://app@db.local:5432/app",
+    "postgres://db.local:5432/app?sslmode=require",
+    "not a url",
+    "redis://cache:6379",
+  ])("leaves %s, which holds none, as it is", (url) => expect(redactUrl(url)).toBe(url));
 
   it("keeps a malformed URL's password out of the error that quotes it", () => {
     const err = (() => {
@@ -67,12 +75,17 @@ describe("redactSecrets: URLs among other words", () => {
     process.stderr.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stderr.write;
     try {
       const log = consoleLogger("debug");
-      log.warn("cannot reach postgres://app:s3cret@db/app", { url: "redis://:r3dis@cache:6379", query: "?password=qpw" });
+      log.warn("cannot reach postgres://app:s3cret@db/app", {
+        url: "redis://:r3dis@cache:6379",
+        query: "?password=qpw",
+      });
     } finally {
       process.stderr.write = write;
     }
     expect(written).toHaveLength(1);
-    expect(written[0]).toMatch(/cannot reach postgres:\/\/app:\*\*\*@db\/app .*redis:\/\/:\*\*\*@cache:6379.*password=\*\*\*/);
+    expect(written[0]).toMatch(
+      /cannot reach postgres:\/\/app:\*\*\*@db\/app .*redis:\/\/:\*\*\*@cache:6379.*password=\*\*\*/,
+    );
     expect(written[0]).not.toMatch(SECRETS);
   });
 });
@@ -161,11 +174,19 @@ describe("validation messages show the value as JSON", () => {
 describe("driver errors surface as typed errors, with the cause attached", () => {
   it("connection refused: DatabaseUnavailableError from every client call", async () => {
     const port = await freePort();
-    const client = new SkiplockClient({ databaseUrl: `postgres://postgres@127.0.0.1:${port}/test`, redisUrl: null, logger: quiet });
+    const client = new SkiplockClient({
+      databaseUrl: `postgres://postgres@127.0.0.1:${port}/test`,
+      redisUrl: null,
+      logger: quiet,
+    });
     try {
       const calls = [
         () => client.createTask("x", []),
-        () => client.createTasks([{ name: "x", args: [] }, { name: "y", args: [] }]),
+        () =>
+          client.createTasks([
+            { name: "x", args: [] },
+            { name: "y", args: [] },
+          ]),
         () => client.getTask("1"),
         () => client.cancelTask("1"),
         () => client.purgeTasks({ olderThanDays: 1 }),
@@ -173,7 +194,9 @@ describe("driver errors surface as typed errors, with the cause attached", () =>
       for (const call of calls) {
         const err = await call().catch((e: unknown) => e);
         expect(err).toBeInstanceOf(DatabaseUnavailableError);
-        expect((err as Error).message).toMatch(/^cannot connect to Postgres at postgres:\/\/postgres@127\.0\.0\.1:\d+\/test: /);
+        expect((err as Error).message).toMatch(
+          /^cannot connect to Postgres at postgres:\/\/postgres@127\.0\.0\.1:\d+\/test: /,
+        );
         expect((err as { cause?: { code?: string } }).cause?.code).toBe("ECONNREFUSED");
         // Still a connection error to the code that retries on those (waiters, the worker).
         expect(isConnectionError(err)).toBe(true);
@@ -207,7 +230,14 @@ describe("driver errors surface as typed errors, with the cause attached", () =>
 
     it.each([
       ["createTask", () => client.createTask("x", [1])],
-      ["createTasks", () => client.createTasks([{ name: "x", args: [] }, { name: "y", args: [] }])],
+      [
+        "createTasks",
+        () =>
+          client.createTasks([
+            { name: "x", args: [] },
+            { name: "y", args: [] },
+          ]),
+      ],
       ["getTask", () => client.getTask("1")],
       ["cancelTask", () => client.cancelTask("1")],
       ["purgeTasks", () => client.purgeTasks({ olderThanDays: 1 })],
@@ -222,7 +252,17 @@ describe("driver errors surface as typed errors, with the cause attached", () =>
   it("classifies by code: network, authentication, missing database and schema", () => {
     const url = "postgres://app:s3cret@db/app";
     const pgError = (code: string, message = "x") => Object.assign(new Error(message), { code });
-    for (const code of ["ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EHOSTUNREACH", "28P01", "28000", "3D000", "57P03", "08006"]) {
+    for (const code of [
+      "ENOTFOUND",
+      "EAI_AGAIN",
+      "ETIMEDOUT",
+      "EHOSTUNREACH",
+      "28P01",
+      "28000",
+      "3D000",
+      "57P03",
+      "08006",
+    ]) {
       const err = classifyDatabaseError(pgError(code), url, "jobs");
       expect(err, code).toBeInstanceOf(DatabaseUnavailableError);
       expect((err as Error).message).not.toMatch(SECRETS);
@@ -232,7 +272,11 @@ describe("driver errors surface as typed errors, with the cause attached", () =>
       SchemaNotReadyError,
     );
     // A missing table that is not ours, a constraint, a syntax error: left as Postgres said it.
-    for (const [code, message] of [["42P01", 'relation "orders" does not exist'], ["23505", "duplicate key"], ["42601", "syntax"]]) {
+    for (const [code, message] of [
+      ["42P01", 'relation "orders" does not exist'],
+      ["23505", "duplicate key"],
+      ["42601", "syntax"],
+    ]) {
       const err = pgError(code!, message);
       expect(classifyDatabaseError(err, url, "jobs")).toBe(err);
     }

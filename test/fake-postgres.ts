@@ -33,9 +33,11 @@ export class FakePostgres {
         received++;
         // The first message is the startup packet; whatever it says, refuse.
         if (this.answer === "scram") {
-          if (received === 1) socket.write(message("R", Buffer.concat([int32(10), cstring("SCRAM-SHA-256"), Buffer.from([0])])));
+          if (received === 1)
+            socket.write(message("R", Buffer.concat([int32(10), cstring("SCRAM-SHA-256"), Buffer.from([0])])));
           // The client's first SCRAM message: answer with the server's (its content does not matter here).
-          if (received === 2) socket.write(message("R", Buffer.concat([int32(11), Buffer.from("r=abc,s=c2FsdA==,i=4096")])));
+          if (received === 2)
+            socket.write(message("R", Buffer.concat([int32(11), Buffer.from("r=abc,s=c2FsdA==,i=4096")])));
         } else if (received === 1) {
           const fields = [
             ["S", "FATAL"],

@@ -26,7 +26,13 @@ const worker = (args: string[]) => workers.start(args);
 
 beforeAll(async () => {
   env = await freshSchema("faults_crash");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet, pollInterval: 0.2 });
+  client = new SkiplockClient({
+    databaseUrl: DATABASE_URL,
+    redisUrl: REDIS_URL,
+    schema: env.schema,
+    logger: quiet,
+    pollInterval: 0.2,
+  });
 });
 
 /** Each test starts with no worker running and an empty queue. */
@@ -44,7 +50,10 @@ describe("a worker killed with SIGKILL in the middle of its tasks", () => {
   it("has exactly its in-flight tasks re-run once, by another worker, with retry_count 1", async () => {
     const a = await worker(["--concurrency", "4", "--retry", "1"]);
     const early = await client.createTasks(Array.from({ length: 10 }, (_, i) => ({ name: "recorded", args: [i] })));
-    await waitFor("the early tasks to complete", async () => (await statusCounts(env.pool, env.schema)).COMPLETED === 10);
+    await waitFor(
+      "the early tasks to complete",
+      async () => (await statusCounts(env.pool, env.schema)).COMPLETED === 10,
+    );
 
     const inflight = await client.createTasks(Array.from({ length: 4 }, () => ({ name: "sleep", args: [2500] })));
     const inflightIds = inflight.map((t) => t.id);
@@ -54,8 +63,17 @@ describe("a worker killed with SIGKILL in the middle of its tasks", () => {
       return inflightIds.every((id) => ledger.has(id) && rows.get(id)!.status === "PROGRESS");
     });
     // A's 4 slots are full: these stay PENDING until someone else claims them.
-    const queued = await client.createTasks(Array.from({ length: 10 }, (_, i) => ({ name: "recorded", args: [100 + i] })));
-    for (const row of (await taskRows(env.pool, env.schema, queued.map((t) => t.id))).values()) expect(row.status).toBe("PENDING");
+    const queued = await client.createTasks(
+      Array.from({ length: 10 }, (_, i) => ({ name: "recorded", args: [100 + i] })),
+    );
+    for (const row of (
+      await taskRows(
+        env.pool,
+        env.schema,
+        queued.map((t) => t.id),
+      )
+    ).values())
+      expect(row.status).toBe("PENDING");
 
     a.child.kill("SIGKILL");
     expect(await a.exited).toEqual({ code: null, signal: "SIGKILL" });
@@ -82,7 +100,13 @@ describe("a worker killed with SIGKILL in the middle of its tasks", () => {
         { task_id: id, attempt: 2, pid: b.child.pid },
       ]);
       // README lifecycle: the sweeper moves it back to PENDING with retryCount + 1; the claim counts the attempt.
-      expect(rows.get(id)).toMatchObject({ status: "COMPLETED", attempt: 2, retry_count: 1, max_retries: 1, result: 2500 });
+      expect(rows.get(id)).toMatchObject({
+        status: "COMPLETED",
+        attempt: 2,
+        retry_count: 1,
+        max_retries: 1,
+        result: 2500,
+      });
       expect(rows.get(id)!.worker_id).toContain(`:${b.child.pid}:`);
     }
     for (const t of [...early, ...queued]) {
@@ -125,7 +149,10 @@ describe("a worker frozen (SIGSTOP) past --stale-after", () => {
 
       a.child.kill("SIGCONT");
       // A's handler resumes, returns, and its completer tries a compare-and-set on attempt 1: it must lose.
-      await a.waitForOutput(new RegExp(`completion discarded: task ${t.id} attempt 1 is no longer this worker's`), 15_000);
+      await a.waitForOutput(
+        new RegExp(`completion discarded: task ${t.id} attempt 1 is no longer this worker's`),
+        15_000,
+      );
       const after = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
       expect(after).toEqual(done);
 
@@ -150,16 +177,26 @@ describe("a worker thawed while the task's next attempt is running elsewhere", (
   it("cannot complete the newer attempt: its stale result is discarded and the new attempt's result stands", async () => {
     const a = await worker(["--retry", "1"]);
     const t = await client.createTask("sleepWho", [4500]);
-    await waitFor("the task running on A", async () => (await readLedger(env.pool, env.schema)).get(t.id)?.length === 1);
+    await waitFor(
+      "the task running on A",
+      async () => (await readLedger(env.pool, env.schema)).get(t.id)?.length === 1,
+    );
     a.child.kill("SIGSTOP");
     const b = await worker(["--retry", "1"]);
-    await waitFor("B to be running attempt 2", async () => {
-      const row = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
-      return row.status === "PROGRESS" && row.attempt === 2 && String(row.worker_id).includes(`:${b.child.pid}:`);
-    }, 20_000);
+    await waitFor(
+      "B to be running attempt 2",
+      async () => {
+        const row = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
+        return row.status === "PROGRESS" && row.attempt === 2 && String(row.worker_id).includes(`:${b.child.pid}:`);
+      },
+      20_000,
+    );
     // A wakes up with its attempt still running; it finishes it while B is still on attempt 2.
     a.child.kill("SIGCONT");
-    await a.waitForOutput(new RegExp(`completion discarded: task ${t.id} attempt 1 is no longer this worker's`), 15_000);
+    await a.waitForOutput(
+      new RegExp(`completion discarded: task ${t.id} attempt 1 is no longer this worker's`),
+      15_000,
+    );
     const during = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
     expect(during).toMatchObject({ status: "PROGRESS", attempt: 2, result: null, finished_at: null });
     expect(during.worker_id).toContain(`:${b.child.pid}:`);
@@ -183,22 +220,31 @@ describe("a CPU-bound inline task longer than --stale-after", () => {
     const sweeper = await worker(["--queue", "sweeper-only"]);
     const t = await client.createTask("spin", [4000], { maxRetries: 1 });
     const startedAt: Date = await waitFor("the task to start", async () => {
-      const r = await env.pool.query(`SELECT started_at FROM "${env.schema}".tasks WHERE id = $1 AND status = 'PROGRESS'`, [t.id]);
+      const r = await env.pool.query(
+        `SELECT started_at FROM "${env.schema}".tasks WHERE id = $1 AND status = 'PROGRESS'`,
+        [t.id],
+      );
       return r.rows[0]?.started_at;
     });
     // Polled on the database's clock: wait until it has spun for longer than --stale-after plus a sweep interval.
     await waitFor(
       "2.5 s of spinning",
-      async () => (await env.pool.query(`SELECT now() > $1::timestamptz + interval '2.5 seconds' AS past`, [startedAt])).rows[0].past,
+      async () =>
+        (await env.pool.query(`SELECT now() > $1::timestamptz + interval '2.5 seconds' AS past`, [startedAt])).rows[0]
+          .past,
     );
     const row0 = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
     // Still its first attempt, on A, though A's main thread has been blocked all along; and the heartbeat is fresh.
     expect(row0).toMatchObject({ status: "PROGRESS", attempt: 1, retry_count: 0 });
     expect(row0.started_at).toEqual(startedAt);
-    const age = await env.pool.query(`SELECT extract(epoch FROM now() - $1::timestamptz)::float8 AS s`, [row0.heartbeat_at]);
+    const age = await env.pool.query(`SELECT extract(epoch FROM now() - $1::timestamptz)::float8 AS s`, [
+      row0.heartbeat_at,
+    ]);
     expect(age.rows[0].s).toBeLessThan(1.5);
     await waitFor("the task to complete", async () => (await client.getTask(t.id))?.status === "COMPLETED", 20_000);
-    expect((await readLedger(env.pool, env.schema)).get(t.id)).toEqual([{ task_id: t.id, attempt: 1, pid: a.child.pid }]);
+    expect((await readLedger(env.pool, env.schema)).get(t.id)).toEqual([
+      { task_id: t.id, attempt: 1, pid: a.child.pid },
+    ]);
     const row = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
     expect(row).toMatchObject({ status: "COMPLETED", attempt: 1, retry_count: 0, result: 4000, error: null });
     expect(row.worker_id).toContain(`:${a.child.pid}:`);

@@ -37,9 +37,13 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     // Two queues: one worker claims from "default" alone, two from both (the one-queue and the several-queue claim
     // statements, racing on the same rows).
     const queue = (i: number) => (i % 3 === 0 ? "other" : "default");
-    const first = await client.createTasks(Array.from({ length: TOTAL / 2 }, (_, i) => ({ name: "recorded", args: [i], queue: queue(i) })));
+    const first = await client.createTasks(
+      Array.from({ length: TOTAL / 2 }, (_, i) => ({ name: "recorded", args: [i], queue: queue(i) })),
+    );
     const both = ["--queue", "default", "--queue", "other"];
-    await Promise.all([[], both, both].map((queues) => workers.start(["--concurrency", "8", "--retry", "1", ...queues])));
+    await Promise.all(
+      [[], both, both].map((queues) => workers.start(["--concurrency", "8", "--retry", "1", ...queues])),
+    );
     const rest = [];
     for (let b = 0; b < 10; b++) {
       rest.push(
@@ -54,7 +58,12 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     const all = [...first, ...rest];
     expect(all).toHaveLength(TOTAL);
 
-    await waitFor("every task to complete", async () => (await statusCounts(env.pool, env.schema)).COMPLETED === TOTAL, 90_000, 200);
+    await waitFor(
+      "every task to complete",
+      async () => (await statusCounts(env.pool, env.schema)).COMPLETED === TOTAL,
+      90_000,
+      200,
+    );
     expect(await statusCounts(env.pool, env.schema)).toEqual({ COMPLETED: TOTAL });
 
     const { rows: runs } = await env.pool.query(
@@ -73,7 +82,9 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     );
     expect(odd).toEqual([]);
     // The work was shared by all three processes.
-    const { rows: perPid } = await env.pool.query(`SELECT pid, count(*)::int AS n FROM "${env.schema}".ledger GROUP BY pid`);
+    const { rows: perPid } = await env.pool.query(
+      `SELECT pid, count(*)::int AS n FROM "${env.schema}".ledger GROUP BY pid`,
+    );
     expect(perPid.map((r) => r.pid).sort()).toEqual(workers.all.map((p) => p.child.pid).sort());
     for (const p of workers.all) expect(p.output()).not.toMatch(/swept|discarded|failed/);
   });

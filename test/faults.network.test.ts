@@ -21,11 +21,21 @@ import {
 let env: SchemaEnv;
 let client: SkiplockClient;
 let proxy: FlakyProxy;
-const workers = new WorkerProcs(() => env.schema, FAST_SWEEP, () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }));
+const workers = new WorkerProcs(
+  () => env.schema,
+  FAST_SWEEP,
+  () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }),
+);
 
 beforeAll(async () => {
   env = await freshSchema("faults_net");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet, pollInterval: 0.2 });
+  client = new SkiplockClient({
+    databaseUrl: DATABASE_URL,
+    redisUrl: REDIS_URL,
+    schema: env.schema,
+    logger: quiet,
+    pollInterval: 0.2,
+  });
   proxy = new FlakyProxy(Number(new URL(DATABASE_URL).port || 5432), new URL(DATABASE_URL).hostname);
   await proxy.start();
 });
@@ -80,7 +90,9 @@ describe("a claim whose answer is lost on the network", () => {
       200,
     ).catch(async (err: Error) => {
       const row = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
-      const age = await env.pool.query(`SELECT extract(epoch FROM now() - $1::timestamptz)::float8 AS s`, [row.heartbeat_at]);
+      const age = await env.pool.query(`SELECT extract(epoch FROM now() - $1::timestamptz)::float8 AS s`, [
+        row.heartbeat_at,
+      ]);
       throw new Error(
         `${err.message}; the row: status ${row.status}, attempt ${row.attempt}, worker ${row.worker_id}, ` +
           `heartbeat ${age.rows[0].s.toFixed(2)} s old`,

@@ -13,7 +13,11 @@ const FLAGS = ["--heartbeat-interval", "0.5", "--stale-after", String(STALE_AFTE
 let server: PrivatePostgres;
 let pool: pg.Pool;
 const schema = uniqueName("faults_outage");
-const workers = new WorkerProcs(() => schema, FLAGS, () => ({ DATABASE_URL: server.url }));
+const workers = new WorkerProcs(
+  () => schema,
+  FLAGS,
+  () => ({ DATABASE_URL: server.url }),
+);
 
 beforeAll(async () => {
   server = new PrivatePostgres();
@@ -58,15 +62,28 @@ describe("Postgres stopped for longer than --stale-after", () => {
       await server.stop(mode);
       const stoppedAt = Date.now();
       // The fault itself: the outage lasts well past --stale-after.
-      await waitFor("the outage to outlast --stale-after", () => Date.now() - stoppedAt > 2.5 * STALE_AFTER * 1000, 30_000, 100);
+      await waitFor(
+        "the outage to outlast --stale-after",
+        () => Date.now() - stoppedAt > 2.5 * STALE_AFTER * 1000,
+        30_000,
+        100,
+      );
       await server.start();
 
-      await waitFor("every task to finish", async () => {
-        const s = await statuses();
-        return s !== null && (s.PENDING ?? 0) + (s.PROGRESS ?? 0) === 0;
-      }, 60_000, 200);
+      await waitFor(
+        "every task to finish",
+        async () => {
+          const s = await statuses();
+          return s !== null && (s.PENDING ?? 0) + (s.PROGRESS ?? 0) === 0;
+        },
+        60_000,
+        200,
+      );
 
-      const { rows } = await pool.query(`SELECT id::text, status, error FROM "${schema}".tasks WHERE id = ANY($1::bigint[])`, [ids]);
+      const { rows } = await pool.query(
+        `SELECT id::text, status, error FROM "${schema}".tasks WHERE id = ANY($1::bigint[])`,
+        [ids],
+      );
       const notCompleted = rows.filter((r) => r.status !== "COMPLETED");
       expect(notCompleted).toEqual([]);
       expect(rows.filter((r) => /worker lost/.test(r.error ?? ""))).toEqual([]);

@@ -25,7 +25,13 @@ const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   env = await freshSchema("faults_poison");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet, pollInterval: 0.2 });
+  client = new SkiplockClient({
+    databaseUrl: DATABASE_URL,
+    redisUrl: REDIS_URL,
+    schema: env.schema,
+    logger: quiet,
+    pollInterval: 0.2,
+  });
 });
 
 afterEach(async () => {

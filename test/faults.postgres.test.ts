@@ -25,11 +25,21 @@ const ROUNDS = 10;
 
 let env: Awaited<ReturnType<typeof freshDatabase>>;
 let client: SkiplockClient;
-const workers = new WorkerProcs(() => env.schema, FAST, () => ({ DATABASE_URL: env.databaseUrl }));
+const workers = new WorkerProcs(
+  () => env.schema,
+  FAST,
+  () => ({ DATABASE_URL: env.databaseUrl }),
+);
 
 beforeAll(async () => {
   env = await freshDatabase("faults_pg");
-  client = new SkiplockClient({ databaseUrl: env.databaseUrl, redisUrl: REDIS_URL, schema: env.schema, logger: quiet, pollInterval: 0.2 });
+  client = new SkiplockClient({
+    databaseUrl: env.databaseUrl,
+    redisUrl: REDIS_URL,
+    schema: env.schema,
+    logger: quiet,
+    pollInterval: 0.2,
+  });
 });
 
 afterAll(async () => {
@@ -76,7 +86,11 @@ describe("Postgres backends terminated mid-run", () => {
         terminated[kind] = (terminated[kind] ?? 0) + 1;
       }
       // Paced by the workers' progress, not by a clock: each round waits until they have started more tasks.
-      await waitFor(`the workers to make progress after round ${round + 1}`, async () => (await ledgerSize()) >= Math.min(before + 15, TASKS), 20_000);
+      await waitFor(
+        `the workers to make progress after round ${round + 1}`,
+        async () => (await ledgerSize()) >= Math.min(before + 15, TASKS),
+        20_000,
+      );
     }
     // Both workers' heartbeat and pool connections were hit, again and again. (Not every round finds every kind: a
     // connection killed in one round may not be back by the next.)
@@ -86,7 +100,9 @@ describe("Postgres backends terminated mid-run", () => {
     await waitFor(
       "every task to reach COMPLETED",
       async () => {
-        const { rows } = await env.pool.query(`SELECT count(*)::int AS n FROM "${env.schema}".tasks WHERE status = 'COMPLETED'`);
+        const { rows } = await env.pool.query(
+          `SELECT count(*)::int AS n FROM "${env.schema}".tasks WHERE status = 'COMPLETED'`,
+        );
         return rows[0].n === TASKS;
       },
       60_000,

@@ -44,22 +44,34 @@ async function enqueueSleeps(n: number, ms: number, maxRetries: number): Promise
 
 /** Ids a worker process holds in its prefetch buffer (claimed, not started), once there are at least `min`. */
 async function buffered(p: Proc, min: number): Promise<string[]> {
-  const ids = await waitFor(`at least ${min} prefetched tasks on worker ${p.child.pid}`, async () => {
-    const { rows } = await env.pool.query<{ id: string }>(
-      `SELECT id::text FROM "${env.schema}".tasks
+  const ids = await waitFor(
+    `at least ${min} prefetched tasks on worker ${p.child.pid}`,
+    async () => {
+      const { rows } = await env.pool.query<{ id: string }>(
+        `SELECT id::text FROM "${env.schema}".tasks
         WHERE status = 'PROGRESS' AND started_at IS NULL AND worker_id LIKE '%:' || $1::text || ':%'`,
-      [p.child.pid],
-    );
-    return rows.length >= min ? rows.map((r) => r.id) : null;
-  }, 30_000, 20);
+        [p.child.pid],
+      );
+      return rows.length >= min ? rows.map((r) => r.id) : null;
+    },
+    30_000,
+    20,
+  );
   return ids!;
 }
 
 async function allFinished(): Promise<void> {
-  await waitFor("every task to finish", async () => {
-    const { rows } = await env.pool.query(`SELECT count(*)::int AS n FROM "${env.schema}".tasks WHERE status IN ('PENDING', 'PROGRESS')`);
-    return rows[0].n === 0;
-  }, 60_000, 100);
+  await waitFor(
+    "every task to finish",
+    async () => {
+      const { rows } = await env.pool.query(
+        `SELECT count(*)::int AS n FROM "${env.schema}".tasks WHERE status IN ('PENDING', 'PROGRESS')`,
+      );
+      return rows[0].n === 0;
+    },
+    60_000,
+    100,
+  );
 }
 
 describe("a worker killed with a full prefetch buffer (maxRetries 0)", () => {
@@ -73,7 +85,10 @@ describe("a worker killed with a full prefetch buffer (maxRetries 0)", () => {
     await allFinished();
 
     const ledger = await readLedger(env.pool, env.schema);
-    const { rows } = await env.pool.query(`SELECT id::text, status, retry_count FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`, [ids]);
+    const { rows } = await env.pool.query(
+      `SELECT id::text, status, retry_count FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`,
+      [ids],
+    );
     const failed = rows.filter((r) => r.status === "FAILED").map((r) => r.id);
     // FAILED only for what really ran on the killed worker, each with its one run in the ledger.
     for (const id of failed) expect(ledger.get(id)).toEqual([expect.objectContaining({ pid: a.child.pid })]);
@@ -121,15 +136,20 @@ describe("a worker cut off from Postgres for longer than --stale-after", () => {
       proxy.blackhole();
       // Another worker sweeps the cut-off worker's tasks and runs them.
       await workers.start(["--concurrency", "4"]);
-      await waitFor("the cut-off worker's prefetched tasks to be swept and taken by another worker", async () => {
-        const { rows } = await env.pool.query(
-          `SELECT count(*)::int AS n FROM "${env.schema}".tasks
+      await waitFor(
+        "the cut-off worker's prefetched tasks to be swept and taken by another worker",
+        async () => {
+          const { rows } = await env.pool.query(
+            `SELECT count(*)::int AS n FROM "${env.schema}".tasks
             WHERE id = ANY($1::bigint[])
               AND (status = 'PENDING' OR (status = 'PROGRESS' AND worker_id LIKE '%:' || $2::text || ':%'))`,
-          [held, cut.child.pid],
-        );
-        return rows[0].n === 0;
-      }, 30_000, 50);
+            [held, cut.child.pid],
+          );
+          return rows[0].n === 0;
+        },
+        30_000,
+        50,
+      );
       const { rows: restoredAt } = await env.pool.query<{ now: Date }>("SELECT clock_timestamp() AS now");
       proxy.resetAll(); // the link is back
       await allFinished();
@@ -140,7 +160,9 @@ describe("a worker cut off from Postgres for longer than --stale-after", () => {
         [held, cut.child.pid, restoredAt[0]!.now],
       );
       expect(lateStarts).toEqual([]);
-      const { rows } = await env.pool.query(`SELECT status FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`, [ids]);
+      const { rows } = await env.pool.query(`SELECT status FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`, [
+        ids,
+      ]);
       expect(rows.filter((r) => r.status !== "COMPLETED")).toEqual([]);
     } finally {
       await proxy.stop();
@@ -149,7 +171,11 @@ describe("a worker cut off from Postgres for longer than --stale-after", () => {
 });
 
 async function startThrough(proxy: FlakyProxy): Promise<Proc> {
-  const w = new WorkerProcs(() => env.schema, [...FAST_SWEEP, "--poll-interval", "0.2"], () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }));
+  const w = new WorkerProcs(
+    () => env.schema,
+    [...FAST_SWEEP, "--poll-interval", "0.2"],
+    () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }),
+  );
   const p = await w.start(["--concurrency", "4"]);
   workers.all.push(p);
   return p;

@@ -18,13 +18,23 @@ import {
 const redis = new PrivateRedis();
 let env: SchemaEnv;
 let client: SkiplockClient;
-const workers = new WorkerProcs(() => env.schema, FAST_SWEEP, () => ({ REDIS_URL: redis.url }));
+const workers = new WorkerProcs(
+  () => env.schema,
+  FAST_SWEEP,
+  () => ({ REDIS_URL: redis.url }),
+);
 const worker = (args: string[]) => workers.start(args);
 
 beforeAll(async () => {
   await redis.start();
   env = await freshSchema("faults_redis");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: redis.url, schema: env.schema, logger: quiet, pollInterval: 0.2 });
+  client = new SkiplockClient({
+    databaseUrl: DATABASE_URL,
+    redisUrl: redis.url,
+    schema: env.schema,
+    logger: quiet,
+    pollInterval: 0.2,
+  });
 });
 
 afterEach(async () => {
@@ -51,7 +61,9 @@ describe("Redis shut down mid-run, then started again", () => {
     expect(Date.now() - t0).toBeLessThan(5000);
 
     // A stream of tasks is running when Redis goes away.
-    const stream = await client.createTasks(Array.from({ length: 40 }, (_, i) => ({ name: "sleep", args: [50 + (i % 5) * 20] })));
+    const stream = await client.createTasks(
+      Array.from({ length: 40 }, (_, i) => ({ name: "sleep", args: [50 + (i % 5) * 20] })),
+    );
     await waitFor("the stream to be under way", async () => (await readLedger(env.pool, env.schema)).size > 5);
     await redis.stop();
     await busy.waitForOutput(/Redis unreachable; falling back to polling/);

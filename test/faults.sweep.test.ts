@@ -11,7 +11,15 @@ import { MAX_UNCHARGED_SWEEPS, sweepStaleTasks, type SweptTask } from "../src/sq
 import { prepareTask } from "../src/task.js";
 import { ClusterLock } from "../src/worker/lock.js";
 import { Sweeper } from "../src/worker/sweeper.js";
-import { CRASHED_WORKER, DATABASE_URL, freshSchema, insertCrashedTasks, quiet, taskRows, type SchemaEnv } from "./helpers.js";
+import {
+  CRASHED_WORKER,
+  DATABASE_URL,
+  freshSchema,
+  insertCrashedTasks,
+  quiet,
+  taskRows,
+  type SchemaEnv,
+} from "./helpers.js";
 
 /** Stale rows are an hour old, fresh ones seconds: a minute tells them apart however slow the machine is. */
 const STALE_AFTER = 60;
@@ -75,7 +83,11 @@ describe("two sweepers racing on the same stale rows", () => {
       const keep = await bystanders();
       const before = await taskRows(env.pool, env.schema, keep);
       const retrying = await insertCrashedTasks(env.pool, env.schema, 150, { maxRetries: 1 });
-      const exhausted = await insertCrashedTasks(env.pool, env.schema, 50, { maxRetries: 1, retryCount: 1, attempt: 2 });
+      const exhausted = await insertCrashedTasks(env.pool, env.schema, 50, {
+        maxRetries: 1,
+        retryCount: 1,
+        attempt: 2,
+      });
       const noRetries = await insertCrashedTasks(env.pool, env.schema, 25, { maxRetries: null });
       const stale = [...retrying, ...exhausted, ...noRetries];
 
@@ -85,7 +97,9 @@ describe("two sweepers racing on the same stale rows", () => {
       const rows = await taskRows(env.pool, env.schema, stale);
       for (const id of retrying) {
         expect(rows.get(id)).toMatchObject({ status: "PENDING", retry_count: 1, attempt: 1, finished_at: null });
-        expect(rows.get(id)!.error).toMatch(/^worker lost: no heartbeat from worker dead-host:99999:deadbeef for over 60 s/);
+        expect(rows.get(id)!.error).toMatch(
+          /^worker lost: no heartbeat from worker dead-host:99999:deadbeef for over 60 s/,
+        );
       }
       for (const id of exhausted) {
         expect(rows.get(id)).toMatchObject({ status: "FAILED", retry_count: 1, attempt: 2 });
@@ -144,7 +158,10 @@ describe("two sweepers racing on the same stale rows", () => {
       // The crashed worker "comes back" and reports every one of them while a sweeper takes them back.
       const completion = stale.map((id) => ({ id, attempt: 1, resultJson: JSON.stringify(`late ${id}`), duration: 1 }));
       const [completed, swept] = await Promise.all([
-        Promise.all([completeTasks(pools[0]!, tasks, CRASHED_WORKER, completion.slice(0, 200)), completeTasks(pools[0]!, tasks, CRASHED_WORKER, completion.slice(200))]),
+        Promise.all([
+          completeTasks(pools[0]!, tasks, CRASHED_WORKER, completion.slice(0, 200)),
+          completeTasks(pools[0]!, tasks, CRASHED_WORKER, completion.slice(200)),
+        ]),
         sweepAll(pools[1]!, 25),
       ]);
       // completeTasks returns the ids it could not complete (they had moved on): the rest were completed.
@@ -156,7 +173,8 @@ describe("two sweepers racing on the same stale rows", () => {
       const rows = await taskRows(env.pool, env.schema, stale);
       for (const id of stale) {
         const row = rows.get(id)!;
-        if (completedIds.has(id)) expect(row).toMatchObject({ status: "COMPLETED", retry_count: 0, result: `late ${id}` });
+        if (completedIds.has(id))
+          expect(row).toMatchObject({ status: "COMPLETED", retry_count: 0, result: `late ${id}` });
         else expect(row).toMatchObject({ status: "PENDING", retry_count: 1, result: null });
       }
     }
@@ -170,7 +188,12 @@ describe("what a sweep does to each stale task", () => {
     const swept = await sweepAll(pools[0]!, 10);
     expect(swept).toEqual([expect.objectContaining({ id, status: "PENDING", charged: false })]);
     const row = (await taskRows(env.pool, env.schema, [id!])).get(id!)!;
-    expect(row).toMatchObject({ status: "PENDING", retry_count: 0, error: "from an earlier attempt", finished_at: null });
+    expect(row).toMatchObject({
+      status: "PENDING",
+      retry_count: 0,
+      error: "from an earlier attempt",
+      finished_at: null,
+    });
   });
 
   it("charges a task that keeps being swept unstarted, so one that kills its worker at once still stops", async () => {
@@ -194,7 +217,11 @@ describe("what a sweep does to each stale task", () => {
 
   it("puts a swept task back at the head of its queue, ahead of the backlog enqueued while it ran", async () => {
     const [swept] = await insertCrashedTasks(env.pool, env.schema, 1, { queue: "head-of-line" });
-    await insertTasks(env.pool, tasks, Array.from({ length: 500 }, () => prepareTask({ name: "recorded", queue: "head-of-line" })));
+    await insertTasks(
+      env.pool,
+      tasks,
+      Array.from({ length: 500 }, () => prepareTask({ name: "recorded", queue: "head-of-line" })),
+    );
     await sweepAll(pools[0]!, 10);
     const [first] = await claimTasks(pools[0]!, tasks, {
       queues: ["head-of-line"],

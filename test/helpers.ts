@@ -25,12 +25,16 @@ export async function migratedWithLedger(databaseUrl: string, schema: string): P
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
   pool.on("error", () => {});
   // The ledger: every execution of a fixture task that records itself adds a row here.
-  await pool.query(`CREATE TABLE "${schema}".ledger (task_id bigint, attempt int, pid int, at timestamptz DEFAULT clock_timestamp())`);
+  await pool.query(
+    `CREATE TABLE "${schema}".ledger (task_id bigint, attempt int, pid int, at timestamptz DEFAULT clock_timestamp())`,
+  );
   return pool;
 }
 
 /** A fresh schema for one test file, migrated, with a ledger; `drop()` removes it. */
-export async function freshSchema(label: string): Promise<{ schema: string; pool: pg.Pool; drop: () => Promise<void> }> {
+export async function freshSchema(
+  label: string,
+): Promise<{ schema: string; pool: pg.Pool; drop: () => Promise<void> }> {
   const schema = uniqueName(label);
   const pool = await migratedWithLedger(DATABASE_URL, schema);
   return {
@@ -44,7 +48,12 @@ export async function freshSchema(label: string): Promise<{ schema: string; pool
 }
 
 /** Polls `check` until it returns a truthy value or the deadline passes (then throws with `what`). */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T> | T,
+  timeoutMs = 20_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -55,7 +64,9 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
       last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`,
+      );
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }
@@ -148,9 +159,13 @@ export class PrivateRedis {
 
   async start(): Promise<void> {
     if (this.port === 0) this.port = await freePort();
-    const proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const proc = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     this.#proc = proc;
     let out = "";
     await new Promise<void>((resolve, reject) => {
@@ -203,9 +218,16 @@ export async function readLedger(pool: pg.Pool, schema: string): Promise<Map<str
 }
 
 /** The raw task rows (snake_case, ids as text), by id. */
-export async function taskRows(pool: pg.Pool, schema: string, ids?: readonly string[]): Promise<Map<string, Record<string, any>>> {
+export async function taskRows(
+  pool: pg.Pool,
+  schema: string,
+  ids?: readonly string[],
+): Promise<Map<string, Record<string, any>>> {
   const { rows } = ids
-    ? await pool.query(`SELECT t.*, t.id::text AS id FROM "${schema}".tasks t WHERE t.id = ANY($1::bigint[]) ORDER BY t.id`, [ids])
+    ? await pool.query(
+        `SELECT t.*, t.id::text AS id FROM "${schema}".tasks t WHERE t.id = ANY($1::bigint[]) ORDER BY t.id`,
+        [ids],
+      )
     : await pool.query(`SELECT t.*, t.id::text AS id FROM "${schema}".tasks t ORDER BY t.id`);
   return new Map(rows.map((r) => [r.id as string, r]));
 }
@@ -237,7 +259,12 @@ export const CRASHED_WORKER = "dead-host:99999:deadbeef";
  * Inserts `n` rows as a crash leaves them: PROGRESS, claimed by a worker that is gone (`workerId`), attempt 1,
  * heartbeat `heartbeatAge` seconds old. Returns their ids in insert order.
  */
-export async function insertCrashedTasks(pool: pg.Pool, schema: string, n: number, spec: StaleTaskSpec = {}): Promise<string[]> {
+export async function insertCrashedTasks(
+  pool: pg.Pool,
+  schema: string,
+  n: number,
+  spec: StaleTaskSpec = {},
+): Promise<string[]> {
   const age = spec.heartbeatAge ?? 3600;
   const { rows } = await pool.query<{ id: string }>(
     `INSERT INTO "${schema}".tasks (name, args, queue, status, attempt, retry_count, max_retries, worker_id,
@@ -341,7 +368,13 @@ export function cpuSeconds(pid: number): number {
  * Waits until a process uses less than `maxShare` of one core over a window of at least `windowMs` (samples are
  * polled, so this is a condition, not a sleep): e.g. a thread stuck in a loop has been terminated.
  */
-export async function waitForCpuIdle(pid: number, what: string, maxShare = 0.3, windowMs = 1000, timeoutMs = 15_000): Promise<void> {
+export async function waitForCpuIdle(
+  pid: number,
+  what: string,
+  maxShare = 0.3,
+  windowMs = 1000,
+  timeoutMs = 15_000,
+): Promise<void> {
   const samples: { at: number; cpu: number }[] = [];
   await waitFor(
     what,
@@ -418,7 +451,10 @@ export class FlakyProxy {
   #server: Server | null = null;
   readonly #pairs = new Set<[Socket, Socket]>();
   #blackhole = false;
-  constructor(readonly targetPort: number, readonly targetHost = "127.0.0.1") {}
+  constructor(
+    readonly targetPort: number,
+    readonly targetHost = "127.0.0.1",
+  ) {}
 
   /** A database URL like `url`, through this proxy. */
   url(databaseUrl: string): string {

@@ -9,7 +9,14 @@ let client: SkiplockClient;
 const workers: Worker[] = [];
 
 async function startWorker(options: Partial<WorkerOptions>): Promise<Worker> {
-  const w = new Worker({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet, tasksModule: MODULE, ...options });
+  const w = new Worker({
+    databaseUrl: DATABASE_URL,
+    redisUrl: REDIS_URL,
+    schema: env.schema,
+    logger: quiet,
+    tasksModule: MODULE,
+    ...options,
+  });
   workers.push(w);
   await w.start();
   return w;
@@ -48,7 +55,11 @@ describe("thread isolation", () => {
 
   it("fails the attempt when the handler exits its thread, and when the result cannot be carried", async () => {
     await startWorker({ isolation: "thread", concurrency: 2 });
-    const [exit, fn, ok] = await client.createTasks([{ name: "exitThread" }, { name: "returnsFunction" }, { name: "echo", args: [1] }]);
+    const [exit, fn, ok] = await client.createTasks([
+      { name: "exitThread" },
+      { name: "returnsFunction" },
+      { name: "echo", args: [1] },
+    ]);
     expect((await finished(exit!)).error).toMatch(/task thread exited with code 3/);
     expect((await finished(fn!)).error).toMatch(/handler returned a value JSON cannot carry/);
     expect((await finished(ok!)).status).toBe("COMPLETED");
@@ -63,7 +74,13 @@ describe("thread isolation", () => {
   });
 
   it("needs a tasks module", () => {
-    const w = new Worker({ databaseUrl: DATABASE_URL, schema: env.schema, isolation: "thread", tasks: { a: () => 1 }, logger: quiet });
+    const w = new Worker({
+      databaseUrl: DATABASE_URL,
+      schema: env.schema,
+      isolation: "thread",
+      tasks: { a: () => 1 },
+      logger: quiet,
+    });
     return expect(w.start()).rejects.toBeInstanceOf(InvalidOptionError);
   });
 });

@@ -58,13 +58,34 @@ describe("toJsonText: what Postgres cannot store", () => {
     expect(deep.cause).toBeInstanceOf(RangeError);
 
     const getter = thrown(() =>
-      toJsonText([{ ok: 1, get bad(): number { throw new TypeError("no access"); } }], "args"),
+      toJsonText(
+        [
+          {
+            ok: 1,
+            get bad(): number {
+              throw new TypeError("no access");
+            },
+          },
+        ],
+        "args",
+      ),
     );
     expect(getter).toBeInstanceOf(NotJsonError);
     expect(getter.message).toMatch(/^args\[0\]\.bad cannot be stored as JSON: reading it threw TypeError: no access/);
     expect(getter.cause).toBeInstanceOf(TypeError);
 
-    const toJson = thrown(() => toJsonText({ x: { toJSON: () => { throw new Error("nope"); } } }, "result"));
+    const toJson = thrown(() =>
+      toJsonText(
+        {
+          x: {
+            toJSON: () => {
+              throw new Error("nope");
+            },
+          },
+        },
+        "result",
+      ),
+    );
     expect(toJson).toBeInstanceOf(NotJsonError);
     expect(toJson.message).toMatch(/^result\.x .*toJSON\(\) threw Error: nope/);
     expect((toJson.cause as Error).message).toBe("nope");
@@ -154,9 +175,24 @@ describe("createTask and createTasks refuse what Postgres cannot store", () => {
     const cases: [() => Promise<unknown>, new (...a: never[]) => Error, RegExp][] = [
       [() => client.createTask("x", ["a\u0000b"]), NotJsonError, /^args\[0\] .*NUL/],
       [() => client.createTask("x", [{ s: "\uD800" }]), NotJsonError, /^args\[0\]\.s .*surrogate/],
-      [() => client.createTasks([{ name: "x" }, { name: "x", args: [["\uDFFF"]] }]), NotJsonError, /^specs\[1\]\.args\[0\]\[0\] /],
+      [
+        () => client.createTasks([{ name: "x" }, { name: "x", args: [["\uDFFF"]] }]),
+        NotJsonError,
+        /^specs\[1\]\.args\[0\]\[0\] /,
+      ],
       [() => client.createTask("x", [nested(50_000)]), NotJsonError, /nested too deeply/],
-      [() => client.createTask("x", [{ get boom(): number { throw new Error("getter"); } }]), NotJsonError, /args\[0\]\.boom .*getter/],
+      [
+        () =>
+          client.createTask("x", [
+            {
+              get boom(): number {
+                throw new Error("getter");
+              },
+            },
+          ]),
+        NotJsonError,
+        /args\[0\]\.boom .*getter/,
+      ],
       [() => client.createTask("x", [], { retries: 3 } as never), UnknownOptionError, /did you mean maxRetries/],
       [() => client.createTasks([{ name: "x", retries: 1 } as never]), UnknownOptionError, /createTasks specs\[0\]/],
       [() => client.createTask("x", [], { runAt: new Date(Date.UTC(20000, 0, 1)) }), InvalidOptionError, /runAt/],

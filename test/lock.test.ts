@@ -34,7 +34,10 @@ describe("ClusterLock (redlock over node-redis)", () => {
     const lock = new ClusterLock(`redis://127.0.0.1:${await freePort()}`);
     try {
       expect(lock.connected).toBe(false);
-      expect(await lock.run("skiplock:test:lock:down", 1000, async () => "ran")).toEqual({ skipped: false, value: "ran" });
+      expect(await lock.run("skiplock:test:lock:down", 1000, async () => "ran")).toEqual({
+        skipped: false,
+        value: "ran",
+      });
     } finally {
       await lock.close();
     }

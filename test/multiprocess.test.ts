@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient } from "../src/index.js";
-import { DATABASE_URL, REDIS_URL, freshSchema, quiet, startWorkerProcess, stopProc, waitFor, type Proc } from "./helpers.js";
+import {
+  DATABASE_URL,
+  REDIS_URL,
+  freshSchema,
+  quiet,
+  startWorkerProcess,
+  stopProc,
+  waitFor,
+  type Proc,
+} from "./helpers.js";
 
 let env: Awaited<ReturnType<typeof freshSchema>>;
 let client: SkiplockClient;
@@ -26,7 +35,9 @@ describe("several worker processes", () => {
     await waitFor(
       "all 500 completed",
       async () => {
-        const r = await env.pool.query(`SELECT count(*)::int AS n FROM "${env.schema}".tasks WHERE status = 'COMPLETED'`);
+        const r = await env.pool.query(
+          `SELECT count(*)::int AS n FROM "${env.schema}".tasks WHERE status = 'COMPLETED'`,
+        );
         return r.rows[0].n === 500;
       },
       60_000,

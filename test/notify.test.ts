@@ -96,7 +96,11 @@ describe("RedisNotifier", () => {
       // Nothing gets through the dead connections…
       await direct.publish(`skiplock:${schema}:wake:q`, "2");
       // …until the watchdog notices the missing pings and opens new ones, re-subscribing the wake channel.
-      await waitFor("Redis connection went silent", () => logs.includes("Redis connection went silent; reconnecting"), 10_000);
+      await waitFor(
+        "Redis connection went silent",
+        () => logs.includes("Redis connection went silent; reconnecting"),
+        10_000,
+      );
       await waitFor(
         "wake-ups heard again",
         async () => {
@@ -125,29 +129,33 @@ describe("RedisNotifier", () => {
     }
   });
 
-  it("keeps the finished ids published while Redis is down and sends them once it is back", { timeout: 30_000 }, async () => {
-    // A private redis-server: this test stops and restarts it.
-    const redis = new PrivateRedis();
-    await redis.start();
-    const notifier = new RedisNotifier({ url: redis.url, schema: "kept", logger });
-    const heard: string[] = [];
-    let reconnected = 0;
-    notifier.onFinished((id) => heard.push(id));
-    notifier.onReconnect(() => reconnected++);
-    try {
-      await notifier.ready();
-      await waitFor("the doorbell connected", () => notifier.connected);
-      await redis.stop();
-      await waitFor("the outage noticed", () => !notifier.connected);
-      notifier.publishFinished(["11", "12"]);
-      notifier.publishWake("q", 1); // a wake-up is not kept: workers claim when Redis returns anyway
+  it(
+    "keeps the finished ids published while Redis is down and sends them once it is back",
+    { timeout: 30_000 },
+    async () => {
+      // A private redis-server: this test stops and restarts it.
+      const redis = new PrivateRedis();
       await redis.start();
-      await waitFor("the kept ids heard", () => heard.length >= 2, 20_000);
-      expect(heard).toEqual(["11", "12"]);
-      expect(reconnected).toBe(1);
-    } finally {
-      await notifier.close();
-      await redis.stop();
-    }
-  });
+      const notifier = new RedisNotifier({ url: redis.url, schema: "kept", logger });
+      const heard: string[] = [];
+      let reconnected = 0;
+      notifier.onFinished((id) => heard.push(id));
+      notifier.onReconnect(() => reconnected++);
+      try {
+        await notifier.ready();
+        await waitFor("the doorbell connected", () => notifier.connected);
+        await redis.stop();
+        await waitFor("the outage noticed", () => !notifier.connected);
+        notifier.publishFinished(["11", "12"]);
+        notifier.publishWake("q", 1); // a wake-up is not kept: workers claim when Redis returns anyway
+        await redis.start();
+        await waitFor("the kept ids heard", () => heard.length >= 2, 20_000);
+        expect(heard).toEqual(["11", "12"]);
+        expect(reconnected).toBe(1);
+      } finally {
+        await notifier.close();
+        await redis.stop();
+      }
+    },
+  );
 });

@@ -89,7 +89,9 @@ describe("an outcome Postgres cannot store fails its own task only", () => {
     expect(lone!.error).toMatch(/^HandlerError: .*result\[1\] cannot be stored as JSON: .*lone UTF-16 surrogate/);
     const [huge] = byName("returnsHuge");
     expect(huge).toMatchObject({ status: "FAILED", retryCount: 0, attempt: 1 });
-    expect(huge!.error).toMatch(/^PayloadTooLargeError: result is 32\.0 MiB of JSON, more than maxResultBytes allows \(32\.0 MiB\)/);
+    expect(huge!.error).toMatch(
+      /^PayloadTooLargeError: result is 32\.0 MiB of JSON, more than maxResultBytes allows \(32\.0 MiB\)/,
+    );
     // A thrown error is an ordinary failure (retried), its text kept with the NUL escaped.
     const [thrown] = byName("throwsNul");
     expect(thrown).toMatchObject({ status: "FAILED", retryCount: 2, attempt: 3 });
@@ -160,7 +162,11 @@ describe("Completer", () => {
   });
 
   it("splits a batch Postgres refuses, fails the rows it refuses, writes every other one", async () => {
-    const ids = await insertCrashedTasks(env.pool, env.schema, 40, { workerId: WORKER, heartbeatAge: 0, maxRetries: 3 });
+    const ids = await insertCrashedTasks(env.pool, env.schema, 40, {
+      workerId: WORKER,
+      heartbeatAge: 0,
+      maxRetries: 3,
+    });
     const c = completer();
     // Texts that no serializer of skiplock would produce, so that only Postgres can refuse them.
     const refused = new Map([
@@ -176,7 +182,9 @@ describe("Completer", () => {
       const row = rows.get(id)!;
       if (refused.has(id)) {
         expect(row).toMatchObject({ status: "FAILED", retry_count: 0, result: null });
-        expect(row.error).toMatch(/^OutcomeNotStorableError: Postgres could not store this task's outcome: Postgres refused its result: .*\((22P05|22P02)\)$/);
+        expect(row.error).toMatch(
+          /^OutcomeNotStorableError: Postgres could not store this task's outcome: Postgres refused its result: .*\((22P05|22P02)\)$/,
+        );
       } else {
         expect(row).toMatchObject({ status: "COMPLETED", result: { n: Number(id) } });
       }
@@ -200,7 +208,11 @@ describe("Completer", () => {
   });
 
   it("stores error text with NUL escaped and lone surrogates replaced", async () => {
-    const [id] = await insertCrashedTasks(env.pool, env.schema, 1, { workerId: WORKER, heartbeatAge: 0, maxRetries: 0 });
+    const [id] = await insertCrashedTasks(env.pool, env.schema, 1, {
+      workerId: WORKER,
+      heartbeatAge: 0,
+      maxRetries: 0,
+    });
     const c = completer();
     c.fail({ id: id!, attempt: 1, error: "Error: bad\u0000error \uDC00!", duration: 0.1, final: false });
     expect(await c.drain(10_000)).toBe(true);

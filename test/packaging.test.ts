@@ -4,7 +4,7 @@
 import { execFile, spawn } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, posix } from "node:path";
+import { join, posix } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -51,7 +51,10 @@ beforeAll(async () => {
   const stage = join(tmp, "stage");
   for (const entry of repoManifest.files) cpSync(join(ROOT, entry), join(stage, entry), { recursive: true });
   writeFileSync(join(stage, "package.json"), JSON.stringify(publishedManifest({ ...repoManifest }), null, 2));
-  const pack = await exec("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", tmp], { cwd: stage, env: childEnv });
+  const pack = await exec("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", tmp], {
+    cwd: stage,
+    env: childEnv,
+  });
   const [report] = JSON.parse(pack.stdout) as [{ filename: string; files: { path: string }[] }];
   const tarball = join(tmp, report.filename);
   packed = {
@@ -75,7 +78,14 @@ afterAll(async () => {
 
 describe("the published package", () => {
   it("holds the build, its sources for the source maps, the migrations, README and LICENSE, and nothing else", () => {
-    for (const f of ["package.json", "LICENSE", "README.md", "dist/bin/skiplock.js", "dist/src/index.js", "dist/src/index.d.ts"]) {
+    for (const f of [
+      "package.json",
+      "LICENSE",
+      "README.md",
+      "dist/bin/skiplock.js",
+      "dist/src/index.js",
+      "dist/src/index.d.ts",
+    ]) {
       expect(packed.files).toContain(f);
     }
     expect(packed.files.filter((f) => f.startsWith("migrations/")).length).toBeGreaterThan(0);
@@ -85,9 +95,12 @@ describe("the published package", () => {
     expect(maps.length).toBeGreaterThan(0);
     for (const map of maps) {
       const { sources } = JSON.parse(readFileSync(join(ROOT, map), "utf8")) as { sources: string[] };
-      for (const source of sources) expect(packed.files, `${map} → ${source}`).toContain(posix.join(posix.dirname(map), source));
+      for (const source of sources)
+        expect(packed.files, `${map} → ${source}`).toContain(posix.join(posix.dirname(map), source));
     }
-    expect(readFileSync(join(ROOT, "LICENSE"), "utf8")).toMatch(/^MIT License\n\nCopyright \(c\) \d{4} skiplock contributors\n/);
+    expect(readFileSync(join(ROOT, "LICENSE"), "utf8")).toMatch(
+      /^MIT License\n\nCopyright \(c\) \d{4} skiplock contributors\n/,
+    );
     expect(packed.manifest.license).toBe("MIT");
   });
 
@@ -121,12 +134,16 @@ describe("the published package", () => {
     expect((await npx(["--version"])).stdout).toBe(`${repoManifest.version}\n`);
     expect((await npx(["migrate"])).stdout).toMatch(new RegExp(`schema "${schema}": applied 0001_tasks`));
 
-    const worker = spawn("npx", ["--no-install", "skiplock", "run-worker", "--tasks", "./tasks.cjs", "--concurrency", "2"], {
-      cwd: consumer,
-      env: childEnv,
-      detached: true, // its own process group: npx and the worker under it are stopped together
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const worker = spawn(
+      "npx",
+      ["--no-install", "skiplock", "run-worker", "--tasks", "./tasks.cjs", "--concurrency", "2"],
+      {
+        cwd: consumer,
+        env: childEnv,
+        detached: true, // its own process group: npx and the worker under it are stopped together
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let output = "";
     worker.stdout.on("data", (d: Buffer) => (output += d.toString()));
     worker.stderr.on("data", (d: Buffer) => (output += d.toString()));
@@ -137,9 +154,13 @@ describe("the published package", () => {
         worker.stderr.on("data", check);
         worker.on("exit", () => reject(new Error(`run-worker exited:\n${output}`)));
       });
-      const product = JSON.parse((await npx(["enqueue", "multiply", "[6, 7]", "--wait", "20"])).stdout) as { result: unknown };
+      const product = JSON.parse((await npx(["enqueue", "multiply", "[6, 7]", "--wait", "20"])).stdout) as {
+        result: unknown;
+      };
       expect(product).toMatchObject({ status: "COMPLETED", result: 42 });
-      const greeting = JSON.parse((await npx(["enqueue", "consumer.greet", '["you"]', "--wait", "20"])).stdout) as { result: unknown };
+      const greeting = JSON.parse((await npx(["enqueue", "consumer.greet", '["you"]', "--wait", "20"])).stdout) as {
+        result: unknown;
+      };
       expect(greeting).toMatchObject({ status: "COMPLETED", result: "hello you, attempt 1" });
     } finally {
       if (worker.exitCode === null && worker.signalCode === null) process.kill(-worker.pid!, "SIGTERM");

@@ -49,7 +49,9 @@ async function holdUpdate(text: string, values: unknown[]): Promise<{ commit: ()
 /** Waits until some session waits for the lock `holder` holds. */
 async function blockedBy(holder: number): Promise<void> {
   await waitFor("a statement waiting for the held row", async () => {
-    const { rows } = await env.pool.query(`SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, [holder]);
+    const { rows } = await env.pool.query(`SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, [
+      holder,
+    ]);
     return rows.length > 0;
   });
 }
@@ -62,7 +64,9 @@ describe("partitions", () => {
     );
     const ids = rows.map((r) => r.id as string);
     // The sweeper, say, fails the first task and has not committed yet.
-    const sweep = await holdUpdate(`UPDATE ${tasks} SET status = 'FAILED', finished_at = now() WHERE id = $1`, [ids[0]]);
+    const sweep = await holdUpdate(`UPDATE ${tasks} SET status = 'FAILED', finished_at = now() WHERE id = $1`, [
+      ids[0],
+    ]);
     const outcome = completeTasks(
       env.pool,
       tasks,
@@ -84,7 +88,9 @@ describe("partitions", () => {
     try {
       const task = await client.createTask("noop");
       expect(await placed(env.pool, tasks, [task.id])).toEqual({ [task.id]: "tasks_live PENDING" });
-      const other = await holdUpdate(`UPDATE ${tasks} SET status = 'CANCELLED', finished_at = now() WHERE id = $1`, [task.id]);
+      const other = await holdUpdate(`UPDATE ${tasks} SET status = 'CANCELLED', finished_at = now() WHERE id = $1`, [
+        task.id,
+      ]);
       const cancelled = client.cancelTask(task.id);
       await blockedBy(other.pid);
       await other.commit();

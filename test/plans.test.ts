@@ -129,102 +129,134 @@ const STATISTICS: [string, () => Promise<void>][] = [
   ],
 ];
 
-for (const [statistics, prepare] of STATISTICS) describe(`batch statements reach their tasks through the primary key (${statistics})`, () => {
-  beforeAll(prepare);
+for (const [statistics, prepare] of STATISTICS)
+  describe(`batch statements reach their tasks through the primary key (${statistics})`, () => {
+    beforeAll(prepare);
 
-  it("heartbeat", async () => {
-    const stmt: Statement = heartbeatStatement(tasks);
-    const values = ["me", mine.map((m) => m.id).join(","), mine.map((m) => m.attempt).join(","), 60];
-    const plan = await explain({ text: stmt.text, values });
-    expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
-    // And it beats exactly this worker's tasks (run in a transaction that is rolled back).
-    const client = await env.pool.connect();
-    try {
-      await client.query("BEGIN");
-      expect((await client.query({ text: stmt.text, values })).rowCount).toBe(MINE);
-    } finally {
-      await client.query("ROLLBACK");
-      client.release();
-    }
-    expect(rowsDiscarded(plan)).toBeLessThan(MINE);
-  });
+    it("heartbeat", async () => {
+      const stmt: Statement = heartbeatStatement(tasks);
+      const values = ["me", mine.map((m) => m.id).join(","), mine.map((m) => m.attempt).join(","), 60];
+      const plan = await explain({ text: stmt.text, values });
+      expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
+      // And it beats exactly this worker's tasks (run in a transaction that is rolled back).
+      const client = await env.pool.connect();
+      try {
+        await client.query("BEGIN");
+        expect((await client.query({ text: stmt.text, values })).rowCount).toBe(MINE);
+      } finally {
+        await client.query("ROLLBACK");
+        client.release();
+      }
+      expect(rowsDiscarded(plan)).toBeLessThan(MINE);
+    });
 
-  it("claim: picks through the claim index, updates through the primary key", async () => {
-    const rec = recorder();
-    await claimTasks(rec, tasks, { queues: ["default"], limit: 32, startNow: 32, workerId: "me", defaultMaxRetries: 0 });
-    // A backlog the statistics know nothing of, as after a burst of enqueues.
-    const plan = await explain(
-      rec.last!,
-      `INSERT INTO ${tasks} (name) SELECT 'noop' FROM generate_series(1, 5000)`,
-    );
-    expect(scans(plan)).toEqual(["tasks_live: tasks_claim_idx", "tasks_live: tasks_live_pkey"]);
-    expect(rowsDiscarded(plan)).toBeLessThan(32);
-  });
+    it("claim: picks through the claim index, updates through the primary key", async () => {
+      const rec = recorder();
+      await claimTasks(rec, tasks, {
+        queues: ["default"],
+        limit: 32,
+        startNow: 32,
+        workerId: "me",
+        defaultMaxRetries: 0,
+      });
+      // A backlog the statistics know nothing of, as after a burst of enqueues.
+      const plan = await explain(rec.last!, `INSERT INTO ${tasks} (name) SELECT 'noop' FROM generate_series(1, 5000)`);
+      expect(scans(plan)).toEqual(["tasks_live: tasks_claim_idx", "tasks_live: tasks_live_pkey"]);
+      expect(rowsDiscarded(plan)).toBeLessThan(32);
+    });
 
-  it("complete", async () => {
-    const rec = recorder();
-    await completeTasks(rec, tasks, "me", mine.map((m) => ({ ...m, resultJson: "null", duration: 0.01 })));
-    const plan = await explain(rec.last!);
-    expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
-    expect(rowsDiscarded(plan)).toBeLessThan(MINE);
-  });
-
-  it("complete, for a batch of one: a single-row update by primary key", async () => {
-    const rec = recorder();
-    // The stand-in answers "no row changed", which is how a stale attempt is reported back.
-    expect(await completeTasks(rec, tasks, "me", [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([mine[0]!.id]);
-    expect(rec.last!.text).not.toMatch(/unnest|jsonb_array_elements/);
-    const plan = await explain(rec.last!);
-    expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
-    expect(rowsDiscarded(plan)).toBe(0);
-    // Run for real (rolled back), it completes that one task and nothing else.
-    const client = await env.pool.connect();
-    try {
-      await client.query("BEGIN");
-      expect(await completeTasks(client, tasks, "me", [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([]);
-      const { rows } = await client.query(`SELECT id::text, result FROM ${tasks} WHERE status = 'COMPLETED'`);
-      expect(rows).toEqual([{ id: mine[0]!.id, result: 1 }]);
-    } finally {
-      await client.query("ROLLBACK");
-      client.release();
-    }
-  });
-
-  it("outcomes are written only under the lease: the same attempt held by another worker id is left alone", async () => {
-    const client = await env.pool.connect();
-    try {
-      await client.query("BEGIN");
-      const some = mine.slice(0, 3);
-      const done = some.map((m) => ({ ...m, resultJson: "1", duration: 0.01 }));
-      expect(await completeTasks(client, tasks, "other", done)).toEqual(some.map((m) => m.id));
-      expect(await completeTasks(client, tasks, "other", done.slice(0, 1))).toEqual([some[0]!.id]);
-      const failed = some.map((m) => ({ ...m, error: "x", duration: 0.01, final: true }));
-      expect((await failTasks(client, tasks, "other", failed, { base: 1, max: 2 })).size).toBe(0);
-      expect(await releaseTasks(client, tasks, "other", some.map((m) => ({ ...m, started: true })))).toEqual([]);
-      const { rows } = await client.query(`SELECT DISTINCT status, worker_id FROM ${tasks} WHERE id = ANY($1::bigint[])`, [
-        some.map((m) => m.id),
-      ]);
-      expect(rows).toEqual([{ status: "PROGRESS", worker_id: "me" }]);
-      // The holder of the lease can.
-      expect(await completeTasks(client, tasks, "me", done)).toEqual([]);
-    } finally {
-      await client.query("ROLLBACK");
-      client.release();
-    }
-  });
-
-  it("fail and release", async () => {
-    const rec = recorder();
-    await failTasks(rec, tasks, "me", mine.map((m) => ({ ...m, error: "x", duration: 0.01, final: false })), { base: 1, max: 2 });
-    const fail = await explain(rec.last!);
-    await releaseTasks(rec, tasks, "me", mine.map((m, i) => ({ ...m, started: i % 2 === 0 })));
-    const release = await explain(rec.last!);
-    await recordStarts(rec, tasks, "me", mine);
-    // Prefetched rows, whose start is not recorded yet.
-    const start = await explain(rec.last!, `UPDATE ${tasks} SET started_at = NULL WHERE worker_id = 'me'`);
-    for (const plan of [fail, release, start]) {
+    it("complete", async () => {
+      const rec = recorder();
+      await completeTasks(
+        rec,
+        tasks,
+        "me",
+        mine.map((m) => ({ ...m, resultJson: "null", duration: 0.01 })),
+      );
+      const plan = await explain(rec.last!);
       expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
       expect(rowsDiscarded(plan)).toBeLessThan(MINE);
-    }
+    });
+
+    it("complete, for a batch of one: a single-row update by primary key", async () => {
+      const rec = recorder();
+      // The stand-in answers "no row changed", which is how a stale attempt is reported back.
+      expect(await completeTasks(rec, tasks, "me", [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual([
+        mine[0]!.id,
+      ]);
+      expect(rec.last!.text).not.toMatch(/unnest|jsonb_array_elements/);
+      const plan = await explain(rec.last!);
+      expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
+      expect(rowsDiscarded(plan)).toBe(0);
+      // Run for real (rolled back), it completes that one task and nothing else.
+      const client = await env.pool.connect();
+      try {
+        await client.query("BEGIN");
+        expect(await completeTasks(client, tasks, "me", [{ ...mine[0]!, resultJson: "1", duration: 0.01 }])).toEqual(
+          [],
+        );
+        const { rows } = await client.query(`SELECT id::text, result FROM ${tasks} WHERE status = 'COMPLETED'`);
+        expect(rows).toEqual([{ id: mine[0]!.id, result: 1 }]);
+      } finally {
+        await client.query("ROLLBACK");
+        client.release();
+      }
+    });
+
+    it("outcomes are written only under the lease: the same attempt held by another worker id is left alone", async () => {
+      const client = await env.pool.connect();
+      try {
+        await client.query("BEGIN");
+        const some = mine.slice(0, 3);
+        const done = some.map((m) => ({ ...m, resultJson: "1", duration: 0.01 }));
+        expect(await completeTasks(client, tasks, "other", done)).toEqual(some.map((m) => m.id));
+        expect(await completeTasks(client, tasks, "other", done.slice(0, 1))).toEqual([some[0]!.id]);
+        const failed = some.map((m) => ({ ...m, error: "x", duration: 0.01, final: true }));
+        expect((await failTasks(client, tasks, "other", failed, { base: 1, max: 2 })).size).toBe(0);
+        expect(
+          await releaseTasks(
+            client,
+            tasks,
+            "other",
+            some.map((m) => ({ ...m, started: true })),
+          ),
+        ).toEqual([]);
+        const { rows } = await client.query(
+          `SELECT DISTINCT status, worker_id FROM ${tasks} WHERE id = ANY($1::bigint[])`,
+          [some.map((m) => m.id)],
+        );
+        expect(rows).toEqual([{ status: "PROGRESS", worker_id: "me" }]);
+        // The holder of the lease can.
+        expect(await completeTasks(client, tasks, "me", done)).toEqual([]);
+      } finally {
+        await client.query("ROLLBACK");
+        client.release();
+      }
+    });
+
+    it("fail and release", async () => {
+      const rec = recorder();
+      await failTasks(
+        rec,
+        tasks,
+        "me",
+        mine.map((m) => ({ ...m, error: "x", duration: 0.01, final: false })),
+        { base: 1, max: 2 },
+      );
+      const fail = await explain(rec.last!);
+      await releaseTasks(
+        rec,
+        tasks,
+        "me",
+        mine.map((m, i) => ({ ...m, started: i % 2 === 0 })),
+      );
+      const release = await explain(rec.last!);
+      await recordStarts(rec, tasks, "me", mine);
+      // Prefetched rows, whose start is not recorded yet.
+      const start = await explain(rec.last!, `UPDATE ${tasks} SET started_at = NULL WHERE worker_id = 'me'`);
+      for (const plan of [fail, release, start]) {
+        expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
+        expect(rowsDiscarded(plan)).toBeLessThan(MINE);
+      }
+    });
   });
-});

@@ -49,29 +49,40 @@ export class PrivatePostgres {
   /** Starts the server (again) on the same port and data directory; resolves once it accepts queries. */
   async start(): Promise<void> {
     const args = [
-      "-D", join(this.dir, "data"),
-      "-p", String(this.port),
-      "-k", this.dir,
-      "-c", "listen_addresses=127.0.0.1",
-      "-c", "fsync=off",
-      "-c", "max_connections=100",
+      "-D",
+      join(this.dir, "data"),
+      "-p",
+      String(this.port),
+      "-k",
+      this.dir,
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "fsync=off",
+      "-c",
+      "max_connections=100",
     ];
     const server = spawn(join(BIN, "postgres"), args, { stdio: "ignore", cwd: this.dir, ...AS_POSTGRES });
     this.#server = server;
     this.#exited = new Promise((resolve) => server.on("exit", () => resolve()));
-    await waitFor("the private Postgres to accept queries", async () => {
-      const c = new pg.Client({ connectionString: this.url });
-      c.on("error", () => {});
-      try {
-        await c.connect();
-        await c.query("SELECT 1");
-        return true;
-      } catch {
-        return false;
-      } finally {
-        await c.end().catch(() => {});
-      }
-    }, 30_000, 100);
+    await waitFor(
+      "the private Postgres to accept queries",
+      async () => {
+        const c = new pg.Client({ connectionString: this.url });
+        c.on("error", () => {});
+        try {
+          await c.connect();
+          await c.query("SELECT 1");
+          return true;
+        } catch {
+          return false;
+        } finally {
+          await c.end().catch(() => {});
+        }
+      },
+      30_000,
+      100,
+    );
   }
 
   /** Stops the server: "fast" (SIGINT, clean) or "immediate" (SIGQUIT, like a crash). Resolves once it exited. */

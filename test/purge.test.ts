@@ -46,7 +46,12 @@ describe("purgeTasks", () => {
 
   it("deletes only the chosen statuses finished before the cutoff, in batches", async () => {
     const steps: number[] = [];
-    const r = await client.purgeTasks({ olderThanDays: 1, statuses: ["FAILED"], batchSize: 25, onProgress: (m) => steps.push(m) });
+    const r = await client.purgeTasks({
+      olderThanDays: 1,
+      statuses: ["FAILED"],
+      batchSize: 25,
+      onProgress: (m) => steps.push(m),
+    });
     expect(r.deleted).toBe(30);
     expect(steps.length).toBeGreaterThan(5);
     expect(await counts()).toEqual({ COMPLETED: 160, CANCELLED: 7, PENDING: 5, PROGRESS: 5 });
@@ -56,7 +61,9 @@ describe("purgeTasks", () => {
   });
 
   it("refuses live statuses and bad numbers", async () => {
-    await expect(client.purgeTasks({ olderThanDays: 1, statuses: ["PENDING" as never] })).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(client.purgeTasks({ olderThanDays: 1, statuses: ["PENDING" as never] })).rejects.toBeInstanceOf(
+      InvalidOptionError,
+    );
     await expect(client.purgeTasks({ olderThanDays: -1 })).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(client.purgeTasks({ olderThanDays: 1, batchSize: 0 })).rejects.toBeInstanceOf(InvalidOptionError);
   });
@@ -75,7 +82,9 @@ describe("purgeTasks", () => {
   });
 
   it("the live partition is set up for heavy churn", async () => {
-    const r = await env.pool.query(`SELECT reloptions FROM pg_class WHERE oid = $1::regclass`, [`"${env.schema}".tasks_live`]);
+    const r = await env.pool.query(`SELECT reloptions FROM pg_class WHERE oid = $1::regclass`, [
+      `"${env.schema}".tasks_live`,
+    ]);
     expect(r.rows[0].reloptions).toContain("autovacuum_vacuum_scale_factor=0.01");
   });
 });

@@ -12,7 +12,13 @@ let worker: Worker;
 beforeAll(async () => {
   await redis.start();
   env = await freshSchema("redis");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: redis.url, schema: env.schema, logger: quiet, pollInterval: 0.2 });
+  client = new SkiplockClient({
+    databaseUrl: DATABASE_URL,
+    redisUrl: redis.url,
+    schema: env.schema,
+    logger: quiet,
+    pollInterval: 0.2,
+  });
   worker = new Worker({
     databaseUrl: DATABASE_URL,
     redisUrl: redis.url,
@@ -62,7 +68,13 @@ describe("Redis is only a hint", () => {
 
 describe("without REDIS_URL", () => {
   it("a worker and a waiter work by polling alone", async () => {
-    const pollingClient = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: null, schema: env.schema, logger: quiet, pollInterval: 0.1 });
+    const pollingClient = new SkiplockClient({
+      databaseUrl: DATABASE_URL,
+      redisUrl: null,
+      schema: env.schema,
+      logger: quiet,
+      pollInterval: 0.1,
+    });
     const pollingWorker = new Worker({
       databaseUrl: DATABASE_URL,
       redisUrl: null,

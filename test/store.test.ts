@@ -32,7 +32,12 @@ describe("Store", () => {
       expect(store.claimConnections).toBe(1);
       await env.pool.query("SELECT pg_terminate_backend($1)", [claimPid]);
       // The pool may or may not notice before the next query: that one fails, or goes to a new connection.
-      await waitFor("a new claim connection", async () => (await one<number>(store.claims!, "pg_backend_pid()")) !== claimPid, 5000, 20);
+      await waitFor(
+        "a new claim connection",
+        async () => (await one<number>(store.claims!, "pg_backend_pid()")) !== claimPid,
+        5000,
+        20,
+      );
       expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
       expect(store.claimConnections).toBe(2);
     } finally {
@@ -46,7 +51,12 @@ describe("Store", () => {
   it("fails a query that gets no answer within queryTimeout as a lost connection, and drops that connection", async () => {
     const proxy = new FlakyProxy(Number(new URL(DATABASE_URL).port || 5432), new URL(DATABASE_URL).hostname);
     await proxy.start();
-    const store = new Store({ databaseUrl: proxy.url(DATABASE_URL), schema: env.schema, poolSize: 1, queryTimeout: 300 });
+    const store = new Store({
+      databaseUrl: proxy.url(DATABASE_URL),
+      schema: env.schema,
+      poolSize: 1,
+      queryTimeout: 300,
+    });
     try {
       const silentPid = await one<number>(store.q, "pg_backend_pid()");
       proxy.blackhole(); // the statement reaches the server, its answer never comes back
@@ -70,7 +80,13 @@ describe("Store", () => {
   });
 
   it("has the server cancel a statement running past 90% of queryTimeout, before the client gives up on it", async () => {
-    const store = new Store({ databaseUrl: DATABASE_URL, schema: env.schema, poolSize: 1, queryTimeout: 2000, claimConnection: true });
+    const store = new Store({
+      databaseUrl: DATABASE_URL,
+      schema: env.schema,
+      poolSize: 1,
+      queryTimeout: 2000,
+      claimConnection: true,
+    });
     try {
       for (const q of [store.q, store.claims!]) {
         expect(await one(q, "current_setting('statement_timeout')")).toBe("1800ms");

@@ -71,55 +71,61 @@ async function cancelledTask(client: SkiplockClient): Promise<Task> {
 }
 
 describe("10,000 waiters in one process", () => {
-  it("all resolve, none rejects, and cost Postgres almost nothing while Redis is up", { timeout: 120_000 }, async () => {
-    const N = 10_000;
-    // With polling per waiter at 0.05 s this would be 200,000 reads a second.
-    const client = newClient({ redisUrl: REDIS_URL, pollInterval: 0.05 });
-    const queries = countQueries(client);
-    const clock = await pollingClock(0.05);
+  it(
+    "all resolve, none rejects, and cost Postgres almost nothing while Redis is up",
+    { timeout: 120_000 },
+    async () => {
+      const N = 10_000;
+      // With polling per waiter at 0.05 s this would be 200,000 reads a second.
+      const client = newClient({ redisUrl: REDIS_URL, pollInterval: 0.05 });
+      const queries = countQueries(client);
+      const clock = await pollingClock(0.05);
 
-    // The first wait subscribes; wait until the subscription is confirmed, so the first reads are trusted.
-    await client.waitForCompletion((await cancelledTask(client)).id);
-    await waitFor("the doorbell connected", () => client.notifier.connected);
+      // The first wait subscribes; wait until the subscription is confirmed, so the first reads are trusted.
+      await client.waitForCompletion((await cancelledTask(client)).id);
+      await waitFor("the doorbell connected", () => client.notifier.connected);
 
-    const tasks = await client.createTasks(Array.from({ length: N }, (_, i) => ({ name: "double", args: [i], queue: "nobody" })));
-    const before = queries.n;
-    const waits = tasks.map((t) => client.waitForCompletion(t.id));
-    // Waiters are read in the order they came: once one registered after them all resolves, all were read once.
-    expect((await client.waitForCompletion((await cancelledTask(client)).id))?.status).toBe("CANCELLED");
-    const firstReads = queries.n - before;
-    expect(firstReads).toBeGreaterThanOrEqual(N / 1000); // the counter does count the reads…
-    expect(firstReads).toBeLessThanOrEqual(N / 1000 + 5); // …and they went in batches (plus the cancel's own)
+      const tasks = await client.createTasks(
+        Array.from({ length: N }, (_, i) => ({ name: "double", args: [i], queue: "nobody" })),
+      );
+      const before = queries.n;
+      const waits = tasks.map((t) => client.waitForCompletion(t.id));
+      // Waiters are read in the order they came: once one registered after them all resolves, all were read once.
+      expect((await client.waitForCompletion((await cancelledTask(client)).id))?.status).toBe("CANCELLED");
+      const firstReads = queries.n - before;
+      expect(firstReads).toBeGreaterThanOrEqual(N / 1000); // the counter does count the reads…
+      expect(firstReads).toBeLessThanOrEqual(N / 1000 + 5); // …and they went in batches (plus the cancel's own)
 
-    // A quiet second: 20 poll intervals of a polling client, during which nothing finishes.
-    const quietStart = queries.n;
-    await clock.ticks(20);
-    // At most one safety-net pass (one statement per 1,000 ids); none is due this soon.
-    expect(queries.n - quietStart).toBeLessThanOrEqual(N / 1000);
+      // A quiet second: 20 poll intervals of a polling client, during which nothing finishes.
+      const quietStart = queries.n;
+      await clock.ticks(20);
+      // At most one safety-net pass (one statement per 1,000 ids); none is due this soon.
+      expect(queries.n - quietStart).toBeLessThanOrEqual(N / 1000);
 
-    // Finish them all, and announce them in one message of 200,000 ids: the 10,000 among 190,000 unrelated ones.
-    // Offered to every waiter (ids × listeners), such a message blocked the event loop for minutes.
-    await completeInSql(tasks.map((t) => t.id));
-    const ids = tasks.map((t) => t.id);
-    for (let i = 0; i < 190_000; i++) ids.push(String(1_000_000_000 + i));
-    ids.sort(() => Math.random() - 0.5);
-    const finishedAt = queries.n;
-    const publisher = createClient({ url: REDIS_URL });
-    await publisher.connect();
-    try {
-      expect(await publisher.publish(`skiplock:${env.schema}:finished`, ids.join(","))).toBeGreaterThanOrEqual(1);
-    } finally {
-      await publisher.close();
-    }
+      // Finish them all, and announce them in one message of 200,000 ids: the 10,000 among 190,000 unrelated ones.
+      // Offered to every waiter (ids × listeners), such a message blocked the event loop for minutes.
+      await completeInSql(tasks.map((t) => t.id));
+      const ids = tasks.map((t) => t.id);
+      for (let i = 0; i < 190_000; i++) ids.push(String(1_000_000_000 + i));
+      ids.sort(() => Math.random() - 0.5);
+      const finishedAt = queries.n;
+      const publisher = createClient({ url: REDIS_URL });
+      await publisher.connect();
+      try {
+        expect(await publisher.publish(`skiplock:${env.schema}:finished`, ids.join(","))).toBeGreaterThanOrEqual(1);
+      } finally {
+        await publisher.close();
+      }
 
-    const settled = await Promise.allSettled(waits);
-    const rejected = settled.filter((s) => s.status === "rejected");
-    expect(rejected.length, String((rejected[0] as PromiseRejectedResult | undefined)?.reason)).toBe(0);
-    const results = settled.map((s) => (s as PromiseFulfilledResult<Task | null>).value);
-    expect(results.every((t, i) => t?.status === "COMPLETED" && t.result === i * 2)).toBe(true);
-    // The finished rows were read in batches too, not one statement per waiter.
-    expect(queries.n - finishedAt).toBeLessThanOrEqual(2 * (N / 1000) + 5);
-  });
+      const settled = await Promise.allSettled(waits);
+      const rejected = settled.filter((s) => s.status === "rejected");
+      expect(rejected.length, String((rejected[0] as PromiseRejectedResult | undefined)?.reason)).toBe(0);
+      const results = settled.map((s) => (s as PromiseFulfilledResult<Task | null>).value);
+      expect(results.every((t, i) => t?.status === "COMPLETED" && t.result === i * 2)).toBe(true);
+      // The finished rows were read in batches too, not one statement per waiter.
+      expect(queries.n - finishedAt).toBeLessThanOrEqual(2 * (N / 1000) + 5);
+    },
+  );
 });
 
 describe("while Redis is unavailable", () => {
@@ -127,7 +133,9 @@ describe("while Redis is unavailable", () => {
     const client = newClient({ redisUrl: null, pollInterval: 0.05 });
     const queries = countQueries(client);
     const clock = await pollingClock(0.05);
-    const tasks = await client.createTasks(Array.from({ length: 200 }, (_, i) => ({ name: "double", args: [i], queue: "nobody" })));
+    const tasks = await client.createTasks(
+      Array.from({ length: 200 }, (_, i) => ({ name: "double", args: [i], queue: "nobody" })),
+    );
     const waits = tasks.map((t) => client.waitForCompletion(t.id));
     await client.waitForCompletion((await cancelledTask(client)).id);
 
@@ -164,7 +172,9 @@ describe("when the subscriber reconnects", () => {
 
   /** 50 tasks, each waited on, each read once while the doorbell was up. */
   async function waitedTasks() {
-    const tasks = await client.createTasks(Array.from({ length: 50 }, (_, i) => ({ name: "double", args: [i], queue: "nobody" })));
+    const tasks = await client.createTasks(
+      Array.from({ length: 50 }, (_, i) => ({ name: "double", args: [i], queue: "nobody" })),
+    );
     const waits = tasks.map((t) => client.waitForCompletion(t.id));
     await client.waitForCompletion((await cancelledTask(client)).id);
     expect(client.notifier.connected).toBe(true);
@@ -197,14 +207,18 @@ describe("when the subscriber reconnects", () => {
 });
 
 describe("waitForCompletion", () => {
-  it("resolves a waiter of the client that cancels the task at once, without waiting for a poll", { timeout: 10_000 }, async () => {
-    const client = newClient({ redisUrl: null, pollInterval: 60 });
-    const task = await client.createTask("x", [], { queue: "nobody" });
-    const waiting = client.waitForCompletion(task.id);
-    await client.waitForCompletion((await cancelledTask(client)).id); // read after it: its first read is done
-    await client.cancelTask(task.id);
-    expect((await waiting)?.status).toBe("CANCELLED");
-  });
+  it(
+    "resolves a waiter of the client that cancels the task at once, without waiting for a poll",
+    { timeout: 10_000 },
+    async () => {
+      const client = newClient({ redisUrl: null, pollInterval: 60 });
+      const task = await client.createTask("x", [], { queue: "nobody" });
+      const waiting = client.waitForCompletion(task.id);
+      await client.waitForCompletion((await cancelledTask(client)).id); // read after it: its first read is done
+      await client.cancelTask(task.id);
+      expect((await waiting)?.status).toBe("CANCELLED");
+    },
+  );
 
   it("with timeout 0 reads the row once: the task if final, else null; unknown ids still throw", async () => {
     const client = newClient({ redisUrl: null, pollInterval: 60 });

@@ -202,7 +202,9 @@ describe("Worker", () => {
       { name: "returnsFunction" },
       { name: "returnsUndefined" },
     ]);
-    expect((await finished(obj!)).error).toMatch(/handler threw a non-Error value: \{ code: 42, why: 'plain object' \}/);
+    expect((await finished(obj!)).error).toMatch(
+      /handler threw a non-Error value: \{ code: 42, why: 'plain object' \}/,
+    );
     expect((await finished(str!)).error).toMatch(/handler threw a non-Error value: 'just a string'/);
     expect((await finished(big!)).error).toMatch(/handler returned a value JSON cannot carry: .*BigInt/);
     expect((await finished(fn!)).error).toMatch(/handler returned a value JSON cannot carry: .*function/);
@@ -239,7 +241,12 @@ describe("Worker", () => {
   });
 
   it("refuses to start on a schema that was never migrated", async () => {
-    const w = new Worker({ databaseUrl: DATABASE_URL, schema: "never_migrated_here", tasks: { a: () => 1 }, logger: quiet });
+    const w = new Worker({
+      databaseUrl: DATABASE_URL,
+      schema: "never_migrated_here",
+      tasks: { a: () => 1 },
+      logger: quiet,
+    });
     await expect(w.start()).rejects.toThrow(/run `skiplock migrate`/);
   });
 
@@ -255,7 +262,10 @@ describe("Worker", () => {
   it("warns once at start when autovacuum will not clean the tasks table", async () => {
     const autovacuumWarnings = async () => {
       const warnings: string[] = [];
-      const w = await startWorker({ logger: { ...quiet, warn: (m: string) => void warnings.push(m) }, tasks: { noop() {} } });
+      const w = await startWorker({
+        logger: { ...quiet, warn: (m: string) => void warnings.push(m) },
+        tasks: { noop() {} },
+      });
       await w.stop();
       return warnings.filter((m) => m.includes("autovacuum")).length;
     };

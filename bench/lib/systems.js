@@ -79,7 +79,8 @@ export async function skiplockSystem() {
     name: "skiplock",
     label: "skiplock",
     version: pkg.version,
-    settings: "CLI `skiplock run-worker --concurrency 32` (defaults: pool 4, poll 1 s, heartbeat 5 s), Redis wake-ups on",
+    settings:
+      "CLI `skiplock run-worker --concurrency 32` (defaults: pool 4, poll 1 s, heartbeat 5 s), Redis wake-ups on",
     async open() {
       const schema = `bench_sk_${uniqueSuffix()}`;
       await migrate({ databaseUrl: DATABASE_URL, schema });
@@ -94,7 +95,13 @@ export async function skiplockSystem() {
  * @returns {Namespace & { client: SkiplockClient, schema: string, tasks: string }}
  */
 export function skiplockNamespace(schema, options = {}) {
-  const client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema, logger: silentLogger, poolSize: 4 });
+  const client = new SkiplockClient({
+    databaseUrl: DATABASE_URL,
+    redisUrl: REDIS_URL,
+    schema,
+    logger: silentLogger,
+    poolSize: 4,
+  });
   const tasks = `"${schema}".tasks`;
   /** The first id enqueued since the last drain: a drain is timed over the tasks from there on. */
   /** @type {string | null} */
@@ -157,7 +164,9 @@ export function skiplockNamespace(schema, options = {}) {
       drainFrom = null;
       const row = r.rows[0];
       if (row.completed < expect || row.other > 0) {
-        throw new Error(`skiplock ${schema}: expected ${expect} COMPLETED no-op tasks, found ${row.completed} (and ${row.other} others)`);
+        throw new Error(
+          `skiplock ${schema}: expected ${expect} COMPLETED no-op tasks, found ${row.completed} (and ${row.other} others)`,
+        );
       }
       const polled = child.firstAt === null ? NaN : (doneAt - child.firstAt) / 1000;
       return { seconds: row.seconds, doneAt, detail: { polledSeconds: polled, completed: row.completed } };
@@ -220,7 +229,8 @@ export async function graphileSystem() {
           // Completions are batched: also note when the jobs table is empty (graphile deletes completed jobs).
           await pollUntil(
             `graphile ${schema}: jobs table empty`,
-            async () => (await adminPool.query(`SELECT NOT EXISTS (SELECT 1 FROM ${jobs}) AS done`)).rows[0].done === true,
+            async () =>
+              (await adminPool.query(`SELECT NOT EXISTS (SELECT 1 FROM ${jobs}) AS done`)).rows[0].done === true,
             timeoutMs,
             20,
             child,
@@ -228,9 +238,12 @@ export async function graphileSystem() {
           const emptyAt = nowMs();
           const first = /** @type {number} */ (child.firstAt);
           return {
-            seconds: (/** @type {number} */ (child.doneAt) - first) / 1000,
+            seconds: /** @type {number} */ (child.doneAt - first) / 1000,
             doneAt,
-            detail: { tableEmptySeconds: (emptyAt - first) / 1000, localQueueActive: child.info.localQueue === true ? "yes" : "no" },
+            detail: {
+              tableEmptySeconds: (emptyAt - first) / 1000,
+              localQueueActive: child.info.localQueue === true ? "yes" : "no",
+            },
           };
         },
         async drop() {
@@ -297,9 +310,10 @@ export async function bullmqSystem() {
           await child.waitFor(`bullmq ${name}: ${expect} jobs completed`, () => child.doneAt !== null, timeoutMs);
           const doneAt = nowMs();
           const completed = await queue.getCompletedCount();
-          if (completed < expect) throw new Error(`bullmq ${name}: expected ${expect} completed jobs, found ${completed}`);
+          if (completed < expect)
+            throw new Error(`bullmq ${name}: expected ${expect} completed jobs, found ${completed}`);
           const first = /** @type {number} */ (child.firstAt);
-          return { seconds: (/** @type {number} */ (child.doneAt) - first) / 1000, doneAt, detail: { completed } };
+          return { seconds: /** @type {number} */ (child.doneAt - first) / 1000, doneAt, detail: { completed } };
         },
         async drop() {
           await queue.obliterate({ force: true });

@@ -219,11 +219,15 @@ export class WorkerChild {
   waitFor(what, pred, timeoutMs) {
     if (pred()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => finish(new Error(`${this.label}: timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+      const timer = setTimeout(
+        () => finish(new Error(`${this.label}: timed out after ${timeoutMs} ms waiting for ${what}`)),
+        timeoutMs,
+      );
       const listener = () => {
         if (pred()) finish(null);
       };
-      const onExit = () => finish(new Error(`${this.label}: worker exited (code ${this.exitCode}) while waiting for ${what}`));
+      const onExit = () =>
+        finish(new Error(`${this.label}: worker exited (code ${this.exitCode}) while waiting for ${what}`));
       const finish = (/** @type {Error | null} */ err) => {
         clearTimeout(timer);
         this.listeners = this.listeners.filter((l) => l !== listener);
@@ -264,7 +268,8 @@ export async function pollUntil(what, check, timeoutMs, everyMs = 20, child) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (child && !child.alive) throw new Error(`${child.label}: worker exited (code ${child.exitCode}) during ${what}\n${child.tail()}`);
+    if (child && !child.alive)
+      throw new Error(`${child.label}: worker exited (code ${child.exitCode}) during ${what}\n${child.tail()}`);
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
     await sleep(everyMs);
   }

@@ -20,7 +20,12 @@ export function noop() {
   if (heapEvery > 0 && ++count % heapEvery === 0) {
     const old = v8.getHeapSpaceStatistics().find((s) => s.space_name === "old_space");
     const mib = (/** @type {number} */ b) => Math.round((b / 1048576) * 10) / 10;
-    process.send?.({ type: "heap", t: now(), oldSpaceMiB: mib(old?.space_used_size ?? NaN), heapTotalMiB: mib(process.memoryUsage().heapTotal) });
+    process.send?.({
+      type: "heap",
+      t: now(),
+      oldSpaceMiB: mib(old?.space_used_size ?? NaN),
+      heapTotalMiB: mib(process.memoryUsage().heapTotal),
+    });
   }
 }
 

@@ -31,7 +31,9 @@ export function errorLine(err: unknown, cmd: Command | null): string {
   if (err instanceof CommanderError) {
     // "option '--retry <n>' argument 'x' is invalid. expected an integer", said as skiplock's own errors say it.
     const bad = /^error: option '(-[^ ']+)[^']*' argument '(.*)' is invalid\. (.*)$/s.exec(err.message);
-    line = bad ? `invalid option ${bad[1]}: ${bad[3]}, got ${JSON.stringify(bad[2])}` : err.message.replace(/^error: /, "");
+    line = bad
+      ? `invalid option ${bad[1]}: ${bad[3]}, got ${JSON.stringify(bad[2])}`
+      : err.message.replace(/^error: /, "");
     line += ` (see skiplock ${cmd && cmd.parent ? `${cmd.name()} ` : ""}--help)`;
   } else if (err instanceof InvalidOptionError) {
     const flags = flagsOf(cmd);

@@ -34,12 +34,14 @@ function withConnection(cmd: Command, options: { redis: boolean } = { redis: tru
 
 const seconds = (value: string): number => {
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError("expected seconds (a number >= 0)");
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError("expected seconds (a number >= 0)");
   return n;
 };
 const days = (value: string): number => {
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError("expected days (a number >= 0)");
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError("expected days (a number >= 0)");
   return n;
 };
 const integer = (value: string): number => {
@@ -62,17 +64,17 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} });
 
-  withConnection(program.command("migrate").description("create or update the skiplock schema"), { redis: false }).action(
-    async (flags: ConnectionFlags) => {
-      const { databaseUrl, schema } = resolveConnection({ ...connectionOptions(flags), redisUrl: null });
-      const r = await migrate({ databaseUrl, schema });
-      process.stdout.write(
-        r.applied.length > 0
-          ? `schema "${r.schema}": applied ${r.applied.join(", ")}\n`
-          : `schema "${r.schema}" is up to date\n`,
-      );
-    },
-  );
+  withConnection(program.command("migrate").description("create or update the skiplock schema"), {
+    redis: false,
+  }).action(async (flags: ConnectionFlags) => {
+    const { databaseUrl, schema } = resolveConnection({ ...connectionOptions(flags), redisUrl: null });
+    const r = await migrate({ databaseUrl, schema });
+    process.stdout.write(
+      r.applied.length > 0
+        ? `schema "${r.schema}": applied ${r.applied.join(", ")}\n`
+        : `schema "${r.schema}" is up to date\n`,
+    );
+  });
 
   withConnection(
     aliasOptions(program.command("run-worker"), { maxRetries: "--retry", tasksModule: "--tasks", queues: "--queue" })
@@ -80,14 +82,26 @@ export function buildProgram(): Command {
       .requiredOption("--tasks <module>", "JS module exporting the task handlers")
       .option("--concurrency <n>", "tasks run at once", integer, 1)
       .option("--retry <n>", "retries for tasks enqueued without maxRetries", integer, 0)
-      .option("--queue <name>", "queue to claim from (repeat for several; default: default, plus every queue its defineTask tasks name)", collect)
+      .option(
+        "--queue <name>",
+        "queue to claim from (repeat for several; default: default, plus every queue its defineTask tasks name)",
+        collect,
+      )
       .option("--poll-interval <s>", "seconds between claims without a wake-up", seconds, 1)
       .option("--heartbeat-interval <s>", "seconds between heartbeats", seconds, 5)
       .option("--stale-after <s>", "seconds without heartbeat before a running task is taken back", seconds, 30)
-      .option("--shutdown-timeout <s>", "seconds to let running tasks finish on SIGTERM before handing them back", seconds, 30)
+      .option(
+        "--shutdown-timeout <s>",
+        "seconds to let running tasks finish on SIGTERM before handing them back",
+        seconds,
+        30,
+      )
       .option("--prefetch <n>", "most claimed tasks held ready beyond the free slots while tasks are short", integer)
       .addOption(
-        new Option("--isolation <mode>", "inline: run handlers on the main thread; thread: one worker thread per running task, terminated at its timeout")
+        new Option(
+          "--isolation <mode>",
+          "inline: run handlers on the main thread; thread: one worker thread per running task, terminated at its timeout",
+        )
           .choices(["inline", "thread"])
           .default("inline"),
       ),
@@ -229,7 +243,10 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (err) {
     // --help and --version end here too, having printed what they print; so does a bare `skiplock` (help on stderr).
-    if (err instanceof CommanderError && ["commander.helpDisplayed", "commander.version", "commander.help"].includes(err.code)) {
+    if (
+      err instanceof CommanderError &&
+      ["commander.helpDisplayed", "commander.version", "commander.help"].includes(err.code)
+    ) {
       process.exitCode = err.exitCode;
       return;
     }
@@ -237,4 +254,3 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = 1;
   }
 }
-

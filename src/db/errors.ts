@@ -59,7 +59,12 @@ export function schemaNotReady(schema: string, cause?: unknown): SchemaNotReadyE
 export function classifyDatabaseError(err: unknown, databaseUrl: string, schema: string): unknown {
   if (err instanceof SkiplockError) return err;
   const code = (err as { code?: unknown } | null)?.code;
-  if (failedToConnect(err) || isConnectionError(err) || (typeof code === "string" && code.startsWith("28")) || code === "3D000") {
+  if (
+    failedToConnect(err) ||
+    isConnectionError(err) ||
+    (typeof code === "string" && code.startsWith("28")) ||
+    code === "3D000"
+  ) {
     return databaseUnavailable(databaseUrl, err);
   }
   const message = (err as { message?: unknown } | null)?.message;

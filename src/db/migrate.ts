@@ -10,7 +10,9 @@ import { quoteIdent } from "./store.js";
 /** migrations/ at the package root, from src/db (sources) or dist/src/db (build). */
 function migrationsDir(): string {
   const here = fileURLToPath(new URL(".", import.meta.url));
-  return fileURLToPath(new URL(here.includes("/dist/") ? "../../../migrations/" : "../../migrations/", import.meta.url));
+  return fileURLToPath(
+    new URL(here.includes("/dist/") ? "../../../migrations/" : "../../migrations/", import.meta.url),
+  );
 }
 
 export interface Migration {

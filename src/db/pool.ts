@@ -22,7 +22,9 @@ export class Client extends pg.Client {
     }
     // pg calls back with (error) or with (null, client).
     const done = callback as (err: Error | null, client?: pg.Client) => void;
-    super.connect(((err: Error | null) => (err ? done(this.#abandon(err) as Error) : done(null, this))) as (err: Error) => void);
+    super.connect(((err: Error | null) => (err ? done(this.#abandon(err) as Error) : done(null, this))) as (
+      err: Error,
+    ) => void);
   }
 
   #abandon(err: unknown): unknown {
@@ -58,6 +60,7 @@ export class Pool extends pg.Pool {
   }
 
   // pg's overloads, in one signature: the callback, when there is one, is the last argument.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- pg's query() is a set of overloads.
   override query(...args: any[]): any {
     const last: unknown = args.at(-1);
     if (typeof last === "function") {

@@ -121,7 +121,8 @@ export class Store {
     this.#claimPool = options.claimConnection ? openPool(options, 1, classify) : null;
     const claimSetup = `${limit} SET synchronous_commit = off`;
     this.claims =
-      this.#claimPool && pooledQueries(this.#claimPool, options.queryTimeout, claimSetup, () => this.#claimConnections++);
+      this.#claimPool &&
+      pooledQueries(this.#claimPool, options.queryTimeout, claimSetup, () => this.#claimConnections++);
     this.db = new Kysely<Database>({
       dialect: new PostgresDialect({ pool: classifiedPool(this.pool, classify) }),
     }).withSchema(this.schema);

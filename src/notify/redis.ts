@@ -340,7 +340,10 @@ export class RedisNotifier implements Notifier {
     if (this.#watchdog) clearInterval(this.#watchdog);
     for (const t of this.#retryTimers) clearTimeout(t);
     this.#retryTimers.clear();
-    await Promise.all([closeClient(this.#pub, this.#connecting.get(this.#pub)), closeClient(this.#sub, this.#sub && this.#connecting.get(this.#sub))]);
+    await Promise.all([
+      closeClient(this.#pub, this.#connecting.get(this.#pub)),
+      closeClient(this.#sub, this.#sub && this.#connecting.get(this.#sub)),
+    ]);
   }
 }
 

@@ -3,7 +3,10 @@ import type { TaskRow } from "../task.js";
 import { live } from "./live.js";
 
 /** What a worker needs of a claimed row to run it (returning fewer columns keeps the hot path's parsing cheap). */
-export type ClaimedRow = Pick<TaskRow, "id" | "name" | "args" | "queue" | "attempt" | "retry_count" | "max_retries" | "timeout"> & {
+export type ClaimedRow = Pick<
+  TaskRow,
+  "id" | "name" | "args" | "queue" | "attempt" | "retry_count" | "max_retries" | "timeout"
+> & {
   /** Started at claim time (taken for a free slot); false for a row taken into the prefetch buffer. */
   started: boolean;
 };

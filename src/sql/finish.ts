@@ -116,11 +116,22 @@ export interface Backoff {
 }
 
 /** Returns the ids whose row this write did not change: they had moved on (swept, handed back, re-claimed). */
-export async function completeTasks(q: Queryable, tasks: string, workerId: string, items: Completion[]): Promise<string[]> {
+export async function completeTasks(
+  q: Queryable,
+  tasks: string,
+  workerId: string,
+  items: Completion[],
+): Promise<string[]> {
   const n = items.length;
   if (n === 1) {
     const c = items[0]!;
-    const { rowCount } = await run(q, completeOneStatement(tasks), [c.id, c.attempt, c.resultJson, c.duration, workerId]);
+    const { rowCount } = await run(q, completeOneStatement(tasks), [
+      c.id,
+      c.attempt,
+      c.resultJson,
+      c.duration,
+      workerId,
+    ]);
     return rowCount === 1 ? [] : [c.id];
   }
   const ids = new Array<string>(n);

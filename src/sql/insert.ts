@@ -124,9 +124,7 @@ async function insertChunk(q: Queryable, tasks: string, specs: TaskInsert[]): Pr
   }
   inserted.sort((a, b) => compareIds(a.id!, b.id!));
   const createdAt = now;
-  return inserted.map((r, i) =>
-    insertedTask(specs[i]!, r.id!, r.args, new Date(createdAt.getTime()), r.run_at),
-  );
+  return inserted.map((r, i) => insertedTask(specs[i]!, r.id!, r.args, new Date(createdAt.getTime()), r.run_at));
 }
 
 /** The batch as a JSON array of records keyed as the statement's column list; absent keys are nulls. */

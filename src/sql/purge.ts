@@ -41,7 +41,11 @@ export interface PurgeOptions {
 }
 
 /** Returns how many rows were deleted (or, with dryRun, would be). */
-export async function purgeTasks(q: Queryable, tasks: string, o: PurgeOptions): Promise<{ matched: number; scanned: number }> {
+export async function purgeTasks(
+  q: Queryable,
+  tasks: string,
+  o: PurgeOptions,
+): Promise<{ matched: number; scanned: number }> {
   let lastId = "0";
   let matched = 0;
   let scanned = 0;

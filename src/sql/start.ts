@@ -20,7 +20,12 @@ const startStatement = perTable(
   { prepared: false },
 );
 
-export async function recordStarts(q: Queryable, tasks: string, workerId: string, items: readonly Claim[]): Promise<void> {
+export async function recordStarts(
+  q: Queryable,
+  tasks: string,
+  workerId: string,
+  items: readonly Claim[],
+): Promise<void> {
   if (items.length === 0) return;
   await run(q, startStatement(tasks), [items.map((i) => i.id), items.map((i) => i.attempt), workerId]);
 }

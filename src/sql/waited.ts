@@ -19,9 +19,7 @@ const readStatement = perTable(
 );
 
 export type WaitedRow =
-  | { id: string; state: "finished"; row: TaskRow }
-  | { id: string; state: "live" }
-  | { id: string; state: "missing" };
+  { id: string; state: "finished"; row: TaskRow } | { id: string; state: "live" } | { id: string; state: "missing" };
 
 /** Where each of `ids` stands: finished (with its whole row), still live, or missing. */
 export async function readWaitedTasks(q: Queryable, tasks: string, ids: readonly string[]): Promise<WaitedRow[]> {

@@ -78,7 +78,9 @@ export class Completer {
 
   /** Outcomes accepted but not yet written. */
   get pending(): number {
-    return this.#completions.items.length + this.#failures.items.length + this.#releases.items.length + this.#starts.length;
+    return (
+      this.#completions.items.length + this.#failures.items.length + this.#releases.items.length + this.#starts.length
+    );
   }
 
   /** Every task whose outcome is accepted but not yet committed (the heartbeat keeps these alive). */
@@ -95,7 +97,13 @@ export class Completer {
       } catch (err) {
         const e = err as PayloadTooLargeError;
         this.#log.warn("task result too large to store; failing the task", { task: c.id, error: e.message });
-        return this.fail({ id: c.id, attempt: c.attempt, error: `${e.name}: ${e.message}`, duration: c.duration, final: true });
+        return this.fail({
+          id: c.id,
+          attempt: c.attempt,
+          error: `${e.name}: ${e.message}`,
+          duration: c.duration,
+          final: true,
+        });
       }
     }
     this.#completions.push(c);
@@ -261,7 +269,9 @@ export class Completer {
   async #refused(claim: Claim & { duration: number }, what: string, err: unknown, finished: string[]): Promise<void> {
     const code = (err as { code?: unknown }).code;
     const message = storableText(String((err as Error)?.message ?? err)).slice(0, 500);
-    const e = new OutcomeNotStorableError(`Postgres refused its ${what}: ${message}${typeof code === "string" ? ` (${code})` : ""}`);
+    const e = new OutcomeNotStorableError(
+      `Postgres refused its ${what}: ${message}${typeof code === "string" ? ` (${code})` : ""}`,
+    );
     const failure: Failure = {
       id: claim.id,
       attempt: claim.attempt,
@@ -352,6 +362,8 @@ class OutcomeQueue<T> {
 
 function storableError(text: string): string {
   const cut =
-    text.length <= MAX_ERROR_CHARS ? text : `${text.slice(0, MAX_ERROR_CHARS)}\n… (${text.length - MAX_ERROR_CHARS} more characters)`;
+    text.length <= MAX_ERROR_CHARS
+      ? text
+      : `${text.slice(0, MAX_ERROR_CHARS)}\n… (${text.length - MAX_ERROR_CHARS} more characters)`;
   return storableText(cut);
 }

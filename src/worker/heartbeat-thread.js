@@ -89,27 +89,30 @@ async function beat() {
   if (!stopped) timer = setTimeout(beat, (failing ? Math.min(cfg.interval, 0.5) : cfg.interval) * 1000);
 }
 
-parentPort?.on("message", async (/** @type {{ type: string, ids?: string, attempts?: string, seq?: number }} */ msg) => {
-  if (msg.seq !== undefined) seq = msg.seq;
-  if (msg.type === "set") {
-    listIds = msg.ids ?? "";
-    listAttempts = msg.attempts ?? "";
-    addedIds = [];
-    addedAttempts = [];
-    return;
-  }
-  if (msg.type === "add") {
-    if (!msg.ids) return;
-    addedIds.push(msg.ids);
-    addedAttempts.push(msg.attempts ?? "");
-    return;
-  }
-  if (msg.type !== "stop") return;
-  stopped = true;
-  clearTimeout(timer);
-  await client?.end().catch(() => {});
-  parentPort?.postMessage({ type: "stopped" });
-  parentPort?.close();
-});
+parentPort?.on(
+  "message",
+  async (/** @type {{ type: string, ids?: string, attempts?: string, seq?: number }} */ msg) => {
+    if (msg.seq !== undefined) seq = msg.seq;
+    if (msg.type === "set") {
+      listIds = msg.ids ?? "";
+      listAttempts = msg.attempts ?? "";
+      addedIds = [];
+      addedAttempts = [];
+      return;
+    }
+    if (msg.type === "add") {
+      if (!msg.ids) return;
+      addedIds.push(msg.ids);
+      addedAttempts.push(msg.attempts ?? "");
+      return;
+    }
+    if (msg.type !== "stop") return;
+    stopped = true;
+    clearTimeout(timer);
+    await client?.end().catch(() => {});
+    parentPort?.postMessage({ type: "stopped" });
+    parentPort?.close();
+  },
+);
 
 timer = setTimeout(beat, cfg.interval * 1000);

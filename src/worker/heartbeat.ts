@@ -30,7 +30,13 @@ export interface BeatMark {
  * When a row this worker holds may have been swept: its claim or its last beat is older than `limit` ms, or a gap
  * in the beats longer than that came after its claim.
  */
-export function mayBeSwept(claim: BeatMark, beat: BeatMark | null, gapEndedAt: number, limit: number, now: number): boolean {
+export function mayBeSwept(
+  claim: BeatMark,
+  beat: BeatMark | null,
+  gapEndedAt: number,
+  limit: number,
+  now: number,
+): boolean {
   if (claim.sentAt < gapEndedAt) return true;
   const lastSeen = beat !== null && beat.seq >= claim.seq ? Math.max(beat.sentAt, claim.sentAt) : claim.sentAt;
   return now - lastSeen >= limit;

@@ -38,10 +38,16 @@ export class ClusterLock {
     const client = createClient({
       url: redisUrl,
       disableOfflineQueue: true,
-      socket: { connectTimeout: 5000, reconnectStrategy: (n) => Math.min(100 * 2 ** Math.min(n, 5), 3000) + Math.random() * 250 },
+      socket: {
+        connectTimeout: 5000,
+        reconnectStrategy: (n) => Math.min(100 * 2 ** Math.min(n, 5), 3000) + Math.random() * 250,
+      },
     });
     client.on("error", () => {}); // the notifier reports Redis outages; here they only mean "run unguarded"
-    this.#connecting = client.connect().then(() => {}, () => {});
+    this.#connecting = client.connect().then(
+      () => {},
+      () => {},
+    );
     this.#client = client;
     this.#redlock = new Redlock([redlockClient(client) as never], { retryCount: 0, driftFactor: 0.01 });
     this.#redlock.on("error", () => {});

@@ -12,7 +12,8 @@ export type Outcome =
 /** Message and stack of whatever a handler threw, readable even when it is not an Error. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
-    const text = err.stack && err.stack.includes(err.message) ? err.stack : `${err.name}: ${err.message}\n${err.stack ?? ""}`;
+    const text =
+      err.stack && err.stack.includes(err.message) ? err.stack : `${err.name}: ${err.message}\n${err.stack ?? ""}`;
     return err.cause === undefined ? text : `${text}\nCaused by: ${describeError(err.cause)}`;
   }
   const shown = inspect(err, { depth: 3, breakLength: Infinity, maxStringLength: 2000 });

@@ -12,13 +12,15 @@ interface Slot {
   ready: Promise<void>;
 }
 
-type DoneMessage = { type: "done"; runId: number; ok: true; value: unknown } | {
-  type: "done";
-  runId: number;
-  ok: false;
-  error?: unknown;
-  notJson?: string;
-};
+type DoneMessage =
+  | { type: "done"; runId: number; ok: true; value: unknown }
+  | {
+      type: "done";
+      runId: number;
+      ok: false;
+      error?: unknown;
+      notJson?: string;
+    };
 
 /**
  * Runs attempts in worker threads, one attempt per thread at a time. Threads are reused while their tasks finish
@@ -38,7 +40,9 @@ export class ThreadPool {
   }
 
   #spawn(): Slot {
-    const thread = new Thread(new URL("./task-thread.js", import.meta.url), { workerData: { moduleUrl: this.#moduleUrl } });
+    const thread = new Thread(new URL("./task-thread.js", import.meta.url), {
+      workerData: { moduleUrl: this.#moduleUrl },
+    });
     this.#all.add(thread);
     thread.on("exit", () => this.#all.delete(thread));
     const ready = new Promise<void>((resolve, reject) => {
@@ -114,12 +118,15 @@ export class ThreadPool {
           if (done) return;
           // The timeout counts from the moment the task reaches its thread, not from the thread's start-up.
           started = performance.now();
-          timer = setTimeout(() => {
-            const e = new TaskTimeoutError(row.timeout);
-            // Timers may fire a fraction of a millisecond early by the performance clock: it ran its timeout.
-            const error = `${e.name}: ${e.message} (its thread was terminated)`;
-            settle({ kind: "failed", error, final: false, duration: Math.max(seconds(), row.timeout) }, false);
-          }, Math.min(row.timeout * 1000, MAX_TIMER_MS));
+          timer = setTimeout(
+            () => {
+              const e = new TaskTimeoutError(row.timeout);
+              // Timers may fire a fraction of a millisecond early by the performance clock: it ran its timeout.
+              const error = `${e.name}: ${e.message} (its thread was terminated)`;
+              settle({ kind: "failed", error, final: false, duration: Math.max(seconds(), row.timeout) }, false);
+            },
+            Math.min(row.timeout * 1000, MAX_TIMER_MS),
+          );
           slot.thread.postMessage({ type: "run", runId, name: row.name, args: row.args, ctx });
         },
         (err: Error) => settle(failed(describeError(err)), false),

@@ -227,11 +227,23 @@ export class Worker {
       queryTimeout: 30_000,
       claimConnection: true,
     });
-    this.#notifier = createNotifier({ redisUrl: this.config.redisUrl, schema: this.config.schema, logger: this.logger });
-    this.#lock = new ClusterLock(this.config.redisUrl);
-    this.#completer = new Completer(this.#store.q, this.#store.tasks, this.id, this.#notifier, this.logger, this.#backoff, {
-      maxResultBytes: options.maxResultBytes,
+    this.#notifier = createNotifier({
+      redisUrl: this.config.redisUrl,
+      schema: this.config.schema,
+      logger: this.logger,
     });
+    this.#lock = new ClusterLock(this.config.redisUrl);
+    this.#completer = new Completer(
+      this.#store.q,
+      this.#store.tasks,
+      this.id,
+      this.#notifier,
+      this.logger,
+      this.#backoff,
+      {
+        maxResultBytes: options.maxResultBytes,
+      },
+    );
     this.#heartbeat = new Heartbeat({
       databaseUrl: this.config.databaseUrl,
       tasks: this.#store.tasks,
@@ -283,7 +295,11 @@ export class Worker {
   /** Every lease this worker holds: running, ready to start, or with its outcome not yet written. */
   #held(): Claim[] {
     // Claimed rows are claims (id, attempt) as they are.
-    return [...this.#runningNow().map((e) => e.row), ...this.#buffer.slice(this.#bufferHead), ...this.#completer.held()];
+    return [
+      ...this.#runningNow().map((e) => e.row),
+      ...this.#buffer.slice(this.#bufferHead),
+      ...this.#completer.held(),
+    ];
   }
 
   /**
@@ -305,10 +321,13 @@ export class Worker {
     if (before.size === 0) this.#leasesBeforeReconnect = null;
     return rows.filter((row) => {
       if (!held.has(leaseKey(row))) return true;
-      this.logger.warn("claimed a task this worker is already running (its first claim was lost); not starting it twice", {
-        task: row.id,
-        attempt: row.attempt,
-      });
+      this.logger.warn(
+        "claimed a task this worker is already running (its first claim was lost); not starting it twice",
+        {
+          task: row.id,
+          attempt: row.attempt,
+        },
+      );
       return false;
     });
   }
@@ -324,10 +343,14 @@ export class Worker {
       if (this.#tasksModuleUrl && this.#registry.size === 0) {
         this.#registry = buildRegistry(await loadTasksModule(this.#tasksModuleUrl));
       }
-      const threaded = this.#isolation === "thread" || [...this.#registry.values()].some((r) => r.isolation === "thread");
+      const threaded =
+        this.#isolation === "thread" || [...this.#registry.values()].some((r) => r.isolation === "thread");
       if (threaded) {
         if (!this.#tasksModuleUrl) {
-          throw new InvalidOptionError("isolation", "thread isolation needs tasksModule: the module each thread imports");
+          throw new InvalidOptionError(
+            "isolation",
+            "thread isolation needs tasksModule: the module each thread imports",
+          );
         }
         this.#threads = new ThreadPool(this.#tasksModuleUrl);
       }
@@ -355,7 +378,11 @@ export class Worker {
       concurrency: this.concurrency,
       tasks: [...this.#registry.keys()],
       isolation: this.#isolation,
-      redis: this.config.redisUrl ? (this.#notifier.connected ? "connected" : "unreachable (polling until it answers)") : "off (polling)",
+      redis: this.config.redisUrl
+        ? this.#notifier.connected
+          ? "connected"
+          : "unreachable (polling until it answers)"
+        : "off (polling)",
     });
   }
 
@@ -471,7 +498,11 @@ export class Worker {
     if (this.#pumping) return; // the loop below is already running and will fill the freed slot
     this.#pumping = true;
     try {
-      while (this.#runningCount < this.concurrency && this.#bufferHead < this.#buffer.length && this.#state === "running") {
+      while (
+        this.#runningCount < this.concurrency &&
+        this.#bufferHead < this.#buffer.length &&
+        this.#state === "running"
+      ) {
         const row = this.#buffer[this.#bufferHead]!;
         if (!row.started && !this.#bufferTrusted(row)) {
           this.#handBackBuffer();
@@ -592,7 +623,12 @@ export class Worker {
     this.#pump();
     switch (outcome.kind) {
       case "completed":
-        this.#completer.complete({ id: row.id, attempt: row.attempt, resultJson: outcome.resultJson, duration: outcome.duration });
+        this.#completer.complete({
+          id: row.id,
+          attempt: row.attempt,
+          resultJson: outcome.resultJson,
+          duration: outcome.duration,
+        });
         break;
       case "failed":
         this.logger.warn("task attempt failed", {
@@ -645,7 +681,10 @@ export class Worker {
     this.#timedWake.clear();
     await this.#sweeper.stop();
     if (this.#runningCount > 0) {
-      this.logger.info("waiting for running tasks", { running: this.#runningCount, timeoutSeconds: this.#shutdownMs / 1000 });
+      this.logger.info("waiting for running tasks", {
+        running: this.#runningCount,
+        timeoutSeconds: this.#shutdownMs / 1000,
+      });
       const drained = new Promise<void>((resolve) => (this.#drained = resolve));
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([drained, new Promise((resolve) => (timer = setTimeout(resolve, this.#shutdownMs)))]);
