@@ -663,7 +663,6 @@ async function timeClaims(claimTasks, claimConnection, namespaces) {
       const rows = await claimTasks(claimConnection, ns.tasks, {
         queues: ["default"],
         limit: b,
-        startNow: b,
         workerId: "bench-claim",
         defaultMaxRetries: 0,
       });
@@ -705,7 +704,6 @@ async function claimPlan(claimTasks, ns) {
   await claimTasks(/** @type {any} */ (recorder), ns.tasks, {
     queues: ["default"],
     limit: config.claimBatch,
-    startNow: config.claimBatch,
     workerId: "bench-explain",
     defaultMaxRetries: 0,
   });

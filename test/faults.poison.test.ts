@@ -55,7 +55,7 @@ async function completesOnce(ids: string[], timeoutS = 20): Promise<void> {
 }
 
 describe("a task that kills its worker process (process.exit in the handler)", () => {
-  it("under a supervisor, runs exactly 1 + --retry times, then FAILS with 'worker lost'; other tasks complete", async () => {
+  it("under a supervisor, is charged 1 + --retry runs (at most one more uncharged), then FAILS with 'worker lost'; other tasks complete", async () => {
     const sup = superviseWorker(env.schema, [...FAST, "--retry", "1"]);
     cleanups.push(sup.stop);
     const poison = await client.createTask("exitProcess");
@@ -71,15 +71,20 @@ describe("a task that kills its worker process (process.exit in the handler)", (
       100,
     );
     expect(final!.error).toMatch(/^worker lost: no heartbeat from worker /);
-    expect(final).toMatchObject({ retryCount: 1, maxRetries: 1, attempt: 2 });
+    expect(final).toMatchObject({ retryCount: 1, maxRetries: 1 });
 
+    // A run whose start was recorded before it killed its worker is charged. One that killed its worker before
+    // (possible only on its first claim: from then on its start is recorded before it runs) is handed back
+    // uncharged, as a task whose worker died before starting it would be.
     const runs = (await readLedger(env.pool, env.schema)).get(poison.id)!;
-    expect(runs.map((r) => r.attempt)).toEqual([1, 2]);
-    expect(new Set(runs.map((r) => r.pid)).size).toBe(2); // it took a worker down each time
+    expect([2, 3]).toContain(runs.length);
+    expect(runs.map((r) => r.attempt)).toEqual(runs.map((_, i) => i + 1));
+    expect(final!.attempt).toBe(runs.length);
+    expect(new Set(runs.map((r) => r.pid)).size).toBe(runs.length); // it took a worker down each time
     // Each worker that ran it died by its hand (exit code 3), and only those.
     const killed = sup.exits.filter((e) => e.code === 3);
-    expect(killed).toHaveLength(2);
-    expect(sup.exits).toHaveLength(2);
+    expect(killed).toHaveLength(runs.length);
+    expect(sup.exits).toHaveLength(runs.length);
 
     await completesOnce(others.map((t) => t.id));
     // The supervisor's current worker is healthy and still serving.
@@ -87,6 +92,26 @@ describe("a task that kills its worker process (process.exit in the handler)", (
     await completesOnce([after.id]);
     const rows = await taskRows(env.pool, env.schema, [after.id]);
     expect(rows.get(after.id)!.worker_id).toContain(`:${sup.procs.at(-1)!.child.pid}:`);
+  });
+});
+
+describe("a task that kills its worker the moment it starts (maxRetries 0)", () => {
+  it("is handed back once uncharged, then has its start recorded before it runs, and ends FAILED", async () => {
+    const sup = superviseWorker(env.schema, FAST);
+    cleanups.push(sup.stop);
+    const poison = await client.createTask("exitAtOnce", [], { maxRetries: 0 });
+    const final = await waitFor(
+      "the poison task to end FAILED",
+      async () => {
+        const t = await client.getTask(poison.id);
+        return t?.status === "FAILED" ? t : null;
+      },
+      30_000,
+      100,
+    );
+    expect(final!.error).toMatch(/^worker lost/);
+    expect(final).toMatchObject({ retryCount: 0, attempt: 2 });
+    expect(sup.exits.filter((e) => e.code === 3)).toHaveLength(2);
   });
 });
 

@@ -4,6 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { insertTasks } from "../src/sql/insert.js";
 import { prepareTask } from "../src/task.js";
+import pg from "pg";
 import {
   DATABASE_URL,
   FAST_SWEEP,
@@ -180,3 +181,36 @@ async function startThrough(proxy: FlakyProxy): Promise<Proc> {
   workers.all.push(p);
   return p;
 }
+
+describe("a worker killed while its claim is in flight", () => {
+  it("does not charge the claimed task: no handler ever ran it", async () => {
+    const [id] = await enqueueSleeps(1, 1, 0);
+    // Hold the claim: it waits on this lock until the worker is dead, then commits.
+    const locker = new pg.Client({ connectionString: DATABASE_URL });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query(`LOCK TABLE "${env.schema}".tasks_live IN ACCESS EXCLUSIVE MODE`);
+      const a = await workers.start(["--concurrency", "1"]);
+      await waitFor("the worker's claim to wait on the lock", async () => {
+        const { rows } = await env.pool.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE application_name LIKE 'skiplock worker %' AND wait_event_type = 'Lock' AND query LIKE '%picked%'`,
+        );
+        return rows[0].n > 0;
+      });
+      a.child.kill("SIGKILL");
+      await a.exited;
+      await locker.query("COMMIT");
+    } finally {
+      await locker.end();
+    }
+    const { rows: claimed } = await env.pool.query(`SELECT status FROM "${env.schema}".tasks WHERE id = $1`, [id]);
+    expect(claimed[0].status).toBe("PROGRESS"); // the dead worker's claim committed
+    await workers.start(["--concurrency", "1"]);
+    await allFinished();
+    const { rows } = await env.pool.query(`SELECT status, retry_count FROM "${env.schema}".tasks WHERE id = $1`, [id]);
+    expect(rows[0]).toEqual({ status: "COMPLETED", retry_count: 0 });
+    expect((await readLedger(env.pool, env.schema)).get(id!)).toHaveLength(1);
+  });
+});

@@ -226,7 +226,6 @@ describe("what a sweep does to each stale task", () => {
     const [first] = await claimTasks(pools[0]!, tasks, {
       queues: ["head-of-line"],
       limit: 1,
-      startNow: 1,
       workerId: "next-worker",
       defaultMaxRetries: 0,
     });

@@ -155,7 +155,6 @@ for (const [statistics, prepare] of STATISTICS)
       await claimTasks(rec, tasks, {
         queues: ["default"],
         limit: 32,
-        startNow: 32,
         workerId: "me",
         defaultMaxRetries: 0,
       });

@@ -6,10 +6,7 @@ import { live } from "./live.js";
 export type ClaimedRow = Pick<
   TaskRow,
   "id" | "name" | "args" | "queue" | "attempt" | "retry_count" | "max_retries" | "timeout"
-> & {
-  /** Started at claim time (taken for a free slot); false for a row taken into the prefetch buffer. */
-  started: boolean;
-};
+>;
 
 /*
  * Claiming, shared by both statements below: the picked ids are locked with SKIP LOCKED in a MATERIALIZED CTE, an
@@ -26,28 +23,23 @@ export type ClaimedRow = Pick<
  * statistics said the partition was empty (after a drain and a vacuum) the planner looked up each picked row by
  * walking that index, whose last column is the id: 3.3 ms a claim of 32 instead of 0.7 ms.
  *
- * Only the first $5 rows in claim order, those the worker starts at once in its free slots, get started_at; the rest
- * wait in its prefetch buffer with started_at NULL until the worker records their start (sql/start.ts). A worker
- * that dies hands the unstarted ones back without charging them a retry (sweep.ts). The rank is taken over the few
- * picked rows, after the lock.
+ * A claimed row's started_at stays NULL until the worker records that its handler started (sql/start.ts): a claim
+ * can commit with no handler ever running (its worker killed while the claim was in flight, or before it started
+ * the rows), and the sweeper hands such rows back uncharged (sweep.ts).
  *
  * RETURNING has no order, so the claimed rows are sorted into claim order by Postgres, on the sort keys it already
  * holds, and only the columns a worker runs a task with travel back: parsing a timestamp into a Date for every
  * claimed row, only to sort by it, took 3–4% of a worker's CPU in a drain of no-op tasks.
  */
-const claimUpdate = (tasks: string) => `, ranked AS (
-     SELECT id, row_number() OVER (ORDER BY priority DESC, run_at, id) AS n FROM picked
-   ), claimed AS (
+const claimUpdate = (tasks: string) => `, claimed AS (
      UPDATE ${tasks} t
-        SET status = 'PROGRESS', attempt = t.attempt + 1, worker_id = $3,
-            started_at = CASE WHEN ranked.n <= $5 THEN now() END, heartbeat_at = now(),
+        SET status = 'PROGRESS', attempt = t.attempt + 1, worker_id = $3, started_at = NULL, heartbeat_at = now(),
             updated_at = now(), max_retries = coalesce(t.max_retries, $4)
-       FROM ranked
-      WHERE t.id = ranked.id AND ${live("t")}
-     RETURNING t.id, t.name, t.args, t.queue, t.priority, t.run_at, t.attempt, t.retry_count, t.max_retries, t.timeout,
-               t.started_at IS NOT NULL AS started
+       FROM picked
+      WHERE t.id = picked.id AND ${live("t")}
+     RETURNING t.id, t.name, t.args, t.queue, t.priority, t.run_at, t.attempt, t.retry_count, t.max_retries, t.timeout
    )
-   SELECT id, name, args, queue, attempt, retry_count, max_retries, timeout, started
+   SELECT id, name, args, queue, attempt, retry_count, max_retries, timeout
      FROM claimed
     ORDER BY priority DESC, run_at, id`;
 
@@ -61,7 +53,7 @@ const claimUpdate = (tasks: string) => `, ranked AS (
 const claimOneQueue = perTable(
   "claim1",
   (tasks) => `WITH picked AS MATERIALIZED (
-     SELECT id, priority, run_at FROM ${tasks}
+     SELECT id FROM ${tasks}
       WHERE status = 'PENDING' AND queue = $1 AND run_at <= now()
       ORDER BY priority DESC, run_at, id
       LIMIT $2
@@ -78,7 +70,7 @@ const claimOneQueue = perTable(
 const claimManyQueues = perTable(
   "claimN",
   (tasks) => `WITH picked AS MATERIALIZED (
-     SELECT t.id, t.priority, t.run_at FROM ${tasks} t
+     SELECT t.id FROM ${tasks} t
       WHERE t.id IN (
               SELECT head.id
                 FROM unnest($1::text[]) AS q(name)
@@ -98,8 +90,6 @@ const claimManyQueues = perTable(
 export interface ClaimParams {
   queues: string[];
   limit: number;
-  /** How many of the claimed rows, in claim order, start at once (the rest go to the prefetch buffer). */
-  startNow: number;
   workerId: string;
   defaultMaxRetries: number;
 }
@@ -126,7 +116,6 @@ export async function claimTasks(q: Queryable, tasks: string, p: ClaimParams): P
     p.limit,
     p.workerId,
     p.defaultMaxRetries,
-    p.startNow,
   ]);
   return rows;
 }

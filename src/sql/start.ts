@@ -4,10 +4,11 @@ import { held } from "./lease.js";
 import { live } from "./live.js";
 
 /*
- * Records that the handlers of prefetched tasks (claimed with started_at NULL, see claim.ts) have started. Until
- * this commits, a worker that dies hands such a task back without charging it a retry (sweep.ts). The worker does
- * not wait for it before starting a handler: it is written with the next outcome batch, and not at all for a task
- * whose outcome is in that batch (the outcome records the start). Compare-and-set on the lease like every outcome.
+ * Records that the handlers of claimed tasks (claimed with started_at NULL, see claim.ts) have started. Until this
+ * commits, a worker that dies hands such a task back without charging it a retry (sweep.ts). The worker does not
+ * wait for it before starting a handler, except for a task handed back that way before (it may be what kills its
+ * workers): it is written with the next outcome batch, and not at all for a task whose outcome is in that batch
+ * (the outcome records the start). Compare-and-set on the lease like every outcome.
  */
 const startStatement = perTable(
   "start",
@@ -20,12 +21,18 @@ const startStatement = perTable(
   { prepared: false },
 );
 
+/** Returns how many of the starts were recorded (a lease that moved on records none). */
 export async function recordStarts(
   q: Queryable,
   tasks: string,
   workerId: string,
   items: readonly Claim[],
-): Promise<void> {
-  if (items.length === 0) return;
-  await run(q, startStatement(tasks), [items.map((i) => i.id), items.map((i) => i.attempt), workerId]);
+): Promise<number> {
+  if (items.length === 0) return 0;
+  const { rowCount } = await run(q, startStatement(tasks), [
+    items.map((i) => i.id),
+    items.map((i) => i.attempt),
+    workerId,
+  ]);
+  return rowCount ?? 0;
 }

@@ -7,10 +7,12 @@ import { completeTasks, failTasks, type Backoff, type Completion, type Failure }
 import { releaseTasks, type Release } from "../sql/release.js";
 import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
+import { noSignal, type Signal } from "./events.js";
 
 export interface CompleterOptions {
   /** Largest result stored, in bytes of UTF-8 JSON text; a larger one fails its task. Default 32 MiB. */
   maxResultBytes?: number;
+  signal?: Signal;
 }
 
 /**
@@ -46,6 +48,7 @@ export class Completer {
   /** The lease's other half: every outcome is written only onto rows this worker claimed. */
   readonly #workerId: string;
   readonly #maxResultBytes: number;
+  readonly #signal: Signal;
   readonly #completions = new OutcomeQueue<Completion>((c) => c.resultJson.length);
   readonly #failures = new OutcomeQueue<Failure>((f) => f.error.length);
   readonly #releases = new OutcomeQueue<Release>(() => 0);
@@ -74,6 +77,7 @@ export class Completer {
     this.#log = log;
     this.#backoff = backoff;
     this.#maxResultBytes = payloadLimit("maxResultBytes", options.maxResultBytes);
+    this.#signal = options.signal ?? noSignal;
   }
 
   /** Outcomes accepted but not yet written. */
@@ -224,6 +228,7 @@ export class Completer {
         error: (err as Error).message,
         retryInMs: Math.round(this.#retryDelay),
       });
+      this.#signal("outcomes:failed", { error: err as Error, retryInMs: Math.round(this.#retryDelay) });
     } finally {
       this.#inflight = [];
       // Announce what did commit, even when a later statement of the batch failed.
@@ -289,13 +294,15 @@ export class Completer {
       attempt: claim.attempt,
       error: e.message,
     });
+    this.#signal("outcome:refused", { id: claim.id, attempt: claim.attempt, error: e.message });
   }
 
-  #stale(c: Claim, what: string): void {
+  #stale(c: Claim, what: "completion" | "failure"): void {
     this.#log.warn(`${what} discarded: task ${c.id} attempt ${c.attempt} is no longer this worker's`, {
       task: c.id,
       attempt: c.attempt,
     });
+    this.#signal("outcome:discarded", { id: c.id, attempt: c.attempt, kind: what });
   }
 
   /** Resolves once every accepted outcome is written (or `timeoutMs` passes). Returns whether all were written. */

@@ -2,6 +2,7 @@ import { Worker as Thread } from "node:worker_threads";
 import type { Logger } from "../logger.js";
 import { heartbeatStatement } from "../sql/heartbeat.js";
 import type { Claim } from "../task.js";
+import { noSignal, type Signal } from "./events.js";
 
 export interface HeartbeatOptions {
   databaseUrl: string;
@@ -18,6 +19,7 @@ export interface HeartbeatOptions {
   onFailing?: () => void;
   /** A beat succeeded after failing. */
   onRestored?: () => void;
+  signal?: Signal;
 }
 
 /** The last beat that committed: when it was sent, and the last list update (track or sync) it covered. */
@@ -86,7 +88,8 @@ export class Heartbeat {
       workerData: { databaseUrl, statement: heartbeatStatement(tasks), workerId, interval, grace },
     });
     thread.unref();
-    thread.on("message", (msg: { type: string; message?: string; sentAt?: number; seq?: number }) => {
+    const signal = this.#options.signal ?? noSignal;
+    thread.on("message", (msg: { type: string; message?: string; sentAt?: number; seq?: number; rows?: number }) => {
       if (msg.type === "beat") {
         this.#lastBeat = { sentAt: msg.sentAt!, seq: msg.seq! };
         if (msg.sentAt! - this.#previousBeatAt >= this.gapLimit) this.#gapEndedAt = msg.sentAt!;
@@ -94,12 +97,15 @@ export class Heartbeat {
         if (this.#failing) {
           logger.info("heartbeat restored");
           this.#options.onRestored?.();
+          signal("beat:restored");
         }
         this.#failing = false;
+        signal("beat", { rows: msg.rows ?? 0 });
       } else if (msg.type === "error" && !this.#failing) {
         this.#failing = true;
         logger.warn("heartbeat failed; retrying", { error: msg.message });
         this.#options.onFailing?.();
+        signal("beat:failed", { error: msg.message ?? "" });
       }
     });
     thread.on("error", (err) => logger.error("heartbeat thread crashed", { error: err.message }));

@@ -2,6 +2,7 @@ import { isTransientError, type Queryable } from "../db/store.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { sweepStaleTasks, type SweptTask } from "../sql/sweep.js";
+import { noSignal, type Signal } from "./events.js";
 import type { ClusterLock } from "./lock.js";
 
 export interface SweeperOptions {
@@ -21,6 +22,7 @@ export interface SweeperOptions {
    * and need that long to beat again. Default: always in contact.
    */
   inContactSince?: () => number;
+  signal?: Signal;
 }
 
 /**
@@ -84,12 +86,14 @@ export class Sweeper {
     if (swept.length === 0) return;
     const failed = swept.filter((t) => t.status === "FAILED").map((t) => t.id);
     const requeued = swept.filter((t) => t.status === "PENDING");
-    this.#o.logger.warn("swept tasks of lost workers", {
+    const report = {
       requeued: requeued.filter((t) => t.charged).map((t) => t.id),
-      handedBackUnstarted: requeued.filter((t) => !t.charged).map((t) => t.id),
+      handedBack: requeued.filter((t) => !t.charged).map((t) => t.id),
       failed,
       workers: [...new Set(swept.map((t) => t.worker_id))],
-    });
+    };
+    this.#o.logger.warn("swept tasks of lost workers", report);
+    (this.#o.signal ?? noSignal)("swept", report);
     this.#o.notifier.publishFinished(failed);
     const byQueue = new Map<string, number>();
     for (const t of requeued) byQueue.set(t.queue, (byQueue.get(t.queue) ?? 0) + 1);

@@ -1,0 +1,37 @@
+/**
+ * What a worker's services report as they work, each event with its data. The worker is an EventEmitter of these
+ * (`worker.on("swept", …)`); a `run-worker` started with an IPC channel forwards them to its parent. Tests and
+ * supervisors wait on these, never on log text.
+ */
+export interface WorkerEvents {
+  "worker:started": [{ workerId: string; queues: string[]; redis: "connected" | "unreachable" | "off" }];
+  "worker:stopping": [{ running: number }];
+  "worker:stopped": [];
+  /** A claim failed; the loop backs off and tries again. */
+  "claim:failed": [{ error: Error; transient: boolean }];
+  /** A claim succeeded after failing. */
+  "claim:restored": [];
+  /** Prefetched tasks handed back because their leases may have been swept (see docs/architecture.md). */
+  "buffer:handed-back": [{ tasks: number }];
+  /** A claim returned a lease this worker already holds (a claim a Postgres crash undid); not started twice. */
+  "claim:duplicate": [{ id: string; attempt: number }];
+  beat: [{ rows: number }];
+  "beat:failed": [{ error: string }];
+  "beat:restored": [];
+  /** This worker's sweep moved the tasks of lost workers. */
+  swept: [{ requeued: string[]; handedBack: string[]; failed: string[]; workers: (string | null)[] }];
+  /** An outcome matched no row: the attempt had moved on (swept, handed back, re-claimed). */
+  "outcome:discarded": [{ id: string; attempt: number; kind: "completion" | "failure" }];
+  /** A batch of outcomes could not be written; it is kept and retried. */
+  "outcomes:failed": [{ error: Error; retryInMs: number }];
+  /** Postgres refused one task's outcome; the task was failed instead. */
+  "outcome:refused": [{ id: string; attempt: number; error: string }];
+}
+
+export type WorkerEventName = keyof WorkerEvents;
+
+/** How a service reports an event: the worker's `emit`, typed. */
+export type Signal = <K extends WorkerEventName>(name: K, ...args: WorkerEvents[K]) => void;
+
+/** A Signal that goes nowhere, for services used on their own. */
+export const noSignal: Signal = () => {};

@@ -1,0 +1,299 @@
+import { isTransientError } from "../db/store.js";
+import type { Logger } from "../logger.js";
+import type { ClaimedRow } from "../sql/claim.js";
+import type { Release } from "../sql/release.js";
+import type { Claim } from "../task.js";
+import type { Signal } from "./events.js";
+import type { BeatMark } from "./heartbeat.js";
+import type { Slots } from "./slots.js";
+import { WakeTimer } from "./wake-timer.js";
+
+/*
+ * The claim loop and its prefetch buffer. States and the moves between them:
+ *
+ *   idle      -> claiming   a wake-up (Redis, a due time, a reconnect), the poll timer, or a freed slot while the
+ *                           last claim suggested more work
+ *   claiming  -> claiming   a full batch came back and a slot is still free
+ *   claiming  -> idle       the rows are in the buffer and the free slots started
+ *   claiming  -> backoff    the claim failed; backoff -> claiming after 0.1–5 s with jitter
+ *   any       -> stopped    stop(); the buffer's rows go back to the worker, unstarted
+ *
+ * It claims for the free slots plus a prefetch (see docs/architecture.md, "Prefetch"), starts held rows as slots
+ * free, and hands the buffer back when its leases may have been swept.
+ */
+
+/**
+ * Hold no more claimed tasks than the slots will start within this many milliseconds at the current pace. With
+ * no-op tasks this lets claims grow to the `prefetch` cap (claims of up to 1,024 drained at 32–36k/s where 256 gave
+ * 24–29k/s on 2 cores).
+ */
+const PREFETCH_HORIZON_MS = 50;
+
+/** A claimed row, with when it was claimed and which heartbeat-list update first named it. */
+interface HeldRow extends ClaimedRow {
+  claim: BeatMark;
+}
+
+export interface FetcherOptions {
+  slots: Slots;
+  /** Most rows held beyond the free slots. */
+  prefetch: number;
+  /** Milliseconds between claims when nothing wakes the loop. */
+  pollMs: number;
+  claim: (limit: number) => Promise<ClaimedRow[]>;
+  /** How many connections the claims have opened so far (a new one means the last one died). */
+  claimConnections: () => number;
+  /** Starts a row's attempt in a free slot. */
+  start: (row: ClaimedRow) => void;
+  /** Adds claimed rows to the heartbeat's list; returns the list update that named them. */
+  track: (rows: ClaimedRow[]) => number;
+  mayBeSwept: (claim: BeatMark) => boolean;
+  release: (r: Release) => void;
+  /** Every lease the worker holds (to spot a claim of one it already runs). */
+  held: () => Claim[];
+  contactLost: () => void;
+  contactRestored: () => void;
+  logger: Logger;
+  signal: Signal;
+}
+
+export class Fetcher {
+  readonly #o: FetcherOptions;
+  readonly #slots: Slots;
+  #state: "new" | "running" | "stopped" = "new";
+  #done: Promise<void> = Promise.resolve();
+  /** Claimed, not yet started; read from #head on without shifting the array. */
+  #buffer: HeldRow[] = [];
+  #head = 0;
+  /** Whether #pump is on the stack (an attempt that finishes synchronously must not start another from within). */
+  #pumping = false;
+  /** Moving average of attempt durations in ms; Infinity until the first one ends. */
+  #avgMs = Infinity;
+  /** Whether the last look at the queue suggested more due tasks than were claimed. */
+  #maybeWork = true;
+  #wakeLoop: (() => void) | null = null;
+  #slotWakePending = false;
+  #failing = false;
+  #retryMs = 0;
+  /** claimConnections() at the last claim. */
+  #connectionsSeen = 0;
+  /** Leases held when the claim connection was last replaced, while any of them is still held (see #dropReclaimed). */
+  #leasesBeforeReconnect: Set<string> | null = null;
+  readonly #dueTimes = new WakeTimer(() => this.wake());
+
+  constructor(options: FetcherOptions) {
+    this.#o = options;
+    this.#slots = options.slots;
+  }
+
+  /** Rows claimed and not yet started. */
+  get buffered(): readonly Claim[] {
+    return this.#buffer.slice(this.#head);
+  }
+
+  start(): void {
+    this.#state = "running";
+    this.#done = this.#loop();
+  }
+
+  /** Stops claiming and returns the rows it held unstarted, for the worker to hand back. */
+  async stop(): Promise<ClaimedRow[]> {
+    if (this.#state !== "running") return [];
+    this.#state = "stopped";
+    this.#wakeLoop?.();
+    await this.#done;
+    this.#dueTimes.clear();
+    const rows = this.#buffer.slice(this.#head);
+    this.#buffer = [];
+    this.#head = 0;
+    return rows;
+  }
+
+  /** A wake-up from Redis, a reconnect, or a due time: there may be due tasks. */
+  wake(): void {
+    this.#maybeWork = true;
+    this.#wakeLoop?.();
+  }
+
+  /** Tasks become due at `at` (epoch ms): wake then. */
+  wakeAt(at: number): void {
+    this.#dueTimes.add(at);
+  }
+
+  /**
+   * An attempt ended after `ms` (null: handed back, not a pace to learn from): start the next held row, and claim
+   * again if the last claim suggested more work, after letting other finishes coalesce.
+   */
+  slotFreed(ms: number | null): void {
+    if (ms !== null) this.#avgMs = this.#avgMs === Infinity ? ms : this.#avgMs * 0.9 + ms * 0.1;
+    this.#pump();
+    if (!this.#maybeWork || this.#slotWakePending) return;
+    this.#slotWakePending = true;
+    setImmediate(() => {
+      this.#slotWakePending = false;
+      this.#wakeLoop?.();
+    });
+  }
+
+  /** How many claimed-but-unstarted rows to hold right now: as many as the slots start within the horizon. */
+  #prefetchTarget(): number {
+    if (this.#avgMs === Infinity) return 0;
+    const n = Math.floor((PREFETCH_HORIZON_MS * this.#slots.concurrency) / Math.max(this.#avgMs, 0.001));
+    return Math.min(this.#o.prefetch, n);
+  }
+
+  async #loop(): Promise<void> {
+    const slots = this.#slots;
+    while (this.#state === "running") {
+      const capacity = slots.concurrency + this.#prefetchTarget();
+      const held = this.#buffer.length - this.#head;
+      const want = capacity - slots.count - held;
+      // Claim when slots are idle, or (while rows ready to start remain) once half the capacity is missing, so
+      // claims come in sizeable batches rather than one row per freed slot.
+      const due = held === 0 ? slots.free > 0 : want >= Math.ceil(capacity / 2);
+      if (want > 0 && due && this.#maybeWork) {
+        this.#maybeWork = false;
+        let rows: ClaimedRow[];
+        const sentAt = Date.now();
+        try {
+          rows = await this.#o.claim(want);
+          this.#recovered();
+        } catch (err) {
+          this.#maybeWork = true;
+          await this.#failed(err);
+          continue;
+        }
+        // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
+        // arrived while the claim was in flight: it set #maybeWork again).
+        if (rows.length === want) this.#maybeWork = true;
+        rows = this.#dropReclaimed(rows);
+        // Started rows leave the array here, or it would keep every row claimed since it was last empty.
+        this.#buffer = this.#head > 0 ? this.#buffer.slice(this.#head) : this.#buffer;
+        this.#head = 0;
+        const claim = { sentAt, seq: this.#o.track(rows) };
+        for (const row of rows as HeldRow[]) {
+          row.claim = claim;
+          this.#buffer.push(row);
+        }
+        if (this.#state !== "running") break;
+        this.#pump();
+        if (this.#maybeWork && slots.free > 0) continue;
+      }
+      await this.#pause(this.#o.pollMs, true);
+    }
+  }
+
+  /** Starts held rows while slots are free. */
+  #pump(): void {
+    if (this.#pumping) return; // the loop below is already running and will fill the freed slot
+    this.#pumping = true;
+    try {
+      while (this.#slots.free > 0 && this.#head < this.#buffer.length && this.#state === "running") {
+        const row = this.#buffer[this.#head]!;
+        // A held row whose lease may have been swept (a gap in contact with Postgres) is not started.
+        if (this.#o.mayBeSwept(row.claim)) {
+          this.#handBack();
+          break;
+        }
+        this.#head++;
+        this.#o.start(row);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+    if (this.#head === this.#buffer.length && this.#head > 0) {
+      this.#buffer = [];
+      this.#head = 0;
+    }
+  }
+
+  /** Hands every held row back (compare-and-set: rows swept meanwhile are left alone) and claims afresh. */
+  #handBack(): void {
+    const rows = this.#buffer.slice(this.#head);
+    this.#o.logger.warn("prefetched tasks may have been swept while Postgres was out of reach; handing them back", {
+      tasks: rows.length,
+    });
+    this.#o.signal("buffer:handed-back", { tasks: rows.length });
+    for (const row of rows) this.#o.release({ id: row.id, attempt: row.attempt, started: false });
+    this.#buffer = [];
+    this.#head = 0;
+    this.wake();
+  }
+
+  /**
+   * A claim that a crash of the Postgres server undid (claims do not wait for the WAL flush) left its task PENDING
+   * with its former attempt, while this worker may still be running it: claimed again here, it comes back with a
+   * lease already held. Such a row is not started twice. Only checked after the claim connection was replaced (the
+   * crash took it), and only until none of the leases held then is left.
+   */
+  #dropReclaimed(rows: ClaimedRow[]): ClaimedRow[] {
+    const connections = this.#o.claimConnections();
+    const replaced = connections !== this.#connectionsSeen && this.#connectionsSeen > 0;
+    this.#connectionsSeen = connections;
+    if (!replaced && !this.#leasesBeforeReconnect) return rows;
+    const held = new Set(this.#o.held().map(leaseKey));
+    if (replaced) this.#leasesBeforeReconnect = new Set(held);
+    const before = this.#leasesBeforeReconnect!;
+    for (const k of before) if (!held.has(k)) before.delete(k);
+    if (before.size === 0) this.#leasesBeforeReconnect = null;
+    return rows.filter((row) => {
+      if (!held.has(leaseKey(row))) return true;
+      this.#o.logger.warn(
+        "claimed a task this worker is already running (its first claim was lost); not starting it twice",
+        {
+          task: row.id,
+          attempt: row.attempt,
+        },
+      );
+      this.#o.signal("claim:duplicate", { id: row.id, attempt: row.attempt });
+      return false;
+    });
+  }
+
+  /**
+   * Waits `ms`, after which the queue is worth another look. stop() always cuts the wait short; a wake-up does too
+   * when `wakeable`.
+   */
+  #pause(ms: number, wakeable: boolean): Promise<void> {
+    if (this.#state !== "running") return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#wakeLoop = null;
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#maybeWork = true;
+        done();
+      }, ms);
+      this.#wakeLoop = wakeable ? done : () => this.#state !== "running" && done();
+    });
+  }
+
+  #recovered(): void {
+    this.#retryMs = 0;
+    if (!this.#failing) return;
+    this.#failing = false;
+    this.#o.contactRestored();
+    this.#o.logger.info("Postgres connection restored");
+    this.#o.signal("claim:restored");
+  }
+
+  async #failed(err: unknown): Promise<void> {
+    const transient = isTransientError(err);
+    if (!this.#failing || !transient) {
+      this.#o.logger[transient ? "warn" : "error"]("claim failed; retrying with backoff", {
+        error: (err as Error).message,
+      });
+    }
+    this.#o.signal("claim:failed", { error: err as Error, transient });
+    this.#failing = true;
+    if (transient) this.#o.contactLost();
+    this.#retryMs = Math.min(Math.max(this.#retryMs * 2, 100), 5000);
+    await this.#pause(this.#retryMs * (0.5 + Math.random() / 2), false);
+  }
+}
+
+function leaseKey(c: Claim): string {
+  return `${c.id}:${c.attempt}`;
+}

@@ -1,0 +1,174 @@
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import {
+  resolveConnection,
+  validateInteger,
+  validateQueueName,
+  validateSeconds,
+  type ConnectionConfig,
+  type ConnectionOptions,
+} from "../config.js";
+import { InvalidOptionError } from "../errors.js";
+import { payloadLimit } from "../json.js";
+import { consoleLogger, type Logger } from "../logger.js";
+import { assertKnownKeys } from "../options.js";
+import type { Backoff } from "../sql/finish.js";
+import { validateIsolation, type Isolation, type TaskMap } from "./registry.js";
+
+export interface WorkerOptions extends ConnectionOptions {
+  /** The handlers this worker runs: `{ name: fn }`, `{ key: defineTask(…) }` or an array of definitions. */
+  tasks?: TaskMap;
+  /**
+   * Path of a module exporting the handlers (as `--tasks`), instead of or as well as `tasks`, resolved from the
+   * working directory. Needed for thread isolation: each task thread imports it.
+   */
+  tasksModule?: string;
+  /**
+   * "inline" (default): handlers run on the worker's main thread; a timeout fails the task and fires its signal,
+   * but cannot stop code that never yields. "thread": each attempt runs in a worker thread that is terminated at
+   * the timeout. Tasks defined with their own `isolation` keep it.
+   */
+  isolation?: Isolation;
+  /** Most tasks running at once; default 1. */
+  concurrency?: number;
+  /** Retries for tasks enqueued without `maxRetries` (`--retry`); default 0. */
+  maxRetries?: number;
+  /** Queues to claim from; default "default" and every queue a registered defineTask names. */
+  queues?: string[];
+  /** Seconds between claims when no wake-up arrives (and the only pace without Redis); default 1. */
+  pollInterval?: number;
+  /** Seconds between heartbeats; default 5. */
+  heartbeatInterval?: number;
+  /** Seconds without a heartbeat after which a running task is taken back; default 30. */
+  staleAfter?: number;
+  /** Seconds between stale-task sweeps; default half of staleAfter. */
+  sweepInterval?: number;
+  /** Seconds `stop()` lets running tasks finish before handing them back; default 30. */
+  shutdownTimeout?: number;
+  /** Largest task result stored, in bytes of UTF-8 JSON; a larger one fails its task (PayloadTooLargeError). Default 32 MiB. */
+  maxResultBytes?: number;
+  /** Retry backoff in seconds: base * 2^retryCount, capped at max, with jitter; default { base: 1, max: 3600 }. */
+  retryBackoff?: Partial<Backoff>;
+  logger?: Logger;
+  /** Identifies this worker in task rows and logs; default host:pid:random. */
+  workerId?: string;
+  /** Postgres connections for outcome writes and sweeps; default 4. Claims and the heartbeat have one each. */
+  poolSize?: number;
+  /**
+   * Most claimed tasks held ready beyond the free slots, so a slot that frees starts its next task at once instead
+   * of waiting for a claim round trip, and claims come in large batches; default 1024 (or `concurrency`, if larger).
+   * The worker holds only as many as its slots will start within 50 ms at the pace tasks are finishing, so with
+   * tasks that take seconds it holds none, and never hoards work another worker could start.
+   */
+  prefetch?: number;
+}
+
+const WORKER_OPTION_KEYS = [
+  "databaseUrl",
+  "redisUrl",
+  "schema",
+  "tasks",
+  "tasksModule",
+  "isolation",
+  "concurrency",
+  "maxRetries",
+  "queues",
+  "pollInterval",
+  "heartbeatInterval",
+  "staleAfter",
+  "sweepInterval",
+  "shutdownTimeout",
+  "maxResultBytes",
+  "retryBackoff",
+  "logger",
+  "workerId",
+  "poolSize",
+  "prefetch",
+] as const satisfies readonly (keyof WorkerOptions)[];
+
+/** A worker's settings, every default filled in and checked. Times are in seconds, as in the options. */
+export interface WorkerConfig {
+  connection: ConnectionConfig;
+  tasks: TaskMap | undefined;
+  tasksModule: string | undefined;
+  isolation: Isolation;
+  concurrency: number;
+  maxRetries: number;
+  /** null: "default" plus the queues of the registered definitions. */
+  queues: string[] | null;
+  pollInterval: number;
+  heartbeatInterval: number;
+  staleAfter: number;
+  sweepInterval: number;
+  shutdownTimeout: number;
+  maxResultBytes: number;
+  retryBackoff: Backoff;
+  logger: Logger;
+  workerId: string;
+  poolSize: number;
+  prefetch: number;
+}
+
+/** Fills in every default, then checks the whole config, naming the option that is wrong. */
+export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
+  assertKnownKeys("new Worker", options, WORKER_OPTION_KEYS);
+  if (!options || typeof options !== "object" || (!options.tasks && !options.tasksModule)) {
+    throw new InvalidOptionError(
+      "tasks",
+      "a Worker needs the handlers it runs: new Worker({ tasks: { name: fn } }) or { tasksModule: path }",
+    );
+  }
+  const concurrency = options.concurrency ?? 1;
+  const staleAfter = options.staleAfter ?? 30;
+  const config: WorkerConfig = {
+    connection: resolveConnection(options),
+    tasks: options.tasks,
+    tasksModule: options.tasksModule,
+    isolation: options.isolation ?? "inline",
+    concurrency,
+    maxRetries: options.maxRetries ?? 0,
+    queues: options.queues ?? null,
+    pollInterval: options.pollInterval ?? 1,
+    heartbeatInterval: options.heartbeatInterval ?? 5,
+    staleAfter,
+    sweepInterval: options.sweepInterval ?? (typeof staleAfter === "number" ? staleAfter / 2 : staleAfter),
+    shutdownTimeout: options.shutdownTimeout ?? 30,
+    maxResultBytes: options.maxResultBytes as number,
+    retryBackoff: { base: options.retryBackoff?.base ?? 1, max: options.retryBackoff?.max ?? 3600 },
+    logger: options.logger ?? consoleLogger(),
+    workerId: options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    poolSize: options.poolSize ?? 4,
+    prefetch: options.prefetch ?? (typeof concurrency === "number" ? Math.max(1024, concurrency) : 1024),
+  };
+  return validateWorkerConfig(config);
+}
+
+function validateWorkerConfig(c: WorkerConfig): WorkerConfig {
+  validateIsolation(c.isolation);
+  validateInteger("concurrency", c.concurrency, 1, 10_000);
+  validateInteger("maxRetries", c.maxRetries, 0, 1_000_000);
+  if (c.queues !== null) {
+    if (!Array.isArray(c.queues) || c.queues.length === 0)
+      throw new InvalidOptionError("queues", "give at least one queue");
+    c.queues = [...new Set(c.queues.map(validateQueueName))];
+  }
+  validateSeconds("pollInterval", c.pollInterval, 0.01);
+  validateSeconds("heartbeatInterval", c.heartbeatInterval, 0.05);
+  validateSeconds("staleAfter", c.staleAfter, 0.1);
+  if (c.staleAfter < 2 * c.heartbeatInterval) {
+    throw new InvalidOptionError(
+      "staleAfter",
+      `must be at least twice heartbeatInterval (${c.heartbeatInterval} s), or live tasks would be swept`,
+    );
+  }
+  validateInteger("prefetch", c.prefetch, 0, 100_000);
+  validateSeconds("sweepInterval", c.sweepInterval, 0.05);
+  validateSeconds("shutdownTimeout", c.shutdownTimeout);
+  c.maxResultBytes = payloadLimit("maxResultBytes", c.maxResultBytes);
+  validateSeconds("retryBackoff.base", c.retryBackoff.base);
+  validateSeconds("retryBackoff.max", c.retryBackoff.max);
+  if (typeof c.workerId !== "string" || c.workerId === "")
+    throw new InvalidOptionError("workerId", "expected a non-empty string");
+  validateInteger("poolSize", c.poolSize, 1, 1000);
+  return c;
+}
