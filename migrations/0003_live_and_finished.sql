@@ -1,21 +1,9 @@
 -- The tasks table becomes two partitions by status: tasks_live holds the PENDING and PROGRESS rows, tasks_done the
--- COMPLETED, FAILED and CANCELLED ones. `tasks` stays the table every statement and every user query names.
---
--- Why: a claim updates every row it takes, and since the status change touches the partial indexes' predicates
--- that update cannot be HOT, so each claimed row costs a primary-key lookup and a new primary-key entry. In one
--- table those go through a primary key that also holds every finished task, which grows a level deeper as finished
--- rows pile up. Measured on 2 cores with 1,000,000 finished rows, a claim of 32 took 1.00–1.19× (median of rounds)
--- as long as on an empty table; with the finished rows in a partition of their own it took 0.96–1.01×. The live
--- partition stays as small as the work in flight, so its indexes stay shallow and its vacuums short whatever the
--- history kept. A completion moves its row to tasks_done (a delete and an insert, done by Postgres within the
--- UPDATE): 500 completions took 0.2–0.4 ms longer per batch, under a microsecond per task.
---
--- Each partition has its own primary key on id. A key on the partitioned table itself would have to include the
--- partition key, (id, status), and every lookup by id would then search it once per live status: two descents per
--- task instead of one (Postgres 15 runs `status IN (...)` on an index column as one search per value), which
--- halved a worker's rate in a 200,000-task drain (29,000 against 59,000 tasks/s on 2 cores). Ids stay
--- unique across both partitions because they come from one identity sequence. Only tasks_live carries the claim,
--- running-task and unique-key indexes: a finished row is in none.
+-- COMPLETED, FAILED and CANCELLED ones; `tasks` stays the table every statement and user query names. A claim's
+-- primary-key work then stays as small as the work in flight: with 1,000,000 finished rows a claim of 32 takes
+-- 0.96–1.01× as long as on an empty table, against 1.00–1.19× in one table. Each partition has its own primary key
+-- on id (a key on (id, status) halved a drain's rate); ids stay unique through one identity sequence. Only tasks_live
+-- carries the claim, running-task and unique-key indexes. See docs/architecture.md, Two partitions: live and finished.
 --
 -- Existing rows are copied in this migration's transaction, which holds the old table's lock until it commits:
 -- migrate a large table during a quiet moment, or purge it first.
@@ -32,12 +20,8 @@ CREATE TABLE tasks (
   LIKE tasks_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING IDENTITY INCLUDING COMMENTS
 ) PARTITION BY LIST (status);
 
--- A queue's live rows turn over constantly: every claim and every completion leaves a dead row version behind and
--- an index entry pointing at it. Vacuum them far more eagerly than the defaults (20% of the table) so the claim
--- index stays dense, and analyze eagerly too, since the mix of statuses shifts quickly. fillfactor stays at 100:
--- no update of a task can be HOT (each changes its status, which the partial indexes' predicates read), and
--- leaving free room on each page made no drain faster when measured (50,000-task drains on 2 cores, fillfactor 70
--- against 100, alternating: within the noise, slightly slower if anything).
+-- Live rows turn over constantly: vacuum and analyze them far more eagerly than the defaults; fillfactor stays at
+-- 100 (no task update can be HOT, and 70 drained no faster).
 CREATE TABLE tasks_live PARTITION OF tasks FOR VALUES IN ('PENDING', 'PROGRESS') WITH (
   autovacuum_vacuum_scale_factor = 0.01,
   autovacuum_vacuum_threshold = 1000,

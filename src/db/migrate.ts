@@ -40,7 +40,7 @@ export interface MigrateResult {
 /**
  * Brings the schema up to date. Each migration runs in its own transaction under a transaction-scoped advisory
  * lock keyed by the schema, so two processes migrating at once apply each file exactly once: the second waits,
- * then sees the first one's rows.
+ * then sees the first one's rows. See docs/architecture.md, Migrations.
  */
 export async function migrate(options: { databaseUrl: string; schema: string }): Promise<MigrateResult> {
   const schema = validateSchemaName(options.schema);

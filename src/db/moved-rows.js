@@ -7,13 +7,10 @@ const MOVED_ROW_RUNS = 5;
 
 /**
  * Runs `fn` again, at once, when it failed on a row that moved partition (isMovedRowError), up to MOVED_ROW_RUNS
- * runs in all. A task moves from tasks_live to tasks_done when it finishes (migration 0003). A statement that locks
- * or updates a row another transaction moved after this statement took its snapshot cannot follow it there, as it
- * follows an update within one table: Postgres fails the statement instead (SQLSTATE 40001), even under SKIP
- * LOCKED. Every statement run this way is a transaction of its own, so the failed run changed nothing, and the next
- * run sees the row where it went: a heartbeat no longer beats a finished task, an outcome write finds the lease gone,
- * a claim or sweep leaves the row alone, just as a compare-and-set on the moved row would have. The inserts, the one
- * kind of statement run inside a caller's transaction, lock no existing row and never meet this error.
+ * runs in all. A finished task moves from tasks_live to tasks_done, and Postgres fails a statement that meets such
+ * a row after its snapshot (40001), even under SKIP LOCKED. Each statement run this way is a transaction of its own,
+ * so the rerun sees the row where it went and leaves it alone, as a compare-and-set would have.
+ * See docs/architecture.md, Two partitions.
  * @template T
  * @param {() => Promise<T>} fn
  * @returns {Promise<T>}

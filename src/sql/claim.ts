@@ -9,27 +9,13 @@ export type ClaimedRow = Pick<
 >;
 
 /*
- * Claiming, shared by both statements below: the picked ids are locked with SKIP LOCKED in a MATERIALIZED CTE, an
- * optimization fence, so Postgres first picks at most the LIMIT and only then updates exactly those; without the
- * fence the planner may fold the subquery into a join and lock or update more rows than the LIMIT. Concurrent
- * workers skip each other's locked rows instead of waiting on them.
- *
- * attempt is counted here, at claim time, so a task that kills its worker still uses up its retries; with worker_id
- * it is the lease every later transition of this attempt compares against. max_retries is fixed here from the
- * worker's default when the task was enqueued without one.
- *
- * The UPDATE finds each picked row by primary key in the live partition (live.ts). Named as `status = 'PENDING'`
- * instead, which also prunes to that partition, the condition matched the claim index's predicate, and whenever the
- * statistics said the partition was empty (after a drain and a vacuum) the planner looked up each picked row by
- * walking that index, whose last column is the id: 3.3 ms a claim of 32 instead of 0.7 ms.
- *
- * A claimed row's started_at stays NULL until the worker records that its handler started (sql/start.ts): a claim
- * can commit with no handler ever running (its worker killed while the claim was in flight, or before it started
- * the rows), and the sweeper hands such rows back uncharged (sweep.ts).
- *
- * RETURNING has no order, so the claimed rows are sorted into claim order by Postgres, on the sort keys it already
- * holds, and only the columns a worker runs a task with travel back: parsing a timestamp into a Date for every
- * claimed row, only to sort by it, took 3–4% of a worker's CPU in a drain of no-op tasks.
+ * Shared by both claims. The picked rows are locked with SKIP LOCKED in a MATERIALIZED CTE, a fence, so Postgres
+ * updates exactly those and never more than the LIMIT. The UPDATE takes the lease (attempt + 1, worker_id) and
+ * finds each row through `live` (live.ts): with `status = 'PENDING'` the planner walked the claim index whenever
+ * statistics called the partition empty, 3.3 ms a claim of 32 against 0.7 ms. started_at stays NULL until the
+ * worker records that the handler started (start.ts): a claim can commit with no handler ever running. Postgres
+ * sorts the result, and only the columns a worker runs with travel back (parsing a Date per row to sort took 3–4%
+ * of a worker's CPU). See docs/architecture.md, Claiming.
  */
 const claimUpdate = (tasks: string) => `, claimed AS (
      UPDATE ${tasks} t
@@ -44,11 +30,8 @@ const claimUpdate = (tasks: string) => `, claimed AS (
     ORDER BY priority DESC, run_at, id`;
 
 /*
- * One queue (the common case). `queue = $1` lets the scan walk tasks_claim_idx (queue, priority DESC, run_at, id)
- * WHERE PENDING in exactly the ORDER BY order and stop after the LIMIT, so a claim reads a few dozen index entries
- * however deep the queue. Measured on 2 cores with 20,000 pending tasks, claiming 32 at a time: 0.3 ms a claim,
- * against 3.7 ms with `queue = ANY($1)`, whose plan sorts every pending row of the queue on each claim (claim time
- * grew with queue depth: 9 ms at 20,000 pending).
+ * One queue: `queue = $1` walks tasks_claim_idx in ORDER BY order and stops after the LIMIT, however deep the queue:
+ * 0.3 ms a claim of 32 with 20,000 pending, against 3.7 ms with `queue = ANY($1)`, which sorted the whole queue.
  */
 const claimOneQueue = perTable(
   "claim1",
@@ -62,10 +45,9 @@ const claimOneQueue = perTable(
 );
 
 /*
- * Several queues. Each queue's head is read in index order by its own LATERAL scan (the same cheap walk as above,
- * at most $2 rows per queue), the heads are merged in claim order, and only the merged ones are locked. A head row
- * another worker holds is skipped, so under heavy contention a claim may return fewer rows than are due; the
- * worker then claims again.
+ * Several queues: each queue's head (at most $2 rows) is read by its own LATERAL walk of the same index, the heads
+ * are merged, and only the merged rows are locked. A head row another worker holds is skipped, so a claim may return
+ * fewer rows than are due; the worker then claims again.
  */
 const claimManyQueues = perTable(
   "claimN",
@@ -95,19 +77,10 @@ export interface ClaimParams {
 }
 
 /**
- * Claims up to `limit` due tasks, highest priority first, then earliest run_at, then oldest.
- *
- * A worker claims on a connection with `synchronous_commit = off` (Store.claims): the claim's commit returns
- * without waiting for its WAL record to reach disk. It is visible to every other session at once, like any commit;
- * what it gives up is durability across a crash of the Postgres server itself, for the fraction of a second before
- * the WAL writer flushes it (and every synchronous commit after it, such as the task's completion, flushes it too).
- * A claim lost that way leaves its task PENDING with its former attempt, so the task runs again (at-least-once), and
- * the next claim takes the same attempt number again. Outcomes therefore compare the whole lease, attempt and
- * worker id (finish.ts): the lost attempt's outcome changes nothing under another worker's claim, and a worker that
- * claims again a lease it still holds does not start it a second time (Worker #dropReclaimed). Enqueues, outcomes
- * and hand-backs stay synchronous. Measured on 2 cores: a one-row UPDATE took 0.27–0.31 ms at p50 and 0.51–0.65 ms
- * at p99 with asynchronous commit, against 0.64–0.70 ms and 1.9–2.6 ms waiting for the flush; the claim is on the
- * path from enqueue to handler start of every task.
+ * Claims up to `limit` due tasks, highest priority first, then earliest run_at, then oldest. Workers run it with
+ * `synchronous_commit = off`: 0.27–0.31 ms at p50 instead of 0.64–0.70 ms, on every task's way to its handler. A
+ * crash of the Postgres server can undo such a claim, which is why outcomes compare the whole lease, worker id
+ * included. See docs/architecture.md, Asynchronous claim commit.
  */
 export async function claimTasks(q: Queryable, tasks: string, p: ClaimParams): Promise<ClaimedRow[]> {
   const one = p.queues.length === 1;

@@ -4,33 +4,13 @@ import { held } from "./lease.js";
 import { live } from "./live.js";
 
 /*
- * Completions are written in batches: the completer gathers the outcomes that arrive while a write is in flight
- * and sends them in one UPDATE. Each row is compare-and-set on (status = PROGRESS, attempt, worker_id), the lease
- * its claim took: an outcome for an attempt that was swept, handed back or re-claimed since changes nothing, so a
- * worker that comes back late can never overwrite a newer attempt. The worker id matters where a claim can be
- * lost: a claim whose commit a crash of the Postgres server undid (claims do not wait for the WAL flush; see
- * claimTasks) leaves its task with its former attempt, so the next claim takes the same attempt number again, and
- * only the worker id tells the two apart (the worker itself drops a claim of a lease it already holds).
- *
- * Measured on 2 cores (Postgres on the same machine): 32 completions as one batched UPDATE took 3.3–3.9 ms, as 32
- * single-row UPDATEs over 4 connections 21–35 ms: one round trip, one plan and one commit instead of 32.
- * The batch travels as three array literals (ids, attempts, durations) and one JSON array of the results (JSON
- * text already), each made by a single join, zipped back together by ROWS FROM. Building one JSON object per task
- * instead made a few hundred bytes of short-lived strings per task, a third of what a draining worker allocated.
- * Only the ids that did not match come back (usually none), not a row per task. A prefetched task whose start was
- * not recorded yet (sql/start.ts) gets its started_at from the outcome.
- *
- * Every statement here takes its rows through `held` (lease.ts): one primary-key lookup per task, locked, then an
- * UPDATE of the live rows joined to `held` by id. Joined to the batch straight away, Postgres chose its plan from
- * its estimates of the table, and a wrong one cost work in proportion to every running task of the cluster:
- * hashing every PROGRESS row (45 ms per batch of 1,000 with 50,000 tasks running elsewhere), a sequential scan once
- * the table had statistics, or a walk of the running-task index for every task (see lease.ts). `held` is estimated
- * from the batch's arrays (a handful of rows), not from the table, so each of its rows is looked up by primary key,
- * and `live` (live.ts) names no partial index's predicate. Naming the ids a second time, as an array for the
- * primary key (as the heartbeat does), made it worse on the partitioned table: the planner read them all once,
- * then compared every one with every row of `held`, 1,000,000 comparisons for a batch of 1,000. test/plans.test.ts
- * checks these plans with no statistics, fresh ones, and ones taken while nothing ran. The batch statements are not
- * prepared, so each is planned for the batch it carries (see perTable).
+ * Outcomes go in batches: one UPDATE for everything that finished while the previous write was in flight (32
+ * completions took 3.3–3.9 ms batched, 21–35 ms as single-row UPDATEs over 4 connections). Each row is a
+ * compare-and-set on the lease through `held` (lease.ts), so a worker that comes back late changes nothing. The batch
+ * travels as array literals and one JSON array of results, zipped by ROWS FROM: an object per task made a third of a
+ * draining worker's allocations. Only the ids that missed come back. A prefetched task whose start was not recorded
+ * yet (start.ts) gets started_at from its duration. Not prepared, so each batch is planned for its size.
+ * See docs/architecture.md, Outcomes in batches and The lease.
  */
 
 const completeStatement = perTable(
@@ -52,10 +32,8 @@ const completeStatement = perTable(
 );
 
 /*
- * A batch of one (a worker that is keeping up finishes its tasks one by one) goes as a prepared single-row UPDATE
- * by primary key, its lease checked by `held` like the others. The batch statement above is parsed and planned at
- * every run, which for one task cost more than the update itself: measured on 2 cores, 0.23 ms of planning for
- * 0.23 ms of execution.
+ * A batch of one (a worker keeping up finishes tasks one by one) goes as a prepared single-row UPDATE: planning the
+ * batch statement for one task cost as much as running it, 0.23 ms each.
  */
 const completeOneStatement = perTable(
   "complete_one",
@@ -67,10 +45,9 @@ const completeOneStatement = perTable(
 );
 
 /*
- * A failed attempt goes back to PENDING while retries are left (retry_count < max_retries and not `final`), due
- * after an exponential backoff with jitter: base * 2^retry_count seconds, capped, then scaled by a random factor in
- * [0.5, 1) so a burst of failures does not come back as a burst. Otherwise the task is FAILED. The decision is
- * made in SQL from the row itself, under the same compare-and-set as completions.
+ * Decided in SQL from the row: PENDING while retries are left and the failure is not final, due after
+ * min(base * 2^retry_count, max) seconds times a random factor in [0.5, 1), so a burst of failures does not come back
+ * as a burst; FAILED otherwise.
  */
 const RETRY = "(NOT d.final AND t.retry_count < coalesce(t.max_retries, 0))";
 const failStatement = perTable(

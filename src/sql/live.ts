@@ -1,12 +1,10 @@
 import { FINAL_STATUSES, TASK_STATUSES, type TaskStatus } from "../task.js";
 
 /*
- * The tasks table is partitioned by status (migration 0003): tasks_live holds the PENDING and PROGRESS rows,
- * tasks_done the finished ones. A statement about live rows that names them by id says so with `live(alias)`:
- * Postgres then plans it for tasks_live alone, instead of also searching tasks_done, whose primary key holds every
- * finished task the table keeps. The condition names the partition, not a status, so it implies neither partial
- * index's predicate (status = 'PENDING', status = 'PROGRESS') and cannot lead the planner to walk one of those
- * instead of the primary key (see lease.ts).
+ * `live(alias)` prunes a statement to tasks_live, `finished(alias)` to tasks_done (migration 0003), so a lookup by
+ * id searches one partition's primary key. The condition names the partition's statuses, matching neither partial
+ * index's predicate, so it cannot lead the planner onto one of those indexes. See docs/architecture.md, Two
+ * partitions.
  */
 const statusIn = (alias: string, statuses: readonly TaskStatus[]): string =>
   `${alias}.status IN (${statuses.map((s) => `'${s}'`).join(", ")})`;

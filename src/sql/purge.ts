@@ -2,12 +2,10 @@ import { perTable, run, type Queryable } from "../db/store.js";
 import { finished } from "./live.js";
 
 /*
- * Retention: deletes finished tasks older than a cutoff. It walks the finished rows' partition (tasks_done, see
- * live.ts) in primary-key order, $2 rows a step, and deletes the old-enough rows of each step in the same
- * statement, so every step is a short transaction that touches a bounded number of rows and needs no index beyond
- * the primary key (an index on finished_at would cost every completion an extra index insert). The DELETE
- * re-checks status and age, so a row that changed since it was read is kept. $1 last id seen, $2 step size,
- * $3 statuses, $4 cutoff age in seconds, $5 dry run (count only).
+ * Retention walks tasks_done in primary-key order, $2 rows a step, deleting the old-enough rows of each step in the
+ * same statement: short transactions, and no index on finished_at for every completion to maintain. The DELETE
+ * re-checks status and age. $1 last id seen, $3 statuses, $4 cutoff age in seconds, $5 dry run (count only).
+ * See docs/architecture.md, Retention.
  */
 const purgeStep = perTable(
   "purge",

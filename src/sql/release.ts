@@ -4,11 +4,9 @@ import { held } from "./lease.js";
 import { live } from "./live.js";
 
 /*
- * A worker hands back tasks it holds but will not finish: at shutdown, and when its prefetch buffer may have been
- * swept while it was out of touch with Postgres. PENDING again, retry_count unchanged (the attempt was interrupted,
- * not failed), run_at unchanged so the task keeps its place at the head of its queue. A task whose handler never
- * started (prefetched) also gives its attempt back. Compare-and-set on the lease (PROGRESS, attempt, worker_id) like
- * every outcome (see finish.ts).
+ * A hand-back (at shutdown, or of a prefetch buffer that may have been swept): PENDING again with retry_count and
+ * run_at unchanged, so the task keeps its place at the head of its queue; a prefetched task also gives its attempt
+ * back. A compare-and-set on the lease through `held`. See docs/architecture.md, Prefetch.
  */
 const releaseStatement = perTable(
   "release",

@@ -4,11 +4,11 @@ import { held } from "./lease.js";
 import { live } from "./live.js";
 
 /*
- * Records that the handlers of claimed tasks (claimed with started_at NULL, see claim.ts) have started. Until this
- * commits, a worker that dies hands such a task back without charging it a retry (sweep.ts). The worker does not
- * wait for it before starting a handler, except for a task handed back that way before (it may be what kills its
- * workers): it is written with the next outcome batch, and not at all for a task whose outcome is in that batch
- * (the outcome records the start). Compare-and-set on the lease like every outcome.
+ * Records that claimed tasks (claimed with started_at NULL) have started; until then a crash hands them back
+ * uncharged (sweep.ts). Sent with the next outcome batch and not awaited, since a round trip before each start would
+ * cost the drain what the prefetch gains; skipped for a task whose outcome is in that batch. Awaited before the
+ * handler only for a task once handed back unstarted, which may be what kills its workers. See
+ * docs/architecture.md, Prefetch.
  */
 const startStatement = perTable(
   "start",

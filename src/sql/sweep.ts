@@ -1,24 +1,12 @@
 import { perTable, run, type Queryable } from "../db/store.js";
 
 /*
- * The stale-task sweep. A PROGRESS task whose heartbeat is older than $1 seconds belongs to a worker that died,
- * froze or lost its connection. A task whose handler started is charged the attempt: PENDING with retry_count + 1
- * while retries are left, FAILED otherwise, its error saying the worker was lost. A task that was only prefetched
- * (started_at NULL: claimed into a buffer, its start never recorded) goes back to PENDING uncharged, its error
- * untouched: it never ran, so the crash was not its doing. A handler that kills its worker at once leaves no start
- * record either, so after $3 uncharged hand-backs (attempt counts every claim, retry_count the charged ones) a task
- * is charged all the same: a poison task still reaches its retry limit. Either way run_at is kept, so the task
- * goes back to the head of its queue instead of behind every task enqueued while it was held.
- *
- * Time Postgres was down does not count: a row is judged only once the server has been up for $1 seconds, so a
- * worker that could not beat during an outage has that long, after the restart, to beat again (and write the
- * outcomes it held) before anything of its is judged.
- *
- * The candidates are locked with SKIP LOCKED in a MATERIALIZED CTE, so two sweepers racing on the same rows split
- * them rather than both moving one. The UPDATE then re-checks status, heartbeat age and attempt in its own WHERE:
- * a task that completed, got a fresh heartbeat, or was re-claimed since the candidate was read is left alone (a
- * sweep that matched on id alone would overwrite a task that had just finished). Batches of $2 keep each
- * transaction short.
+ * A PROGRESS row whose heartbeat is older than $1 seconds lost its worker. A started task is charged (a retry, or
+ * FAILED with "worker lost"); a prefetched one (started_at NULL) goes back uncharged, unless it has gone back
+ * uncharged $3 times already, so a poison task still reaches its retry limit. run_at is kept. No row is judged until
+ * the server has been up $1 seconds. Candidates are locked SKIP LOCKED in a MATERIALIZED CTE, batches of $2, and the
+ * UPDATE re-checks status, heartbeat age and attempt, so a task that finished, beat or was re-claimed meanwhile is
+ * left alone. See docs/architecture.md, Heartbeats and the sweep.
  */
 const CHARGED = "(t.started_at IS NOT NULL OR t.attempt - t.retry_count > $3)";
 const RETRY = `(NOT ${CHARGED} OR t.retry_count < coalesce(t.max_retries, 0))`;
@@ -47,9 +35,8 @@ const sweepStatement = perTable(
 );
 
 /**
- * Uncharged hand-backs of a prefetched task before a sweep charges it anyway (see above). A task lands in a buffer
- * that dies with its worker only when the worker is killed before starting it; several in a row means it is most
- * likely the task that kills them.
+ * Uncharged hand-backs of a prefetched task before a sweep charges it anyway: several in a row mean it is most
+ * likely the task that kills its workers.
  */
 export const MAX_UNCHARGED_SWEEPS = 5;
 

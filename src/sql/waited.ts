@@ -3,11 +3,9 @@ import type { TaskRow } from "../task.js";
 import { finished, live } from "./live.js";
 
 /*
- * The waiters of a client re-read their rows together: one statement for a batch of ids, not one per waiter. Only
- * finished rows come back whole (their result is what the waiter returns); a row still running comes back as its
- * status alone, so a safety-net read of thousands of waited tasks does not carry their args every time; an id with
- * neither was never a task (or was deleted). Each id is two primary-key probes, one per partition (live.ts). Not
- * prepared, so each run is planned for the number of ids it carries (see perTable).
+ * Waiters re-read their rows in one statement per batch of ids: a finished row comes back whole, a live one as its
+ * status alone (a safety-net read need not carry args), an id in neither is missing. Two primary-key probes per id,
+ * one per partition; not prepared, so planned for the number of ids. See docs/architecture.md, Waiting for a result.
  */
 const readStatement = perTable(
   "waited",
