@@ -70,7 +70,7 @@ const CHAOS_KINDS = new Set([
  * @param {ChaosEvent[]} o.events
  * @param {number} o.t0 epoch ms of the first enqueue: times in the report are seconds after it
  * @param {number} o.shutdownTimeout seconds
- * @param {string[]} o.workerLogs the text of every worker's log
+ * @param {{ pid: number, text: string }[]} o.workerLogs every worker process's log
  */
 export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeout, workerLogs }) {
   const rel = (/** @type {number} */ at) => Math.round((at - t0) / 100) / 10;
@@ -84,7 +84,7 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   // What the workers' logs say each sweep did to a task (a report may read logs; no check depends on them).
   /** @type {Map<string, { at: number, as: string }[]>} */
   const sweptAs = new Map();
-  for (const text of workerLogs) {
+  for (const { text } of workerLogs) {
     for (const line of text.split("\n")) {
       if (!line.includes("swept tasks of lost workers")) continue;
       try {
@@ -96,6 +96,16 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
       } catch {
         // a line cut short by kill -9
       }
+    }
+  }
+
+  // Completions a worker discarded because the lease was gone (logged by the worker), by task id.
+  /** @type {Map<string, { at: number, pid: number }[]>} */
+  const discarded = new Map();
+  for (const { pid, text } of workerLogs) {
+    for (const line of text.split("\n")) {
+      const m = /completion discarded: task (\d+) attempt (\d+)/.exec(line);
+      if (m?.[1]) discarded.set(m[1], [...(discarded.get(m[1]) ?? []), { at: rel(Date.parse(line.slice(0, 24))), pid }]);
     }
   }
 
@@ -161,7 +171,10 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     if (e.kind === "sigterm" && e.pid) termAt.set(e.pid, e.at);
     if (e.kind === "worker-exit" && e.pid && e.detail && e.detail.expected === false) crashedAt.set(e.pid, e.at);
   }
-  const immediateStops = events.filter((e) => e.kind === "pg-stop" && e.detail?.mode === "immediate").map((e) => e.at);
+  /** Each immediate stop of Postgres, with when it was up again. */
+  const immediateStops = events
+    .filter((e) => e.kind === "pg-stop" && e.detail?.mode === "immediate")
+    .map((e) => ({ at: e.at, upAt: events.find((x) => x.kind === "pg-start" && x.at > e.at)?.at ?? Infinity }));
   const chaos = events.filter((e) => CHAOS_KINDS.has(e.kind) && !(e.kind === "worker-exit" && e.detail?.expected));
 
   /** @param {number} at */
@@ -219,10 +232,11 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     if (within(crashedAt.get(prev.pid))) return "earlier run on a worker that exited on its own";
     if (within(termAt.get(prev.pid))) return "earlier run on a SIGTERMed worker";
     // A claim commits asynchronously (sql/claim.ts): a crash of the server within the WAL writer's delay after it
-    // undoes it, and the task is claimed again under the same attempt number.
-    if (prev.attempt === next.attempt && immediateStops.some((s) => s >= prev.at - 1000 && s <= next.at)) {
-      return "claim undone by a Postgres immediate restart";
-    }
+    // undoes it, and the task is claimed again under the same attempt number. The first run started shortly before
+    // the crash, or from the prefetch buffer while the server was down or just back; its outcome is then discarded
+    // ("no longer this worker's") and the task runs again, on any worker, this one included.
+    const undone = immediateStops.some((s) => prev.at >= s.at - 1000 && prev.at <= s.upAt + 2000 && next.at >= s.at);
+    if (prev.attempt === next.attempt && undone) return "claim undone by a Postgres immediate restart";
     return "unexplained";
   };
 
@@ -254,6 +268,7 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
       attempt: row?.attempt,
       why: classes,
       runs: rs.map(show),
+      completionsDiscarded: discarded.get(task) ?? [],
       nearestEvent: nearest(first.at),
     };
     (EXPLAINED.has(worst) ? explainedReruns : badReruns).push(item);
@@ -366,7 +381,7 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     let n = 0;
     for (const r of runs.values()) {
       const until = r.endAt ?? exitAt.get(r.pid) ?? Infinity;
-      if (r.at <= t && until >= t) n++;
+      if (r.at <= t && until > t) n++;
     }
     return n;
   };
@@ -382,18 +397,38 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     byEvent: met,
   };
 
+  // --- exits the run did not cause. A worker that cannot reach Postgres while it starts exits 1 with one line
+  // (the CLI's documented behaviour; its supervisor starts it again): expected while Postgres is down. Any other
+  // exit is a failure.
+  /** @type {[number, number][]} */
+  const pgDown = [];
+  for (const e of events) {
+    if (e.kind === "pg-stop") pgDown.push([e.at, Infinity]);
+    const last = pgDown[pgDown.length - 1];
+    if (e.kind === "pg-start" && last) last[1] = e.at;
+  }
+  const logOf = new Map(workerLogs.map((w) => [w.pid, w.text]));
   const crashes = events.filter((e) => e.kind === "worker-exit" && e.detail?.expected === false);
-  fail(
-    "a worker process exited on its own",
-    crashes.map((e) => ({ pid: e.pid, at: rel(e.at), ...e.detail })),
-  );
+  /** @type {unknown[]} */
+  const refusedToStart = [];
+  /** @type {unknown[]} */
+  const exitedOnItsOwn = [];
+  for (const e of crashes) {
+    const log = logOf.get(/** @type {number} */ (e.pid)) ?? "";
+    const item = { pid: e.pid, at: rel(e.at), ...e.detail, logTail: log.trim().split("\n").slice(-3) };
+    const whileDown = pgDown.some(([from, to]) => e.at >= from && e.at <= to + 1000);
+    const neverStarted = !log.includes("worker started");
+    if (e.detail?.code === 1 && whileDown && neverStarted && log.includes("cannot connect to Postgres")) refusedToStart.push(item);
+    else exitedOnItsOwn.push(item);
+  }
+  fail("a worker process exited on its own", exitedOnItsOwn);
 
   // --- what the workers said about sweeps (reading logs is fine for a report; nothing above depends on it)
   const sweeps = { sweeps: 0, requeued: 0, handedBackUnstarted: 0, failed: 0 };
   let shutdownHandBacks = 0;
   let bufferHandBacks = 0;
   let reclaimedSkipped = 0;
-  for (const text of workerLogs) {
+  for (const { text } of workerLogs) {
     for (const line of text.split("\n")) {
       if (line.includes("swept tasks of lost workers")) {
         const json = line.slice(line.indexOf("{"));
@@ -413,6 +448,23 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     }
   }
 
+  // How long a worker process took from spawn to its "worker started" line: on a loaded machine this is seconds,
+  // which sets how much work a restarted worker does before the next kill.
+  /** @type {number[]} */
+  const startups = [];
+  for (const e of events) {
+    if (e.kind !== "worker-start") continue;
+    const line = (logOf.get(/** @type {number} */ (e.pid)) ?? "").split("\n").find((l) => l.includes("worker started"));
+    if (line) startups.push(Date.parse(line.slice(0, 24)) - e.at);
+  }
+  startups.sort((a, b) => a - b);
+  const workerStartup = {
+    started: startups.length,
+    spawned: events.filter((e) => e.kind === "worker-start").length,
+    medianSeconds: Math.round((startups[Math.floor(startups.length / 2)] ?? 0) / 100) / 10,
+    maxSeconds: Math.round((startups[startups.length - 1] ?? 0) / 100) / 10,
+  };
+
   const allRuns = [...runs.values()];
   const figures = {
     tasks: rows.length,
@@ -427,6 +479,7 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
       total: allRuns.length,
       inLedger: allRuns.filter((r) => r.ledger).length,
       tracedNotInLedger: allRuns.filter((r) => !r.ledger).length,
+      tracedNotInLedgerOnAKilledWorker: allRuns.filter((r) => !r.ledger && killedAt.has(r.pid)).length,
       inLedgerNotTraced: ledgerOnly,
       killedMidRun: allRuns.filter((r) => r.outcome === null).length,
     },
@@ -435,6 +488,8 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     runMoreThanOnce,
     reruns: rerunTasks,
     sigterms,
+    workersRefusedToStartWhilePostgresDown: refusedToStart.length,
+    workerStartup,
     workerLogs: { ...sweeps, shutdownHandBacks, bufferHandBacks, reclaimedSkipped },
   };
   return { figures, violations, explainedReruns, chargedWithoutRun };

@@ -142,15 +142,23 @@ hardStop.unref();
 const until = (t) => sleep(Math.max(0, t0 + t * 1000 - Date.now()));
 const rnd = random(SEED ^ 0x5eed);
 
+/**
+ * kill -9 of a random worker every 1–2 s. Only workers running handlers are picked (a worker takes seconds to
+ * start on a busy machine: killing it before it claims anything would test nothing); when none is, the next
+ * check comes 200 ms later.
+ */
 async function killStorm() {
   let kills = 0;
-  for (let i = 0; i < 100 && Date.now() < t0 + PLAN.stormTo * 1000; i++) {
-    const live = workers?.live() ?? [];
-    const victim = live[Math.floor(rnd() * live.length)];
-    if (victim) {
-      workers?.sigkill(victim);
-      kills++;
+  for (let i = 0; i < 500 && Date.now() < t0 + PLAN.stormTo * 1000; i++) {
+    const busy = [...runningByPid()].filter(([, n]) => n > 0).map(([pid]) => pid);
+    const pid = busy[Math.floor(rnd() * busy.length)];
+    const victim = workers?.live().find((w) => w.pid === pid);
+    if (!victim) {
+      await sleep(200);
+      continue;
     }
+    workers?.sigkill(victim);
+    kills++;
     await sleep(1000 + rnd() * 1000);
   }
   say(`kill -9 storm over: ${kills} workers killed`);
@@ -176,8 +184,8 @@ async function redisClientKill(type) {
 }
 
 /**
- * The tasks each live worker is running that are `name` tasks: starts without ends in its trace file.
- * @param {string} name
+ * How many handlers (of task `name`, or of any task) each live worker is running: starts without ends in its trace.
+ * @param {string} [name]
  */
 function runningByPid(name) {
   /** @type {Map<number, number>} */
@@ -190,7 +198,7 @@ function runningByPid(name) {
     for (const line of readFileSync(file, "utf8").split("\n")) {
       if (!line) continue;
       const e = JSON.parse(line);
-      if (e.e === "start" && e.name === name) open.set(e.run, true);
+      if (e.e === "start" && (name === undefined || e.name === name)) open.set(e.run, true);
       if (e.e === "end") open.delete(e.run);
     }
     counts.set(w.pid, open.size);
@@ -390,7 +398,10 @@ async function main() {
       }
     }
   }
-  const workerLogs = readdirSync(join(LOGS, "workers")).map((f) => readFileSync(join(LOGS, "workers", f), "utf8"));
+  const workerLogs = readdirSync(join(LOGS, "workers")).map((f) => ({
+    pid: Number(/-(\d+)\.log$/.exec(f)?.[1]),
+    text: readFileSync(join(LOGS, "workers", f), "utf8"),
+  }));
   const result = analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeout: WORKER.shutdownTimeout, workerLogs });
 
   const chaosDone = {
@@ -423,6 +434,8 @@ async function main() {
       .map((e) => ({ t: Number(((e.at - t0) / 1000).toFixed(2)), kind: e.kind, ...(e.pid ? { pid: e.pid } : {}), ...(e.detail ? { detail: e.detail } : {}) })),
   };
   writeFileSync(join(LOGS, "events.json"), JSON.stringify(events, null, 1));
+  writeFileSync(join(LOGS, "tasks.json"), JSON.stringify(rows));
+  writeFileSync(join(LOGS, "ledger.json"), JSON.stringify(ledger));
   writeFileSync(join(LOGS, "report.json"), JSON.stringify({ ...summary, violations: result.violations }, null, 1));
   writeFileSync(/** @type {string} */ (flags.out), `${JSON.stringify(summary, null, 2)}\n`);
   printSummary(summary);
@@ -449,6 +462,11 @@ function printSummary(s) {
   line("runs (trace) / in ledger / killed mid-run", `${f.runs.total} / ${f.runs.inLedger} / ${f.runs.killedMidRun}`);
   const m = f.runningAtChaos;
   line("handlers running at a chaos event: min / median", `${m.min} / ${m.median}`, `of ${WORKER.count * WORKER.concurrency} slots, ${m.events} events`);
+  if (f.workersRefusedToStartWhilePostgresDown) {
+    line("workers that could not start while Postgres was down", f.workersRefusedToStartWhilePostgresDown, "expected (exit 1, restarted)");
+  }
+  const st = f.workerStartup;
+  line("worker processes started / spawned", `${st.started} / ${st.spawned}`, `spawn to "worker started": median ${st.medianSeconds} s, max ${st.maxSeconds} s`);
   line("tasks charged a retry for a run they never had", f.chargedWithoutRun, f.chargedWithoutRun ? "WARN" : "ok");
   line("tasks run more than once", f.runMoreThanOnce);
   for (const [why, n] of Object.entries(f.reruns)) {
