@@ -58,7 +58,15 @@ const SEVERITY = [
 
 /** Events a surprise can be blamed on. */
 const CHAOS_KINDS = new Set([
-  "sigkill", "sigterm", "pg-stop", "pg-start", "redis-flushall", "redis-client-kill", "redis-stop", "redis-start", "worker-exit",
+  "sigkill",
+  "sigterm",
+  "pg-stop",
+  "pg-start",
+  "redis-flushall",
+  "redis-client-kill",
+  "redis-stop",
+  "redis-start",
+  "worker-exit",
 ]);
 
 /**
@@ -105,7 +113,8 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   for (const { pid, text } of workerLogs) {
     for (const line of text.split("\n")) {
       const m = /completion discarded: task (\d+) attempt (\d+)/.exec(line);
-      if (m?.[1]) discarded.set(m[1], [...(discarded.get(m[1]) ?? []), { at: rel(Date.parse(line.slice(0, 24))), pid }]);
+      if (m?.[1])
+        discarded.set(m[1], [...(discarded.get(m[1]) ?? []), { at: rel(Date.parse(line.slice(0, 24))), pid }]);
     }
   }
 
@@ -123,7 +132,10 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   for (const r of rows) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
   const stuck = rows.filter((r) => r.status === "PENDING" || r.status === "PROGRESS");
   fail("stuck: PENDING or PROGRESS at the end", stuck);
-  fail("CANCELLED, though nothing was cancelled", rows.filter((r) => r.status === "CANCELLED"));
+  fail(
+    "CANCELLED, though nothing was cancelled",
+    rows.filter((r) => r.status === "CANCELLED"),
+  );
   fail(
     "COMPLETED with a result that is not its own",
     rows.filter((r) => r.status === "COMPLETED" && r.result_k !== r.k),
@@ -134,7 +146,17 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   const runs = new Map();
   for (const line of trace) {
     if (line.e !== "start") continue;
-    runs.set(line.run, { run: line.run, task: String(line.task), attempt: line.attempt, pid: line.pid, at: line.at, traced: true, ledger: false, outcome: null, endAt: null });
+    runs.set(line.run, {
+      run: line.run,
+      task: String(line.task),
+      attempt: line.attempt,
+      pid: line.pid,
+      at: line.at,
+      traced: true,
+      ledger: false,
+      outcome: null,
+      endAt: null,
+    });
   }
   let ledgerOnly = 0;
   for (const l of ledger) {
@@ -142,7 +164,17 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     if (r) r.ledger = true;
     else {
       ledgerOnly++;
-      runs.set(l.run_id, { run: l.run_id, task: l.task_id, attempt: l.attempt, pid: l.pid, at: l.at, traced: false, ledger: true, outcome: null, endAt: null });
+      runs.set(l.run_id, {
+        run: l.run_id,
+        task: l.task_id,
+        attempt: l.attempt,
+        pid: l.pid,
+        at: l.at,
+        traced: false,
+        ledger: true,
+        outcome: null,
+        endAt: null,
+      });
     }
   }
   for (const line of trace) {
@@ -181,7 +213,9 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   const nearest = (at) => {
     let best = /** @type {ChaosEvent | null} */ (null);
     for (const e of chaos) if (!best || Math.abs(e.at - at) < Math.abs(best.at - at)) best = e;
-    return best ? `${best.kind}${best.pid ? ` pid ${best.pid}` : ""}${best.detail?.mode ? ` (${best.detail.mode})` : ""} at ${rel(best.at)} s (${best.at >= at ? "+" : ""}${best.at - at} ms from the run)` : "none";
+    return best
+      ? `${best.kind}${best.pid ? ` pid ${best.pid}` : ""}${best.detail?.mode ? ` (${best.detail.mode})` : ""} at ${rel(best.at)} s (${best.at >= at ? "+" : ""}${best.at - at} ms from the run)`
+      : "none";
   };
   /** @param {Run} r */
   const show = (r) => ({
@@ -215,7 +249,9 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
       ...(termAt.has(pid) ? { pidTerminatedAt: rel(/** @type {number} */ (termAt.get(pid))) } : {}),
       ...(crashedAt.has(pid) ? { pidExitedOnItsOwnAt: rel(/** @type {number} */ (crashedAt.get(pid))) } : {}),
       handlersStartedByPid: starts.length,
-      lastStartsOfPid: starts.slice(0, 8).map((x) => ({ task: x.task, at: rel(x.at), ...(ref ? { msBeforeKill: ref - x.at } : {}) })),
+      lastStartsOfPid: starts
+        .slice(0, 8)
+        .map((x) => ({ task: x.task, at: rel(x.at), ...(ref ? { msBeforeKill: ref - x.at } : {}) })),
     };
   };
 
@@ -252,7 +288,8 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     if (rs.length < 2) continue;
     /** @type {RerunClass[]} */
     const classes = [];
-    for (let i = 1; i < rs.length; i++) classes.push(classify(/** @type {Run} */ (rs[i - 1]), /** @type {Run} */ (rs[i])));
+    for (let i = 1; i < rs.length; i++)
+      classes.push(classify(/** @type {Run} */ (rs[i - 1]), /** @type {Run} */ (rs[i])));
     const worst = SEVERITY.find((c) => classes.includes(/** @type {RerunClass} */ (c))) ?? "unexplained";
     if (worst === "retry after its failure") continue; // a retry, not a second run of one attempt
     runMoreThanOnce++;
@@ -306,7 +343,10 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
       continue;
     }
     let why;
-    if (/^Error: flaky task \d+: fails on its first attempt/.test(r.error ?? "") || /flaky task \d+: fails/.test(r.error ?? "")) {
+    if (
+      /^Error: flaky task \d+: fails on its first attempt/.test(r.error ?? "") ||
+      /flaky task \d+: fails/.test(r.error ?? "")
+    ) {
       why = "threw, no retries left";
     } else if ((r.error ?? "").startsWith("worker lost")) {
       const k = killedAt.get(last.pid);
@@ -334,8 +374,16 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     }).length;
     if (charges > chargeable) {
       chargedWithoutRun.push({
-        task: r.id, k: r.k, name: r.name, status: r.status, error: r.error?.slice(0, 120),
-        retryCount: r.retry_count, attempt: r.attempt, charges, chargeableRuns: chargeable, runs: rs.map(show),
+        task: r.id,
+        k: r.k,
+        name: r.name,
+        status: r.status,
+        error: r.error?.slice(0, 120),
+        retryCount: r.retry_count,
+        attempt: r.attempt,
+        charges,
+        chargeableRuns: chargeable,
+        runs: rs.map(show),
         sweptAs: sweptAs.get(r.id) ?? [],
       });
     }
@@ -348,7 +396,9 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   const badTerms = [];
   for (const [pid, at] of termAt) {
     const exit = events.find((e) => e.kind === "worker-exit" && e.pid === pid);
-    const running = [...runs.values()].filter((r) => r.pid === pid && r.at <= at && (r.endAt === null || r.endAt >= at));
+    const running = [...runs.values()].filter(
+      (r) => r.pid === pid && r.at <= at && (r.endAt === null || r.endAt >= at),
+    );
     const drained = running.filter((r) => r.outcome === "ok");
     const fig = {
       pid,
@@ -372,7 +422,9 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   for (const e of events) if (e.kind === "worker-exit" && e.pid) exitAt.set(e.pid, e.at);
   fail(
     "a handler that never ended on a worker the run did not kill",
-    [...runs.values()].filter((r) => r.traced && r.outcome === null && !killedAt.has(r.pid) && !crashedAt.has(r.pid)).map(show),
+    [...runs.values()]
+      .filter((r) => r.traced && r.outcome === null && !killedAt.has(r.pid) && !crashedAt.has(r.pid))
+      .map(show),
   );
 
   // --- whether the chaos met work in flight: handlers running at each event
@@ -418,7 +470,8 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
     const item = { pid: e.pid, at: rel(e.at), ...e.detail, logTail: log.trim().split("\n").slice(-3) };
     const whileDown = pgDown.some(([from, to]) => e.at >= from && e.at <= to + 1000);
     const neverStarted = !log.includes("worker started");
-    if (e.detail?.code === 1 && whileDown && neverStarted && log.includes("cannot connect to Postgres")) refusedToStart.push(item);
+    if (e.detail?.code === 1 && whileDown && neverStarted && log.includes("cannot connect to Postgres"))
+      refusedToStart.push(item);
     else exitedOnItsOwn.push(item);
   }
   fail("a worker process exited on its own", exitedOnItsOwn);

@@ -7,7 +7,17 @@
 // script killed. Prints a summary, writes it to bench/chaos/latest.json, and exits 1 when an invariant fails.
 // See bench/chaos/README.md.
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, createWriteStream } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+  createWriteStream,
+} from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -50,7 +60,15 @@ if (!Number.isSafeInteger(TOTAL) || TOTAL < 100) throw new Error("--tasks: expec
 if (!Number.isSafeInteger(SEED)) throw new Error("--seed: expected an integer");
 
 /** The workers' flags, as the issue gives them; the checks read staleAfter and shutdownTimeout from here. */
-const WORKER = { count: 4, concurrency: 8, retry: 3, heartbeatInterval: 0.5, staleAfter: 3, pollInterval: 0.5, shutdownTimeout: 15 };
+const WORKER = {
+  count: 4,
+  concurrency: 8,
+  retry: 3,
+  heartbeatInterval: 0.5,
+  staleAfter: 3,
+  pollInterval: 0.5,
+  shutdownTimeout: 15,
+};
 
 /**
  * The schedule, in seconds after the first enqueue. Enqueues are spread so every phase meets work in flight (the
@@ -233,7 +251,9 @@ async function sigtermPhase() {
     await proc.exited;
     return;
   }
-  say(`pid ${proc.pid} exited (code ${exit.code}) ${((exit.at - (events.findLast((e) => e.kind === "sigterm")?.at ?? exit.at)) / 1000).toFixed(1)} s after SIGTERM`);
+  say(
+    `pid ${proc.pid} exited (code ${exit.code}) ${((exit.at - (events.findLast((e) => e.kind === "sigterm")?.at ?? exit.at)) / 1000).toFixed(1)} s after SIGTERM`,
+  );
 }
 
 /** @param {import("./workload.js").Spec[]} specs */
@@ -263,7 +283,9 @@ async function enqueueAll(specs) {
 
 async function countLive() {
   if (!admin) return -1;
-  const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${SCHEMA}".tasks WHERE status IN ('PENDING', 'PROGRESS')`);
+  const { rows } = await admin.query(
+    `SELECT count(*)::int AS n FROM "${SCHEMA}".tasks WHERE status IN ('PENDING', 'PROGRESS')`,
+  );
   return /** @type {number} */ (rows[0].n);
 }
 
@@ -293,9 +315,18 @@ async function main() {
   await postgres.init();
   await redis.init();
   say(`private Postgres on 127.0.0.1:${postgres.port}, private Redis on 127.0.0.1:${redis.port}`);
-  const env = { DATABASE_URL: postgres.url, REDIS_URL: redis.url, SKIPLOCK_SCHEMA: SCHEMA, CHAOS_TRACE_DIR: join(LOGS, "trace") };
+  const env = {
+    DATABASE_URL: postgres.url,
+    REDIS_URL: redis.url,
+    SKIPLOCK_SCHEMA: SCHEMA,
+    CHAOS_TRACE_DIR: join(LOGS, "trace"),
+  };
 
-  const migrated = spawnSync(process.execPath, [CLI, "migrate"], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 60_000 });
+  const migrated = spawnSync(process.execPath, [CLI, "migrate"], {
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   if (migrated.status !== 0) throw new Error(`skiplock migrate failed: ${migrated.stderr}`);
   admin = new pg.Pool({ connectionString: postgres.url, max: 2, connectionTimeoutMillis: 2000 });
   admin.on("error", () => {});
@@ -320,11 +351,26 @@ async function main() {
   workers = new WorkerPool({
     count: WORKER.count,
     argv: [
-      CLI, "run-worker", "--tasks", TASKS,
-      "--concurrency", String(WORKER.concurrency), "--retry", String(WORKER.retry),
-      "--heartbeat-interval", String(WORKER.heartbeatInterval), "--stale-after", String(WORKER.staleAfter),
-      "--poll-interval", String(WORKER.pollInterval), "--shutdown-timeout", String(WORKER.shutdownTimeout),
-      "--queue", "default", "--queue", "bulk",
+      CLI,
+      "run-worker",
+      "--tasks",
+      TASKS,
+      "--concurrency",
+      String(WORKER.concurrency),
+      "--retry",
+      String(WORKER.retry),
+      "--heartbeat-interval",
+      String(WORKER.heartbeatInterval),
+      "--stale-after",
+      String(WORKER.staleAfter),
+      "--poll-interval",
+      String(WORKER.pollInterval),
+      "--shutdown-timeout",
+      String(WORKER.shutdownTimeout),
+      "--queue",
+      "default",
+      "--queue",
+      "bulk",
     ],
     env,
     cwd: ROOT,
@@ -337,7 +383,9 @@ async function main() {
 
   const specs = buildSpecs({ total: TOTAL, longCount: PLAN.longCount, longDueIn: PLAN.longDue, seed: SEED });
   t0 = Date.now();
-  say(`${specs.length} tasks in ${PLAN.batches} batches, one every ${PLAN.batchEvery} s; ${WORKER.count} workers × ${WORKER.concurrency}`);
+  say(
+    `${specs.length} tasks in ${PLAN.batches} batches, one every ${PLAN.batchEvery} s; ${WORKER.count} workers × ${WORKER.concurrency}`,
+  );
   const enqueuing = enqueueAll(specs);
   enqueuing.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
 
@@ -402,19 +450,35 @@ async function main() {
     pid: Number(/-(\d+)\.log$/.exec(f)?.[1]),
     text: readFileSync(join(LOGS, "workers", f), "utf8"),
   }));
-  const result = analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeout: WORKER.shutdownTimeout, workerLogs });
+  const result = analyze({
+    specs,
+    rows,
+    ledger,
+    trace,
+    events,
+    t0,
+    shutdownTimeout: WORKER.shutdownTimeout,
+    workerLogs,
+  });
 
   const chaosDone = {
     kill9: events.filter((e) => e.kind === "sigkill").length,
     sigterm: events.filter((e) => e.kind === "sigterm").length,
-    postgresStops: events.filter((e) => e.kind === "pg-stop").map((e) => `${e.detail?.mode} ${Number(e.detail?.downMs) / 1000} s`),
-    redis: events.filter((e) => e.kind.startsWith("redis-")).map((e) => (e.kind === "redis-client-kill" ? `client kill ${e.detail?.type}` : e.kind.slice(6))),
+    postgresStops: events
+      .filter((e) => e.kind === "pg-stop")
+      .map((e) => `${e.detail?.mode} ${Number(e.detail?.downMs) / 1000} s`),
+    redis: events
+      .filter((e) => e.kind.startsWith("redis-"))
+      .map((e) => (e.kind === "redis-client-kill" ? `client kill ${e.detail?.type}` : e.kind.slice(6))),
     workerStarts: events.filter((e) => e.kind === "worker-start").length,
   };
   const summary = {
     verdict: result.violations.length === 0 ? "PASS" : "FAIL",
     startedAt: startedAt.toISOString(),
-    seconds: { total: Math.round((Date.now() - startedAt.getTime()) / 1000), drainedAfterFirstEnqueue: drainedAt ? Math.round((drainedAt - t0) / 1000) : null },
+    seconds: {
+      total: Math.round((Date.now() - startedAt.getTime()) / 1000),
+      drainedAfterFirstEnqueue: drainedAt ? Math.round((drainedAt - t0) / 1000) : null,
+    },
     setup: {
       node: process.version,
       postgres: pgVersion,
@@ -430,8 +494,17 @@ async function main() {
     explainedReruns: result.explainedReruns,
     chargedWithoutRun: result.chargedWithoutRun,
     timeline: events
-      .filter((e) => !["worker-start", "enqueued", "pg-stopped"].includes(e.kind) && !(e.kind === "worker-exit" && e.detail?.by === "killed"))
-      .map((e) => ({ t: Number(((e.at - t0) / 1000).toFixed(2)), kind: e.kind, ...(e.pid ? { pid: e.pid } : {}), ...(e.detail ? { detail: e.detail } : {}) })),
+      .filter(
+        (e) =>
+          !["worker-start", "enqueued", "pg-stopped"].includes(e.kind) &&
+          !(e.kind === "worker-exit" && e.detail?.by === "killed"),
+      )
+      .map((e) => ({
+        t: Number(((e.at - t0) / 1000).toFixed(2)),
+        kind: e.kind,
+        ...(e.pid ? { pid: e.pid } : {}),
+        ...(e.detail ? { detail: e.detail } : {}),
+      })),
   };
   writeFileSync(join(LOGS, "events.json"), JSON.stringify(events, null, 1));
   writeFileSync(join(LOGS, "tasks.json"), JSON.stringify(rows));
@@ -461,29 +534,51 @@ function printSummary(s) {
   line("FAILED with no ledger row (killed before it)", f.failedWithoutLedgerRow);
   line("runs (trace) / in ledger / killed mid-run", `${f.runs.total} / ${f.runs.inLedger} / ${f.runs.killedMidRun}`);
   const m = f.runningAtChaos;
-  line("handlers running at a chaos event: min / median", `${m.min} / ${m.median}`, `of ${WORKER.count * WORKER.concurrency} slots, ${m.events} events`);
+  line(
+    "handlers running at a chaos event: min / median",
+    `${m.min} / ${m.median}`,
+    `of ${WORKER.count * WORKER.concurrency} slots, ${m.events} events`,
+  );
   if (f.workersRefusedToStartWhilePostgresDown) {
-    line("workers that could not start while Postgres was down", f.workersRefusedToStartWhilePostgresDown, "expected (exit 1, restarted)");
+    line(
+      "workers that could not start while Postgres was down",
+      f.workersRefusedToStartWhilePostgresDown,
+      "expected (exit 1, restarted)",
+    );
   }
   const st = f.workerStartup;
-  line("worker processes started / spawned", `${st.started} / ${st.spawned}`, `spawn to "worker started": median ${st.medianSeconds} s, max ${st.maxSeconds} s`);
+  line(
+    "worker processes started / spawned",
+    `${st.started} / ${st.spawned}`,
+    `spawn to "worker started": median ${st.medianSeconds} s, max ${st.maxSeconds} s`,
+  );
   line("tasks charged a retry for a run they never had", f.chargedWithoutRun, f.chargedWithoutRun ? "WARN" : "ok");
   line("tasks run more than once", f.runMoreThanOnce);
   for (const [why, n] of Object.entries(f.reruns)) {
-    const note = why === "earlier run on a SIGKILLed worker" ? "allowed" : why.startsWith("claim undone") ? "explained" : "FAIL";
+    const note =
+      why === "earlier run on a SIGKILLed worker" ? "allowed" : why.startsWith("claim undone") ? "explained" : "FAIL";
     line(`  ${why}`, n, note);
   }
   for (const t of f.sigterms) {
-    line(`SIGTERM pid ${t.pid}: drained / running`, `${t.drained} / ${t.runningAtSigterm}`, `exit ${t.exitCode} after ${(t.exitAfterMs / 1000).toFixed(1)} s`);
+    line(
+      `SIGTERM pid ${t.pid}: drained / running`,
+      `${t.drained} / ${t.runningAtSigterm}`,
+      `exit ${t.exitCode} after ${(t.exitAfterMs / 1000).toFixed(1)} s`,
+    );
   }
   const w = f.workerLogs;
-  line("sweeps: requeued / unstarted back / failed", `${w.requeued} / ${w.handedBackUnstarted} / ${w.failed}`, `in ${w.sweeps} sweeps`);
+  line(
+    "sweeps: requeued / unstarted back / failed",
+    `${w.requeued} / ${w.handedBackUnstarted} / ${w.failed}`,
+    `in ${w.sweeps} sweeps`,
+  );
   for (const v of s.violations) {
     process.stdout.write(`\nFAIL ${v.check}: ${v.count}\n`);
     for (const item of v.items.slice(0, 10)) process.stdout.write(`  ${JSON.stringify(item)}\n`);
   }
   for (const e of s.explainedReruns.slice(0, 10)) process.stdout.write(`\nexplained re-run: ${JSON.stringify(e)}\n`);
-  for (const e of s.chargedWithoutRun.slice(0, 10)) process.stdout.write(`\nWARN charged without a run: ${JSON.stringify(e)}\n`);
+  for (const e of s.chargedWithoutRun.slice(0, 10))
+    process.stdout.write(`\nWARN charged without a run: ${JSON.stringify(e)}\n`);
   process.stdout.write("\nlogs, trace files and the full report: bench/chaos/logs/\n");
 }
 

@@ -53,7 +53,8 @@ function postgresBin() {
  */
 function postgresUser() {
   if (process.getuid?.() !== 0) return {};
-  const id = (/** @type {string} */ flag) => Number(spawnSync("id", [flag, "postgres"], { encoding: "utf8" }).stdout.trim());
+  const id = (/** @type {string} */ flag) =>
+    Number(spawnSync("id", [flag, "postgres"], { encoding: "utf8" }).stdout.trim());
   return { uid: id("-u"), gid: id("-g") };
 }
 
@@ -88,11 +89,15 @@ export class PrivatePostgres {
 
   /** initdb (fsync stays on in the server: the run measures a realistic commit), then start on a free port. */
   async init() {
-    const r = spawnSync(join(this.#bin, "initdb"), ["-D", join(this.dir, "data"), "-U", "postgres", "-A", "trust", "--no-sync"], {
-      encoding: "utf8",
-      cwd: this.dir,
-      ...this.#as,
-    });
+    const r = spawnSync(
+      join(this.#bin, "initdb"),
+      ["-D", join(this.dir, "data"), "-U", "postgres", "-A", "trust", "--no-sync"],
+      {
+        encoding: "utf8",
+        cwd: this.dir,
+        ...this.#as,
+      },
+    );
     if (r.status !== 0) throw new Error(`initdb failed: ${r.stderr}`);
     this.port = await freePort();
     await this.start();
@@ -102,13 +107,22 @@ export class PrivatePostgres {
   async start() {
     if (this.#server) return;
     const args = [
-      "-D", join(this.dir, "data"),
-      "-p", String(this.port),
-      "-k", this.dir,
-      "-c", "listen_addresses=127.0.0.1",
-      "-c", "max_connections=200",
+      "-D",
+      join(this.dir, "data"),
+      "-p",
+      String(this.port),
+      "-k",
+      this.dir,
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "max_connections=200",
     ];
-    const server = spawn(join(this.#bin, "postgres"), args, { stdio: ["ignore", "pipe", "pipe"], cwd: this.dir, ...this.#as });
+    const server = spawn(join(this.#bin, "postgres"), args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      cwd: this.dir,
+      ...this.#as,
+    });
     server.stdout?.pipe(this.log, { end: false });
     server.stderr?.pipe(this.log, { end: false });
     this.#server = server;

@@ -39,7 +39,17 @@ async function begin(k) {
   const ctx = taskContext();
   const run = randomUUID();
   const at = Date.now();
-  trace({ e: "start", run, task: ctx.id, k, name: ctx.name, attempt: ctx.attempt, retryCount: ctx.retryCount, pid: process.pid, at });
+  trace({
+    e: "start",
+    run,
+    task: ctx.id,
+    k,
+    name: ctx.name,
+    attempt: ctx.attempt,
+    retryCount: ctx.retryCount,
+    pid: process.pid,
+    at,
+  });
   const sql = `INSERT INTO "${schema}".ledger (run_id, task_id, attempt, pid, at) VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT (run_id) DO NOTHING`;
   const deadline = Date.now() + LEDGER_PATIENCE_MS;
@@ -50,7 +60,7 @@ async function begin(k) {
     } catch (err) {
       if (Date.now() > deadline) {
         trace({ e: "ledger-gave-up", run, error: String(err), at: Date.now() });
-        throw new Error(`chaos ledger unreachable for ${LEDGER_PATIENCE_MS} ms: ${String(err)}`);
+        throw new Error(`chaos ledger unreachable for ${LEDGER_PATIENCE_MS} ms: ${String(err)}`, { cause: err });
       }
       await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** i, 500)));
     }
@@ -74,10 +84,14 @@ function pause(ms) {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    }, { once: true });
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
   });
 }
 

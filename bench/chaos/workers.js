@@ -147,6 +147,7 @@ export class WorkerPool {
   /** Last resort: SIGKILL every process still up, synchronously. */
   killNow() {
     this.#stopping = true;
-    for (const p of this.slots) if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
+    for (const p of this.slots)
+      if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
   }
 }

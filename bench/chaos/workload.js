@@ -45,19 +45,27 @@ export function random(seed) {
 export function buildSpecs({ total, longCount, longDueIn, seed }) {
   const rnd = random(seed);
   const between = (/** @type {number} */ lo, /** @type {number} */ hi) => Math.round(lo + rnd() * (hi - lo));
-  const pick = /** @template T @param {T[]} xs @returns {T} */ (xs) => /** @type {T} */ (xs[Math.floor(rnd() * xs.length)]);
+  const pick = /** @template T @param {T[]} xs @returns {T} */ (xs) =>
+    /** @type {T} */ (xs[Math.floor(rnd() * xs.length)]);
   /** @type {Spec[]} */
   const specs = [];
   for (let k = 0; k < total; k++) {
     if (k < longCount) {
-      specs.push({ k, name: "long", args: [k, between(5000, 8000)], queue: "default", priority: 50, maxRetries: undefined, delay: longDueIn });
+      specs.push({
+        k,
+        name: "long",
+        args: [k, between(5000, 8000)],
+        queue: "default",
+        priority: 50,
+        maxRetries: undefined,
+        delay: longDueIn,
+      });
       continue;
     }
     const r = rnd();
     /** @type {Spec["name"]} */
     const name = r < 0.45 ? "quick" : r < 0.8 ? "nap" : r < 0.88 ? "slow" : "flaky";
-    const args =
-      name === "nap" ? [k, between(10, 200)] : name === "slow" ? [k, between(1000, 3000)] : [k];
+    const args = name === "nap" ? [k, between(10, 200)] : name === "slow" ? [k, between(1000, 3000)] : [k];
     const noRetries = rnd() < (name === "flaky" ? 0.1 : 0.2);
     const delayed = rnd() < 0.1;
     specs.push({
