@@ -320,7 +320,7 @@ describe("skiplock run-worker shutdown", () => {
     // Whatever it did not claim before the signal is still there for the next worker.
     const states = await Promise.all(queued.map(async (t) => (await client.getTask(t.id))!.status));
     for (const s of states) expect(["COMPLETED", "PENDING"]).toContain(s);
-    expect(worker.output()).toMatch(/worker stopped/);
+    expect(worker.events.map((e) => e.event)).toContain("worker:stopped");
   });
 
   it("hands tasks that outlive --shutdown-timeout back to PENDING, without using a retry", async () => {
@@ -339,7 +339,7 @@ describe("skiplock run-worker shutdown", () => {
     const long = await client.createTask("sleep", [60_000]);
     await waitFor("task running", async () => (await client.getTask(long.id))?.status === "PROGRESS");
     worker.child.kill("SIGTERM");
-    await worker.waitForOutput(/shutting down/);
+    await worker.waitForEvent("worker:stopping");
     worker.child.kill("SIGTERM");
     expect((await worker.exited).code).toBe(130);
     await env.pool.query(`DELETE FROM "${env.schema}".tasks WHERE id = $1`, [long.id]);

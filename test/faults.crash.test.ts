@@ -114,7 +114,7 @@ describe("a worker killed with SIGKILL in the middle of its tasks", () => {
       expect(rows.get(t.id)).toMatchObject({ status: "COMPLETED", attempt: 1, retry_count: 0, result: t.args[0] });
     }
     expect(ledger.size).toBe(all.length);
-    expect(b.output()).toMatch(/swept tasks of lost workers/);
+    expect(b.events.some((e) => e.event === "swept")).toBe(true);
     await stopProc(b);
   });
 });
@@ -149,10 +149,7 @@ describe("a worker frozen (SIGSTOP) past --stale-after", () => {
 
       a.child.kill("SIGCONT");
       // A's handler resumes, returns, and its completer tries a compare-and-set on attempt 1: it must lose.
-      await a.waitForOutput(
-        new RegExp(`completion discarded: task ${t.id} attempt 1 is no longer this worker's`),
-        15_000,
-      );
+      await a.waitForEvent("outcome:discarded", (d) => d.id === t.id && d.attempt === 1, 15_000);
       const after = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
       expect(after).toEqual(done);
 
@@ -193,10 +190,7 @@ describe("a worker thawed while the task's next attempt is running elsewhere", (
     );
     // A wakes up with its attempt still running; it finishes it while B is still on attempt 2.
     a.child.kill("SIGCONT");
-    await a.waitForOutput(
-      new RegExp(`completion discarded: task ${t.id} attempt 1 is no longer this worker's`),
-      15_000,
-    );
+    await a.waitForEvent("outcome:discarded", (d) => d.id === t.id && d.attempt === 1, 15_000);
     const during = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
     expect(during).toMatchObject({ status: "PROGRESS", attempt: 2, result: null, finished_at: null });
     expect(during.worker_id).toContain(`:${b.child.pid}:`);
@@ -205,7 +199,7 @@ describe("a worker thawed while the task's next attempt is running elsewhere", (
     const done = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
     expect(done).toMatchObject({ attempt: 2, retry_count: 1, result: { pid: b.child.pid, attempt: 2 } });
     expect(done.worker_id).toContain(`:${b.child.pid}:`);
-    expect(b.output()).not.toMatch(/discarded/);
+    expect(b.events.filter((e) => e.event === "outcome:discarded")).toEqual([]);
     expect((await readLedger(env.pool, env.schema)).get(t.id)!.map((r) => [r.attempt, r.pid])).toEqual([
       [1, a.child.pid],
       [2, b.child.pid],
@@ -248,7 +242,7 @@ describe("a CPU-bound inline task longer than --stale-after", () => {
     const row = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
     expect(row).toMatchObject({ status: "COMPLETED", attempt: 1, retry_count: 0, result: 4000, error: null });
     expect(row.worker_id).toContain(`:${a.child.pid}:`);
-    expect(sweeper.output()).not.toMatch(/swept tasks/);
-    expect(a.output()).not.toMatch(/swept tasks|discarded/);
+    expect(sweeper.events.filter((e) => e.event === "swept")).toEqual([]);
+    expect(a.events.filter((e) => e.event === "swept" || e.event === "outcome:discarded")).toEqual([]);
   });
 });

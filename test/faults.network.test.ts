@@ -72,7 +72,7 @@ describe("a claim whose answer is lost on the network", () => {
     });
     expect(claimed!.worker_id).toContain(`:${w.child.pid}:`);
     proxy.resetAll();
-    await w.waitForOutput(/claim failed; retrying with backoff/);
+    await w.waitForEvent("claim:failed");
     // The worker reconnects and goes on working…
     const after = await client.createTask("recorded", ["after the cut"]);
     expect((await client.waitForCompletion(after.id, { timeout: 15 }))?.status).toBe("COMPLETED");

@@ -116,14 +116,15 @@ describe("Postgres backends terminated mid-run", () => {
       const runs = ledger.get(id) ?? [];
       expect(runs.length).toBeGreaterThanOrEqual(1);
       expect(runs.length).toBeLessThanOrEqual(2);
-      // A second run only ever follows a sweep (a lost attempt), which uses the retry.
-      expect(tasks.get(id)).toMatchObject({ status: "COMPLETED", retry_count: runs.length - 1, attempt: runs.length });
+      // A second run only ever follows a sweep (a lost attempt), which uses the retry if its start was recorded.
+      expect(tasks.get(id)).toMatchObject({ status: "COMPLETED", attempt: runs.length });
+      expect(tasks.get(id)!.retry_count).toBeLessThanOrEqual(runs.length - 1);
     }
 
     for (const p of workers.all) {
       expect(p.child.exitCode).toBeNull();
       // Each worker noticed: its heartbeat connection was killed under it, and came back.
-      expect(p.output()).toMatch(/heartbeat restored/);
+      expect(p.events.map((e) => e.event)).toContain("beat:restored");
     }
     // And a worker that went through all that still shuts down cleanly.
     for (const p of workers.all) {

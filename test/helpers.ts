@@ -84,47 +84,76 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** An event a run-worker process forwarded over its IPC channel (see src/cli/forward-events.ts). */
+export interface ProcEvent {
+  event: string;
+  data: any;
+}
+
 export interface Proc {
   child: ChildProcess;
   output: () => string;
-  /** Resolves when the output matches `re`. */
+  /** Events the process sent over its IPC channel so far (run-worker forwards its worker's events). */
+  events: ProcEvent[];
+  /** Resolves with the first event named `event` (and matching `match`), sent before or after the call. */
+  waitForEvent: (event: string, match?: (data: any) => boolean, timeoutMs?: number) => Promise<ProcEvent>;
+  /** Resolves when the output matches `re` (for a script's own printed result, never for log text). */
   waitForOutput: (re: RegExp, timeoutMs?: number) => Promise<void>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 export function spawnProc(command: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
+  });
   let out = "";
+  const events: ProcEvent[] = [];
   const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const w of waiters) w();
+  };
   const onData = (d: Buffer) => {
     out += d.toString();
-    for (const w of waiters) w();
+    notify();
   };
   child.stdout!.on("data", onData);
   child.stderr!.on("data", onData);
+  child.on("message", (m: ProcEvent) => {
+    events.push(m);
+    notify();
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on("exit", (code, signal) => resolve({ code, signal })),
   );
+  /** Resolves with `found()` once it returns something, re-checked on every message and line of output. */
+  const until = <T>(found: () => T | undefined, what: string, timeoutMs: number) =>
+    new Promise<T>((resolve, reject) => {
+      const check = () => {
+        const value = found();
+        if (value === undefined) return;
+        waiters.delete(check);
+        clearTimeout(timer);
+        resolve(value);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`timed out waiting for ${what}; events: ${events.map((e) => e.event).join(", ")}\n${out}`));
+      }, timeoutMs);
+      waiters.add(check);
+      check();
+    });
   return {
     child,
     output: () => out,
+    events,
     exited,
-    waitForOutput: (re, timeoutMs = 20_000) =>
-      new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (re.test(out)) {
-            waiters.delete(check);
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`timed out waiting for ${re} in output:\n${out}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      }),
+    waitForEvent: (event, match = () => true, timeoutMs = 20_000) =>
+      until(() => events.find((e) => e.event === event && match(e.data)), `event ${event}`, timeoutMs),
+    waitForOutput: async (re, timeoutMs = 20_000) => {
+      await until(() => (re.test(out) ? true : undefined), String(re), timeoutMs);
+    },
   };
 }
 
@@ -393,7 +422,7 @@ export async function waitForCpuIdle(
 }
 
 /**
- * `skiplock run-worker` as a child process; resolves once it logged that it started, and fails at once (with the
+ * `skiplock run-worker` as a child process; resolves once it reported that it started, and fails at once (with the
  * worker's output) when the process exits before that, e.g. on an unknown flag.
  */
 export async function startWorkerProcess(
@@ -411,7 +440,7 @@ export async function startWorkerProcess(
     throw new Error(`worker exited before it started (${JSON.stringify(e)}):\n${p.output()}`);
   });
   exitedEarly.catch(() => {});
-  await Promise.race([p.waitForOutput(/worker started/), exitedEarly]);
+  await Promise.race([p.waitForEvent("worker:started"), exitedEarly]);
   return p;
 }
 

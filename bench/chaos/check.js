@@ -98,7 +98,7 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
       try {
         const f = JSON.parse(line.slice(line.indexOf("{")));
         const at = rel(Date.parse(line.slice(0, 24)));
-        for (const as of ["requeued", "handedBackUnstarted", "failed"]) {
+        for (const as of ["requeued", "handedBack", "failed"]) {
           for (const id of f[as] ?? []) sweptAs.set(id, [...(sweptAs.get(id) ?? []), { at, as }]);
         }
       } catch {
@@ -477,7 +477,7 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   fail("a worker process exited on its own", exitedOnItsOwn);
 
   // --- what the workers said about sweeps (reading logs is fine for a report; nothing above depends on it)
-  const sweeps = { sweeps: 0, requeued: 0, handedBackUnstarted: 0, failed: 0 };
+  const sweeps = { sweeps: 0, requeued: 0, handedBack: 0, failed: 0 };
   let shutdownHandBacks = 0;
   let bufferHandBacks = 0;
   let reclaimedSkipped = 0;
@@ -489,7 +489,7 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
           const f = JSON.parse(json);
           sweeps.sweeps++;
           sweeps.requeued += f.requeued?.length ?? 0;
-          sweeps.handedBackUnstarted += f.handedBackUnstarted?.length ?? 0;
+          sweeps.handedBack += f.handedBack?.length ?? 0;
           sweeps.failed += f.failed?.length ?? 0;
         } catch {
           // a line cut short by kill -9

@@ -569,7 +569,7 @@ function printSummary(s) {
   const w = f.workerLogs;
   line(
     "sweeps: requeued / unstarted back / failed",
-    `${w.requeued} / ${w.handedBackUnstarted} / ${w.failed}`,
+    `${w.requeued} / ${w.handedBack} / ${w.failed}`,
     `in ${w.sweeps} sweeps`,
   );
   for (const v of s.violations) {

@@ -1,3 +1,4 @@
+import { eventsSent, forwardEventsToParent } from "./forward-events.js";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { SkiplockClient } from "../client.js";
 import type { ConnectionOptions } from "../config.js";
@@ -121,6 +122,7 @@ export function buildProgram(): Command {
       ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
       logger,
     });
+    forwardEventsToParent(worker);
     await worker.start();
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -131,7 +133,7 @@ export function buildProgram(): Command {
       }
       logger.info(`${signal}: shutting down (send it again to exit at once)`);
       worker.stop().then(
-        () => process.exit(0),
+        () => eventsSent().then(() => process.exit(0)),
         (err: Error) => {
           logger.error("shutdown failed", { error: err.message });
           process.exit(1);

@@ -35,3 +35,26 @@ export type Signal = <K extends WorkerEventName>(name: K, ...args: WorkerEvents[
 
 /** A Signal that goes nowhere, for services used on their own. */
 export const noSignal: Signal = () => {};
+
+/** Every event name, for code that forwards them all (run-worker to its parent process). */
+export const WORKER_EVENT_NAMES = [
+  "worker:started",
+  "worker:stopping",
+  "worker:stopped",
+  "claim:failed",
+  "claim:restored",
+  "buffer:handed-back",
+  "claim:duplicate",
+  "beat",
+  "beat:failed",
+  "beat:restored",
+  "swept",
+  "outcome:discarded",
+  "outcomes:failed",
+  "outcome:refused",
+] as const satisfies readonly WorkerEventName[];
+
+// Compiles only while WORKER_EVENT_NAMES lists every event.
+const everyEventListed: Exclude<WorkerEventName, (typeof WORKER_EVENT_NAMES)[number]> extends never ? true : never =
+  true;
+void everyEventListed;

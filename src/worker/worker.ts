@@ -6,18 +6,17 @@ import { warnIfNoAutovacuum } from "../db/vacuum.js";
 import { InvalidOptionError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
-import { claimTasks, type ClaimedRow } from "../sql/claim.js";
+import { claimTasks } from "../sql/claim.js";
 import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
 import { Completer } from "./completer.js";
 import { Contact } from "./contact.js";
 import type { Signal, WorkerEvents } from "./events.js";
-import { contextData, InlineRunner, type Execution } from "./executor.js";
+import { Attempts } from "./attempts.js";
 import { Fetcher } from "./fetcher.js";
 import { Heartbeat } from "./heartbeat.js";
 import { ClusterLock } from "./lock.js";
 import { resolveWorkerOptions, type WorkerConfig, type WorkerOptions } from "./options.js";
-import type { Outcome } from "./outcome.js";
 import { buildRegistry, type Registered } from "./registry.js";
 import { Slots } from "./slots.js";
 import { Sweeper } from "./sweeper.js";
@@ -48,7 +47,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   readonly #completer: Completer;
   readonly #heartbeat: Heartbeat;
   readonly #sweeper: Sweeper;
-  readonly #inline: InlineRunner;
+  readonly #attempts: Attempts;
   readonly #slots: Slots;
   readonly #fetcher: Fetcher;
   readonly #contact = new Contact();
@@ -110,7 +109,20 @@ export class Worker extends EventEmitter<WorkerEvents> {
       onRestored: () => this.#contact.restored(),
       signal: this.#signal,
     });
-    this.#inline = new InlineRunner(this.id, c.maxRetries, this.#finished);
+    this.#slots = new Slots(c.concurrency);
+    this.#attempts = new Attempts({
+      slots: this.#slots,
+      workerId: this.id,
+      maxRetries: c.maxRetries,
+      isolation: c.isolation,
+      registry: () => this.#registry,
+      threads: () => this.#threads,
+      completer: this.#completer,
+      recordStart: async (row) => (await recordStarts(this.#store.q, this.#store.tasks, this.id, [row])) === 1,
+      accepting: () => this.#state === "running",
+      slotFreed: (ms) => this.#slotEnded(ms),
+      logger: this.logger,
+    });
     this.#sweeper = new Sweeper({
       q: this.#store.q,
       tasks: this.#store.tasks,
@@ -123,7 +135,6 @@ export class Worker extends EventEmitter<WorkerEvents> {
       inContactSince: () => this.#contact.since(),
       signal: this.#signal,
     });
-    this.#slots = new Slots(c.concurrency);
     this.#fetcher = new Fetcher({
       slots: this.#slots,
       prefetch: c.prefetch,
@@ -136,7 +147,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
           defaultMaxRetries: c.maxRetries,
         }),
       claimConnections: () => this.#store.claimConnections,
-      start: (row) => this.#start(row),
+      start: (row) => this.#attempts.start(row),
       track: (rows) => this.#heartbeat.track(rows),
       mayBeSwept: (claim) => this.#heartbeat.mayBeSwept(claim),
       release: (r) => this.#completer.release(r),
@@ -226,84 +237,6 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.#signal("worker:started", { workerId: this.id, queues: this.queues, redis });
   }
 
-  /**
-   * Starts a claimed row's attempt. Its start is recorded in the row with the next outcome write, not awaited (see
-   * docs/architecture.md, "Prefetch"), except for a task a lost worker already gave back unstarted: it may be what
-   * kills its workers, so its start is recorded before its handler runs, and a crash it causes is charged.
-   */
-  #start(row: ClaimedRow): void {
-    if (row.attempt - 1 > row.retry_count) return this.#startRecorded(row);
-    this.#run(row);
-    this.#completer.started(row);
-  }
-
-  #startRecorded(row: ClaimedRow): void {
-    let released = false;
-    const pending: Execution = { row, slot: -1, release: () => void (released = true) };
-    this.#slots.add(pending);
-    recordStarts(this.#store.q, this.#store.tasks, this.id, [row]).then(
-      (recorded) => {
-        this.#slots.remove(pending);
-        if (recorded === 1 && !released && this.#state === "running") return this.#run(row);
-        if (recorded === 1) this.#completer.release({ id: row.id, attempt: row.attempt, started: false });
-        this.#slotEnded(null);
-      },
-      (err: Error) => {
-        this.#slots.remove(pending);
-        this.logger.warn("could not record a task's start; handing it back", { task: row.id, error: err.message });
-        this.#completer.release({ id: row.id, attempt: row.attempt, started: false });
-        this.#slotEnded(null);
-      },
-    );
-  }
-
-  #run(row: ClaimedRow): void {
-    const reg = this.#registry.get(row.name);
-    if (reg && this.#threads && (reg.isolation ?? this.#c.isolation) === "thread") {
-      this.#slots.add(this.#threads.run(row, contextData(row, this.id, this.#c.maxRetries), this.#finished));
-    } else {
-      // Registered before it starts: a synchronous handler reports its outcome from within start().
-      const exec = this.#inline.prepare(row, reg?.handler);
-      this.#slots.add(exec);
-      exec.start();
-    }
-  }
-
-  /** An attempt ended: free its slot, start the next held task, and hand the outcome to the completer. */
-  readonly #finished = (exec: Execution, outcome: Outcome): void => {
-    const row = exec.row;
-    if (!this.#slots.remove(exec)) return; // reported twice: ignore
-    switch (outcome.kind) {
-      case "completed":
-        this.#completer.complete({
-          id: row.id,
-          attempt: row.attempt,
-          resultJson: outcome.resultJson,
-          duration: outcome.duration,
-        });
-        break;
-      case "failed":
-        this.logger.warn("task attempt failed", {
-          task: row.id,
-          name: row.name,
-          attempt: row.attempt,
-          error: outcome.error.split("\n", 1)[0],
-        });
-        this.#completer.fail({
-          id: row.id,
-          attempt: row.attempt,
-          error: outcome.error,
-          duration: outcome.duration,
-          final: outcome.final,
-        });
-        break;
-      case "released":
-        this.#completer.release({ id: row.id, attempt: row.attempt, started: true });
-        break;
-    }
-    this.#slotEnded(outcome.kind === "released" ? null : outcome.duration * 1000);
-  };
-
   /** A slot freed after `ms` of work (null: nothing ran to completion in it). */
   #slotEnded(ms: number | null): void {
     this.#fetcher.slotFreed(ms);
@@ -338,7 +271,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (!(await this.#completer.drain(10_000))) {
       this.logger.error("could not record every task outcome before exit; the sweeper will take those tasks back");
     }
-    this.#inline.close();
+    this.#attempts.close();
     await this.#heartbeat.stop();
     await Promise.all([this.#threads?.close(), this.#lock.close(), this.#notifier.close(), this.#store.close()]);
     this.#state = "stopped";
@@ -356,11 +289,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
     await Promise.race([drained, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
     if (this.#slots.count === 0) return;
-    const running = this.#slots.all();
     this.logger.warn("shutdown timeout: handing unfinished tasks back to the queue", {
-      tasks: running.map((e) => e.row.id),
+      tasks: this.#slots.all().map((e) => e.row.id),
     });
-    for (const exec of running) exec.release();
+    this.#attempts.releaseAll();
     // Inline attempts report "released" at once; threaded ones on the next turn.
     await drained;
   }

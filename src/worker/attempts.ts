@@ -1,0 +1,129 @@
+import type { Logger } from "../logger.js";
+import type { ClaimedRow } from "../sql/claim.js";
+import type { Isolation, Registered } from "./registry.js";
+import type { Completer } from "./completer.js";
+import { contextData, InlineRunner, type Execution } from "./executor.js";
+import type { Outcome } from "./outcome.js";
+import type { Slots } from "./slots.js";
+import type { ThreadPool } from "./thread-pool.js";
+
+export interface AttemptsOptions {
+  slots: Slots;
+  workerId: string;
+  /** The worker's default retries, for the task context of rows claimed before a worker filled them in. */
+  maxRetries: number;
+  isolation: Isolation;
+  registry: () => ReadonlyMap<string, Registered>;
+  threads: () => ThreadPool | null;
+  completer: Completer;
+  /** Records a row's start before its handler runs; resolves to whether the lease was still held. */
+  recordStart: (row: ClaimedRow) => Promise<boolean>;
+  /** Whether new attempts may start (false once the worker is stopping). */
+  accepting: () => boolean;
+  /** A slot freed after `ms` of work (null: nothing ran to completion in it). */
+  slotFreed: (ms: number | null) => void;
+  logger: Logger;
+}
+
+/**
+ * Runs claimed rows' attempts in the worker's slots, inline or in a thread, and hands each outcome to the
+ * completer. A row's start is recorded with the next outcome write, not awaited (docs/architecture.md, "Prefetch"),
+ * except for a task a lost worker already gave back unstarted: it may be what kills its workers, so its start is
+ * recorded before its handler runs, and a crash it causes is charged.
+ */
+export class Attempts {
+  readonly #o: AttemptsOptions;
+  readonly #inline: InlineRunner;
+
+  constructor(options: AttemptsOptions) {
+    this.#o = options;
+    this.#inline = new InlineRunner(options.workerId, options.maxRetries, this.#finished);
+  }
+
+  start(row: ClaimedRow): void {
+    if (row.attempt - 1 > row.retry_count) return this.#startRecorded(row);
+    this.#run(row);
+    this.#o.completer.started(row);
+  }
+
+  /** Asks every running attempt to stop: its signal fires and its task is handed back. */
+  releaseAll(): void {
+    for (const exec of this.#o.slots.all()) exec.release();
+  }
+
+  close(): void {
+    this.#inline.close();
+  }
+
+  #startRecorded(row: ClaimedRow): void {
+    const { slots, completer } = this.#o;
+    let released = false;
+    // Holds a slot while the start is recorded, so the worker never runs more than its concurrency.
+    const pending: Execution = { row, slot: -1, release: () => void (released = true) };
+    slots.add(pending);
+    const handBack = () => completer.release({ id: row.id, attempt: row.attempt, started: false });
+    this.#o.recordStart(row).then(
+      (held) => {
+        slots.remove(pending);
+        if (held && !released && this.#o.accepting()) return this.#run(row);
+        if (held) handBack();
+        this.#o.slotFreed(null);
+      },
+      (err: Error) => {
+        slots.remove(pending);
+        this.#o.logger.warn("could not record a task's start; handing it back", { task: row.id, error: err.message });
+        handBack();
+        this.#o.slotFreed(null);
+      },
+    );
+  }
+
+  #run(row: ClaimedRow): void {
+    const reg = this.#o.registry().get(row.name);
+    const threads = this.#o.threads();
+    if (reg && threads && (reg.isolation ?? this.#o.isolation) === "thread") {
+      this.#o.slots.add(threads.run(row, contextData(row, this.#o.workerId, this.#o.maxRetries), this.#finished));
+    } else {
+      // Registered before it starts: a synchronous handler reports its outcome from within start().
+      const exec = this.#inline.prepare(row, reg?.handler);
+      this.#o.slots.add(exec);
+      exec.start();
+    }
+  }
+
+  /** An attempt ended: free its slot and hand the outcome to the completer. */
+  readonly #finished = (exec: Execution, outcome: Outcome): void => {
+    const { row } = exec;
+    if (!this.#o.slots.remove(exec)) return; // reported twice: ignore
+    const completer = this.#o.completer;
+    switch (outcome.kind) {
+      case "completed":
+        completer.complete({
+          id: row.id,
+          attempt: row.attempt,
+          resultJson: outcome.resultJson,
+          duration: outcome.duration,
+        });
+        break;
+      case "failed":
+        this.#o.logger.warn("task attempt failed", {
+          task: row.id,
+          name: row.name,
+          attempt: row.attempt,
+          error: outcome.error.split("\n", 1)[0],
+        });
+        completer.fail({
+          id: row.id,
+          attempt: row.attempt,
+          error: outcome.error,
+          duration: outcome.duration,
+          final: outcome.final,
+        });
+        break;
+      case "released":
+        completer.release({ id: row.id, attempt: row.attempt, started: true });
+        break;
+    }
+    this.#o.slotFreed(outcome.kind === "released" ? null : outcome.duration * 1000);
+  };
+}
