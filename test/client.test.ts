@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   InvalidNameError,
   InvalidOptionError,
@@ -219,9 +219,9 @@ describe("waitForCompletion", () => {
 
 describe("module-level functions", () => {
   it("use a default client configured from the environment", async () => {
-    process.env.DATABASE_URL = DATABASE_URL;
-    process.env.SKIPLOCK_SCHEMA = env.schema;
-    delete process.env.REDIS_URL;
+    vi.stubEnv("DATABASE_URL", DATABASE_URL);
+    vi.stubEnv("SKIPLOCK_SCHEMA", env.schema);
+    vi.stubEnv("REDIS_URL", undefined);
     const task = await createTask("from-env", [1]);
     expect((await getTask(task.id))?.name).toBe("from-env");
     const row = await env.pool.query(`SELECT name FROM "${env.schema}".tasks WHERE id = $1`, [task.id]);

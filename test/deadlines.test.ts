@@ -1,6 +1,13 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Deadlines, type Expiring } from "../src/worker/deadlines.js";
-import { waitFor } from "./helpers.js";
+
+// Fake timers: the deadlines are checked against the clock the test moves, not raced against real time.
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 /** An attempt stand-in: done when finished or expired; records when it expired. */
 class Item implements Expiring {
@@ -26,46 +33,45 @@ class Item implements Expiring {
 }
 
 describe("Deadlines (one timer per timeout length)", () => {
-  it("expires exactly the items still running at their deadline, never before it", async () => {
+  it("expires exactly the items still running at their deadline, never before it", () => {
     const d = new Deadlines();
     const items = Array.from({ length: 5000 }, () => new Item(d, 150));
     // Finish all but every 500th, in a scattered order, so both the head skipping and the bulk compaction run.
     const keep = new Set(items.filter((_, i) => i % 500 === 7));
     for (let i = items.length - 1; i >= 0; i -= 2) if (!keep.has(items[i]!)) items[i]!.finish();
     for (let i = 0; i < items.length; i += 2) if (!keep.has(items[i]!)) items[i]!.finish();
-    await waitFor("the kept items to expire", () => [...keep].every((it) => it.expiredAt !== null), 5000, 10);
+    vi.advanceTimersByTime(148);
+    expect(items.filter((it) => it.expiredAt !== null)).toEqual([]);
+    vi.advanceTimersByTime(10);
     for (const it of keep) expect(it.expiredAt! - it.addedAt).toBeGreaterThanOrEqual(149);
     expect(items.filter((it) => it.expiredAt !== null)).toHaveLength(keep.size);
     d.close();
   });
 
-  it("keeps lanes of different lengths apart, and items added while one fires", async () => {
+  it("keeps lanes of different lengths apart, and items added while one fires", () => {
     const d = new Deadlines();
     const slow = new Item(d, 400);
     const fast = new Item(d, 60);
-    const later: Item[] = [];
-    await waitFor("the short deadline", () => fast.expiredAt !== null, 5000, 5);
+    vi.advanceTimersByTime(61);
+    expect(fast.expiredAt).not.toBeNull();
     expect(slow.expiredAt).toBeNull();
-    later.push(new Item(d, 60), new Item(d, 60));
+    const later = [new Item(d, 60), new Item(d, 60)];
     later[0]!.finish();
-    await waitFor(
-      "the long deadline and the second short one",
-      () => slow.expiredAt !== null && later[1]!.expiredAt !== null,
-      5000,
-      5,
-    );
+    vi.advanceTimersByTime(61);
+    expect(later[1]!.expiredAt).not.toBeNull();
     expect(later[0]!.expiredAt).toBeNull();
+    expect(slow.expiredAt).toBeNull();
+    vi.advanceTimersByTime(400);
     expect(slow.expiredAt! - slow.addedAt).toBeGreaterThanOrEqual(399);
     d.close();
   });
 
-  it("expires nothing after close()", async () => {
+  it("expires nothing after close()", () => {
     const d = new Deadlines();
     const a = new Item(d, 30);
     const b = new Item(d, 50);
     d.close();
-    const marker = new Item(new Deadlines(), 120);
-    await waitFor("a later deadline on another instance", () => marker.expiredAt !== null, 5000, 5);
+    vi.advanceTimersByTime(1000);
     expect(a.expiredAt).toBeNull();
     expect(b.expiredAt).toBeNull();
   });

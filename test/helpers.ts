@@ -31,7 +31,17 @@ export async function migratedWithLedger(databaseUrl: string, schema: string): P
   return pool;
 }
 
-/** A fresh schema for one test file, migrated, with a ledger; `drop()` removes it. */
+/** Set by test/setup.ts when a test of this file failed: its schema or database is then kept to look at. */
+export const testFile = { failed: false };
+
+/** Whether to keep a test file's schema (a test failed, or KEEP_SCHEMAS is set); says where it is when kept. */
+function keep(what: string): boolean {
+  if (!testFile.failed && !process.env.KEEP_SCHEMAS) return false;
+  if (testFile.failed) console.warn(`a test failed: ${what} kept for inspection`);
+  return true;
+}
+
+/** A fresh schema for one test file, migrated, with a ledger; `drop()` removes it unless a test failed. */
 export async function freshSchema(
   label: string,
 ): Promise<{ schema: string; pool: pg.Pool; drop: () => Promise<void> }> {
@@ -41,7 +51,7 @@ export async function freshSchema(
     schema,
     pool,
     drop: async () => {
-      if (!process.env.KEEP_SCHEMAS) await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      if (!keep(`schema ${schema}`)) await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await pool.end();
     },
   };
@@ -376,7 +386,7 @@ export async function freshDatabase(label: string): Promise<SchemaEnv & { databa
     pool,
     drop: async () => {
       await pool.end();
-      if (process.env.KEEP_SCHEMAS) return;
+      if (keep(`database ${name}`)) return;
       const c = new pg.Client({ connectionString: DATABASE_URL });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);

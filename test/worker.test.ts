@@ -251,9 +251,16 @@ describe("Worker", () => {
   });
 
   it("is woken by Redis: an idle worker with a long poll interval starts a new task at once", async () => {
-    await startWorker({ pollInterval: 30, tasks: { noop: () => "woke" } });
-    // The first claim happens at start; give it a moment to go idle, then enqueue.
-    await waitFor("worker idle", async () => true);
+    const w = await startWorker({ pollInterval: 30, tasks: { noop: () => "woke" } });
+    // The first claim happens at start: wait until it has come back empty and the worker sits idle, then enqueue.
+    await waitFor("the worker's first claim to come back", async () => {
+      const { rows } = await env.pool.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE application_name = $1 AND state = 'idle' AND query LIKE '%picked%'`,
+        [`skiplock worker ${w.id}`],
+      );
+      return rows[0].n === 1;
+    });
     const done = await finished(await client.createTask("noop"), 5);
     expect(done.result).toBe("woke");
     expect(done.startedAt!.getTime() - done.createdAt.getTime()).toBeLessThan(5000);

@@ -1,6 +1,6 @@
 import { isTransientError, type Queryable } from "../db/store.js";
 import { OutcomeNotStorableError, PayloadTooLargeError } from "../errors.js";
-import { assertJsonSize, payloadLimit, STATEMENT_JSON_CHARS, storableText } from "../json.js";
+import { assertJsonSize, payloadLimit, storableText } from "../json.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
@@ -8,21 +8,13 @@ import { releaseTasks, type Release } from "../sql/release.js";
 import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
 import { noSignal, type Signal } from "./events.js";
+import { OutcomeQueue, storableError } from "./outcome-queue.js";
 
 export interface CompleterOptions {
   /** Largest result stored, in bytes of UTF-8 JSON text; a larger one fails its task. Default 32 MiB. */
   maxResultBytes?: number;
   signal?: Signal;
 }
-
-/**
- * Characters of results (or error texts) one statement carries at most; a larger outcome goes alone. Every result
- * of a batch travels in one jsonb document (see STATEMENT_JSON_CHARS).
- */
-const BATCH_CHARS = STATEMENT_JSON_CHARS;
-
-/** An error text is kept to this many characters (its message and the top of its stack), the rest cut off. */
-const MAX_ERROR_CHARS = 64 * 1024;
 
 /**
  * Writes outcomes in batches. Outcomes that arrive while a write is in flight wait for the next one, so under load
@@ -326,51 +318,4 @@ export class Completer {
  */
 function isRowError(err: unknown): boolean {
   return !isTransientError(err) && (err as { code?: unknown } | null)?.code !== "57014";
-}
-
-/**
- * Outcomes of one kind waiting to be written, oldest first, and how many characters of results or error texts they
- * carry, so that one statement never carries more than BATCH_CHARS (unless a single outcome is larger).
- */
-class OutcomeQueue<T> {
-  items: T[] = [];
-  #chars = 0;
-  constructor(readonly size: (item: T) => number) {}
-
-  push(item: T): void {
-    this.items.push(item);
-    this.#chars += this.size(item);
-  }
-
-  /** The next batch: all of it, or (over BATCH_CHARS) the oldest that fit, at least one. */
-  take(): T[] {
-    if (this.#chars <= BATCH_CHARS) {
-      const all = this.items;
-      this.items = [];
-      this.#chars = 0;
-      return all;
-    }
-    let chars = 0;
-    let n = 0;
-    while (n < this.items.length && (n === 0 || chars + this.size(this.items[n]!) <= BATCH_CHARS)) {
-      chars += this.size(this.items[n++]!);
-    }
-    this.#chars -= chars;
-    return this.items.splice(0, n);
-  }
-
-  /** Outcomes taken but not written: first in line again. */
-  putBack(items: T[]): void {
-    if (items.length === 0) return;
-    this.items.unshift(...items);
-    for (const item of items) this.#chars += this.size(item);
-  }
-}
-
-function storableError(text: string): string {
-  const cut =
-    text.length <= MAX_ERROR_CHARS
-      ? text
-      : `${text.slice(0, MAX_ERROR_CHARS)}\n… (${text.length - MAX_ERROR_CHARS} more characters)`;
-  return storableText(cut);
 }

@@ -1,4 +1,4 @@
-import { performance } from "node:perf_hooks";
+// The global performance clock (not node:perf_hooks' binding), so fake timers in tests drive it with setTimeout.
 
 /** setTimeout's longest delay; longer timeouts are clamped (they are days long and end the same way). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -25,6 +25,14 @@ import { ThreadPool } from "./thread-pool.js";
 
 export type { WorkerOptions } from "./options.js";
 
+/** Workers started and not yet stopped, for the test suite's check that none is left running. */
+const notStopped = new Set<Worker>();
+
+/** @internal */
+export function workersNotStopped(): Worker[] {
+  return [...notStopped];
+}
+
 /**
  * Claims due tasks from Postgres and runs them. Composes its services: the fetcher (claim loop and prefetch
  * buffer), the slots and executors that run attempts, the completer (batched outcome writes), the heartbeat thread,
@@ -190,6 +198,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   async start(): Promise<void> {
     if (this.#state !== "new") throw new Error(`worker already ${this.#state}`);
     this.#state = "starting";
+    notStopped.add(this);
     try {
       if (this.#tasksModuleUrl && this.#registry.size === 0) {
         this.#registry = buildRegistry(await loadTasksModule(this.#tasksModuleUrl));
@@ -210,6 +219,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await warnIfNoAutovacuum(this.#store.pool, this.config.schema, this.logger);
     } catch (err) {
       this.#state = "stopped";
+      notStopped.delete(this);
       await Promise.all([this.#store.close(), this.#notifier.close(), this.#lock.close()]);
       throw err;
     }
@@ -255,6 +265,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   async #stop(): Promise<void> {
     if (this.#state === "new" || this.#state === "stopped") {
       this.#state = "stopped";
+      notStopped.delete(this);
       await Promise.all([this.#store.close(), this.#notifier.close(), this.#lock.close()]);
       return;
     }
@@ -275,6 +286,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     await this.#heartbeat.stop();
     await Promise.all([this.#threads?.close(), this.#lock.close(), this.#notifier.close(), this.#store.close()]);
     this.#state = "stopped";
+    notStopped.delete(this);
     this.logger.info("worker stopped", { worker: this.id });
     this.#signal("worker:stopped");
   }
