@@ -5,7 +5,7 @@
 // another worker, with and without statistics.
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Queryable, Statement } from "../src/db/store.js";
+import type { Queryable, Statement } from "../src/db/statements.js";
 import { claimTasks } from "../src/sql/claim.js";
 import { completeTasks, failTasks } from "../src/sql/finish.js";
 import { heartbeatStatement } from "../src/sql/heartbeat.js";

@@ -1,4 +1,4 @@
-import { perTable, run, type Queryable } from "../db/store.js";
+import { perTable, run, type Queryable } from "../db/statements.js";
 
 /*
  * The stale-task sweep. A PROGRESS task whose heartbeat is older than $1 seconds belongs to a worker that died,

@@ -1,4 +1,5 @@
-import { isTransientError, type Queryable } from "../db/store.js";
+import { isTransientError } from "../db/errors.js";
+import type { Queryable } from "../db/statements.js";
 import { OutcomeNotStorableError, PayloadTooLargeError } from "../errors.js";
 import { assertJsonSize, payloadLimit, STATEMENT_JSON_CHARS, storableText } from "../json.js";
 import type { Logger } from "../logger.js";

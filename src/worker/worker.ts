@@ -10,7 +10,8 @@ import {
   type ConnectionOptions,
 } from "../config.js";
 import { assertSchemaReady } from "../db/migrate.js";
-import { isTransientError, Store } from "../db/store.js";
+import { isTransientError } from "../db/errors.js";
+import { Store } from "../db/store.js";
 import { InvalidOptionError } from "../errors.js";
 import { assertKnownKeys } from "../options.js";
 import { consoleLogger, type Logger } from "../logger.js";
@@ -165,7 +166,7 @@ export class Worker {
   /** Whether the last look at the queue suggested more due tasks than were claimed. */
   #maybeWork = true;
   #wakeLoop: (() => void) | null = null;
-  /** store.claimConnections at the last claim. */
+  /** store.claimConnectionsOpened at the last claim. */
   #claimConnectionsSeen = 0;
   /** Leases held when the claim connection was last replaced, while any of them is still held (see #dropReclaimed). */
   #leasesBeforeReconnect: Set<string> | null = null;
@@ -234,7 +235,7 @@ export class Worker {
     });
     this.#lock = new ClusterLock(this.config.redisUrl);
     this.#completer = new Completer(
-      this.#store.q,
+      this.#store.hotQueries,
       this.#store.tasks,
       this.id,
       this.#notifier,
@@ -257,7 +258,7 @@ export class Worker {
     });
     this.#inline = new InlineRunner(this.id, this.#maxRetries, this.#finished);
     this.#sweeper = new Sweeper({
-      q: this.#store.q,
+      q: this.#store.hotQueries,
       tasks: this.#store.tasks,
       schema: this.config.schema,
       lock: this.#lock,
@@ -310,7 +311,7 @@ export class Worker {
    * took it), and only until none of the leases held then is left.
    */
   #dropReclaimed(rows: ClaimedRow[]): ClaimedRow[] {
-    const connections = this.#store.claimConnections;
+    const connections = this.#store.claimConnectionsOpened;
     const replaced = connections !== this.#claimConnectionsSeen && this.#claimConnectionsSeen > 0;
     this.#claimConnectionsSeen = connections;
     if (!replaced && !this.#leasesBeforeReconnect) return rows;
@@ -459,7 +460,7 @@ export class Worker {
         let rows: ClaimedRow[];
         const sentAt = Date.now();
         try {
-          rows = await claimTasks(this.#store.claims!, this.#store.tasks, {
+          rows = await claimTasks(this.#store.claimConnection!, this.#store.tasks, {
             queues: this.queues,
             limit: want,
             // Rows for the slots free now start at once; the rest are prefetched, not yet started (see claim.ts).
