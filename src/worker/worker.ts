@@ -16,6 +16,7 @@ import { InvalidOptionError } from "../errors.js";
 import { assertKnownKeys } from "../options.js";
 import { consoleLogger, type Logger } from "../logger.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
+import { RetryDelay } from "../retry-delay.js";
 import { claimTasks } from "../sql/claim.js";
 import type { Backoff } from "../sql/finish.js";
 import type { ClaimedRow } from "../sql/claim.js";
@@ -174,7 +175,7 @@ export class Worker {
   #offWake: (() => void) | null = null;
   #offReconnect: (() => void) | null = null;
   #dbFailing = false;
-  #dbRetryMs = 0;
+  readonly #dbRetry = new RetryDelay();
   #drained: (() => void) | null = null;
   readonly #timedWake = new WakeTimer(() => this.#wake());
   /** Epoch ms since which this worker's contact with Postgres has been unbroken (0: never broken). */
@@ -569,7 +570,7 @@ export class Worker {
   }
 
   #dbRecovered(): void {
-    this.#dbRetryMs = 0;
+    this.#dbRetry.reset();
     if (this.#dbFailing) {
       this.#dbFailing = false;
       this.#contactRestored();
@@ -586,8 +587,7 @@ export class Worker {
     }
     this.#dbFailing = true;
     if (transient) this.#contactLost();
-    this.#dbRetryMs = Math.min(Math.max(this.#dbRetryMs * 2, 100), 5000);
-    await this.#pause(this.#dbRetryMs * (0.5 + Math.random() / 2), false);
+    await this.#pause(this.#dbRetry.next(), false);
   }
 
   #start(row: ClaimedRow): void {
