@@ -8,6 +8,7 @@ describe("ClusterLock (redlock over node-redis)", () => {
     const b = new ClusterLock(REDIS_URL);
     const resource = `skiplock:test:lock:${process.pid}:${Date.now()}`;
     try {
+      await Promise.all([a.start(), b.start()]);
       // Both connected, so the lock (not its absence) decides.
       await waitFor("lock clients connected", () => a.connected && b.connected);
       let release!: () => void;
