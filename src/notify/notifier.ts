@@ -44,7 +44,7 @@ export function channels(schema: string) {
 /** The notifier used without Redis: sends nothing, hears nothing. Workers and waiters poll. */
 export class NullNotifier implements Notifier {
   readonly connected = false;
-  publishWake(): void {}
+  publishWake(_queue: string, _count: number, _dueAt?: number): void {}
   publishFinished(): void {}
   onWake(): () => void {
     return () => {};
