@@ -70,7 +70,7 @@ describe("a task that kills its worker process (process.exit in the handler)", (
       30_000,
       100,
     );
-    expect(final!.error).toMatch(/^worker lost: no heartbeat from worker /);
+    expect(final!.error).toMatch(/^WorkerLostError: worker lost: no heartbeat from worker /);
     expect(final).toMatchObject({ retryCount: 1, maxRetries: 1, attempt: 2 });
 
     const runs = (await readLedger(env.pool, env.schema)).get(poison.id)!;
