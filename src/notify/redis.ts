@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../logger.js";
 import { RedisConnection, type RedisClient } from "./connection.js";
+import { FinishedBacklog } from "./finished-backlog.js";
 import { channels, type Notifier } from "./notifier.js";
+import { PingWatchdog } from "./watchdog.js";
 
 export interface RedisNotifierOptions {
   url: string;
@@ -15,11 +17,6 @@ export interface RedisNotifierOptions {
   /** Let the process exit while these connections are open (for short scripts using the default client). */
   unref?: boolean;
 }
-
-/** Most finished ids kept while the publisher is down; beyond them, waiters rely on their safety-net read. */
-const MAX_UNSENT_FINISHED = 100_000;
-/** Ids per "finished" message when sending the kept ones. */
-const FINISHED_PER_MESSAGE = 10_000;
 
 /**
  * The Redis doorbell: one connection publishes, one subscribes (opened with the first listener). Nothing connects
@@ -52,14 +49,8 @@ export class RedisNotifier implements Notifier {
   #interrupted = false;
   #outageLogged = false;
   #state: "new" | "started" | "stopped" = "new";
-  /**
-   * Finished ids published while the publisher was down, sent once every connection is back: a waiter elsewhere
-   * would otherwise learn of them only from its safety-net read.
-   */
-  #unsentFinished: string[] = [];
-  #watchdog: NodeJS.Timeout | null = null;
-  /** When the outstanding liveness ping was published; 0 when none is outstanding. */
-  #pingPendingSince = 0;
+  readonly #unsentFinished = new FinishedBacklog();
+  #watchdog: PingWatchdog | null = null;
 
   constructor(options: RedisNotifierOptions) {
     this.#url = options.url;
@@ -160,26 +151,18 @@ export class RedisNotifier implements Notifier {
   /** Replaces both connections when pings stop coming back although both report themselves ready. */
   #startWatchdog(): void {
     const ping = this.#ch.ping(this.#id);
-    this.#listen(ping, () => {
-      this.#pingPendingSince = 0;
-    });
-    this.#watchdog = setInterval(() => {
-      const pub = this.#pub.client;
-      if (this.#closed || !pub?.isReady || !this.#sub?.client?.isReady) {
-        this.#pingPendingSince = 0;
-        return;
-      }
-      const now = Date.now();
-      if (this.#pingPendingSince === 0) {
-        this.#pingPendingSince = now;
-        pub.publish(ping, "1").catch(() => {});
-      } else if (now - this.#pingPendingSince > 2 * this.#pingInterval) {
+    const watchdog = new PingWatchdog({
+      intervalMs: this.#pingInterval,
+      bothReady: () => !this.#closed && !!this.#pub.client?.isReady && !!this.#sub?.client?.isReady,
+      ping: () => void this.#pub.client?.publish(ping, "1").catch(() => {}),
+      onSilent: () => {
         this.#log.warn("Redis connection went silent; reconnecting", { url: this.#pub.redactedUrl });
-        this.#pingPendingSince = 0;
         this.#replaceConnections();
-      }
-    }, this.#pingInterval);
-    this.#watchdog.unref();
+      },
+    });
+    this.#listen(ping, () => watchdog.heard());
+    watchdog.start();
+    this.#watchdog = watchdog;
   }
 
   #replaceConnections(): void {
@@ -275,20 +258,12 @@ export class RedisNotifier implements Notifier {
   }
 
   #keepUnsent(ids: readonly string[]): void {
-    if (this.#closed) return;
-    for (const id of ids) {
-      if (this.#unsentFinished.length >= MAX_UNSENT_FINISHED) break;
-      this.#unsentFinished.push(id);
-    }
+    if (!this.#closed) this.#unsentFinished.keep(ids);
   }
 
   #sendUnsentFinished(): void {
-    const ids = this.#unsentFinished;
-    if (ids.length === 0) return;
-    this.#unsentFinished = [];
-    for (let i = 0; i < ids.length; i += FINISHED_PER_MESSAGE) {
-      const chunk = ids.slice(i, i + FINISHED_PER_MESSAGE);
-      this.#pub.client!.publish(this.#ch.finished, chunk.join(",")).catch(() => this.#keepUnsent(chunk));
+    for (const ids of this.#unsentFinished.takeMessages()) {
+      this.#pub.client!.publish(this.#ch.finished, ids.join(",")).catch(() => this.#keepUnsent(ids));
     }
   }
 
@@ -317,7 +292,7 @@ export class RedisNotifier implements Notifier {
   async stop(): Promise<void> {
     if (this.#closed) return;
     this.#state = "stopped";
-    if (this.#watchdog) clearInterval(this.#watchdog);
+    this.#watchdog?.stop();
     await Promise.all([this.#pub.stop(), this.#sub?.stop()]);
   }
 
