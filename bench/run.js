@@ -527,9 +527,9 @@ async function tableHealth() {
   }
 
   const tables = { empty: skiplockNamespace(emptySchema), full: skiplockNamespace(fullSchema) };
-  // The timed claims run on one connection of their own, set up as a worker's claim connection is (Store.claims:
-  // asynchronous commit), so what is timed is the claim as a worker pays it, not a WAL flush a worker's claim never
-  // waits for. Connected here, so no timed claim includes opening it.
+  // The timed claims run on one connection of their own, set up as a worker's claim connection is
+  // (Store.claimConnection: asynchronous commit), so what is timed is the claim as a worker pays it, not a WAL flush
+  // a worker's claim never waits for. Connected here, so no timed claim includes opening it.
   const claimConnection = new pg.Client({
     connectionString: DATABASE_URL,
     application_name: "skiplock bench claims",

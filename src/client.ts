@@ -1,17 +1,19 @@
-import { sql } from "kysely";
+import { inspect } from "node:util";
 import {
+  redactedConnection,
   resolveConnection,
+  validateDays,
   validateInteger,
   validateSeconds,
   type ConnectionConfig,
   type ConnectionOptions,
 } from "./config.js";
 import { migrate, type MigrateResult } from "./db/migrate.js";
-import { retryMoved } from "./db/moved-rows.js";
 import { Store } from "./db/store.js";
 import { InvalidOptionError, TaskNotFoundError } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
-import { createNotifier, type Notifier } from "./notify/index.js";
+import { createNotifier, publishWakes, type Notifier } from "./notify/index.js";
+import { cancelPendingTask } from "./sql/cancel.js";
 import { insertTasks } from "./sql/insert.js";
 import { purgeTasks } from "./sql/purge.js";
 import { payloadLimit } from "./json.js";
@@ -64,14 +66,25 @@ export interface WaitOptions {
   pollInterval?: number;
 }
 
-/**
- * The producer side: creates tasks, reads them, waits for them. Holds a Postgres pool and, with a Redis URL, the
- * doorbell. Module-level `createTask` and friends use one default instance configured from the environment.
- */
-export class SkiplockClient {
+/** @internal What tests inside this package reach through a client (see clientInternals). */
+export interface ClientInternals {
   readonly config: ConnectionConfig;
   readonly store: Store;
   readonly notifier: Notifier;
+}
+
+let internalsOf: (client: SkiplockClient) => ClientInternals;
+
+/**
+ * The producer side: creates tasks, reads them, waits for them. Holds a Postgres pool and, with a Redis URL, the
+ * doorbell. Module-level `createTask` and friends use one default instance configured from the environment.
+ * Nothing connects before the first call that needs it: a client can be made at import time, and one that is only
+ * made and closed opens no connection.
+ */
+export class SkiplockClient {
+  readonly #config: ConnectionConfig;
+  readonly #store: Store;
+  readonly #notifier: Notifier;
   readonly logger: Logger;
   readonly #pollInterval: number;
   readonly #waiters: Waiters;
@@ -79,29 +92,33 @@ export class SkiplockClient {
 
   constructor(options: ClientOptions = {}) {
     assertKnownKeys("new SkiplockClient", options, CLIENT_OPTION_KEYS);
-    this.config = resolveConnection(options);
+    this.#config = resolveConnection(options);
     this.#maxArgsBytes = payloadLimit("maxArgsBytes", options.maxArgsBytes);
     this.logger = options.logger ?? consoleLogger();
     this.#pollInterval = validateSeconds("pollInterval", options.pollInterval ?? 1, 0.01);
-    this.store = new Store({
-      databaseUrl: this.config.databaseUrl,
-      schema: this.config.schema,
+    this.#store = new Store({
+      databaseUrl: this.#config.databaseUrl,
+      schema: this.#config.schema,
       poolSize: options.poolSize ?? 10,
       applicationName: "skiplock client",
       allowExitOnIdle: options.unref ?? false,
     });
-    this.notifier = createNotifier({
-      redisUrl: this.config.redisUrl,
-      schema: this.config.schema,
+    this.#notifier = createNotifier({
+      redisUrl: this.#config.redisUrl,
+      schema: this.#config.schema,
       logger: this.logger,
       unref: options.unref ?? false,
     });
-    this.#waiters = new Waiters(this.store.pool, this.store.tasks, this.notifier);
+    this.#waiters = new Waiters(this.#store.pool, this.#store.tasks, this.#notifier);
+  }
+
+  static {
+    internalsOf = (client) => ({ config: client.#config, store: client.#store, notifier: client.#notifier });
   }
 
   /** Applies pending migrations to this client's schema. */
   migrate(): Promise<MigrateResult> {
-    return migrate({ databaseUrl: this.config.databaseUrl, schema: this.config.schema });
+    return migrate({ databaseUrl: this.#config.databaseUrl, schema: this.#config.schema });
   }
 
   /** Enqueues one task. `args` are the handler's parameters and must be JSON; they are checked before any write. */
@@ -124,29 +141,17 @@ export class SkiplockClient {
   }
 
   async #insert(prepared: TaskInsert[]): Promise<Task[]> {
-    const tasks = await insertTasks(this.store.pool, this.store.tasks, prepared);
-    // The insert has committed (autocommit): now ring once per queue, with the number of tasks due now; tasks due
-    // later ring with the earliest due time, so idle workers can set a timer for it.
-    const due = new Map<string, number>();
-    const later = new Map<string, { count: number; at: number }>();
-    for (const task of tasks) {
-      const at = task.runAt.getTime();
-      if (at <= task.createdAt.getTime()) {
-        due.set(task.queue, (due.get(task.queue) ?? 0) + 1);
-      } else {
-        const l = later.get(task.queue);
-        later.set(task.queue, { count: (l?.count ?? 0) + 1, at: Math.min(l?.at ?? Infinity, at) });
-      }
-    }
-    for (const [queue, count] of due) this.notifier.publishWake(queue, count);
-    for (const [queue, l] of later) this.notifier.publishWake(queue, l.count, l.at);
+    // The doorbell connects while the insert runs, so the first wake-up need not wait for it.
+    void this.#notifier.start();
+    const tasks = await insertTasks(this.#store.pool, this.#store.tasks, prepared);
+    publishWakes(this.#notifier, tasks); // the insert has committed (autocommit)
     return tasks;
   }
 
   /** The task, or null when no task has that id. */
   async getTask<R = JsonValue>(id: string): Promise<Task<R> | null> {
     const taskId = validateTaskId(id);
-    const row = await this.store.db.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirst();
+    const row = await this.#store.db.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirst();
     return row ? rowToTask<R>(row as unknown as TaskRow) : null;
   }
 
@@ -174,18 +179,10 @@ export class SkiplockClient {
    */
   async cancelTask(id: string): Promise<Task> {
     const taskId = validateTaskId(id);
-    const row = await retryMoved(() =>
-      this.store.db
-        .updateTable("tasks")
-        .set({ status: "CANCELLED", finished_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
-        .where("id", "=", taskId)
-        .where("status", "=", "PENDING")
-        .returningAll()
-        .executeTakeFirst(),
-    );
+    const row = await cancelPendingTask(this.#store.pool, this.#store.tasks, taskId);
     if (row) {
-      this.notifier.publishFinished([taskId]);
-      const task = rowToTask(row as unknown as TaskRow);
+      this.#notifier.publishFinished([taskId]);
+      const task = rowToTask(row);
       this.#waiters.settle(task); // this client's own waiters need not wait for the message
       return task;
     }
@@ -199,14 +196,14 @@ export class SkiplockClient {
    * `olderThanDays` days ago, in short batches. With `dryRun`, only counts them. Never touches PENDING or PROGRESS.
    */
   async purgeTasks(options: PurgeTasksOptions): Promise<{ deleted: number; scanned: number; dryRun: boolean }> {
-    const days = validateSeconds("olderThanDays", options.olderThanDays);
+    const days = validateDays("olderThanDays", options.olderThanDays);
     const statuses = options.statuses ?? [...FINAL_STATUSES];
     if (!Array.isArray(statuses) || statuses.length === 0 || statuses.some((st) => !FINAL_STATUSES.has(st))) {
       throw new InvalidOptionError("statuses", "choose among COMPLETED, FAILED and CANCELLED");
     }
     const batchSize = validateInteger("batchSize", options.batchSize ?? 10_000, 1, 1_000_000);
     const dryRun = options.dryRun ?? false;
-    const r = await purgeTasks(this.store.pool, this.store.tasks, {
+    const r = await purgeTasks(this.#store.pool, this.#store.tasks, {
       statuses,
       olderThan: days * 86_400,
       batchSize,
@@ -219,8 +216,25 @@ export class SkiplockClient {
   /** Closes the connections; pending `waitForCompletion` calls reject with code CLIENT_CLOSED. */
   async close(): Promise<void> {
     this.#waiters.close();
-    await Promise.all([this.notifier.close(), this.store.close()]);
+    await Promise.all([this.#notifier.stop(), this.#store.close()]);
   }
+
+  /** What a printed client shows: where it connects, its URLs redacted. */
+  toJSON(): ReturnType<typeof redactedConnection> {
+    return redactedConnection(this.#config);
+  }
+
+  [inspect.custom](_depth: number, options: object): string {
+    return `SkiplockClient ${inspect(this.toJSON(), options)}`;
+  }
+}
+
+/**
+ * @internal A client's connection settings, store and notifier, for this package's tests and tools: not part of the
+ * API (not exported by the package), and may change at any time.
+ */
+export function clientInternals(client: SkiplockClient): ClientInternals {
+  return internalsOf(client);
 }
 
 export interface PurgeTasksOptions {

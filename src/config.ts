@@ -71,6 +71,14 @@ export function validateSeconds(option: string, value: unknown, min = 0, max = 1
   return value;
 }
 
+/** A finite number of days (fractions allowed) within [0, max]: an age, such as purge's `olderThanDays`. */
+export function validateDays(option: string, value: unknown, max = 100 * 365): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > max) {
+    throw new InvalidOptionError(option, `expected days between 0 and ${max}, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
 export function validateInteger(option: string, value: unknown, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
     throw new InvalidOptionError(option, `expected an integer between ${min} and ${max}, got ${describeValue(value)}`);

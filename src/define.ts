@@ -2,12 +2,19 @@ import { getDefaultClient, type SkiplockClient } from "./client.js";
 import { validateTaskName } from "./config.js";
 import type { JsonChecked } from "./json.js";
 import { assertKnownKeys } from "./options.js";
-import { prepareTask, TASK_OPTION_KEYS, type Task, type TaskOptions } from "./task.js";
-import { validateIsolation, type TaskDefinitionLike } from "./worker/registry.js";
+import {
+  prepareTask,
+  TASK_OPTION_KEYS,
+  validateIsolation,
+  type Isolation,
+  type Task,
+  type TaskDefinitionLike,
+  type TaskOptions,
+} from "./task.js";
 
 export interface DefineOptions extends TaskOptions {
   /** Run this task in a worker thread terminated at its timeout, whatever the worker's default (needs tasksModule). */
-  isolation?: "inline" | "thread";
+  isolation?: Isolation;
 }
 
 export interface EnqueueOptions extends TaskOptions {

@@ -14,9 +14,17 @@ export {
 export { defineTask, type DefineOptions, type EnqueueOptions, type TaskDefinition } from "./define.js";
 export { Worker, type WorkerOptions } from "./worker/worker.js";
 export { taskContext, type TaskContext } from "./worker/context.js";
-export type { Handler, Isolation, TaskMap } from "./worker/registry.js";
+export type { Handler, TaskMap } from "./worker/registry.js";
 export { migrate, type MigrateResult } from "./db/migrate.js";
-export { TASK_STATUSES, type JsonValue, type Task, type TaskOptions, type TaskSpec, type TaskStatus } from "./task.js";
+export {
+  TASK_STATUSES,
+  type Isolation,
+  type JsonValue,
+  type Task,
+  type TaskOptions,
+  type TaskSpec,
+  type TaskStatus,
+} from "./task.js";
 export { DEFAULT_QUEUE, DEFAULT_SCHEMA, DEFAULT_TIMEOUT, type ConnectionOptions } from "./config.js";
 export { consoleLogger, silentLogger, type Logger } from "./logger.js";
 export * from "./errors.js";

@@ -69,6 +69,26 @@ export interface TaskSpec extends TaskOptions {
   args?: readonly unknown[];
 }
 
+/**
+ * Where a handler runs: "inline" on the worker's main thread (a timeout fails the task and fires its signal but
+ * cannot stop code that never yields), or "thread" in a worker thread terminated at the timeout.
+ */
+export type Isolation = "inline" | "thread";
+
+/** An isolation mode as given (undefined: not given); anything but "inline" or "thread" is an InvalidOptionError. */
+export function validateIsolation(value: unknown, what = "isolation"): Isolation | undefined {
+  if (value === undefined || value === "inline" || value === "thread") return value;
+  throw new InvalidOptionError("isolation", `${what}: expected "inline" or "thread", got ${JSON.stringify(value)}`);
+}
+
+/** A task made with defineTask, as far as a worker is concerned (what a tasks module's exports are checked for). */
+export interface TaskDefinitionLike {
+  readonly name: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any parameters: the handler's own types are its.
+  readonly handler: (...args: any[]) => unknown;
+  readonly options?: { isolation?: string; queue?: string };
+}
+
 /** Every key of TaskOptions, for refusing unknown ones at run time (a key missing here fails the typecheck below). */
 export const TASK_OPTION_KEYS = ["queue", "priority", "timeout", "maxRetries", "runAt", "delay"] as const;
 const TASK_SPEC_KEYS: readonly string[] = ["name", "args", ...TASK_OPTION_KEYS];

@@ -1,4 +1,5 @@
-import { isConnectionError, type Queryable } from "./db/store.js";
+import { isConnectionError } from "./db/errors.js";
+import type { Queryable } from "./db/statements.js";
 import { SkiplockError, TaskNotFoundError } from "./errors.js";
 import type { Notifier } from "./notify/index.js";
 import { readWaitedTasks } from "./sql/waited.js";

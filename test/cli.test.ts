@@ -220,6 +220,9 @@ describe("bad input: one clear line, exit code 1", () => {
       [["enqueue", "x", "[]", "--timeout", "0"], /invalid option --timeout: .*got 0$/],
       [["purge", "--days", "1", "--batch-size", "0"], /invalid option --batch-size: .*got 0$/],
       [["purge", "--days", "1", "--status", "PENDING"], /invalid option --status: choose among/],
+      // Days, not seconds: a hundred years at most (365 × 100 days), where seconds would allow ten years' worth.
+      [["purge", "--days", "40000"], /invalid option --days: expected days between 0 and 36500, got 40000$/],
+      [["purge", "--days", "soon"], /invalid option --days: expected days \(a number >= 0\), got "soon"/],
     ];
     for (const [args, re] of cases) {
       const r = await runCli(args, cliEnv);

@@ -217,6 +217,27 @@ describe("waitForCompletion", () => {
   });
 });
 
+describe("cancelTask", () => {
+  it("cancels only a PENDING task, recording when; a running or finished one is returned unchanged", async () => {
+    const [pending, running] = await client.createTasks([
+      { name: "x", queue: "idle" },
+      { name: "x", queue: "idle" },
+    ]);
+    // As a worker's claim leaves it, written by hand.
+    await env.pool.query(
+      `UPDATE "${env.schema}".tasks SET status = 'PROGRESS', attempt = 1, worker_id = 'w', heartbeat_at = now()
+        WHERE id = $1`,
+      [running!.id],
+    );
+    const cancelled = await client.cancelTask(pending!.id);
+    expect(cancelled).toMatchObject({ id: pending!.id, status: "CANCELLED", name: "x", queue: "idle" });
+    expect(cancelled.finishedAt).toBeInstanceOf(Date);
+    expect(cancelled).toEqual(await client.getTask(pending!.id));
+    expect(await client.cancelTask(running!.id)).toMatchObject({ status: "PROGRESS", finishedAt: null });
+    await expect(client.cancelTask("999999999")).rejects.toBeInstanceOf(TaskNotFoundError);
+  });
+});
+
 describe("module-level functions", () => {
   it("use a default client configured from the environment", async () => {
     vi.stubEnv("DATABASE_URL", DATABASE_URL);
@@ -226,6 +247,23 @@ describe("module-level functions", () => {
     expect((await getTask(task.id))?.name).toBe("from-env");
     const row = await env.pool.query(`SELECT name FROM "${env.schema}".tasks WHERE id = $1`, [task.id]);
     expect(row.rows[0].name).toBe("from-env");
+  });
+});
+
+describe("SkiplockClient's surface", () => {
+  it("keeps its store, notifier and connection URLs to itself, and prints them redacted", () => {
+    const c = new SkiplockClient({
+      databaseUrl: "postgres://app:s3cret@127.0.0.1:1/app",
+      redisUrl: null,
+      schema: "jobs",
+    });
+    expect(Object.keys(c)).toEqual(["logger"]);
+    for (const internal of ["store", "notifier", "config", "databaseUrl"]) expect(internal in c).toBe(false);
+    expect(JSON.parse(JSON.stringify(c))).toEqual({
+      databaseUrl: "postgres://app:***@127.0.0.1:1/app",
+      redisUrl: null,
+      schema: "jobs",
+    });
   });
 });
 

@@ -4,6 +4,9 @@ import { describeValue, redactSecrets, redactUrl, resolveConnection } from "../s
 import { classifyDatabaseError, isConnectionError } from "../src/db/errors.js";
 import { Store } from "../src/db/store.js";
 import { consoleLogger } from "../src/logger.js";
+import { RedisConnection } from "../src/notify/connection.js";
+import { RedisNotifier } from "../src/notify/redis.js";
+import { ClusterLock } from "../src/worker/lock.js";
 import {
   ConfigError,
   DatabaseUnavailableError,
@@ -131,6 +134,18 @@ describe("clients, workers and their configs print no secret", () => {
     } finally {
       await client.close();
     }
+  });
+
+  it("a Redis connection, the notifier and the cluster lock", async () => {
+    const connection = new RedisConnection({ url: redisUrl });
+    const notifier = new RedisNotifier({ url: redisUrl, schema: "jobs", logger: quiet });
+    const lock = new ClusterLock(redisUrl);
+    expect(connection.url).toBe(redisUrl);
+    expect(connection.redactedUrl).toBe("redis://:***@127.0.0.1:1");
+    for (const value of [connection, notifier, lock]) {
+      for (const text of shown(value)) expect(text).not.toMatch(SECRETS);
+    }
+    await Promise.all([connection.stop(), notifier.stop(), lock.stop()]);
   });
 
   it("Worker, and the error its start fails with", async () => {

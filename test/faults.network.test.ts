@@ -4,6 +4,7 @@
 // taken back by the sweeper), well before its timeout.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient } from "../src/index.js";
+import { clientInternals } from "../src/client.js";
 import {
   DATABASE_URL,
   FAST_SWEEP,
@@ -57,8 +58,8 @@ describe("a claim whose answer is lost on the network", () => {
     const w = await workers.start(["--poll-interval", "30", "--retry", "1", "--concurrency", "2"]);
     // Warm up, and wait for the worker's own "finished" message: its completion write has had its answer.
     const finished = new Set<string>();
-    const off = client.notifier.onFinished((id) => finished.add(id));
-    await client.notifier.ready();
+    const off = clientInternals(client).notifier.onFinished((id) => finished.add(id));
+    await clientInternals(client).notifier.ready();
     const warm = await client.createTask("recorded", ["warm-up"]);
     await waitFor("the worker's finished message for the warm-up task", () => finished.has(warm.id), 10_000);
     off();

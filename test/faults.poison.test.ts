@@ -70,7 +70,7 @@ describe("a task that kills its worker process (process.exit in the handler)", (
       30_000,
       100,
     );
-    expect(final!.error).toMatch(/^worker lost: no heartbeat from worker /);
+    expect(final!.error).toMatch(/^WorkerLostError: worker lost: no heartbeat from worker /);
     expect(final).toMatchObject({ retryCount: 1, maxRetries: 1 });
 
     // A run whose start was recorded before it killed its worker is charged. One that killed its worker before
@@ -109,7 +109,7 @@ describe("a task that kills its worker the moment it starts (maxRetries 0)", () 
       30_000,
       100,
     );
-    expect(final!.error).toMatch(/^worker lost/);
+    expect(final!.error).toMatch(/^WorkerLostError: worker lost/);
     expect(final).toMatchObject({ retryCount: 0, attempt: 2 });
     expect(sup.exits.filter((e) => e.code === 3)).toHaveLength(2);
   });

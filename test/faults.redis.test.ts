@@ -2,6 +2,7 @@
 // waiters must keep resolving while it is gone, and wake-ups must return with it. Uses a private redis-server.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient } from "../src/index.js";
+import { clientInternals } from "../src/client.js";
 import {
   DATABASE_URL,
   FAST_SWEEP,
@@ -78,7 +79,7 @@ describe("Redis shut down mid-run, then started again", () => {
       expect(done?.result).toBe(t.args[0]);
     }
     expect((await client.getTask(missed.id))?.status).toBe("PENDING");
-    expect(client.notifier.connected).toBe(false);
+    expect(clientInternals(client).notifier.connected).toBe(false);
 
     await redis.start(); // same port
     await sleepy.waitForOutput(/Redis connection restored/, 20_000);
@@ -87,7 +88,7 @@ describe("Redis shut down mid-run, then started again", () => {
     expect((await client.waitForCompletion(missed.id, { timeout: 10 }))?.status).toBe("COMPLETED");
 
     // A new task for `sleepy` starts long before its 30 s poll: only the wake-up can have told it.
-    await waitFor("the client's publisher to reconnect", () => client.notifier.connected, 20_000);
+    await waitFor("the client's publisher to reconnect", () => clientInternals(client).notifier.connected, 20_000);
     t0 = Date.now();
     const after = await client.createTask("recorded", ["after"], { queue: "wake" });
     expect((await client.waitForCompletion(after.id, { timeout: 10 }))?.status).toBe("COMPLETED");

@@ -98,17 +98,17 @@ describe("two sweepers racing on the same stale rows", () => {
       for (const id of retrying) {
         expect(rows.get(id)).toMatchObject({ status: "PENDING", retry_count: 1, attempt: 1, finished_at: null });
         expect(rows.get(id)!.error).toMatch(
-          /^worker lost: no heartbeat from worker dead-host:99999:deadbeef for over 60 s/,
+          /^WorkerLostError: worker lost: no heartbeat from worker dead-host:99999:deadbeef for over 60 s/,
         );
       }
       for (const id of exhausted) {
         expect(rows.get(id)).toMatchObject({ status: "FAILED", retry_count: 1, attempt: 2 });
         expect(rows.get(id)!.finished_at).toBeInstanceOf(Date);
-        expect(rows.get(id)!.error).toMatch(/^worker lost/);
+        expect(rows.get(id)!.error).toMatch(/^WorkerLostError: worker lost/);
       }
       for (const id of noRetries) {
         expect(rows.get(id)).toMatchObject({ status: "FAILED", retry_count: 0 });
-        expect(rows.get(id)!.error).toMatch(/^worker lost/);
+        expect(rows.get(id)!.error).toMatch(/^WorkerLostError: worker lost/);
       }
       // What each sweeper returned agrees with the rows.
       for (const t of swept.flat()) expect(t.status).toBe(rows.get(t.id)!.status);
@@ -212,7 +212,7 @@ describe("what a sweep does to each stale task", () => {
         [id],
       );
     }
-    expect((await taskRows(env.pool, env.schema, [id!])).get(id!)!.error).toMatch(/^worker lost/);
+    expect((await taskRows(env.pool, env.schema, [id!])).get(id!)!.error).toMatch(/^WorkerLostError: worker lost/);
   });
 
   it("puts a swept task back at the head of its queue, ahead of the backlog enqueued while it ran", async () => {

@@ -7,6 +7,7 @@ import {
   UnknownOptionError,
   defineTask,
 } from "../src/index.js";
+import { clientInternals } from "../src/client.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, storableText, toJsonText } from "../src/json.js";
 import { assertKnownKeys } from "../src/options.js";
 import { insertTasks } from "../src/sql/insert.js";
@@ -221,7 +222,8 @@ describe("createTask and createTasks refuse what Postgres cannot store", () => {
     const before = await count();
     const prepared = specs.map((s) => prepareTask(s));
     prepared.push({ ...prepared[0]!, argsJson: '["\\u0000"]' });
-    await expect(insertTasks(client.store.pool, client.store.tasks, prepared)).rejects.toMatchObject({ code: "22P05" });
+    const { store } = clientInternals(client);
+    await expect(insertTasks(store.pool, store.tasks, prepared)).rejects.toMatchObject({ code: "22P05" });
     expect(await count()).toBe(before);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ClusterLock } from "../src/worker/lock.js";
-import { REDIS_URL, freePort, waitFor } from "./helpers.js";
+import { PrivateRedis, REDIS_URL, freePort, waitFor } from "./helpers.js";
 
 describe("ClusterLock (redlock over node-redis)", () => {
   it("lets one holder run at a time and skips the others", async () => {
@@ -8,6 +8,7 @@ describe("ClusterLock (redlock over node-redis)", () => {
     const b = new ClusterLock(REDIS_URL);
     const resource = `skiplock:test:lock:${process.pid}:${Date.now()}`;
     try {
+      await Promise.all([a.start(), b.start()]);
       // Both connected, so the lock (not its absence) decides.
       await waitFor("lock clients connected", () => a.connected && b.connected);
       let release!: () => void;
@@ -40,6 +41,40 @@ describe("ClusterLock (redlock over node-redis)", () => {
       });
     } finally {
       await lock.close();
+    }
+  });
+
+  it("reconnects by itself after Redis restarts, and is taken again", { timeout: 30_000 }, async () => {
+    // A private redis-server: this test stops and restarts it.
+    const redis = new PrivateRedis();
+    await redis.start();
+    const lock = new ClusterLock(redis.url);
+    try {
+      await lock.start();
+      await waitFor("the lock connected", () => lock.connected);
+      await redis.stop();
+      await waitFor("the outage noticed", () => !lock.connected);
+      expect(await lock.run("skiplock:test:lock:restart", 1000, async () => "unguarded")).toEqual({
+        skipped: false,
+        value: "unguarded",
+      });
+      await redis.start(); // same port
+      await waitFor("the lock reconnected", () => lock.connected, 20_000);
+      const held = lock.run("skiplock:test:lock:restart", 10_000, async () => {
+        // Held now, in Redis: another taker is turned away.
+        const other = new ClusterLock(redis.url);
+        try {
+          await other.start();
+          await waitFor("the other lock connected", () => other.connected);
+          return await other.run("skiplock:test:lock:restart", 1000, async () => "second");
+        } finally {
+          await other.stop();
+        }
+      });
+      expect(await held).toEqual({ skipped: false, value: { skipped: true } });
+    } finally {
+      await lock.stop();
+      await redis.stop();
     }
   });
 

@@ -120,6 +120,7 @@ describe("RedisNotifier", () => {
     logs.length = 0;
     const notifier = new RedisNotifier({ url: "redis://127.0.0.1:1", schema: "x", logger });
     try {
+      await notifier.start();
       await waitFor("outage logged", () => logs.some((l) => /Redis unreachable/.test(l)));
       notifier.publishWake("q", 1); // must neither throw nor queue
       expect(notifier.connected).toBe(false);

@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Store, type Queryable } from "../src/db/store.js";
+import type { Queryable } from "../src/db/statements.js";
+import { Store } from "../src/db/store.js";
 import { SkiplockClient, Worker, type Task, type WorkerOptions } from "../src/index.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../src/json.js";
 import { NullNotifier } from "../src/notify/index.js";
@@ -141,7 +142,7 @@ describe("Completer", () => {
   let store: Store;
   const completers: Completer[] = [];
 
-  function completer(q: Queryable = store.q, maxResultBytes?: number): Completer {
+  function completer(q: Queryable = store.hotQueries, maxResultBytes?: number): Completer {
     const c = new Completer(q, store.tasks, WORKER, new NullNotifier(), quiet, { base: 1, max: 1 }, { maxResultBytes });
     completers.push(c);
     return c;
@@ -193,7 +194,7 @@ describe("Completer", () => {
 
   it("fails a result over maxResultBytes for good and keeps the others", async () => {
     const ids = await insertCrashedTasks(env.pool, env.schema, 3, { workerId: WORKER, heartbeatAge: 0, maxRetries: 3 });
-    const c = completer(store.q, 100);
+    const c = completer(store.hotQueries, 100);
     c.complete(completion(ids[0]!, `"${"x".repeat(98)}"`)); // 100 bytes: allowed
     c.complete(completion(ids[1]!, `"${"é".repeat(40)}"`)); // 42 characters, 82 bytes: allowed
     c.complete(completion(ids[2]!, `"${"é".repeat(50)}"`)); // 102 bytes
@@ -231,7 +232,7 @@ describe("Completer", () => {
           refusals++;
           return Promise.reject(Object.assign(new Error("permission denied for table tasks"), { code: "42501" }));
         }
-        return store.q.query(config);
+        return store.hotQueries.query(config);
       },
     };
     const c = completer(broken);

@@ -5,7 +5,8 @@
 // another worker, with and without statistics.
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Queryable, Statement } from "../src/db/store.js";
+import type { Queryable, Statement } from "../src/db/statements.js";
+import { cancelPendingTask } from "../src/sql/cancel.js";
 import { claimTasks } from "../src/sql/claim.js";
 import { completeTasks, failTasks } from "../src/sql/finish.js";
 import { heartbeatStatement } from "../src/sql/heartbeat.js";
@@ -231,6 +232,14 @@ for (const [statistics, prepare] of STATISTICS)
         await client.query("ROLLBACK");
         client.release();
       }
+    });
+
+    it("cancel: one task by its primary key, whatever the backlog", async () => {
+      const rec = recorder();
+      expect(await cancelPendingTask(rec, tasks, mine[0]!.id)).toBeNull();
+      const plan = await explain(rec.last!, `INSERT INTO ${tasks} (name) SELECT 'noop' FROM generate_series(1, 5000)`);
+      expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
+      expect(rowsDiscarded(plan)).toBeLessThanOrEqual(1); // the row it names, which is not PENDING here
     });
 
     it("fail and release", async () => {

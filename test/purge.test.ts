@@ -65,6 +65,10 @@ describe("purgeTasks", () => {
       InvalidOptionError,
     );
     await expect(client.purgeTasks({ olderThanDays: -1 })).rejects.toBeInstanceOf(InvalidOptionError);
+    // A number of days, checked as days (not as seconds, whose bound is ten years' worth of them).
+    await expect(client.purgeTasks({ olderThanDays: 40_000 })).rejects.toThrow(
+      /^invalid option olderThanDays: expected days between 0 and 36500, got 40000$/,
+    );
     await expect(client.purgeTasks({ olderThanDays: 1, batchSize: 0 })).rejects.toBeInstanceOf(InvalidOptionError);
   });
 

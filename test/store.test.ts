@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isConnectionError, Store } from "../src/db/store.js";
+import { isConnectionError } from "../src/db/errors.js";
+import { Store } from "../src/db/store.js";
 import { DATABASE_URL, FlakyProxy, freshSchema, waitFor, type SchemaEnv } from "./helpers.js";
 
 let env: SchemaEnv;
@@ -12,7 +13,7 @@ afterAll(async () => {
   await env?.drop();
 });
 
-async function one<T>(q: { query: Store["q"]["query"] }, text: string): Promise<T> {
+async function one<T>(q: { query: Store["hotQueries"]["query"] }, text: string): Promise<T> {
   const { rows } = await q.query<{ v: T }>({ text: `SELECT (${text}) AS v` });
   return rows[0]!.v;
 }
@@ -21,30 +22,30 @@ describe("Store", () => {
   it("claims on a connection of their own that does not wait for the WAL flush; everything else waits", async () => {
     const store = new Store({ databaseUrl: DATABASE_URL, schema: env.schema, poolSize: 2, claimConnection: true });
     try {
-      expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
+      expect(await one(store.claimConnection!, "current_setting('synchronous_commit')")).toBe("off");
       // Set once per connection, and kept: a second query on it still sees it.
-      expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
-      expect(await one(store.q, "current_setting('synchronous_commit')")).toBe("on");
+      expect(await one(store.claimConnection!, "current_setting('synchronous_commit')")).toBe("off");
+      expect(await one(store.hotQueries, "current_setting('synchronous_commit')")).toBe("on");
       expect(await one(store.pool, "current_setting('synchronous_commit')")).toBe("on");
-      const claimPid = await one<number>(store.claims!, "pg_backend_pid()");
-      expect(await one<number>(store.claims!, "pg_backend_pid()")).toBe(claimPid);
+      const claimPid = await one<number>(store.claimConnection!, "pg_backend_pid()");
+      expect(await one<number>(store.claimConnection!, "pg_backend_pid()")).toBe(claimPid);
       // One connection, set up once; a replacement is set up and counted (the worker watches that count).
-      expect(store.claimConnections).toBe(1);
+      expect(store.claimConnectionsOpened).toBe(1);
       await env.pool.query("SELECT pg_terminate_backend($1)", [claimPid]);
       // The pool may or may not notice before the next query: that one fails, or goes to a new connection.
       await waitFor(
         "a new claim connection",
-        async () => (await one<number>(store.claims!, "pg_backend_pid()")) !== claimPid,
+        async () => (await one<number>(store.claimConnection!, "pg_backend_pid()")) !== claimPid,
         5000,
         20,
       );
-      expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
-      expect(store.claimConnections).toBe(2);
+      expect(await one(store.claimConnection!, "current_setting('synchronous_commit')")).toBe("off");
+      expect(store.claimConnectionsOpened).toBe(2);
     } finally {
       await store.close();
     }
     const plain = new Store({ databaseUrl: DATABASE_URL, schema: env.schema, poolSize: 1 });
-    expect(plain.claims).toBeNull();
+    expect(plain.claimConnection).toBeNull();
     await plain.close();
   });
 
@@ -58,9 +59,9 @@ describe("Store", () => {
       queryTimeout: 300,
     });
     try {
-      const silentPid = await one<number>(store.q, "pg_backend_pid()");
+      const silentPid = await one<number>(store.hotQueries, "pg_backend_pid()");
       proxy.blackhole(); // the statement reaches the server, its answer never comes back
-      const err = await store.q.query({ text: "SELECT 1" }).then(
+      const err = await store.hotQueries.query({ text: "SELECT 1" }).then(
         () => null,
         (e: unknown) => e,
       );
@@ -69,10 +70,10 @@ describe("Store", () => {
       expect(isConnectionError(err)).toBe(true);
       proxy.resetAll(); // the network is back
       // The pool's only connection was the silent one: the next query gets a new one, and it answers.
-      expect(await one<number>(store.q, "pg_backend_pid()")).not.toBe(silentPid);
+      expect(await one<number>(store.hotQueries, "pg_backend_pid()")).not.toBe(silentPid);
       // An answer that is an error (not a timeout) comes back as Postgres gave it.
-      await expect(store.q.query({ text: "SELECT 1 / 0" })).rejects.toMatchObject({ code: "22012" });
-      expect(await one<number>(store.q, "41 + 1")).toBe(42);
+      await expect(store.hotQueries.query({ text: "SELECT 1 / 0" })).rejects.toMatchObject({ code: "22012" });
+      expect(await one<number>(store.hotQueries, "41 + 1")).toBe(42);
     } finally {
       await store.close();
       await proxy.stop();
@@ -88,11 +89,11 @@ describe("Store", () => {
       claimConnection: true,
     });
     try {
-      for (const q of [store.q, store.claims!]) {
+      for (const q of [store.hotQueries, store.claimConnection!]) {
         expect(await one(q, "current_setting('statement_timeout')")).toBe("1800ms");
         await expect(q.query({ text: "SELECT pg_sleep(10)" })).rejects.toMatchObject({ code: "57014" });
       }
-      expect(await one(store.claims!, "current_setting('synchronous_commit')")).toBe("off");
+      expect(await one(store.claimConnection!, "current_setting('synchronous_commit')")).toBe("off");
     } finally {
       await store.close();
     }

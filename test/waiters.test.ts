@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "redis";
 import { SkiplockClient, SkiplockError, TaskNotFoundError, type Task } from "../src/index.js";
+import { clientInternals } from "../src/client.js";
 import { DATABASE_URL, PrivateRedis, REDIS_URL, freshSchema, quiet, waitFor } from "./helpers.js";
 
 // waitForCompletion at scale: every waiter of a client shares one batched re-read loop.
@@ -26,7 +27,7 @@ function newClient(options: { redisUrl: string | null; pollInterval: number }): 
 /** Counts every statement a client sends to Postgres, on any of its connections. Attach before its first query. */
 function countQueries(client: SkiplockClient): { n: number } {
   const counter = { n: 0 };
-  client.store.pool.on("connect", (conn) => {
+  clientInternals(client).store.pool.on("connect", (conn) => {
     const query = conn.query.bind(conn) as (...args: unknown[]) => unknown;
     conn.query = ((...args: unknown[]) => {
       counter.n++;
@@ -83,7 +84,7 @@ describe("10,000 waiters in one process", () => {
 
       // The first wait subscribes; wait until the subscription is confirmed, so the first reads are trusted.
       await client.waitForCompletion((await cancelledTask(client)).id);
-      await waitFor("the doorbell connected", () => client.notifier.connected);
+      await waitFor("the doorbell connected", () => clientInternals(client).notifier.connected);
 
       const tasks = await client.createTasks(
         Array.from({ length: N }, (_, i) => ({ name: "double", args: [i], queue: "nobody" })),
@@ -163,7 +164,7 @@ describe("when the subscriber reconnects", () => {
     // reconnection can resolve their waiters.
     client = newClient({ redisUrl: redis.url, pollInterval: 60 });
     await client.waitForCompletion((await cancelledTask(client)).id);
-    await waitFor("the doorbell connected", () => client.notifier.connected);
+    await waitFor("the doorbell connected", () => clientInternals(client).notifier.connected);
   });
 
   afterAll(async () => {
@@ -177,7 +178,7 @@ describe("when the subscriber reconnects", () => {
     );
     const waits = tasks.map((t) => client.waitForCompletion(t.id));
     await client.waitForCompletion((await cancelledTask(client)).id);
-    expect(client.notifier.connected).toBe(true);
+    expect(clientInternals(client).notifier.connected).toBe(true);
     return { tasks, waits };
   }
 

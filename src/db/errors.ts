@@ -1,6 +1,21 @@
 import { redactUrl } from "../config.js";
 import { DatabaseUnavailableError, SchemaNotReadyError, SkiplockError } from "../errors.js";
-import { failedToConnect } from "./pool.js";
+
+/** Marks an error raised while a connection was being opened (see failedToConnect). */
+const CONNECT_FAILED = Symbol("skiplock.connectFailed");
+
+/** Notes that `err` was raised while a connection was being opened (pool.ts, Client). */
+export function markConnectFailed(err: unknown): void {
+  if (err && typeof err === "object") Object.defineProperty(err, CONNECT_FAILED, { value: true });
+}
+
+/** Whether `err` (or the error it wraps, as the pool's connection timeout does) was raised while connecting. */
+export function failedToConnect(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === "object" && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (CONNECT_FAILED in e) return true;
+  }
+  return false;
+}
 
 /** Socket errors that mean the server could not be reached, or the connection to it was lost. */
 const NETWORK_CODES = new Set([

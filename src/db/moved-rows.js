@@ -1,6 +1,6 @@
 // @ts-check
 // Plain JavaScript so that the heartbeat thread (worker/heartbeat-thread.js) runs its statement by the same rule as
-// the main thread's statements (store.ts), from the sources or the build alike.
+// the main thread's statements (statements.ts), from the sources or the build alike.
 
 /** How many times a statement is run in all when each run meets a moved row. */
 const MOVED_ROW_RUNS = 5;

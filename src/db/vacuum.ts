@@ -1,5 +1,5 @@
 import type { Logger } from "../logger.js";
-import type { Queryable } from "./store.js";
+import type { Queryable } from "./statements.js";
 
 /**
  * Every claim and completion leaves a dead row version behind in the live partition; without vacuum the claim index

@@ -4,6 +4,7 @@ import { RedisNotifier } from "./redis.js";
 
 export { channels, NullNotifier, type Notifier } from "./notifier.js";
 export { RedisNotifier } from "./redis.js";
+export { publishWakes, type EnqueuedTask } from "./wakes.js";
 
 /** The Redis doorbell when a URL is configured, otherwise the null one (polling only). */
 export function createNotifier(options: {

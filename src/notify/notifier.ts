@@ -7,6 +7,15 @@ export interface Notifier {
   /** True while messages can be sent and received. */
   readonly connected: boolean;
   /**
+   * Connects (a publish or a listener connects too, on first use). Resolves at once: while Redis is away, everything
+   * works by polling.
+   */
+  start(): Promise<void>;
+  /** Disconnects for good: nothing is sent or heard after. */
+  stop(): Promise<void>;
+  /** The same as `stop()`. */
+  close(): Promise<void>;
+  /**
    * `count` new tasks on `queue` (published after the insert committed); `dueAt` (epoch ms) when they are not due
    * yet, so idle workers can set a timer instead of waiting for their next poll.
    */
@@ -21,7 +30,6 @@ export interface Notifier {
   onReconnect(listener: () => void): () => void;
   /** Resolves once the subscriptions made so far are active (at once while disconnected). */
   ready(): Promise<void>;
-  close(): Promise<void>;
 }
 
 export function channels(schema: string) {
@@ -36,7 +44,7 @@ export function channels(schema: string) {
 /** The notifier used without Redis: sends nothing, hears nothing. Workers and waiters poll. */
 export class NullNotifier implements Notifier {
   readonly connected = false;
-  publishWake(): void {}
+  publishWake(_queue: string, _count: number, _dueAt?: number): void {}
   publishFinished(): void {}
   onWake(): () => void {
     return () => {};
@@ -48,5 +56,7 @@ export class NullNotifier implements Notifier {
     return () => {};
   }
   async ready(): Promise<void> {}
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
   async close(): Promise<void> {}
 }

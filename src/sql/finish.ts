@@ -1,4 +1,4 @@
-import { perTable, run, type Queryable } from "../db/store.js";
+import { perTable, run, type Queryable } from "../db/statements.js";
 import type { Claim } from "../task.js";
 import { held } from "./lease.js";
 import { live } from "./live.js";

@@ -1,4 +1,4 @@
-import { perTable, type Statement } from "../db/store.js";
+import { perTable, type Statement } from "../db/statements.js";
 import { held } from "./lease.js";
 import { live } from "./live.js";
 

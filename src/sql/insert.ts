@@ -1,5 +1,5 @@
 import pg from "pg";
-import { perTable, run, type Queryable } from "../db/store.js";
+import { perTable, run, type Queryable } from "../db/statements.js";
 import { STATEMENT_JSON_CHARS } from "../json.js";
 import { compareIds, insertedTask, type JsonValue, type Task, type TaskInsert } from "../task.js";
 

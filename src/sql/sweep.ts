@@ -1,4 +1,4 @@
-import { perTable, run, type Queryable } from "../db/store.js";
+import { perTable, run, type Queryable } from "../db/statements.js";
 
 /*
  * A PROGRESS row whose heartbeat is older than $1 seconds lost its worker. A started task is charged (a retry, or
@@ -25,7 +25,7 @@ const sweepStatement = perTable(
           retry_count = t.retry_count + (${CHARGED} AND t.retry_count < coalesce(t.max_retries, 0))::int,
           finished_at = CASE WHEN ${RETRY} THEN NULL ELSE now() END,
           error = CASE WHEN ${CHARGED}
-                       THEN 'worker lost: no heartbeat from worker ' || coalesce(t.worker_id, '?') || ' for over ' || $1::float8 || ' s'
+                       THEN 'WorkerLostError: worker lost: no heartbeat from worker ' || coalesce(t.worker_id, '?') || ' for over ' || $1::float8 || ' s'
                        ELSE t.error END,
           updated_at = now()
      FROM stale

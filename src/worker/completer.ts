@@ -1,8 +1,10 @@
-import { isTransientError, type Queryable } from "../db/store.js";
+import { isTransientError } from "../db/errors.js";
+import type { Queryable } from "../db/statements.js";
 import { OutcomeNotStorableError, PayloadTooLargeError } from "../errors.js";
 import { assertJsonSize, payloadLimit, storableText } from "../json.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
+import { RetryDelay } from "../retry-delay.js";
 import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
 import { releaseTasks, type Release } from "../sql/release.js";
 import { recordStarts } from "../sql/start.js";
@@ -48,7 +50,7 @@ export class Completer {
   #starts: Claim[] = [];
   #flushing: Promise<void> | null = null;
   #scheduled = false;
-  #retryDelay = 0;
+  readonly #retryDelay = new RetryDelay();
   #idle: (() => void)[] = [];
   /** Outcomes being written right now: their rows are still PROGRESS until the write commits. */
   #inflight: Claim[] = [];
@@ -141,7 +143,7 @@ export class Completer {
       this.#flushing = this.#write().finally(() => {
         this.#flushing = null;
         if (this.pending > 0) {
-          if (this.#retryDelay > 0) setTimeout(() => this.#schedule(), this.#retryDelay).unref();
+          if (this.#retryDelay.current > 0) setTimeout(() => this.#schedule(), this.#retryDelay.current).unref();
           else this.#schedule();
         } else {
           for (const resolve of this.#idle.splice(0)) resolve();
@@ -207,20 +209,20 @@ export class Completer {
         await releaseTasks(this.#q, this.#tasks, this.#workerId, releases);
         done.releases = releases.length;
       }
-      this.#retryDelay = 0;
+      this.#retryDelay.reset();
     } catch (err) {
       // What did not commit is kept for the next try, ahead of newer outcomes.
       this.#completions.putBack(completions.slice(done.completions));
       this.#failures.putBack(failures.slice(done.failures));
       this.#releases.putBack(releases.slice(done.releases));
       this.#starts.unshift(...starts);
-      this.#retryDelay = Math.min(Math.max(this.#retryDelay * 2, 100), 5000) * (0.5 + Math.random() / 2);
+      const retryInMs = Math.round(this.#retryDelay.next());
       const level = isTransientError(err) ? "warn" : "error";
       this.#log[level]("could not record task outcomes; will retry", {
         error: (err as Error).message,
-        retryInMs: Math.round(this.#retryDelay),
+        retryInMs,
       });
-      this.#signal("outcomes:failed", { error: err as Error, retryInMs: Math.round(this.#retryDelay) });
+      this.#signal("outcomes:failed", { error: err as Error, retryInMs });
     } finally {
       this.#inflight = [];
       // Announce what did commit, even when a later statement of the batch failed.
@@ -301,7 +303,7 @@ export class Completer {
   async drain(timeoutMs: number): Promise<boolean> {
     if (this.pending === 0 && !this.#flushing) return true;
     const idle = new Promise<void>((resolve) => this.#idle.push(resolve));
-    this.#retryDelay = 0;
+    this.#retryDelay.reset();
     this.#schedule();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));

@@ -1,4 +1,5 @@
-import { isTransientError } from "../db/store.js";
+import { isTransientError } from "../db/errors.js";
+import { RetryDelay } from "../retry-delay.js";
 import type { Logger } from "../logger.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import type { Release } from "../sql/release.js";
@@ -74,7 +75,7 @@ export class Fetcher {
   #wakeLoop: (() => void) | null = null;
   #slotWakePending = false;
   #failing = false;
-  #retryMs = 0;
+  readonly #retry = new RetryDelay();
   /** claimConnections() at the last claim. */
   #connectionsSeen = 0;
   /** Leases held when the claim connection was last replaced, while any of them is still held (see #dropReclaimed). */
@@ -271,7 +272,7 @@ export class Fetcher {
   }
 
   #recovered(): void {
-    this.#retryMs = 0;
+    this.#retry.reset();
     if (!this.#failing) return;
     this.#failing = false;
     this.#o.contactRestored();
@@ -289,8 +290,7 @@ export class Fetcher {
     this.#o.signal("claim:failed", { error: err as Error, transient });
     this.#failing = true;
     if (transient) this.#o.contactLost();
-    this.#retryMs = Math.min(Math.max(this.#retryMs * 2, 100), 5000);
-    await this.#pause(this.#retryMs * (0.5 + Math.random() / 2), false);
+    await this.#pause(this.#retry.next(), false);
   }
 }
 

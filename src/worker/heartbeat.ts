@@ -28,18 +28,24 @@ export interface BeatMark {
   seq: number;
 }
 
+/** The last stretch without a beat of `limit` ms or more: from the beat before it to the one that ended it. */
+export interface BeatGap {
+  from: number;
+  to: number;
+}
+
 /**
- * When a row this worker holds may have been swept: its claim or its last beat is older than `limit` ms, or a gap
- * in the beats longer than that came after its claim.
+ * When a row this worker holds may have been swept: its claim or its last beat is older than `limit` ms, or after
+ * its claim came a stretch of that long without a beat.
  */
 export function mayBeSwept(
   claim: BeatMark,
   beat: BeatMark | null,
-  gapEndedAt: number,
+  gap: BeatGap | null,
   limit: number,
   now: number,
 ): boolean {
-  if (claim.sentAt < gapEndedAt) return true;
+  if (gap !== null && claim.sentAt < gap.to && gap.to - Math.max(gap.from, claim.sentAt) >= limit) return true;
   const lastSeen = beat !== null && beat.seq >= claim.seq ? Math.max(beat.sentAt, claim.sentAt) : claim.sentAt;
   return now - lastSeen >= limit;
 }
@@ -74,8 +80,8 @@ export class Heartbeat {
   /** Numbers the list updates sent to the thread, so a beat says which ones it covered. */
   #seq = 0;
   #lastBeat: BeatMark | null = null;
-  /** When the last gap in the beats longer than `gapLimit` ended (0: none yet). */
-  #gapEndedAt = 0;
+  /** The last stretch without beats of gapLimit or more. */
+  #gap: BeatGap | null = null;
   #previousBeatAt = Date.now();
 
   constructor(options: HeartbeatOptions) {
@@ -92,7 +98,8 @@ export class Heartbeat {
     thread.on("message", (msg: { type: string; message?: string; sentAt?: number; seq?: number; rows?: number }) => {
       if (msg.type === "beat") {
         this.#lastBeat = { sentAt: msg.sentAt!, seq: msg.seq! };
-        if (msg.sentAt! - this.#previousBeatAt >= this.gapLimit) this.#gapEndedAt = msg.sentAt!;
+        if (msg.sentAt! - this.#previousBeatAt >= this.gapLimit)
+          this.#gap = { from: this.#previousBeatAt, to: msg.sentAt! };
         this.#previousBeatAt = msg.sentAt!;
         if (this.#failing) {
           logger.info("heartbeat restored");
@@ -151,7 +158,7 @@ export class Heartbeat {
 
   /** Whether a row claimed at `claim` may have been swept by now (see mayBeSwept). */
   mayBeSwept(claim: BeatMark): boolean {
-    return mayBeSwept(claim, this.#lastBeat, this.#gapEndedAt, this.gapLimit, Date.now());
+    return mayBeSwept(claim, this.#lastBeat, this.#gap, this.gapLimit, Date.now());
   }
 
   #sync(): void {

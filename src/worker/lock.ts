@@ -1,61 +1,56 @@
-import { createClient } from "redis";
-import { closeClient } from "../notify/redis.js";
 import Redlock, { ResourceLockedError, type Lock } from "redlock";
-
-type Client = ReturnType<typeof createClient>;
+import { RedisConnection } from "../notify/connection.js";
 
 /**
  * redlock talks to Redis through an ioredis-shaped `eval`/`evalsha(script, numKeys, args)` interface; this is that
- * interface over a node-redis client.
+ * interface over the connection's current node-redis client.
  */
-function redlockClient(client: Client) {
+function redlockClient(connection: RedisConnection) {
   const split = (numKeys: number, argv: (string | number)[]) => ({
     keys: argv.slice(0, numKeys).map(String),
     arguments: argv.slice(numKeys).map(String),
   });
+  const client = () => {
+    const c = connection.client;
+    if (!c) throw new Error("the lock's Redis connection is not open");
+    return c;
+  };
   return {
-    evalsha: (sha: string, numKeys: number, argv: (string | number)[]) => client.evalSha(sha, split(numKeys, argv)),
-    eval: (script: string, numKeys: number, argv: (string | number)[]) => client.eval(script, split(numKeys, argv)),
+    evalsha: (sha: string, numKeys: number, argv: (string | number)[]) => client().evalSha(sha, split(numKeys, argv)),
+    eval: (script: string, numKeys: number, argv: (string | number)[]) => client().eval(script, split(numKeys, argv)),
   };
 }
 
 /**
  * A cluster-wide "one at a time" for maintenance work such as the sweep. It is an optimisation only: the work it
  * guards is safe to run concurrently (every statement is compare-and-set under SKIP LOCKED), so when Redis is
- * absent or down the work simply runs unguarded.
+ * absent or down the work simply runs unguarded. Connects on `start()` (or the first `run()`); its Redis outages
+ * are not logged here, the notifier reports them.
  */
 export class ClusterLock {
-  readonly #client: Client | null;
+  readonly #connection: RedisConnection | null;
   readonly #redlock: Redlock | null;
-  #connecting: Promise<void> | null = null;
 
   constructor(redisUrl: string | undefined) {
     if (!redisUrl) {
-      this.#client = null;
+      this.#connection = null;
       this.#redlock = null;
       return;
     }
-    const client = createClient({
-      url: redisUrl,
-      disableOfflineQueue: true,
-      socket: {
-        connectTimeout: 5000,
-        reconnectStrategy: (n) => Math.min(100 * 2 ** Math.min(n, 5), 3000) + Math.random() * 250,
-      },
-    });
-    client.on("error", () => {}); // the notifier reports Redis outages; here they only mean "run unguarded"
-    this.#connecting = client.connect().then(
-      () => {},
-      () => {},
-    );
-    this.#client = client;
-    this.#redlock = new Redlock([redlockClient(client) as never], { retryCount: 0, driftFactor: 0.01 });
+    const connection = new RedisConnection({ url: redisUrl, onReady: () => connection.resetRetries() });
+    this.#connection = connection;
+    this.#redlock = new Redlock([redlockClient(connection) as never], { retryCount: 0, driftFactor: 0.01 });
     this.#redlock.on("error", () => {});
+  }
+
+  /** Connects to Redis, if one is configured. Resolves at once: until it answers, work runs unguarded. */
+  async start(): Promise<void> {
+    await this.#connection?.start();
   }
 
   /** True while the lock can be taken (Redis configured and connected). */
   get connected(): boolean {
-    return this.#client?.isReady ?? false;
+    return this.#connection?.isReady ?? false;
   }
 
   /**
@@ -63,7 +58,8 @@ export class ClusterLock {
    * `ttlMs`, so a holder that dies frees it by itself.
    */
   async run<T>(resource: string, ttlMs: number, fn: () => Promise<T>): Promise<{ skipped: boolean; value?: T }> {
-    if (!this.#redlock || !this.#client?.isReady) return { skipped: false, value: await fn() };
+    void this.start();
+    if (!this.#redlock || !this.connected) return { skipped: false, value: await fn() };
     let lock: Lock;
     try {
       lock = await this.#redlock.acquire([resource], ttlMs);
@@ -78,8 +74,14 @@ export class ClusterLock {
     }
   }
 
+  /** Closes the connection; work run after runs unguarded. */
+  async stop(): Promise<void> {
+    await this.#connection?.stop();
+  }
+
+  /** The same as `stop()`. */
   close(): Promise<void> {
-    return closeClient(this.#client, this.#connecting);
+    return this.stop();
   }
 }
 

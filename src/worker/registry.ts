@@ -1,8 +1,9 @@
 import { validateQueueName, validateTaskName } from "../config.js";
 import { InvalidOptionError } from "../errors.js";
-import { isDefinition, type TaskDefinitionLike } from "./tasks-module.js";
+import { validateIsolation, type Isolation, type TaskDefinitionLike } from "../task.js";
+import { isDefinition } from "./tasks-module.js";
 
-export { isDefinition, type TaskDefinitionLike };
+export { isDefinition, validateIsolation, type Isolation, type TaskDefinitionLike };
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Handler = (...args: any[]) => unknown;
@@ -11,14 +12,6 @@ export type TaskEntry = Handler | TaskDefinitionLike;
 
 /** `{ name: handler }`, `{ key: defineTask(…) }`, or an array of definitions. */
 export type TaskMap = Record<string, TaskEntry> | readonly TaskDefinitionLike[];
-
-export type Isolation = "inline" | "thread";
-
-/** An isolation mode as given (undefined: not given); anything but "inline" or "thread" is an InvalidOptionError. */
-export function validateIsolation(value: unknown, what = "isolation"): Isolation | undefined {
-  if (value === undefined || value === "inline" || value === "thread") return value;
-  throw new InvalidOptionError("isolation", `${what}: expected "inline" or "thread", got ${JSON.stringify(value)}`);
-}
 
 export interface Registered {
   handler: Handler;

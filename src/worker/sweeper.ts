@@ -1,4 +1,5 @@
-import { isTransientError, type Queryable } from "../db/store.js";
+import { isTransientError } from "../db/errors.js";
+import type { Queryable } from "../db/statements.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { sweepStaleTasks, type SweptTask } from "../sql/sweep.js";

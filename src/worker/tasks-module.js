@@ -3,10 +3,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
-/**
- * A task made with defineTask, as far as a worker is concerned.
- * @typedef {{ readonly name: string, readonly handler: (...args: any[]) => unknown, readonly options?: { isolation?: string, queue?: string } }} TaskDefinitionLike
- */
+/** @typedef {import("../task.js").TaskDefinitionLike} TaskDefinitionLike */
 
 /**
  * @param {unknown} value

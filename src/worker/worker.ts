@@ -94,7 +94,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     });
     this.#lock = new ClusterLock(this.config.redisUrl);
     this.#completer = new Completer(
-      this.#store.q,
+      this.#store.hotQueries,
       this.#store.tasks,
       this.id,
       this.#notifier,
@@ -126,13 +126,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
       registry: () => this.#registry,
       threads: () => this.#threads,
       completer: this.#completer,
-      recordStart: async (row) => (await recordStarts(this.#store.q, this.#store.tasks, this.id, [row])) === 1,
+      recordStart: async (row) => (await recordStarts(this.#store.hotQueries, this.#store.tasks, this.id, [row])) === 1,
       accepting: () => this.#state === "running",
       slotFreed: (ms) => this.#slotEnded(ms),
       logger: this.logger,
     });
     this.#sweeper = new Sweeper({
-      q: this.#store.q,
+      q: this.#store.hotQueries,
       tasks: this.#store.tasks,
       schema: this.config.schema,
       lock: this.#lock,
@@ -148,13 +148,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
       prefetch: c.prefetch,
       pollMs: c.pollInterval * 1000,
       claim: (limit) =>
-        claimTasks(this.#store.claims!, this.#store.tasks, {
+        claimTasks(this.#store.claimConnection!, this.#store.tasks, {
           queues: this.queues,
           limit,
           workerId: this.id,
           defaultMaxRetries: c.maxRetries,
         }),
-      claimConnections: () => this.#store.claimConnections,
+      claimConnections: () => this.#store.claimConnectionsOpened,
       start: (row) => this.#attempts.start(row),
       track: (rows) => this.#heartbeat.track(rows),
       mayBeSwept: (claim) => this.#heartbeat.mayBeSwept(claim),
@@ -199,6 +199,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (this.#state !== "new") throw new Error(`worker already ${this.#state}`);
     this.#state = "starting";
     notStopped.add(this);
+    // Neither waits for Redis: connecting overlaps the database checks below.
+    await this.#notifier.start();
+    await this.#lock.start();
     try {
       if (this.#tasksModuleUrl && this.#registry.size === 0) {
         this.#registry = buildRegistry(await loadTasksModule(this.#tasksModuleUrl));
@@ -220,7 +223,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     } catch (err) {
       this.#state = "stopped";
       notStopped.delete(this);
-      await Promise.all([this.#store.close(), this.#notifier.close(), this.#lock.close()]);
+      await Promise.all([this.#store.close(), this.#notifier.stop(), this.#lock.stop()]);
       throw err;
     }
     this.#queues ??= this.#defaultQueues();
@@ -266,7 +269,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (this.#state === "new" || this.#state === "stopped") {
       this.#state = "stopped";
       notStopped.delete(this);
-      await Promise.all([this.#store.close(), this.#notifier.close(), this.#lock.close()]);
+      await Promise.all([this.#store.close(), this.#notifier.stop(), this.#lock.stop()]);
       return;
     }
     this.#state = "stopping";
@@ -284,7 +287,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     this.#attempts.close();
     await this.#heartbeat.stop();
-    await Promise.all([this.#threads?.close(), this.#lock.close(), this.#notifier.close(), this.#store.close()]);
+    await Promise.all([this.#threads?.close(), this.#lock.stop(), this.#notifier.stop(), this.#store.close()]);
     this.#state = "stopped";
     notStopped.delete(this);
     this.logger.info("worker stopped", { worker: this.id });
