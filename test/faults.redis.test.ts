@@ -67,8 +67,8 @@ describe("Redis shut down mid-run, then started again", () => {
     );
     await waitFor("the stream to be under way", async () => (await readLedger(env.pool, env.schema)).size > 5);
     await redis.stop();
-    await busy.waitForOutput(/Redis unreachable; falling back to polling/);
-    await sleepy.waitForOutput(/Redis unreachable; falling back to polling/);
+    await busy.waitForEvent("redis:down");
+    await sleepy.waitForEvent("redis:down");
 
     const during = await client.createTasks(Array.from({ length: 30 }, (_, i) => ({ name: "recorded", args: [i] })));
     // Enqueued for `sleepy` while the doorbell is dead: it cannot hear about this one.
@@ -82,8 +82,8 @@ describe("Redis shut down mid-run, then started again", () => {
     expect(clientInternals(client).notifier.connected).toBe(false);
 
     await redis.start(); // same port
-    await sleepy.waitForOutput(/Redis connection restored/, 20_000);
-    await busy.waitForOutput(/Redis connection restored/, 20_000);
+    await sleepy.waitForEvent("redis:up", undefined, 20_000);
+    await busy.waitForEvent("redis:up", undefined, 20_000);
     // A reconnect means wake-ups may have been missed: the worker claims, and finds the task enqueued meanwhile.
     expect((await client.waitForCompletion(missed.id, { timeout: 10 }))?.status).toBe("COMPLETED");
 

@@ -481,14 +481,18 @@ export class WorkerProcs {
 }
 
 /**
- * A TCP proxy in front of Postgres (or anything) that can misbehave like a network: `blackhole()` keeps forwarding
- * what clients send but drops every byte coming back (a statement runs and commits, its answer never arrives),
- * `resetAll()` cuts every open connection, and new connections work normally again after it.
+ * A TCP proxy in front of Postgres, Redis or anything that can misbehave like a network: `blackhole()` keeps
+ * forwarding what clients send but drops every byte coming back (a statement runs and commits, its answer never
+ * arrives); `silence()` stops all traffic on the open connections without closing them, as a dead peer behind a NAT
+ * looks (neither side gets an error, only a liveness check can tell), while new connections work; `resetAll()` cuts
+ * every open connection, and new connections work normally again after it.
  */
 export class FlakyProxy {
   port = 0;
   #server: Server | null = null;
   readonly #pairs = new Set<[Socket, Socket]>();
+  /** Connections silence() left open, closed by stop(). */
+  readonly #silenced: Socket[] = [];
   #blackhole = false;
   constructor(
     readonly targetPort: number,
@@ -534,6 +538,20 @@ export class FlakyProxy {
     this.#blackhole = true;
   }
 
+  /** Stops every open connection's traffic both ways, leaving it open; returns how many there were. */
+  silence(): number {
+    const n = this.#pairs.size;
+    for (const [client, upstream] of this.#pairs) {
+      for (const s of [client, upstream]) {
+        s.removeAllListeners("data");
+        s.pause();
+        this.#silenced.push(s);
+      }
+    }
+    this.#pairs.clear();
+    return n;
+  }
+
   /** Cuts every connection (clients see a reset) and lets new ones through normally. */
   resetAll(): void {
     this.#blackhole = false;
@@ -546,6 +564,7 @@ export class FlakyProxy {
 
   async stop(): Promise<void> {
     this.resetAll();
+    for (const s of this.#silenced.splice(0)) s.destroy();
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
   }
 }

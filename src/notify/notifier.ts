@@ -3,6 +3,8 @@
  * re-read a row sooner. Losing any of them costs latency, never a task: workers poll and waiters re-read on a
  * timer as well. Nothing here touches the database.
  */
+export type NotifierStatus = "down" | "up" | "silent";
+
 export interface Notifier {
   /** True while messages can be sent and received. */
   readonly connected: boolean;
@@ -28,6 +30,11 @@ export interface Notifier {
   onFinished(listener: (id: string) => void): () => void;
   /** Calls `listener` when the connection comes back after an outage (wake-ups may have been missed). */
   onReconnect(listener: () => void): () => void;
+  /**
+   * Calls `listener` when Redis becomes unreachable ("down", once per outage), answers again ("up"), or went silent
+   * (a half-open connection, found by the liveness ping, "silent"). Returns the unsubscribe function.
+   */
+  onStatus(listener: (status: NotifierStatus) => void): () => void;
   /** Resolves once the subscriptions made so far are active (at once while disconnected). */
   ready(): Promise<void>;
 }
@@ -52,6 +59,10 @@ export class NullNotifier implements Notifier {
   onFinished(): () => void {
     return () => {};
   }
+  onStatus(): () => void {
+    return () => {};
+  }
+
   onReconnect(): () => void {
     return () => {};
   }

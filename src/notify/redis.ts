@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "../logger.js";
 import { RedisConnection, type RedisClient } from "./connection.js";
 import { FinishedBacklog } from "./finished-backlog.js";
-import { channels, type Notifier } from "./notifier.js";
+import { channels, type Notifier, type NotifierStatus } from "./notifier.js";
 import { PingWatchdog } from "./watchdog.js";
 
 export interface RedisNotifierOptions {
@@ -45,6 +45,7 @@ export class RedisNotifier implements Notifier {
   /** channel → listeners; the source of truth for what the subscriber must listen to. */
   readonly #listeners = new Map<string, Set<(message: string) => void>>();
   readonly #reconnectListeners = new Set<() => void>();
+  readonly #statusListeners = new Set<(status: NotifierStatus) => void>();
   /** A connection was lost or replaced since everything was last up: messages may have been missed. */
   #interrupted = false;
   #outageLogged = false;
@@ -133,6 +134,7 @@ export class RedisNotifier implements Notifier {
         url: this.#pub.redactedUrl,
         error: err.message,
       });
+      this.#status("down");
     }
   }
 
@@ -144,6 +146,7 @@ export class RedisNotifier implements Notifier {
     if (this.#outageLogged) {
       this.#outageLogged = false;
       this.#log.info("Redis connection restored", { url: this.#pub.redactedUrl });
+      this.#status("up");
     }
     for (const l of this.#reconnectListeners) l();
   }
@@ -157,6 +160,7 @@ export class RedisNotifier implements Notifier {
       ping: () => void this.#pub.client?.publish(ping, "1").catch(() => {}),
       onSilent: () => {
         this.#log.warn("Redis connection went silent; reconnecting", { url: this.#pub.redactedUrl });
+        this.#status("silent");
         this.#replaceConnections();
       },
     });
@@ -286,6 +290,15 @@ export class RedisNotifier implements Notifier {
   onReconnect(listener: () => void): () => void {
     this.#reconnectListeners.add(listener);
     return () => this.#reconnectListeners.delete(listener);
+  }
+
+  onStatus(listener: (status: NotifierStatus) => void): () => void {
+    this.#statusListeners.add(listener);
+    return () => this.#statusListeners.delete(listener);
+  }
+
+  #status(status: NotifierStatus): void {
+    for (const l of this.#statusListeners) l(status);
   }
 
   /** Closes both connections; nothing is sent or heard after. */

@@ -26,6 +26,12 @@ export interface WorkerEvents {
   "outcomes:failed": [{ error: Error; retryInMs: number }];
   /** Postgres refused one task's outcome; the task was failed instead. */
   "outcome:refused": [{ id: string; attempt: number; error: string }];
+  /** Redis became unreachable: wake-ups stop and the worker polls. */
+  "redis:down": [];
+  /** Redis answers again. */
+  "redis:up": [];
+  /** Redis stopped answering on connections that still looked open; they are being replaced. */
+  "redis:silent": [];
 }
 
 export type WorkerEventName = keyof WorkerEvents;
@@ -52,6 +58,9 @@ export const WORKER_EVENT_NAMES = [
   "outcome:discarded",
   "outcomes:failed",
   "outcome:refused",
+  "redis:down",
+  "redis:up",
+  "redis:silent",
 ] as const satisfies readonly WorkerEventName[];
 
 // Compiles only while WORKER_EVENT_NAMES lists every event.

@@ -65,6 +65,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   #stopPromise: Promise<void> | null = null;
   #offWake: (() => void) | null = null;
   #offReconnect: (() => void) | null = null;
+  #offStatus: (() => void) | null = null;
   #drained: (() => void) | null = null;
 
   constructor(options: WorkerOptions) {
@@ -232,6 +233,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
     );
     this.#offReconnect = this.#notifier.onReconnect(() => this.#fetcher.wake());
+    this.#offStatus = this.#notifier.onStatus((status) => this.#signal(`redis:${status}`));
     await this.#notifier.ready(); // wake-ups sent from now on are heard
     this.#sweeper.start();
     this.#state = "running";
@@ -280,6 +282,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     this.#offWake?.();
     this.#offReconnect?.();
+    this.#offStatus?.();
     await this.#sweeper.stop();
     await this.#drain();
     if (!(await this.#completer.drain(10_000))) {
