@@ -30,11 +30,6 @@ import { WakeTimer } from "./wake-timer.js";
  */
 const PREFETCH_HORIZON_MS = 50;
 
-/** A claimed row, with when it was claimed and which heartbeat-list update first named it. */
-interface HeldRow extends ClaimedRow {
-  claim: BeatMark;
-}
-
 export interface FetcherOptions {
   slots: Slots;
   /** Most rows held beyond the free slots. */
@@ -64,7 +59,13 @@ export class Fetcher {
   #state: "new" | "running" | "stopped" = "new";
   #done: Promise<void> = Promise.resolve();
   /** Claimed, not yet started; read from #head on without shifting the array. */
-  #buffer: HeldRow[] = [];
+  #buffer: ClaimedRow[] = [];
+  /**
+   * For each row of #buffer, when its claim was sent and which heartbeat-list update named it. Kept beside the rows,
+   * not on them: a property added to the driver's row objects changed their shape, and every read of a row field on
+   * the hot path became polymorphic (3–4 µs a task in a drain).
+   */
+  #marks: BeatMark[] = [];
   #head = 0;
   /** Whether #pump is on the stack (an attempt that finishes synchronously must not start another from within). */
   #pumping = false;
@@ -105,8 +106,7 @@ export class Fetcher {
     await this.#done;
     this.#dueTimes.clear();
     const rows = this.#buffer.slice(this.#head);
-    this.#buffer = [];
-    this.#head = 0;
+    this.#clear();
     return rows;
   }
 
@@ -168,13 +168,16 @@ export class Fetcher {
         // arrived while the claim was in flight: it set #maybeWork again).
         if (rows.length === want) this.#maybeWork = true;
         rows = this.#dropReclaimed(rows);
-        // Started rows leave the array here, or it would keep every row claimed since it was last empty.
-        this.#buffer = this.#head > 0 ? this.#buffer.slice(this.#head) : this.#buffer;
-        this.#head = 0;
-        const claim = { sentAt, seq: this.#o.track(rows) };
-        for (const row of rows as HeldRow[]) {
-          row.claim = claim;
+        // Started rows leave the arrays here, or they would keep every row claimed since they were last empty.
+        if (this.#head > 0) {
+          this.#buffer = this.#buffer.slice(this.#head);
+          this.#marks = this.#marks.slice(this.#head);
+          this.#head = 0;
+        }
+        const mark = { sentAt, seq: this.#o.track(rows) };
+        for (const row of rows) {
           this.#buffer.push(row);
+          this.#marks.push(mark);
         }
         if (this.#state !== "running") break;
         this.#pump();
@@ -190,35 +193,35 @@ export class Fetcher {
     this.#pumping = true;
     try {
       while (this.#slots.free > 0 && this.#head < this.#buffer.length && this.#state === "running") {
-        const row = this.#buffer[this.#head]!;
         // A held row whose lease may have been swept (a gap in contact with Postgres) is not started.
-        if (this.#o.mayBeSwept(row.claim)) {
+        if (this.#o.mayBeSwept(this.#marks[this.#head]!)) {
           this.#handBack();
           break;
         }
-        this.#head++;
-        this.#o.start(row);
+        this.#o.start(this.#buffer[this.#head++]!);
       }
     } finally {
       this.#pumping = false;
     }
-    if (this.#head === this.#buffer.length && this.#head > 0) {
-      this.#buffer = [];
-      this.#head = 0;
-    }
+    if (this.#head === this.#buffer.length && this.#head > 0) this.#clear();
   }
 
   /** Hands every held row back (compare-and-set: rows swept meanwhile are left alone) and claims afresh. */
   #handBack(): void {
     const rows = this.#buffer.slice(this.#head);
+    this.#clear();
     this.#o.logger.warn("prefetched tasks may have been swept while Postgres was out of reach; handing them back", {
       tasks: rows.length,
     });
     this.#o.signal("buffer:handed-back", { tasks: rows.length });
     for (const row of rows) this.#o.release({ id: row.id, attempt: row.attempt, started: false });
-    this.#buffer = [];
-    this.#head = 0;
     this.wake();
+  }
+
+  #clear(): void {
+    this.#buffer = [];
+    this.#marks = [];
+    this.#head = 0;
   }
 
   /**
