@@ -22,6 +22,8 @@ export interface AttemptsOptions {
   accepting: () => boolean;
   /** A slot freed after `ms` of work (null: nothing ran to completion in it). */
   slotFreed: (ms: number | null) => void;
+  /** Seconds stop() lets running attempts finish before handing them back. */
+  shutdownTimeout: number;
   logger: Logger;
 }
 
@@ -34,25 +36,48 @@ export interface AttemptsOptions {
 export class Attempts {
   readonly #o: AttemptsOptions;
   readonly #inline: InlineRunner;
+  #drained: (() => void) | null = null;
 
   constructor(options: AttemptsOptions) {
     this.#o = options;
     this.#inline = new InlineRunner(options.workerId, options.maxRetries, this.#finished);
   }
 
-  start(row: ClaimedRow): void {
+  /** Starts a claimed row's attempt in a free slot. */
+  begin(row: ClaimedRow): void {
     if (row.attempt - 1 > row.retry_count) return this.#startRecorded(row);
     this.#run(row);
     this.#o.completer.started(row);
   }
 
-  /** Asks every running attempt to stop: its signal fires and its task is handed back. */
-  releaseAll(): void {
-    for (const exec of this.#o.slots.all()) exec.release();
+  start(): void {}
+
+  /** Lets running attempts finish for up to shutdownTimeout, then hands the rest back (their signals fire). */
+  async stop(): Promise<void> {
+    const { slots, logger } = this.#o;
+    if (slots.count > 0) {
+      const timeoutMs = this.#o.shutdownTimeout * 1000;
+      logger.info("waiting for running tasks", { running: slots.count, timeoutSeconds: timeoutMs / 1000 });
+      const drained = new Promise<void>((resolve) => (this.#drained = resolve));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([drained, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearTimeout(timer);
+      if (slots.count > 0) {
+        logger.warn("shutdown timeout: handing unfinished tasks back to the queue", {
+          tasks: slots.all().map((e) => e.row.id),
+        });
+        for (const exec of slots.all()) exec.release();
+        // Inline attempts report "released" at once; threaded ones on the next turn.
+        await drained;
+      }
+    }
+    this.#inline.close();
   }
 
-  close(): void {
-    this.#inline.close();
+  /** A slot freed: the worker may start another; the last one frees a stop() waiting for them. */
+  #slotFreed(ms: number | null): void {
+    this.#o.slotFreed(ms);
+    if (this.#o.slots.count === 0) this.#drained?.();
   }
 
   #startRecorded(row: ClaimedRow): void {
@@ -67,13 +92,13 @@ export class Attempts {
         slots.remove(pending);
         if (held && !released && this.#o.accepting()) return this.#run(row);
         if (held) handBack();
-        this.#o.slotFreed(null);
+        this.#slotFreed(null);
       },
       (err: Error) => {
         slots.remove(pending);
         this.#o.logger.warn("could not record a task's start; handing it back", { task: row.id, error: err.message });
         handBack();
-        this.#o.slotFreed(null);
+        this.#slotFreed(null);
       },
     );
   }
@@ -124,6 +149,6 @@ export class Attempts {
         completer.release({ id: row.id, attempt: row.attempt, started: true });
         break;
     }
-    this.#o.slotFreed(outcome.kind === "released" ? null : outcome.duration * 1000);
+    this.#slotFreed(outcome.kind === "released" ? null : outcome.duration * 1000);
   };
 }

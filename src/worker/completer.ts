@@ -299,6 +299,15 @@ export class Completer {
     this.#signal("outcome:discarded", { id: c.id, attempt: c.attempt, kind: what });
   }
 
+  start(): void {}
+
+  /** Writes every outcome still held (for up to 10 s: after that the sweeper takes those tasks back). */
+  async stop(): Promise<void> {
+    if (!(await this.drain(10_000))) {
+      this.#log.error("could not record every task outcome before exit; the sweeper will take those tasks back");
+    }
+  }
+
   /** Resolves once every accepted outcome is written (or `timeoutMs` passes). Returns whether all were written. */
   async drain(timeoutMs: number): Promise<boolean> {
     if (this.pending === 0 && !this.#flushing) return true;

@@ -98,16 +98,16 @@ export class Fetcher {
     this.#done = this.#loop();
   }
 
-  /** Stops claiming and returns the rows it held unstarted, for the worker to hand back. */
-  async stop(): Promise<ClaimedRow[]> {
-    if (this.#state !== "running") return [];
+  /** Stops claiming and hands the rows it held unstarted back to the queue at once, for other workers. */
+  async stop(): Promise<void> {
+    if (this.#state !== "running") return;
     this.#state = "stopped";
     this.#wakeLoop?.();
     await this.#done;
     this.#dueTimes.clear();
     const rows = this.#buffer.slice(this.#head);
     this.#clear();
-    return rows;
+    for (const row of rows) this.#o.release({ id: row.id, attempt: row.attempt, started: false });
   }
 
   /** A wake-up from Redis, a reconnect, or a due time: there may be due tasks. */

@@ -145,6 +145,13 @@ export class ThreadPool {
     return exec;
   }
 
+  /** Threads start on demand. */
+  start(): void {}
+
+  stop(): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#idle.length = 0;

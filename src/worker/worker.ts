@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { DEFAULT_QUEUE, type ConnectionConfig } from "../config.js";
+import { DEFAULT_QUEUE } from "../config.js";
 import { assertSchemaReady } from "../db/migrate.js";
 import { Store } from "../db/store.js";
 import { warnIfNoAutovacuum } from "../db/vacuum.js";
@@ -18,6 +18,7 @@ import { Heartbeat } from "./heartbeat.js";
 import { ClusterLock } from "./lock.js";
 import { resolveWorkerOptions, type WorkerConfig, type WorkerOptions } from "./options.js";
 import { buildRegistry, type Registered } from "./registry.js";
+import type { Service } from "./service.js";
 import { Slots } from "./slots.js";
 import { Sweeper } from "./sweeper.js";
 import { loadTasksModule, tasksModuleUrl } from "./tasks-module.js";
@@ -41,7 +42,6 @@ export function workersNotStopped(): Worker[] {
  */
 export class Worker extends EventEmitter<WorkerEvents> {
   readonly id: string;
-  readonly config: ConnectionConfig;
   readonly concurrency: number;
   readonly logger: Logger;
   readonly #c: WorkerConfig;
@@ -63,15 +63,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
     void (this.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args);
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   #stopPromise: Promise<void> | null = null;
-  #offWake: (() => void) | null = null;
-  #offReconnect: (() => void) | null = null;
-  #offStatus: (() => void) | null = null;
-  #drained: (() => void) | null = null;
+  /** The services started so far, in order; stopped in reverse. */
+  readonly #services: Service[] = [];
+  /** Unsubscribe functions of the worker's doorbell listeners. */
+  readonly #listeners: (() => void)[] = [];
 
   constructor(options: WorkerOptions) {
     super();
     const c = (this.#c = resolveWorkerOptions(options));
-    this.config = c.connection;
     this.id = c.workerId;
     this.concurrency = c.concurrency;
     this.logger = c.logger;
@@ -80,8 +79,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.#tasksModuleUrl = c.tasksModule ? tasksModuleUrl(c.tasksModule) : null;
 
     this.#store = new Store({
-      databaseUrl: this.config.databaseUrl,
-      schema: this.config.schema,
+      databaseUrl: this.#c.connection.databaseUrl,
+      schema: this.#c.connection.schema,
       poolSize: c.poolSize,
       applicationName: `skiplock worker ${this.id}`,
       // A claim or outcome write that gets no answer (a connection gone silent) fails and is retried on a fresh one.
@@ -89,11 +88,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       claimConnection: true,
     });
     this.#notifier = createNotifier({
-      redisUrl: this.config.redisUrl,
-      schema: this.config.schema,
+      redisUrl: this.#c.connection.redisUrl,
+      schema: this.#c.connection.schema,
       logger: this.logger,
     });
-    this.#lock = new ClusterLock(this.config.redisUrl);
+    this.#lock = new ClusterLock(this.#c.connection.redisUrl);
     this.#completer = new Completer(
       this.#store.hotQueries,
       this.#store.tasks,
@@ -107,7 +106,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       },
     );
     this.#heartbeat = new Heartbeat({
-      databaseUrl: this.config.databaseUrl,
+      databaseUrl: this.#c.connection.databaseUrl,
       tasks: this.#store.tasks,
       workerId: this.id,
       interval: c.heartbeatInterval,
@@ -129,13 +128,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
       completer: this.#completer,
       recordStart: async (row) => (await recordStarts(this.#store.hotQueries, this.#store.tasks, this.id, [row])) === 1,
       accepting: () => this.#state === "running",
-      slotFreed: (ms) => this.#slotEnded(ms),
+      slotFreed: (ms) => this.#fetcher.slotFreed(ms),
+      shutdownTimeout: c.shutdownTimeout,
       logger: this.logger,
     });
     this.#sweeper = new Sweeper({
       q: this.#store.hotQueries,
       tasks: this.#store.tasks,
-      schema: this.config.schema,
+      schema: this.#c.connection.schema,
       lock: this.#lock,
       notifier: this.#notifier,
       logger: this.logger,
@@ -156,7 +156,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
           defaultMaxRetries: c.maxRetries,
         }),
       claimConnections: () => this.#store.claimConnectionsOpened,
-      start: (row) => this.#attempts.start(row),
+      start: (row) => this.#attempts.begin(row),
       track: (rows) => this.#heartbeat.track(rows),
       mayBeSwept: (claim) => this.#heartbeat.mayBeSwept(claim),
       release: (r) => this.#completer.release(r),
@@ -203,6 +203,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // Neither waits for Redis: connecting overlaps the database checks below.
     await this.#notifier.start();
     await this.#lock.start();
+    this.#services.push(this.#notifier, this.#lock);
     try {
       if (this.#tasksModuleUrl && this.#registry.size === 0) {
         this.#registry = buildRegistry(await loadTasksModule(this.#tasksModuleUrl));
@@ -217,28 +218,33 @@ export class Worker extends EventEmitter<WorkerEvents> {
           );
         }
         this.#threads = new ThreadPool(this.#tasksModuleUrl);
+        this.#services.push(this.#threads);
       }
       await this.#store.ping();
-      await assertSchemaReady(this.#store.pool, this.config.schema);
-      await warnIfNoAutovacuum(this.#store.pool, this.config.schema, this.logger);
+      await assertSchemaReady(this.#store.pool, this.#c.connection.schema);
+      await warnIfNoAutovacuum(this.#store.pool, this.#c.connection.schema, this.logger);
     } catch (err) {
       this.#state = "stopped";
       notStopped.delete(this);
-      await Promise.all([this.#store.close(), this.#notifier.stop(), this.#lock.stop()]);
+      await Promise.all([this.#store.close(), ...this.#services.splice(0).map((s) => s.stop())]);
       throw err;
     }
     this.#queues ??= this.#defaultQueues();
-    this.#heartbeat.start();
-    this.#offWake = this.#notifier.onWake(this.queues, (_queue, _count, dueAt) =>
-      dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
+    this.#listeners.push(
+      this.#notifier.onWake(this.queues, (_queue, _count, dueAt) =>
+        dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
+      ),
+      this.#notifier.onReconnect(() => this.#fetcher.wake()),
+      this.#notifier.onStatus((status) => this.#signal(`redis:${status}`)),
     );
-    this.#offReconnect = this.#notifier.onReconnect(() => this.#fetcher.wake());
-    this.#offStatus = this.#notifier.onStatus((status) => this.#signal(`redis:${status}`));
     await this.#notifier.ready(); // wake-ups sent from now on are heard
-    this.#sweeper.start();
     this.#state = "running";
-    this.#fetcher.start();
-    const redis = this.config.redisUrl ? (this.#notifier.connected ? "connected" : "unreachable") : "off";
+    const services: Service[] = [this.#heartbeat, this.#completer, this.#attempts, this.#sweeper, this.#fetcher];
+    for (const service of services) {
+      await service.start();
+      this.#services.push(service);
+    }
+    const redis = this.#c.connection.redisUrl ? (this.#notifier.connected ? "connected" : "unreachable") : "off";
     this.logger.info("worker started", {
       worker: this.id,
       queues: this.queues,
@@ -250,12 +256,6 @@ export class Worker extends EventEmitter<WorkerEvents> {
       ],
     });
     this.#signal("worker:started", { workerId: this.id, queues: this.queues, redis });
-  }
-
-  /** A slot freed after `ms` of work (null: nothing ran to completion in it). */
-  #slotEnded(ms: number | null): void {
-    this.#fetcher.slotFreed(ms);
-    if (this.#slots.count === 0) this.#drained?.();
   }
 
   /**
@@ -276,42 +276,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     this.#state = "stopping";
     this.#signal("worker:stopping", { running: this.#slots.count });
-    // Held tasks never started: back to the queue at once, for other workers.
-    for (const row of await this.#fetcher.stop()) {
-      this.#completer.release({ id: row.id, attempt: row.attempt, started: false });
-    }
-    this.#offWake?.();
-    this.#offReconnect?.();
-    this.#offStatus?.();
-    await this.#sweeper.stop();
-    await this.#drain();
-    if (!(await this.#completer.drain(10_000))) {
-      this.logger.error("could not record every task outcome before exit; the sweeper will take those tasks back");
-    }
-    this.#attempts.close();
-    await this.#heartbeat.stop();
-    await Promise.all([this.#threads?.close(), this.#lock.stop(), this.#notifier.stop(), this.#store.close()]);
+    for (const off of this.#listeners.splice(0)) off();
+    // In reverse order of start: claiming ends first, connections last.
+    for (const service of this.#services.splice(0).reverse()) await service.stop();
+    await this.#store.close();
     this.#state = "stopped";
     notStopped.delete(this);
     this.logger.info("worker stopped", { worker: this.id });
     this.#signal("worker:stopped");
-  }
-
-  /** Lets running tasks finish for up to shutdownTimeout, then hands the rest back (their signals fire). */
-  async #drain(): Promise<void> {
-    if (this.#slots.count === 0) return;
-    const timeoutMs = this.#c.shutdownTimeout * 1000;
-    this.logger.info("waiting for running tasks", { running: this.#slots.count, timeoutSeconds: timeoutMs / 1000 });
-    const drained = new Promise<void>((resolve) => (this.#drained = resolve));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([drained, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
-    if (this.#slots.count === 0) return;
-    this.logger.warn("shutdown timeout: handing unfinished tasks back to the queue", {
-      tasks: this.#slots.all().map((e) => e.row.id),
-    });
-    this.#attempts.releaseAll();
-    // Inline attempts report "released" at once; threaded ones on the next turn.
-    await drained;
   }
 }
