@@ -15,8 +15,8 @@ export interface FaultFixtureOptions extends SchemaFixtureOptions {
 
 export interface FaultFixture extends SchemaFixture {
   readonly workers: WorkerProcs;
-  /** Starts a `skiplock run-worker` with the file's flags and then `args`; killed after the test. */
-  worker: (args?: string[]) => Promise<Proc>;
+  /** A `skiplock run-worker` with the file's flags, then `args`; `env` over its environment. Killed after the test. */
+  worker: (args?: string[], env?: Record<string, string | undefined>) => Promise<Proc>;
 }
 
 /** Registers the file's hooks (schemaFixture's, and the workers' cleanup after each test) and returns its fixture. */
@@ -36,5 +36,6 @@ export function faultFixture(options: FaultFixtureOptions): FaultFixture {
     ]);
   });
   afterAll(() => workers.killAll());
-  return Object.assign(place, { workers, worker: (args: string[] = []) => workers.start(args) });
+  const worker: FaultFixture["worker"] = (args, env) => workers.start(args, env);
+  return Object.assign(place, { workers, worker });
 }
