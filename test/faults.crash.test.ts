@@ -2,7 +2,7 @@
 // Real worker processes, real Postgres and Redis; every wait is a polled condition with a deadline.
 import { describe, expect, it } from "vitest";
 import { faultFixture } from "./fault-fixture.js";
-import { FAST_SWEEP, readLedger, statusCounts, stopProc, taskRows, waitFor } from "./helpers.js";
+import { FAST_SWEEP, readLedger, statusCounts, stopProc, taskRows, waitFor, type Proc } from "./helpers.js";
 
 /** Each test starts with no worker running and an empty queue. */
 const env = faultFixture({
@@ -85,6 +85,15 @@ describe("a worker killed with SIGKILL in the middle of its tasks", () => {
   });
 });
 
+/** The task's row once worker `b` has completed it on its second attempt (the first was a worker that froze). */
+async function completedBy(b: Proc, id: string, what: string): Promise<Record<string, any>> {
+  await waitFor(what, async () => (await env.client.getTask(id))?.status === "COMPLETED", 20_000);
+  const done = (await taskRows(env.pool, env.schema, [id])).get(id)!;
+  expect(done).toMatchObject({ attempt: 2, retry_count: 1, result: { pid: b.child.pid, attempt: 2 } });
+  expect(done.worker_id).toContain(`:${b.child.pid}:`);
+  return done;
+}
+
 describe("a worker frozen (SIGSTOP) past --stale-after", () => {
   it("has its task swept and completed elsewhere, and its late completion changes nothing", async () => {
     const a = await env.worker(["--retry", "1"]);
@@ -107,14 +116,7 @@ describe("a worker frozen (SIGSTOP) past --stale-after", () => {
           ).rowCount === 1,
       );
       const b = await env.worker(["--retry", "1"]);
-      await waitFor(
-        "B to complete the task",
-        async () => (await env.client.getTask(t.id))?.status === "COMPLETED",
-        20_000,
-      );
-      const done = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
-      expect(done).toMatchObject({ attempt: 2, retry_count: 1, result: { pid: b.child.pid, attempt: 2 } });
-      expect(done.worker_id).toContain(`:${b.child.pid}:`);
+      const done = await completedBy(b, t.id, "B to complete the task");
       expect(done.result.workerId).toBe(done.worker_id);
 
       a.child.kill("SIGCONT");
@@ -166,14 +168,7 @@ describe("a worker thawed while the task's next attempt is running elsewhere", (
     expect(during).toMatchObject({ status: "PROGRESS", attempt: 2, result: null, finished_at: null });
     expect(during.worker_id).toContain(`:${b.child.pid}:`);
     // A's heartbeat thread is beating again, but only for A's own rows: B's attempt is not A's to keep alive.
-    await waitFor(
-      "B to complete attempt 2",
-      async () => (await env.client.getTask(t.id))?.status === "COMPLETED",
-      20_000,
-    );
-    const done = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
-    expect(done).toMatchObject({ attempt: 2, retry_count: 1, result: { pid: b.child.pid, attempt: 2 } });
-    expect(done.worker_id).toContain(`:${b.child.pid}:`);
+    await completedBy(b, t.id, "B to complete attempt 2");
     expect(b.events.filter((e) => e.event === "outcome:discarded")).toEqual([]);
     expect((await readLedger(env.pool, env.schema)).get(t.id)!.map((r) => [r.attempt, r.pid])).toEqual([
       [1, a.child.pid],
