@@ -1,61 +1,27 @@
 // Fault injection: workers that die (kill -9), freeze (SIGSTOP past --stale-after) or keep their main thread busy.
 // Real worker processes, real Postgres and Redis; every wait is a polled condition with a deadline.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SkiplockClient } from "../src/index.js";
-import {
-  DATABASE_URL,
-  FAST_SWEEP,
-  freshSchema,
-  quiet,
-  readLedger,
-  REDIS_URL,
-  statusCounts,
-  stopProc,
-  taskRows,
-  waitFor,
-  WorkerProcs,
-  type SchemaEnv,
-} from "./helpers.js";
-
-const FAST = [...FAST_SWEEP, "--poll-interval", "0.5"];
-
-let env: SchemaEnv;
-let client: SkiplockClient;
-const workers = new WorkerProcs(() => env.schema, FAST);
-const worker = (args: string[]) => workers.start(args);
-
-beforeAll(async () => {
-  env = await freshSchema("faults_crash");
-  client = new SkiplockClient({
-    databaseUrl: DATABASE_URL,
-    redisUrl: REDIS_URL,
-    schema: env.schema,
-    logger: quiet,
-    pollInterval: 0.2,
-  });
-});
+import { describe, expect, it } from "vitest";
+import { faultFixture } from "./fault-fixture.js";
+import { FAST_SWEEP, readLedger, statusCounts, stopProc, taskRows, waitFor, type Proc } from "./helpers.js";
 
 /** Each test starts with no worker running and an empty queue. */
-afterEach(async () => {
-  await workers.killAll();
-  await env.pool.query(`UPDATE "${env.schema}".tasks SET status = 'CANCELLED' WHERE status IN ('PENDING', 'PROGRESS')`);
-});
-
-afterAll(async () => {
-  await client?.close();
-  await env?.drop();
+const env = faultFixture({
+  label: "faults_crash",
+  workerFlags: [...FAST_SWEEP, "--poll-interval", "0.5"],
+  pollInterval: 0.2,
+  cancelAfterEach: ["PENDING", "PROGRESS"],
 });
 
 describe("a worker killed with SIGKILL in the middle of its tasks", () => {
   it("has exactly its in-flight tasks re-run once, by another worker, with retry_count 1", async () => {
-    const a = await worker(["--concurrency", "4", "--retry", "1"]);
-    const early = await client.createTasks(Array.from({ length: 10 }, (_, i) => ({ name: "recorded", args: [i] })));
+    const a = await env.worker(["--concurrency", "4", "--retry", "1"]);
+    const early = await env.client.createTasks(Array.from({ length: 10 }, (_, i) => ({ name: "recorded", args: [i] })));
     await waitFor(
       "the early tasks to complete",
       async () => (await statusCounts(env.pool, env.schema)).COMPLETED === 10,
     );
 
-    const inflight = await client.createTasks(Array.from({ length: 4 }, () => ({ name: "sleep", args: [2500] })));
+    const inflight = await env.client.createTasks(Array.from({ length: 4 }, () => ({ name: "sleep", args: [2500] })));
     const inflightIds = inflight.map((t) => t.id);
     await waitFor("4 sleep tasks running on worker A", async () => {
       const ledger = await readLedger(env.pool, env.schema);
@@ -63,7 +29,7 @@ describe("a worker killed with SIGKILL in the middle of its tasks", () => {
       return inflightIds.every((id) => ledger.has(id) && rows.get(id)!.status === "PROGRESS");
     });
     // A's 4 slots are full: these stay PENDING until someone else claims them.
-    const queued = await client.createTasks(
+    const queued = await env.client.createTasks(
       Array.from({ length: 10 }, (_, i) => ({ name: "recorded", args: [100 + i] })),
     );
     for (const row of (
@@ -82,7 +48,7 @@ describe("a worker killed with SIGKILL in the middle of its tasks", () => {
       expect(row.worker_id).toContain(`:${a.child.pid}:`);
     }
 
-    const b = await worker(["--concurrency", "4", "--retry", "1"]);
+    const b = await env.worker(["--concurrency", "4", "--retry", "1"]);
     const all = [...early, ...inflight, ...queued].map((t) => t.id);
     await waitFor(
       "every task COMPLETED",
@@ -119,13 +85,22 @@ describe("a worker killed with SIGKILL in the middle of its tasks", () => {
   });
 });
 
+/** The task's row once worker `b` has completed it on its second attempt (the first was a worker that froze). */
+async function completedBy(b: Proc, id: string, what: string): Promise<Record<string, any>> {
+  await waitFor(what, async () => (await env.client.getTask(id))?.status === "COMPLETED", 20_000);
+  const done = (await taskRows(env.pool, env.schema, [id])).get(id)!;
+  expect(done).toMatchObject({ attempt: 2, retry_count: 1, result: { pid: b.child.pid, attempt: 2 } });
+  expect(done.worker_id).toContain(`:${b.child.pid}:`);
+  return done;
+}
+
 describe("a worker frozen (SIGSTOP) past --stale-after", () => {
   it("has its task swept and completed elsewhere, and its late completion changes nothing", async () => {
-    const a = await worker(["--retry", "1"]);
-    const t = await client.createTask("sleepWho", [2000]);
+    const a = await env.worker(["--retry", "1"]);
+    const t = await env.client.createTask("sleepWho", [2000]);
     await waitFor("the task running on A", async () => {
       const ledger = await readLedger(env.pool, env.schema);
-      return ledger.get(t.id)?.length === 1 && (await client.getTask(t.id))?.status === "PROGRESS";
+      return ledger.get(t.id)?.length === 1 && (await env.client.getTask(t.id))?.status === "PROGRESS";
     });
     a.child.kill("SIGSTOP");
     try {
@@ -140,11 +115,8 @@ describe("a worker frozen (SIGSTOP) past --stale-after", () => {
             )
           ).rowCount === 1,
       );
-      const b = await worker(["--retry", "1"]);
-      await waitFor("B to complete the task", async () => (await client.getTask(t.id))?.status === "COMPLETED", 20_000);
-      const done = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
-      expect(done).toMatchObject({ attempt: 2, retry_count: 1, result: { pid: b.child.pid, attempt: 2 } });
-      expect(done.worker_id).toContain(`:${b.child.pid}:`);
+      const b = await env.worker(["--retry", "1"]);
+      const done = await completedBy(b, t.id, "B to complete the task");
       expect(done.result.workerId).toBe(done.worker_id);
 
       a.child.kill("SIGCONT");
@@ -159,8 +131,9 @@ describe("a worker frozen (SIGSTOP) past --stale-after", () => {
       ]);
       // A is alive and well after thawing: with B gone, it serves new tasks.
       await stopProc(b);
-      const next = await client.createTasks(Array.from({ length: 6 }, (_, i) => ({ name: "recorded", args: [i] })));
-      for (const n of next) expect((await client.waitForCompletion(n.id, { timeout: 15 }))?.status).toBe("COMPLETED");
+      const next = await env.client.createTasks(Array.from({ length: 6 }, (_, i) => ({ name: "recorded", args: [i] })));
+      for (const n of next)
+        expect((await env.client.waitForCompletion(n.id, { timeout: 15 }))?.status).toBe("COMPLETED");
       const ledger = await readLedger(env.pool, env.schema);
       for (const n of next) expect(ledger.get(n.id)).toEqual([{ task_id: n.id, attempt: 1, pid: a.child.pid }]);
     } finally {
@@ -172,14 +145,14 @@ describe("a worker frozen (SIGSTOP) past --stale-after", () => {
 
 describe("a worker thawed while the task's next attempt is running elsewhere", () => {
   it("cannot complete the newer attempt: its stale result is discarded and the new attempt's result stands", async () => {
-    const a = await worker(["--retry", "1"]);
-    const t = await client.createTask("sleepWho", [4500]);
+    const a = await env.worker(["--retry", "1"]);
+    const t = await env.client.createTask("sleepWho", [4500]);
     await waitFor(
       "the task running on A",
       async () => (await readLedger(env.pool, env.schema)).get(t.id)?.length === 1,
     );
     a.child.kill("SIGSTOP");
-    const b = await worker(["--retry", "1"]);
+    const b = await env.worker(["--retry", "1"]);
     await waitFor(
       "B to be running attempt 2",
       async () => {
@@ -195,10 +168,7 @@ describe("a worker thawed while the task's next attempt is running elsewhere", (
     expect(during).toMatchObject({ status: "PROGRESS", attempt: 2, result: null, finished_at: null });
     expect(during.worker_id).toContain(`:${b.child.pid}:`);
     // A's heartbeat thread is beating again, but only for A's own rows: B's attempt is not A's to keep alive.
-    await waitFor("B to complete attempt 2", async () => (await client.getTask(t.id))?.status === "COMPLETED", 20_000);
-    const done = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
-    expect(done).toMatchObject({ attempt: 2, retry_count: 1, result: { pid: b.child.pid, attempt: 2 } });
-    expect(done.worker_id).toContain(`:${b.child.pid}:`);
+    await completedBy(b, t.id, "B to complete attempt 2");
     expect(b.events.filter((e) => e.event === "outcome:discarded")).toEqual([]);
     expect((await readLedger(env.pool, env.schema)).get(t.id)!.map((r) => [r.attempt, r.pid])).toEqual([
       [1, a.child.pid],
@@ -209,10 +179,10 @@ describe("a worker thawed while the task's next attempt is running elsewhere", (
 
 describe("a CPU-bound inline task longer than --stale-after", () => {
   it("is not swept: its heartbeat comes from a thread of its own", async () => {
-    const a = await worker([]);
+    const a = await env.worker([]);
     // Claims nothing (its queue stays empty), but sweeps every ~0.75 s: it would take the task back if it looked stale.
-    const sweeper = await worker(["--queue", "sweeper-only"]);
-    const t = await client.createTask("spin", [4000], { maxRetries: 1 });
+    const sweeper = await env.worker(["--queue", "sweeper-only"]);
+    const t = await env.client.createTask("spin", [4000], { maxRetries: 1 });
     const startedAt: Date = await waitFor("the task to start", async () => {
       const r = await env.pool.query(
         `SELECT started_at FROM "${env.schema}".tasks WHERE id = $1 AND status = 'PROGRESS'`,
@@ -235,7 +205,7 @@ describe("a CPU-bound inline task longer than --stale-after", () => {
       row0.heartbeat_at,
     ]);
     expect(age.rows[0].s).toBeLessThan(1.5);
-    await waitFor("the task to complete", async () => (await client.getTask(t.id))?.status === "COMPLETED", 20_000);
+    await waitFor("the task to complete", async () => (await env.client.getTask(t.id))?.status === "COMPLETED", 20_000);
     expect((await readLedger(env.pool, env.schema)).get(t.id)).toEqual([
       { task_id: t.id, attempt: 1, pid: a.child.pid },
     ]);

@@ -1,35 +1,12 @@
 // The control for the fault-injection suite: 2,000 tasks on 3 worker processes with no faults at all, with the same
 // short heartbeat / stale-after settings the fault tests use. Every task must run exactly once.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SkiplockClient } from "../src/index.js";
-import {
-  DATABASE_URL,
-  FAST_SWEEP,
-  freshSchema,
-  quiet,
-  REDIS_URL,
-  statusCounts,
-  waitFor,
-  WorkerProcs,
-  type SchemaEnv,
-} from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { faultFixture } from "./fault-fixture.js";
+import { FAST_SWEEP, statusCounts, waitFor } from "./helpers.js";
 
 const TOTAL = 2000;
 
-let env: SchemaEnv;
-let client: SkiplockClient;
-const workers = new WorkerProcs(() => env.schema, FAST_SWEEP);
-
-beforeAll(async () => {
-  env = await freshSchema("faults_load");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet });
-});
-
-afterAll(async () => {
-  await workers.killAll();
-  await client?.close();
-  await env?.drop();
-});
+const env = faultFixture({ label: "faults_load", workerFlags: FAST_SWEEP });
 
 describe("2,000 tasks on 3 worker processes, no faults", () => {
   it("runs each exactly once and leaves nothing in PROGRESS", async () => {
@@ -37,17 +14,15 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     // Two queues: one worker claims from "default" alone, two from both (the one-queue and the several-queue claim
     // statements, racing on the same rows).
     const queue = (i: number) => (i % 3 === 0 ? "other" : "default");
-    const first = await client.createTasks(
+    const first = await env.client.createTasks(
       Array.from({ length: TOTAL / 2 }, (_, i) => ({ name: "recorded", args: [i], queue: queue(i) })),
     );
     const both = ["--queue", "default", "--queue", "other"];
-    await Promise.all(
-      [[], both, both].map((queues) => workers.start(["--concurrency", "8", "--retry", "1", ...queues])),
-    );
+    await Promise.all([[], both, both].map((queues) => env.worker(["--concurrency", "8", "--retry", "1", ...queues])));
     const rest = [];
     for (let b = 0; b < 10; b++) {
       rest.push(
-        ...(await client.createTasks(
+        ...(await env.client.createTasks(
           Array.from({ length: TOTAL / 20 }, (_, i) => {
             const n = TOTAL / 2 + b * (TOTAL / 20) + i;
             return { name: "recorded", args: [n], queue: queue(n) };
@@ -85,8 +60,8 @@ describe("2,000 tasks on 3 worker processes, no faults", () => {
     const { rows: perPid } = await env.pool.query(
       `SELECT pid, count(*)::int AS n FROM "${env.schema}".ledger GROUP BY pid`,
     );
-    expect(perPid.map((r) => r.pid).sort()).toEqual(workers.all.map((p) => p.child.pid).sort());
+    expect(perPid.map((r) => r.pid).sort()).toEqual(env.workers.all.map((p) => p.child.pid).sort());
     const trouble = ["swept", "outcome:discarded", "claim:failed", "outcomes:failed", "beat:failed"];
-    for (const p of workers.all) expect(p.events.filter((e) => trouble.includes(e.event))).toEqual([]);
+    for (const p of env.workers.all) expect(p.events.filter((e) => trouble.includes(e.event))).toEqual([]);
   });
 });

@@ -2,70 +2,37 @@
 // lets the worker's claim reach the server and commit, drops the answer, then cuts the connection: the worker never
 // learns that it claimed the task. The task must still run (the README: a task whose worker lost its connection is
 // taken back by the sweeper), well before its timeout.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SkiplockClient } from "../src/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientInternals } from "../src/client.js";
-import {
-  DATABASE_URL,
-  FAST_SWEEP,
-  FlakyProxy,
-  freshSchema,
-  quiet,
-  readLedger,
-  REDIS_URL,
-  taskRows,
-  waitFor,
-  WorkerProcs,
-  type SchemaEnv,
-} from "./helpers.js";
+import { faultFixture } from "./fault-fixture.js";
+import { DATABASE_URL, FAST_SWEEP, FlakyProxy, readLedger, taskRows, waitFor } from "./helpers.js";
 
-let env: SchemaEnv;
-let client: SkiplockClient;
-let proxy: FlakyProxy;
-const workers = new WorkerProcs(
-  () => env.schema,
-  FAST_SWEEP,
-  () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }),
-);
-
-beforeAll(async () => {
-  env = await freshSchema("faults_net");
-  client = new SkiplockClient({
-    databaseUrl: DATABASE_URL,
-    redisUrl: REDIS_URL,
-    schema: env.schema,
-    logger: quiet,
-    pollInterval: 0.2,
-  });
-  proxy = new FlakyProxy(Number(new URL(DATABASE_URL).port || 5432), new URL(DATABASE_URL).hostname);
-  await proxy.start();
+// The workers reach Postgres through the proxy; the client and the test's own pool do not.
+const proxy = new FlakyProxy(Number(new URL(DATABASE_URL).port || 5432), new URL(DATABASE_URL).hostname);
+const env = faultFixture({
+  label: "faults_net",
+  workerFlags: FAST_SWEEP,
+  workerEnv: () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }),
+  pollInterval: 0.2,
 });
-
-afterEach(async () => {
-  await workers.killAll();
-});
-
-afterAll(async () => {
-  await proxy?.stop();
-  await client?.close();
-  await env?.drop();
-});
+beforeAll(() => proxy.start());
+afterAll(() => proxy.stop());
 
 describe("a claim whose answer is lost on the network", () => {
   it("does not strand the task in PROGRESS until its timeout", async () => {
     // Polls every 30 s: it claims when a wake-up arrives, and after a failed claim. Concurrency 2 with one task at a
     // time: a claim returns fewer rows than free slots, so no follow-up claim is in flight when the proxy turns bad.
-    const w = await workers.start(["--poll-interval", "30", "--retry", "1", "--concurrency", "2"]);
+    const w = await env.worker(["--poll-interval", "30", "--retry", "1", "--concurrency", "2"]);
     // Warm up, and wait for the worker's own "finished" message: its completion write has had its answer.
     const finished = new Set<string>();
-    const off = clientInternals(client).notifier.onFinished((id) => finished.add(id));
-    await clientInternals(client).notifier.ready();
-    const warm = await client.createTask("recorded", ["warm-up"]);
+    const off = clientInternals(env.client).notifier.onFinished((id) => finished.add(id));
+    await clientInternals(env.client).notifier.ready();
+    const warm = await env.client.createTask("recorded", ["warm-up"]);
     await waitFor("the worker's finished message for the warm-up task", () => finished.has(warm.id), 10_000);
     off();
 
     proxy.blackhole();
-    const t = await client.createTask("recorded", ["lost claim"], { timeout: 60 });
+    const t = await env.client.createTask("recorded", ["lost claim"], { timeout: 60 });
     // The wake-up makes the worker claim; the claim commits, but its rows never come back.
     const claimed = await waitFor("the claim to commit on the server", async () => {
       const row = (await taskRows(env.pool, env.schema, [t.id])).get(t.id)!;
@@ -75,8 +42,8 @@ describe("a claim whose answer is lost on the network", () => {
     proxy.resetAll();
     await w.waitForEvent("claim:failed");
     // The worker reconnects and goes on working…
-    const after = await client.createTask("recorded", ["after the cut"]);
-    expect((await client.waitForCompletion(after.id, { timeout: 15 }))?.status).toBe("COMPLETED");
+    const after = await env.client.createTask("recorded", ["after the cut"]);
+    expect((await env.client.waitForCompletion(after.id, { timeout: 15 }))?.status).toBe("COMPLETED");
 
     // …and the task it claimed without knowing must run too: within a few stale-after periods, not after its 60 s
     // timeout. (Its row names this worker, which is alive and heartbeating: whatever keeps the row "running" must

@@ -1,60 +1,49 @@
 // Fault injection: Postgres down for longer than --stale-after, on a server of this file's own. When it comes back,
 // every heartbeat is older than --stale-after; the sweeper must not take that for dead workers.
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { insertTasks } from "../src/sql/insert.js";
 import { prepareTask } from "../src/task.js";
-import { migratedWithLedger, readLedger, uniqueName, waitFor, WorkerProcs } from "./helpers.js";
+import { faultFixture } from "./fault-fixture.js";
+import { migratedWithLedger, readLedger, statusCounts, waitFor } from "./helpers.js";
 import { PrivatePostgres } from "./private-postgres.js";
 
 const STALE_AFTER = 2;
 const FLAGS = ["--heartbeat-interval", "0.5", "--stale-after", String(STALE_AFTER), "--poll-interval", "0.2"];
 
 let server: PrivatePostgres;
-let pool: pg.Pool;
-const schema = uniqueName("faults_outage");
-const workers = new WorkerProcs(
-  () => schema,
-  FLAGS,
-  () => ({ DATABASE_URL: server.url }),
-);
-
 beforeAll(async () => {
   server = new PrivatePostgres();
   await server.init();
-  pool = await migratedWithLedger(server.url, schema);
+});
+afterAll(() => server?.destroy());
+
+const env = faultFixture({
+  label: "faults_outage",
+  workerFlags: FLAGS,
+  // A schema on the file's own server; it goes with the server.
+  database: async (schema) => {
+    const pool = await migratedWithLedger(server.url, schema);
+    return { databaseUrl: server.url, schema, pool, drop: () => pool.end() };
+  },
 });
 
-afterAll(async () => {
-  await workers.killAll();
-  await pool?.end();
-  await server?.destroy();
-});
-
-/** Rows by status, retrying while the server is coming back. */
-async function statuses(): Promise<Record<string, number> | null> {
-  try {
-    const { rows } = await pool.query(`SELECT status, count(*)::int AS n FROM "${schema}".tasks GROUP BY status`);
-    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
-  } catch {
-    return null;
-  }
-}
+/** Rows by status, or null while the server is coming back. */
+const statuses = () => statusCounts(env.pool, env.schema).catch(() => null);
 
 describe("Postgres stopped for longer than --stale-after", () => {
   for (const mode of ["fast", "immediate"] as const) {
     it(`sweeps none of the healthy workers' tasks once it is back (${mode} shutdown)`, async () => {
-      for (let i = 0; i < 3; i++) await workers.start(["--concurrency", "4", "--retry", "1"]);
+      for (let i = 0; i < 3; i++) await env.worker(["--concurrency", "4", "--retry", "1"]);
       const inserted = await insertTasks(
-        pool,
-        `"${schema}".tasks`,
+        env.pool,
+        `"${env.schema}".tasks`,
         Array.from({ length: 60 }, () => prepareTask({ name: "sleep", args: [400] })),
       );
       const ids = inserted.map((t) => t.id);
       // Every worker has tasks running when the server goes.
       await waitFor("tasks running on all three workers", async () => {
-        const { rows } = await pool.query(
-          `SELECT count(DISTINCT worker_id)::int AS n FROM "${schema}".tasks WHERE status = 'PROGRESS' AND started_at IS NOT NULL`,
+        const { rows } = await env.pool.query(
+          `SELECT count(DISTINCT worker_id)::int AS n FROM "${env.schema}".tasks WHERE status = 'PROGRESS' AND started_at IS NOT NULL`,
         );
         return rows[0].n === 3;
       });
@@ -80,18 +69,17 @@ describe("Postgres stopped for longer than --stale-after", () => {
         200,
       );
 
-      const { rows } = await pool.query(
-        `SELECT id::text, status, error FROM "${schema}".tasks WHERE id = ANY($1::bigint[])`,
+      const { rows } = await env.pool.query(
+        `SELECT id::text, status, error FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`,
         [ids],
       );
       const notCompleted = rows.filter((r) => r.status !== "COMPLETED");
       expect(notCompleted).toEqual([]);
       expect(rows.filter((r) => /worker lost/.test(r.error ?? ""))).toEqual([]);
       // No task ran twice: none was taken from a worker that was still running it.
-      const ledger = await readLedger(pool, schema);
+      const ledger = await readLedger(env.pool, env.schema);
       const twice = ids.filter((id) => (ledger.get(id)?.length ?? 0) > 1);
       expect(twice).toEqual([]);
-      await workers.killAll();
     }, 120_000);
   }
 });

@@ -1,51 +1,21 @@
 // Fault injection: Postgres backends of every skiplock connection terminated, again and again, while workers run a
 // stream of tasks. Runs in a database of its own, so terminating "every skiplock backend in the database" touches
 // no other test file.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SkiplockClient } from "../src/index.js";
+import { describe, expect, it } from "vitest";
 import { insertTasks } from "../src/sql/insert.js";
 import { prepareTask } from "../src/task.js";
 import { pathToFileURL } from "node:url";
-import {
-  FAST_SWEEP,
-  freshDatabase,
-  quiet,
-  readLedger,
-  REDIS_URL,
-  ROOT,
-  spawnProc,
-  taskRows,
-  waitFor,
-  WorkerProcs,
-} from "./helpers.js";
+import { faultFixture } from "./fault-fixture.js";
+import { FAST_SWEEP, readLedger, ROOT, spawnProc, taskRows, waitFor } from "./helpers.js";
 
-const FAST = [...FAST_SWEEP, "--poll-interval", "0.2"];
 const TASKS = 300;
 const ROUNDS = 10;
 
-let env: Awaited<ReturnType<typeof freshDatabase>>;
-let client: SkiplockClient;
-const workers = new WorkerProcs(
-  () => env.schema,
-  FAST,
-  () => ({ DATABASE_URL: env.databaseUrl }),
-);
-
-beforeAll(async () => {
-  env = await freshDatabase("faults_pg");
-  client = new SkiplockClient({
-    databaseUrl: env.databaseUrl,
-    redisUrl: REDIS_URL,
-    schema: env.schema,
-    logger: quiet,
-    pollInterval: 0.2,
-  });
-});
-
-afterAll(async () => {
-  await workers.killAll();
-  await client?.close();
-  await env?.drop();
+const env = faultFixture({
+  label: "faults_pg",
+  database: "own",
+  workerFlags: [...FAST_SWEEP, "--poll-interval", "0.2"],
+  pollInterval: 0.2,
 });
 
 async function ledgerSize(): Promise<number> {
@@ -56,7 +26,7 @@ async function ledgerSize(): Promise<number> {
 describe("Postgres backends terminated mid-run", () => {
   it("workers recover and nothing is lost: every task COMPLETED, none run more than twice", async () => {
     for (let i = 0; i < 2; i++) {
-      await workers.start(["--concurrency", "4", "--retry", "1"]);
+      await env.worker(["--concurrency", "4", "--retry", "1"]);
     }
     // Enqueued through the test's own pool (not named skiplock…, so never terminated), with the statement the client
     // uses: this test is about the workers. (The client's own resilience is the next test.)
@@ -121,13 +91,13 @@ describe("Postgres backends terminated mid-run", () => {
       expect(tasks.get(id)!.retry_count).toBeLessThanOrEqual(runs.length - 1);
     }
 
-    for (const p of workers.all) {
+    for (const p of env.workers.all) {
       expect(p.child.exitCode).toBeNull();
       // Each worker noticed: its heartbeat connection was killed under it, and came back.
       expect(p.events.map((e) => e.event)).toContain("beat:restored");
     }
     // And a worker that went through all that still shuts down cleanly.
-    for (const p of workers.all) {
+    for (const p of env.workers.all) {
       p.child.kill("SIGTERM");
       expect((await p.exited).code).toBe(0);
     }
@@ -136,7 +106,7 @@ describe("Postgres backends terminated mid-run", () => {
   it("a SkiplockClient whose backends are terminated while it reads keeps its process alive", async () => {
     // A process that only reads tasks through a client (as an app calling getTask / waitForCompletion does), while
     // its backends are terminated under it. A query that fails may reject; the process must not die.
-    const task = await client.createTask("recorded", ["probe"]);
+    const task = await env.client.createTask("recorded", ["probe"]);
     const code = `
       import { SkiplockClient } from ${JSON.stringify(pathToFileURL(`${ROOT}dist/src/index.js`).href)};
       const client = new SkiplockClient({ redisUrl: null, logger: { debug() {}, info() {}, warn() {}, error() {} } });

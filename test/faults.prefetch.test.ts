@@ -1,37 +1,17 @@
 // Fault injection: workers killed, stopped or cut off from Postgres while their prefetch buffers are full. A task
 // claimed into a buffer but never started must never be charged for its worker's end, and must never start after
 // its lease may have been taken.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { insertTasks } from "../src/sql/insert.js";
 import { prepareTask } from "../src/task.js";
 import pg from "pg";
-import {
-  DATABASE_URL,
-  FAST_SWEEP,
-  FlakyProxy,
-  freshSchema,
-  readLedger,
-  stopProc,
-  waitFor,
-  WorkerProcs,
-  type Proc,
-  type SchemaEnv,
-} from "./helpers.js";
+import { faultFixture } from "./fault-fixture.js";
+import { DATABASE_URL, FAST_SWEEP, FlakyProxy, readLedger, stopProc, waitFor, type Proc } from "./helpers.js";
 
-let env: SchemaEnv;
-const workers = new WorkerProcs(() => env.schema, [...FAST_SWEEP, "--poll-interval", "0.2"]);
-
-beforeAll(async () => {
-  env = await freshSchema("faults_prefetch");
-});
-
-afterEach(async () => {
-  await workers.killAll();
-  await env.pool.query(`UPDATE "${env.schema}".tasks SET status = 'CANCELLED' WHERE status IN ('PENDING', 'PROGRESS')`);
-});
-
-afterAll(async () => {
-  await env?.drop();
+const env = faultFixture({
+  label: "faults_prefetch",
+  workerFlags: [...FAST_SWEEP, "--poll-interval", "0.2"],
+  cancelAfterEach: ["PENDING", "PROGRESS"],
 });
 
 async function enqueueSleeps(n: number, ms: number, maxRetries: number): Promise<string[]> {
@@ -78,11 +58,11 @@ async function allFinished(): Promise<void> {
 describe("a worker killed with a full prefetch buffer (maxRetries 0)", () => {
   it("fails only tasks it was running; every prefetched task runs later, none ends FAILED without a run", async () => {
     const ids = await enqueueSleeps(2000, 3, 0);
-    const a = await workers.start(["--concurrency", "4"]);
+    const a = await env.worker(["--concurrency", "4"]);
     const held = await buffered(a, 20);
     a.child.kill("SIGKILL");
     await a.exited;
-    await workers.start(["--concurrency", "4"]);
+    await env.worker(["--concurrency", "4"]);
     await allFinished();
 
     const ledger = await readLedger(env.pool, env.schema);
@@ -109,7 +89,7 @@ describe("a worker killed with a full prefetch buffer (maxRetries 0)", () => {
 describe("a worker stopped with SIGTERM and a full prefetch buffer", () => {
   it("hands its prefetched tasks back without an extra attempt", async () => {
     await enqueueSleeps(2000, 3, 0);
-    const a = await workers.start(["--concurrency", "2"]);
+    const a = await env.worker(["--concurrency", "2"]);
     const held = await buffered(a, 20);
     await stopProc(a, "SIGTERM");
     expect((await a.exited).code).toBe(0);
@@ -132,11 +112,11 @@ describe("a worker cut off from Postgres for longer than --stale-after", () => {
       const ids = await enqueueSleeps(3000, 3, 1);
       // Every connection of this worker (its claims, outcomes, heartbeat and the tasks' own ledger writes) goes
       // through the proxy.
-      const cut = await startThrough(proxy);
+      const cut = await env.worker(["--concurrency", "4"], { DATABASE_URL: proxy.url(DATABASE_URL) });
       const held = await buffered(cut, 30);
       proxy.blackhole();
       // Another worker sweeps the cut-off worker's tasks and runs them.
-      await workers.start(["--concurrency", "4"]);
+      await env.worker(["--concurrency", "4"]);
       await waitFor(
         "the cut-off worker's prefetched tasks to be swept and taken by another worker",
         async () => {
@@ -174,17 +154,6 @@ describe("a worker cut off from Postgres for longer than --stale-after", () => {
   });
 });
 
-async function startThrough(proxy: FlakyProxy): Promise<Proc> {
-  const w = new WorkerProcs(
-    () => env.schema,
-    [...FAST_SWEEP, "--poll-interval", "0.2"],
-    () => ({ DATABASE_URL: proxy.url(DATABASE_URL) }),
-  );
-  const p = await w.start(["--concurrency", "4"]);
-  workers.all.push(p);
-  return p;
-}
-
 describe("a worker killed while its claim is in flight", () => {
   it("does not charge the claimed task: no handler ever ran it", async () => {
     const [id] = await enqueueSleeps(1, 1, 0);
@@ -194,7 +163,7 @@ describe("a worker killed while its claim is in flight", () => {
     try {
       await locker.query("BEGIN");
       await locker.query(`LOCK TABLE "${env.schema}".tasks_live IN ACCESS EXCLUSIVE MODE`);
-      const a = await workers.start(["--concurrency", "1"]);
+      const a = await env.worker(["--concurrency", "1"]);
       await waitFor("the worker's claim to wait on the lock", async () => {
         const { rows } = await env.pool.query(
           `SELECT count(*)::int AS n FROM pg_stat_activity
@@ -213,7 +182,7 @@ describe("a worker killed while its claim is in flight", () => {
       const { rows } = await env.pool.query(`SELECT status FROM "${env.schema}".tasks WHERE id = $1`, [id]);
       return rows[0].status === "PROGRESS";
     });
-    await workers.start(["--concurrency", "1"]);
+    await env.worker(["--concurrency", "1"]);
     await allFinished();
     const { rows } = await env.pool.query(`SELECT status, retry_count FROM "${env.schema}".tasks WHERE id = $1`, [id]);
     expect(rows[0]).toEqual({ status: "COMPLETED", retry_count: 0 });

@@ -1,68 +1,34 @@
 // Fault injection: Redis dies mid-run and comes back. Redis is only a doorbell: tasks must keep running and
 // waiters must keep resolving while it is gone, and wake-ups must return with it. Uses a private redis-server.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SkiplockClient } from "../src/index.js";
+import { describe, expect, it } from "vitest";
 import { clientInternals } from "../src/client.js";
-import {
-  DATABASE_URL,
-  FAST_SWEEP,
-  freshSchema,
-  PrivateRedis,
-  quiet,
-  readLedger,
-  taskRows,
-  waitFor,
-  WorkerProcs,
-  type SchemaEnv,
-} from "./helpers.js";
+import { faultFixture } from "./fault-fixture.js";
+import { FAST_SWEEP, readLedger, taskRows, waitFor } from "./helpers.js";
+import { privateRedisFixture } from "./schema-fixture.js";
 
-const redis = new PrivateRedis();
-let env: SchemaEnv;
-let client: SkiplockClient;
-const workers = new WorkerProcs(
-  () => env.schema,
-  FAST_SWEEP,
-  () => ({ REDIS_URL: redis.url }),
-);
-const worker = (args: string[]) => workers.start(args);
-
-beforeAll(async () => {
-  await redis.start();
-  env = await freshSchema("faults_redis");
-  client = new SkiplockClient({
-    databaseUrl: DATABASE_URL,
-    redisUrl: redis.url,
-    schema: env.schema,
-    logger: quiet,
-    pollInterval: 0.2,
-  });
-});
-
-afterEach(async () => {
-  await workers.killAll();
-});
-
-afterAll(async () => {
-  await client?.close();
-  await env?.drop();
-  await redis.stop();
+const redis = privateRedisFixture();
+const env = faultFixture({
+  label: "faults_redis",
+  workerFlags: FAST_SWEEP,
+  redisUrl: () => redis.url,
+  pollInterval: 0.2,
 });
 
 describe("Redis shut down mid-run, then started again", () => {
   it("tasks keep running and waiters resolve while it is down; wake-ups return with it", async () => {
     // `busy` polls often and serves the default queue; `sleepy` polls every 30 s: within this test only a
     // wake-up (or a reconnect) can make it claim, so it shows whether the doorbell works.
-    const busy = await worker(["--concurrency", "4", "--poll-interval", "0.3"]);
-    const sleepy = await worker(["--queue", "wake", "--poll-interval", "30"]);
+    const busy = await env.worker(["--concurrency", "4", "--poll-interval", "0.3"]);
+    const sleepy = await env.worker(["--queue", "wake", "--poll-interval", "30"]);
 
     // With Redis up, a task for `sleepy` starts at once.
     let t0 = Date.now();
-    const before = await client.createTask("recorded", ["before"], { queue: "wake" });
-    expect((await client.waitForCompletion(before.id, { timeout: 10 }))?.status).toBe("COMPLETED");
+    const before = await env.client.createTask("recorded", ["before"], { queue: "wake" });
+    expect((await env.client.waitForCompletion(before.id, { timeout: 10 }))?.status).toBe("COMPLETED");
     expect(Date.now() - t0).toBeLessThan(5000);
 
     // A stream of tasks is running when Redis goes away.
-    const stream = await client.createTasks(
+    const stream = await env.client.createTasks(
       Array.from({ length: 40 }, (_, i) => ({ name: "sleep", args: [50 + (i % 5) * 20] })),
     );
     await waitFor("the stream to be under way", async () => (await readLedger(env.pool, env.schema)).size > 5);
@@ -70,28 +36,30 @@ describe("Redis shut down mid-run, then started again", () => {
     await busy.waitForEvent("redis:down");
     await sleepy.waitForEvent("redis:down");
 
-    const during = await client.createTasks(Array.from({ length: 30 }, (_, i) => ({ name: "recorded", args: [i] })));
+    const during = await env.client.createTasks(
+      Array.from({ length: 30 }, (_, i) => ({ name: "recorded", args: [i] })),
+    );
     // Enqueued for `sleepy` while the doorbell is dead: it cannot hear about this one.
-    const missed = await client.createTask("recorded", ["missed"], { queue: "wake" });
+    const missed = await env.client.createTask("recorded", ["missed"], { queue: "wake" });
     for (const t of [...stream, ...during]) {
-      const done = await client.waitForCompletion(t.id, { timeout: 20 });
+      const done = await env.client.waitForCompletion(t.id, { timeout: 20 });
       expect(done?.status).toBe("COMPLETED");
       expect(done?.result).toBe(t.args[0]);
     }
-    expect((await client.getTask(missed.id))?.status).toBe("PENDING");
-    expect(clientInternals(client).notifier.connected).toBe(false);
+    expect((await env.client.getTask(missed.id))?.status).toBe("PENDING");
+    expect(clientInternals(env.client).notifier.connected).toBe(false);
 
     await redis.start(); // same port
     await sleepy.waitForEvent("redis:up", undefined, 20_000);
     await busy.waitForEvent("redis:up", undefined, 20_000);
     // A reconnect means wake-ups may have been missed: the worker claims, and finds the task enqueued meanwhile.
-    expect((await client.waitForCompletion(missed.id, { timeout: 10 }))?.status).toBe("COMPLETED");
+    expect((await env.client.waitForCompletion(missed.id, { timeout: 10 }))?.status).toBe("COMPLETED");
 
     // A new task for `sleepy` starts long before its 30 s poll: only the wake-up can have told it.
-    await waitFor("the client's publisher to reconnect", () => clientInternals(client).notifier.connected, 20_000);
+    await waitFor("the client's publisher to reconnect", () => clientInternals(env.client).notifier.connected, 20_000);
     t0 = Date.now();
-    const after = await client.createTask("recorded", ["after"], { queue: "wake" });
-    expect((await client.waitForCompletion(after.id, { timeout: 10 }))?.status).toBe("COMPLETED");
+    const after = await env.client.createTask("recorded", ["after"], { queue: "wake" });
+    expect((await env.client.waitForCompletion(after.id, { timeout: 10 }))?.status).toBe("COMPLETED");
     expect(Date.now() - t0).toBeLessThan(5000);
 
     const ledger = await readLedger(env.pool, env.schema);

@@ -2,7 +2,7 @@
 // so the two statements really run at the same time on two backends; no cluster lock is involved (the sweep must
 // be correct without it).
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NullNotifier } from "../src/notify/notifier.js";
 import { completeTasks } from "../src/sql/finish.js";
 import { claimTasks } from "../src/sql/claim.js";
@@ -11,25 +11,18 @@ import { MAX_UNCHARGED_SWEEPS, sweepStaleTasks, type SweptTask } from "../src/sq
 import { prepareTask } from "../src/task.js";
 import { ClusterLock } from "../src/worker/lock.js";
 import { Sweeper } from "../src/worker/sweeper.js";
-import {
-  CRASHED_WORKER,
-  DATABASE_URL,
-  freshSchema,
-  insertCrashedTasks,
-  quiet,
-  taskRows,
-  type SchemaEnv,
-} from "./helpers.js";
+import { faultFixture } from "./fault-fixture.js";
+import { CRASHED_WORKER, DATABASE_URL, insertCrashedTasks, quiet, taskRows } from "./helpers.js";
 
 /** Stale rows are an hour old, fresh ones seconds: a minute tells them apart however slow the machine is. */
 const STALE_AFTER = 60;
 
-let env: SchemaEnv;
+/** Each test sees only its own rows in PROGRESS. */
+const env = faultFixture({ label: "faults_sweep", cancelAfterEach: ["PROGRESS"] });
 let tasks: string;
 let pools: pg.Pool[];
 
 beforeAll(async () => {
-  env = await freshSchema("faults_sweep");
   tasks = `"${env.schema}".tasks`;
   pools = [1, 2].map(() => {
     const p = new pg.Pool({ connectionString: DATABASE_URL, max: 2, application_name: "faults sweeper" });
@@ -40,14 +33,8 @@ beforeAll(async () => {
   await Promise.all(pools.map((p) => Promise.all([p.query("SELECT 1"), p.query("SELECT 1")])));
 });
 
-/** Each test sees only its own rows in PROGRESS. */
-afterEach(async () => {
-  await env.pool.query(`UPDATE ${tasks} SET status = 'CANCELLED' WHERE status = 'PROGRESS'`);
-});
-
 afterAll(async () => {
   await Promise.all((pools ?? []).map((p) => p.end()));
-  await env?.drop();
 });
 
 /** Sweeps in batches of `batch` until a batch comes back short, like Sweeper.sweepOnce does with 1000. */

@@ -455,9 +455,9 @@ export async function startWorkerProcess(
 }
 
 /**
- * The worker processes of one test file. `start` launches one (`baseArgs` first) and keeps it; `killAll`, from an
- * afterEach or afterAll, resumes any a test froze with SIGSTOP and kills every one with SIGKILL, so no test leaves a
- * worker running behind it.
+ * The worker processes of one test file. `start` launches one (`baseArgs` first; `env` over the file's environment)
+ * and keeps it; `killAll`, from an afterEach or afterAll, resumes any a test froze with SIGSTOP and kills every one
+ * with SIGKILL, so no test leaves a worker running behind it.
  */
 export class WorkerProcs {
   readonly all: Proc[] = [];
@@ -468,8 +468,8 @@ export class WorkerProcs {
     readonly env: () => Record<string, string | undefined> = () => ({}),
   ) {}
 
-  async start(args: string[] = []): Promise<Proc> {
-    const p = await startWorkerProcess(this.schema(), [...this.baseArgs, ...args], this.env());
+  async start(args: string[] = [], env: Record<string, string | undefined> = {}): Promise<Proc> {
+    const p = await startWorkerProcess(this.schema(), [...this.baseArgs, ...args], { ...this.env(), ...env });
     this.all.push(p);
     return p;
   }

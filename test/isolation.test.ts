@@ -1,52 +1,18 @@
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { InvalidOptionError, SkiplockClient, Worker, type Task, type WorkerOptions } from "../src/index.js";
-import { DATABASE_URL, REDIS_URL, freshSchema, quiet } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { InvalidOptionError, Worker } from "../src/index.js";
+import { DATABASE_URL, quiet } from "./helpers.js";
+import { workerFixture } from "./worker-fixture.js";
 
 const MODULE = fileURLToPath(new URL("./fixtures/isolated.js", import.meta.url));
-let env: Awaited<ReturnType<typeof freshSchema>>;
-let client: SkiplockClient;
-const workers: Worker[] = [];
-
-async function startWorker(options: Partial<WorkerOptions>): Promise<Worker> {
-  const w = new Worker({
-    databaseUrl: DATABASE_URL,
-    redisUrl: REDIS_URL,
-    schema: env.schema,
-    logger: quiet,
-    tasksModule: MODULE,
-    ...options,
-  });
-  workers.push(w);
-  await w.start();
-  return w;
-}
-
-async function finished(task: Task): Promise<Task> {
-  const done = await client.waitForCompletion(task.id, { timeout: 20 });
-  if (!done) throw new Error(`task ${task.id} did not finish`);
-  return done;
-}
-
-beforeAll(async () => {
-  env = await freshSchema("isolation");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet });
-});
-
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.stop()));
-});
-
-afterAll(async () => {
-  await client.close();
-  await env.drop();
-});
+const env = workerFixture({ label: "isolation", workerDefaults: { tasksModule: MODULE } });
+const { startWorker, finished } = env;
 
 describe("thread isolation", () => {
   it("terminates a task that never yields at its timeout, frees the slot and keeps serving", async () => {
     await startWorker({ isolation: "thread", concurrency: 1 });
-    const loop = await client.createTask("loopForever", [], { timeout: 0.5 });
-    const next = await client.createTask("echo", [7]);
+    const loop = await env.client.createTask("loopForever", [], { timeout: 0.5 });
+    const next = await env.client.createTask("echo", [7]);
     const failed = await finished(loop);
     expect(failed.status).toBe("FAILED");
     expect(failed.error).toMatch(/TaskTimeoutError: task timed out after 0.5 s \(its thread was terminated\)/);
@@ -55,7 +21,7 @@ describe("thread isolation", () => {
 
   it("fails the attempt when the handler exits its thread, and when the result cannot be carried", async () => {
     await startWorker({ isolation: "thread", concurrency: 2 });
-    const [exit, fn, ok] = await client.createTasks([
+    const [exit, fn, ok] = await env.client.createTasks([
       { name: "exitThread" },
       { name: "returnsFunction" },
       { name: "echo", args: [1] },
@@ -67,8 +33,8 @@ describe("thread isolation", () => {
 
   it("honours a task's own isolation on an inline worker", async () => {
     await startWorker({ concurrency: 1 });
-    const looped = await client.createTask("isolated.alwaysThreaded", [], { timeout: 0.3 });
-    const next = await client.createTask("echo", [2]);
+    const looped = await env.client.createTask("isolated.alwaysThreaded", [], { timeout: 0.3 });
+    const next = await env.client.createTask("echo", [2]);
     expect((await finished(looped)).error).toMatch(/its thread was terminated/);
     expect((await finished(next)).status).toBe("COMPLETED");
   });

@@ -2,37 +2,21 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Queryable } from "../src/db/statements.js";
 import { Store } from "../src/db/store.js";
-import { SkiplockClient, Worker, type Task, type WorkerOptions } from "../src/index.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../src/json.js";
 import { NullNotifier } from "../src/notify/index.js";
 import type { Completion } from "../src/sql/finish.js";
 import { Completer } from "../src/worker/completer.js";
-import { DATABASE_URL, REDIS_URL, freshSchema, insertCrashedTasks, quiet, statusCounts, taskRows } from "./helpers.js";
+import { DATABASE_URL, insertCrashedTasks, quiet, statusCounts, taskRows } from "./helpers.js";
+import { workerFixture } from "./worker-fixture.js";
 
 const MODULE = fileURLToPath(new URL("./fixtures/unstorable.js", import.meta.url));
-let env: Awaited<ReturnType<typeof freshSchema>>;
-let client: SkiplockClient;
-const workers: Worker[] = [];
-
-async function startWorker(options: Partial<WorkerOptions>): Promise<Worker> {
-  const w = new Worker({
-    databaseUrl: DATABASE_URL,
-    redisUrl: REDIS_URL,
-    schema: env.schema,
-    logger: quiet,
-    retryBackoff: { base: 0.01, max: 0.02 },
-    ...options,
-  });
-  workers.push(w);
-  await w.start();
-  return w;
-}
-
-async function finished(task: Task | { id: string }): Promise<Task> {
-  const done = await client.waitForCompletion(task.id, { timeout: 20 });
-  if (!done) throw new Error(`task ${task.id} did not finish`);
-  return done;
-}
+/** Every test leaves the queue empty so the next one starts clean. */
+const env = workerFixture({
+  label: "outcomes",
+  workerDefaults: { retryBackoff: { base: 0.01, max: 0.02 } },
+  deleteTasksAfterEach: true,
+});
+const { startWorker, finished } = env;
 
 /** A row written by hand, as skiplock itself never would: args that are an object, not an array. */
 async function insertRawArgs(name: string, argsJson: string): Promise<{ id: string }> {
@@ -42,21 +26,6 @@ async function insertRawArgs(name: string, argsJson: string): Promise<{ id: stri
   );
   return rows[0]!;
 }
-
-beforeAll(async () => {
-  env = await freshSchema("outcomes");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet });
-});
-
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.stop()));
-  await env.pool.query(`DELETE FROM "${env.schema}".tasks`);
-});
-
-afterAll(async () => {
-  await client.close();
-  await env.drop();
-});
 
 describe("an outcome Postgres cannot store fails its own task only", () => {
   it("inline: NUL, lone surrogate and oversize results fail at once, for good; the rest complete; the worker goes on", async () => {
@@ -77,8 +46,8 @@ describe("an outcome Postgres cannot store fails its own task only", () => {
       { name },
       { name: "double", args: [i] },
     ]);
-    const tasks = await client.createTasks(specs);
-    const done = await Promise.all(tasks.map(finished));
+    const tasks = await env.client.createTasks(specs);
+    const done = await Promise.all(tasks.map((t) => finished(t)));
     const byName = (name: string) => done.filter((t) => t.name === name);
 
     expect(byName("double").map((t) => [t.status, t.result])).toEqual([0, 1, 2, 3].map((i) => ["COMPLETED", i * 2]));
@@ -98,19 +67,19 @@ describe("an outcome Postgres cannot store fails its own task only", () => {
     expect(thrown).toMatchObject({ status: "FAILED", retryCount: 2, attempt: 3 });
     expect(thrown!.error).toMatch(/^Error: bad\\u0000error\n/);
 
-    const after = await client.createTask("double", [21]);
+    const after = await env.client.createTask("double", [21]);
     expect(await finished(after)).toMatchObject({ status: "COMPLETED", result: 42 });
   });
 
   it("thread isolation: results and errors go through the same checks", async () => {
     await startWorker({ isolation: "thread", tasksModule: MODULE, concurrency: 4, maxRetries: 1 });
-    const tasks = await client.createTasks([
+    const tasks = await env.client.createTasks([
       { name: "returnsNul" },
       { name: "returnsLoneSurrogate" },
       { name: "throwsNul" },
       { name: "double", args: [5] },
     ]);
-    const [nul, lone, thrown, ok] = await Promise.all(tasks.map(finished));
+    const [nul, lone, thrown, ok] = await Promise.all(tasks.map((t) => finished(t)));
     expect(nul).toMatchObject({ status: "FAILED", retryCount: 0 });
     expect(nul!.error).toMatch(/result cannot be stored as JSON: it contains a NUL character/);
     expect(lone).toMatchObject({ status: "FAILED", retryCount: 0 });
@@ -127,13 +96,16 @@ describe("an outcome Postgres cannot store fails its own task only", () => {
     expect(inline.error).toBe(
       "NotJsonError: args cannot be stored as JSON: task arguments must be a JSON array (the handler's parameters), got an object",
     );
-    await Promise.all(workers.splice(0).map((w) => w.stop()));
+    await env.stopWorkers();
 
     await startWorker({ isolation: "thread", tasksModule: MODULE, maxRetries: 3 });
     const threaded = await finished(await insertRawArgs("double", '{"length":100000000}'));
     expect(threaded).toMatchObject({ status: "FAILED", retryCount: 0, attempt: 1 });
     expect(threaded.error).toMatch(/task arguments must be a JSON array/);
-    expect(await finished(await client.createTask("double", [4]))).toMatchObject({ status: "COMPLETED", result: 8 });
+    expect(await finished(await env.client.createTask("double", [4]))).toMatchObject({
+      status: "COMPLETED",
+      result: 8,
+    });
   });
 });
 

@@ -1,24 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "redis";
 import { SkiplockClient, Worker } from "../src/index.js";
-import { DATABASE_URL, PrivateRedis, freshSchema, quiet } from "./helpers.js";
+import { DATABASE_URL, quiet } from "./helpers.js";
+import { privateRedisFixture, schemaFixture } from "./schema-fixture.js";
 
 // Redis here is a private redis-server on a free port: this file stops and restarts it.
-const redis = new PrivateRedis();
-let env: Awaited<ReturnType<typeof freshSchema>>;
-let client: SkiplockClient;
+const redis = privateRedisFixture();
+const env = schemaFixture({ label: "redis", redisUrl: () => redis.url, pollInterval: 0.2 });
 let worker: Worker;
 
 beforeAll(async () => {
-  await redis.start();
-  env = await freshSchema("redis");
-  client = new SkiplockClient({
-    databaseUrl: DATABASE_URL,
-    redisUrl: redis.url,
-    schema: env.schema,
-    logger: quiet,
-    pollInterval: 0.2,
-  });
   worker = new Worker({
     databaseUrl: DATABASE_URL,
     redisUrl: redis.url,
@@ -33,36 +24,34 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await worker?.stop();
-  await client?.close();
-  await env?.drop();
-  await redis.stop();
 });
 
 describe("Redis is only a hint", () => {
   it("tasks run and waitForCompletion resolves while Redis is down, and after it returns", async () => {
-    const before = await client.waitForCompletion((await client.createTask("double", [1])).id, { timeout: 10 });
+    const before = await env.client.waitForCompletion((await env.client.createTask("double", [1])).id, { timeout: 10 });
     expect(before?.result).toBe(2);
 
     await redis.stop();
-    const during = await client.createTasks(Array.from({ length: 20 }, (_, i) => ({ name: "double", args: [i] })));
+    const during = await env.client.createTasks(Array.from({ length: 20 }, (_, i) => ({ name: "double", args: [i] })));
     for (const t of during) {
-      const done = await client.waitForCompletion(t.id, { timeout: 15 });
+      const done = await env.client.waitForCompletion(t.id, { timeout: 15 });
       expect(done?.status).toBe("COMPLETED");
       expect(done?.result).toBe((t.args[0] as number) * 2);
     }
 
     await redis.start();
-    const after = await client.waitForCompletion((await client.createTask("double", [21])).id, { timeout: 15 });
+    const after = await env.client.waitForCompletion((await env.client.createTask("double", [21])).id, { timeout: 15 });
     expect(after?.result).toBe(42);
   });
 
   it("flushing Redis loses nothing", async () => {
-    const tasks = await client.createTasks(Array.from({ length: 50 }, (_, i) => ({ name: "double", args: [i] })));
+    const tasks = await env.client.createTasks(Array.from({ length: 50 }, (_, i) => ({ name: "double", args: [i] })));
     const admin = createClient({ url: redis.url });
     await admin.connect();
     await admin.flushAll();
     await admin.close();
-    for (const t of tasks) expect((await client.waitForCompletion(t.id, { timeout: 15 }))?.status).toBe("COMPLETED");
+    for (const t of tasks)
+      expect((await env.client.waitForCompletion(t.id, { timeout: 15 }))?.status).toBe("COMPLETED");
   });
 });
 

@@ -1,60 +1,28 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   InvalidNameError,
   InvalidOptionError,
-  SkiplockClient,
   Worker,
   defineTask,
   taskContext,
-  type Task,
   type WorkerOptions,
 } from "../src/index.js";
-import { DATABASE_URL, REDIS_URL, freshSchema, quiet, waitFor } from "./helpers.js";
+import { DATABASE_URL, quiet, waitFor } from "./helpers.js";
+import { workerFixture } from "./worker-fixture.js";
 
-let env: Awaited<ReturnType<typeof freshSchema>>;
-let client: SkiplockClient;
-const workers: Worker[] = [];
-
-async function startWorker(options: Omit<WorkerOptions, "databaseUrl" | "schema">): Promise<Worker> {
-  const w = new Worker({
-    databaseUrl: DATABASE_URL,
-    redisUrl: REDIS_URL,
-    schema: env.schema,
-    logger: quiet,
-    retryBackoff: { base: 0.05, max: 0.2 },
-    ...options,
-  });
-  workers.push(w);
-  await w.start();
-  return w;
-}
-
-async function finished(task: Task, timeout = 15): Promise<Task> {
-  const done = await client.waitForCompletion(task.id, { timeout });
-  if (!done) throw new Error(`task ${task.id} (${task.name}) did not finish in ${timeout} s`);
-  return done;
-}
-
-beforeAll(async () => {
-  env = await freshSchema("worker");
-  client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema: env.schema, logger: quiet });
+/** Every test leaves the queue empty so the next one starts clean. */
+const env = workerFixture({
+  label: "worker",
+  workerDefaults: { retryBackoff: { base: 0.05, max: 0.2 } },
+  deleteTasksAfterEach: true,
+  finishTimeout: 15,
 });
-
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.stop()));
-  // Every test leaves the queue empty so the next one starts clean.
-  await env.pool.query(`DELETE FROM "${env.schema}".tasks`);
-});
-
-afterAll(async () => {
-  await client.close();
-  await env.drop();
-});
+const { startWorker, finished } = env;
 
 describe("Worker", () => {
   it("runs a task and records result, times and duration", async () => {
     await startWorker({ tasks: { multiply: (a: number, b: number) => a * b } });
-    const done = await finished(await client.createTask("multiply", [6, 7]));
+    const done = await finished(await env.client.createTask("multiply", [6, 7]));
     expect(done.status).toBe("COMPLETED");
     expect(done.result).toBe(42);
     expect(done.error).toBeNull();
@@ -74,7 +42,7 @@ describe("Worker", () => {
         },
       },
     });
-    const done = await finished(await client.createTask("flaky"));
+    const done = await finished(await env.client.createTask("flaky"));
     expect(done).toMatchObject({ status: "COMPLETED", result: "ok", retryCount: 1, maxRetries: 1, attempt: 2 });
   });
 
@@ -89,7 +57,7 @@ describe("Worker", () => {
         },
       },
     });
-    const done = await finished(await client.createTask("alwaysFails"));
+    const done = await finished(await env.client.createTask("alwaysFails"));
     expect(done).toMatchObject({ status: "FAILED", retryCount: 1, attempt: 2 });
     expect(done.error).toMatch(/^Error: always fails\n\s+at /);
     expect(runs).toBe(2);
@@ -98,7 +66,7 @@ describe("Worker", () => {
   it("lets a task's own maxRetries override the worker's default", async () => {
     let runs = 0;
     await startWorker({ maxRetries: 5, tasks: { fails: () => Promise.reject(new Error(`run ${++runs}`)) } });
-    const done = await finished(await client.createTask("fails", [], { maxRetries: 0 }));
+    const done = await finished(await env.client.createTask("fails", [], { maxRetries: 0 }));
     expect(done).toMatchObject({ status: "FAILED", retryCount: 0, error: expect.stringMatching(/run 1/) });
     expect(runs).toBe(1);
   });
@@ -117,7 +85,7 @@ describe("Worker", () => {
         },
       },
     });
-    const tasks = await client.createTasks(Array.from({ length: 30 }, () => ({ name: "work" })));
+    const tasks = await env.client.createTasks(Array.from({ length: 30 }, () => ({ name: "work" })));
     for (const t of tasks) expect((await finished(t)).status).toBe("COMPLETED");
     expect(peak).toBe(3);
   });
@@ -125,7 +93,7 @@ describe("Worker", () => {
   it("claims higher priority first, then earlier runAt, then older", async () => {
     const order: string[] = [];
     const past = (s: number) => new Date(Date.now() - s * 1000);
-    const tasks = await client.createTasks([
+    const tasks = await env.client.createTasks([
       { name: "log", args: ["low"], priority: 0, runAt: past(50) },
       { name: "log", args: ["high-late"], priority: 10, runAt: past(10) },
       { name: "log", args: ["high-early"], priority: 10, runAt: past(20) },
@@ -140,7 +108,7 @@ describe("Worker", () => {
   it("does not run a task before its runAt", async () => {
     await startWorker({ tasks: { noop: () => null }, pollInterval: 0.05 });
     const due = new Date(Date.now() + 600);
-    const task = await client.createTask("noop", [], { runAt: due });
+    const task = await env.client.createTask("noop", [], { runAt: due });
     const done = await finished(task);
     expect(done.startedAt!.getTime()).toBeGreaterThanOrEqual(due.getTime() - 5);
   });
@@ -159,7 +127,7 @@ describe("Worker", () => {
           }),
       },
     });
-    const done = await finished(await client.createTask("waits", [], { timeout: 0.3 }));
+    const done = await finished(await env.client.createTask("waits", [], { timeout: 0.3 }));
     expect(done.status).toBe("FAILED");
     expect(done.error).toMatch(/TaskTimeoutError: task timed out after 0.3 s/);
     expect((reason as Error).name).toBe("TaskTimeoutError");
@@ -167,16 +135,16 @@ describe("Worker", () => {
 
   it("fails a never-settling task at its timeout and keeps serving", async () => {
     await startWorker({ concurrency: 1, tasks: { hang: () => new Promise(() => {}), ok: () => "ok" } });
-    const hung = await client.createTask("hang", [], { timeout: 0.2 });
-    const next = await client.createTask("ok");
+    const hung = await env.client.createTask("hang", [], { timeout: 0.2 });
+    const next = await env.client.createTask("ok");
     expect((await finished(hung)).error).toMatch(/timed out/);
     expect((await finished(next)).result).toBe("ok");
   });
 
   it("fails an unknown task name without retrying and goes on", async () => {
     await startWorker({ maxRetries: 3, tasks: { ok: () => "ok" } });
-    const unknown = await client.createTask("no.such.task", [1]);
-    const next = await client.createTask("ok");
+    const unknown = await env.client.createTask("no.such.task", [1]);
+    const next = await env.client.createTask("ok");
     const done = await finished(unknown);
     expect(done).toMatchObject({ status: "FAILED", retryCount: 0 });
     expect(done.error).toMatch(/UnknownTaskError: unknown task "no.such.task"/);
@@ -195,7 +163,7 @@ describe("Worker", () => {
         returnsUndefined: () => undefined,
       },
     });
-    const [obj, str, big, fn, undef] = await client.createTasks([
+    const [obj, str, big, fn, undef] = await env.client.createTasks([
       { name: "throwsObject" },
       { name: "throwsString" },
       { name: "returnsBigInt" },
@@ -213,20 +181,20 @@ describe("Worker", () => {
 
   it("claims only from its queues", async () => {
     await startWorker({ queues: ["a", "b"], tasks: { q: () => taskContext().queue } });
-    const [a, b, c] = await client.createTasks([
+    const [a, b, c] = await env.client.createTasks([
       { name: "q", queue: "a" },
       { name: "q", queue: "b" },
       { name: "q", queue: "c" },
     ]);
     expect((await finished(a!)).result).toBe("a");
     expect((await finished(b!)).result).toBe("b");
-    expect(await client.waitForCompletion(c!.id, { timeout: 0.5 })).toBeNull();
+    expect(await env.client.waitForCompletion(c!.id, { timeout: 0.5 })).toBeNull();
   });
 
   it("runs tasks made with defineTask under their own name", async () => {
     const add = defineTask("math.add", (a: number, b: number) => a + b, { priority: 3 });
     await startWorker({ tasks: [add] });
-    const task = await add.using({ client }).enqueue(2, 5);
+    const task = await add.using({ client: env.client }).enqueue(2, 5);
     expect(task.priority).toBe(3);
     expect((await finished(task)).result).toBe(7);
   });
@@ -261,7 +229,7 @@ describe("Worker", () => {
       );
       return rows[0].n === 1;
     });
-    const done = await finished(await client.createTask("noop"), 5);
+    const done = await finished(await env.client.createTask("noop"), 5);
     expect(done.result).toBe("woke");
     expect(done.startedAt!.getTime() - done.createdAt.getTime()).toBeLessThan(5000);
   });
@@ -297,9 +265,9 @@ describe("Worker", () => {
       tasks: { noop() {}, slow: () => new Promise((resolve) => setTimeout(() => resolve("slept"), 2500)) },
     });
     for (let i = 0; i < 9; i++) {
-      await client.createTasks(Array.from({ length: 1000 }, () => ({ name: "noop", priority: 10 })));
+      await env.client.createTasks(Array.from({ length: 1000 }, () => ({ name: "noop", priority: 10 })));
     }
-    const slow = await client.createTasks(Array.from({ length: 8 }, () => ({ name: "slow" })));
+    const slow = await env.client.createTasks(Array.from({ length: 8 }, () => ({ name: "slow" })));
     const done = await Promise.all(slow.map((t) => finished(t, 30)));
     expect(done.map((t) => [t.status, t.attempt, t.result])).toEqual(slow.map(() => ["COMPLETED", 1, "slept"]));
   });
@@ -322,7 +290,7 @@ describe("Worker", () => {
       },
     });
     const tasks = `"${env.schema}".tasks`;
-    const task = await client.createTask("slow");
+    const task = await env.client.createTask("slow");
     await waitFor("the first run", () => runs === 1);
     // What a crash of the Postgres server leaves when it loses the claim's commit: the task PENDING with its former
     // attempt, while the worker runs it; and the crash takes the worker's claim connection with it. One
@@ -361,7 +329,7 @@ describe("Worker wake-ups and queues", () => {
     await startWorker({ tasks: { multiply: (a: number, b: number) => a * b }, pollInterval: 30 });
     // Ten due times 0.3 s apart, from 1 s on: one wake-up timer for the earliest alone would leave nine to the poll.
     const tasks = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => client.createTask("multiply", [i, 2], { delay: 1 + i * 0.3 })),
+      Array.from({ length: 10 }, (_, i) => env.client.createTask("multiply", [i, 2], { delay: 1 + i * 0.3 })),
     );
     for (const t of tasks) {
       const done = await finished(t, 20);
@@ -374,7 +342,7 @@ describe("Worker wake-ups and queues", () => {
     const send = defineTask("email.send", (to: string) => ({ sent: to }), { queue: "email" });
     const w = await startWorker({ tasks: [send] });
     expect(w.queues.sort()).toEqual(["default", "email"]);
-    const done = await finished(await send.using({ client }).enqueue("a@example.com"));
+    const done = await finished(await send.using({ client: env.client }).enqueue("a@example.com"));
     expect(done).toMatchObject({ status: "COMPLETED", queue: "email", result: { sent: "a@example.com" } });
   });
 
