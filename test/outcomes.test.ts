@@ -115,7 +115,15 @@ describe("Completer", () => {
   const completers: Completer[] = [];
 
   function completer(q: Queryable = store.hotQueries, maxResultBytes?: number): Completer {
-    const c = new Completer(q, store.tasks, WORKER, new NullNotifier(), quiet, { base: 1, max: 1 }, { maxResultBytes });
+    const c = new Completer({
+      q,
+      tasks: store.tasks,
+      workerId: WORKER,
+      notifier: new NullNotifier(),
+      logger: quiet,
+      backoff: { base: 1, max: 1 },
+      maxResultBytes,
+    });
     completers.push(c);
     return c;
   }

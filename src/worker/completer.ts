@@ -10,9 +10,20 @@ import { releaseTasks, type Release } from "../sql/release.js";
 import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
 import { noSignal, type Signal } from "./events.js";
+import { writeIsolating } from "./isolate.js";
 import { OutcomeQueue, storableError } from "./outcome-queue.js";
 
 export interface CompleterOptions {
+  /** Where outcomes are written (the worker's pool, through its query timeout). */
+  q: Queryable;
+  /** The tasks table, quoted. */
+  tasks: string;
+  /** The lease's other half: every outcome is written only onto rows this worker claimed. */
+  workerId: string;
+  notifier: Notifier;
+  logger: Logger;
+  /** Retry backoff of failed attempts. */
+  backoff: Backoff;
   /** Largest result stored, in bytes of UTF-8 JSON text; a larger one fails its task. Default 32 MiB. */
   maxResultBytes?: number;
   signal?: Signal;
@@ -55,21 +66,13 @@ export class Completer {
   /** Outcomes being written right now: their rows are still PROGRESS until the write commits. */
   #inflight: Claim[] = [];
 
-  constructor(
-    q: Queryable,
-    tasks: string,
-    workerId: string,
-    notifier: Notifier,
-    log: Logger,
-    backoff: Backoff,
-    options: CompleterOptions = {},
-  ) {
-    this.#q = q;
-    this.#workerId = workerId;
-    this.#tasks = tasks;
-    this.#notifier = notifier;
-    this.#log = log;
-    this.#backoff = backoff;
+  constructor(options: CompleterOptions) {
+    this.#q = options.q;
+    this.#workerId = options.workerId;
+    this.#tasks = options.tasks;
+    this.#notifier = options.notifier;
+    this.#log = options.logger;
+    this.#backoff = options.backoff;
     this.#maxResultBytes = payloadLimit("maxResultBytes", options.maxResultBytes);
     this.#signal = options.signal ?? noSignal;
   }
@@ -174,7 +177,7 @@ export class Completer {
         starts = [];
       }
       if (completions.length > 0) {
-        await this.#isolating(
+        await writeIsolating(
           completions,
           async (batch) => {
             const missed = await completeTasks(this.#q, this.#tasks, this.#workerId, batch);
@@ -192,7 +195,7 @@ export class Completer {
         );
       }
       if (failures.length > 0) {
-        await this.#isolating(
+        await writeIsolating(
           failures,
           async (batch) => {
             await this.#writeFailures(batch, finished);
@@ -238,27 +241,6 @@ export class Completer {
       else if (row.status === "FAILED") finished.push(f.id);
       else this.#notifier.publishWake(row.queue, 1, row.run_at.getTime());
     }
-  }
-
-  /**
-   * Writes `items` with `write`. When the write fails with an error that is not about the connection, splits the
-   * batch in halves, down to single rows, so that the rows Postgres refuses are found and passed to `refuse` while
-   * every other row is written. Halves are written in order, so what committed is always a prefix of `items`.
-   */
-  async #isolating<T>(
-    items: T[],
-    write: (batch: T[]) => Promise<void>,
-    refuse: (item: T, err: unknown) => Promise<void>,
-  ): Promise<void> {
-    try {
-      return await write(items);
-    } catch (err) {
-      if (!isRowError(err)) throw err;
-      if (items.length === 1) return refuse(items[0]!, err);
-    }
-    const half = items.length >>> 1;
-    await this.#isolating(items.slice(0, half), write, refuse);
-    await this.#isolating(items.slice(half), write, refuse);
   }
 
   /**
@@ -320,13 +302,4 @@ export class Completer {
     clearTimeout(timer);
     return done;
   }
-}
-
-/**
- * Whether a failed statement may have failed because of what one of its rows carries, so that splitting the batch
- * can find that row. Not for a lost connection or the other errors a retry cures, nor for a statement cancelled by
- * its timeout (the next try, with backoff, may well pass).
- */
-function isRowError(err: unknown): boolean {
-  return !isTransientError(err) && (err as { code?: unknown } | null)?.code !== "57014";
 }

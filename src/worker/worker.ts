@@ -93,18 +93,16 @@ export class Worker extends EventEmitter<WorkerEvents> {
       logger: this.logger,
     });
     this.#lock = new ClusterLock(this.#c.connection.redisUrl);
-    this.#completer = new Completer(
-      this.#store.hotQueries,
-      this.#store.tasks,
-      this.id,
-      this.#notifier,
-      this.logger,
-      c.retryBackoff,
-      {
-        maxResultBytes: c.maxResultBytes,
-        signal: this.#signal,
-      },
-    );
+    this.#completer = new Completer({
+      q: this.#store.hotQueries,
+      tasks: this.#store.tasks,
+      workerId: this.id,
+      notifier: this.#notifier,
+      logger: this.logger,
+      backoff: c.retryBackoff,
+      maxResultBytes: c.maxResultBytes,
+      signal: this.#signal,
+    });
     this.#heartbeat = new Heartbeat({
       databaseUrl: this.#c.connection.databaseUrl,
       tasks: this.#store.tasks,
