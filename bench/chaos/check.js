@@ -348,7 +348,7 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
       /flaky task \d+: fails/.test(r.error ?? "")
     ) {
       why = "threw, no retries left";
-    } else if ((r.error ?? "").startsWith("worker lost")) {
+    } else if (/^(WorkerLostError: )?worker lost/.test(r.error ?? "")) {
       const k = killedAt.get(last.pid);
       why = k !== undefined && k >= last.at ? "worker lost after a kill -9" : "worker lost, its worker not killed";
     } else {
