@@ -8,7 +8,8 @@ import {
   defineTask,
 } from "../src/index.js";
 import { clientInternals } from "../src/client.js";
-import { DEFAULT_MAX_PAYLOAD_BYTES, storableText, toJsonText } from "../src/json.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES, toJsonText } from "../src/json.js";
+import { storableText } from "../src/json-storable.js";
 import { assertKnownKeys } from "../src/options.js";
 import { insertTasks } from "../src/sql/insert.js";
 import { prepareTask } from "../src/task.js";

@@ -1,7 +1,8 @@
 import { isTransientError } from "../db/errors.js";
 import type { Queryable } from "../db/statements.js";
 import { OutcomeNotStorableError, PayloadTooLargeError } from "../errors.js";
-import { assertJsonSize, payloadLimit, storableText } from "../json.js";
+import { assertJsonSize, payloadLimit } from "../json.js";
+import { storableText } from "../json-storable.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { RetryDelay } from "../retry-delay.js";

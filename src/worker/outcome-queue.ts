@@ -1,4 +1,5 @@
-import { STATEMENT_JSON_CHARS, storableText } from "../json.js";
+import { storableText } from "../json-storable.js";
+import { STATEMENT_JSON_CHARS } from "../json.js";
 
 /**
  * Characters of results (or error texts) one statement carries at most; a larger outcome goes alone. Every result
