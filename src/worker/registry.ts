@@ -1,7 +1,8 @@
-import { validateQueueName, validateTaskName } from "../config.js";
+import { DEFAULT_QUEUE, validateQueueName, validateTaskName } from "../config.js";
 import { InvalidOptionError } from "../errors.js";
 import { validateIsolation, type Isolation, type TaskDefinitionLike } from "../task.js";
-import { isDefinition } from "./tasks-module.js";
+import { isDefinition, loadTasksModule } from "./tasks-module.js";
+import { ThreadPool } from "./thread-pool.js";
 
 export { isDefinition, validateIsolation, type Isolation, type TaskDefinitionLike };
 
@@ -45,4 +46,29 @@ export function buildRegistry(tasks: TaskMap): Map<string, Registered> {
     else throw new InvalidOptionError("tasks", `${key} is neither a function nor a task made with defineTask`);
   }
   return registry;
+}
+
+/**
+ * The handlers a worker runs: `tasks` as given, else the exports of its tasks module (loaded now); and a thread pool
+ * when any of them runs isolated in a thread (which needs the module: each thread imports it).
+ */
+export async function loadHandlers(
+  registry: Map<string, Registered>,
+  moduleUrl: string | null,
+  isolation: Isolation,
+): Promise<{ registry: Map<string, Registered>; threads: ThreadPool | null }> {
+  if (moduleUrl && registry.size === 0) registry = buildRegistry(await loadTasksModule(moduleUrl));
+  const threaded = isolation === "thread" || [...registry.values()].some((r) => r.isolation === "thread");
+  if (!threaded) return { registry, threads: null };
+  if (!moduleUrl) {
+    throw new InvalidOptionError("isolation", "thread isolation needs tasksModule: the module each thread imports");
+  }
+  return { registry, threads: new ThreadPool(moduleUrl) };
+}
+
+/** "default" and every queue a registered definition enqueues on: what a worker claims unless told its queues. */
+export function queuesOf(registry: ReadonlyMap<string, Registered>): string[] {
+  const queues = new Set([DEFAULT_QUEUE]);
+  for (const r of registry.values()) if (r.queue !== undefined) queues.add(r.queue);
+  return [...queues];
 }

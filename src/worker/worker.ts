@@ -1,9 +1,7 @@
 import { EventEmitter } from "node:events";
-import { DEFAULT_QUEUE } from "../config.js";
 import { assertSchemaReady } from "../db/migrate.js";
 import { Store } from "../db/store.js";
 import { warnIfNoAutovacuum } from "../db/vacuum.js";
-import { InvalidOptionError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
 import { claimTasks } from "../sql/claim.js";
@@ -17,12 +15,12 @@ import { Fetcher } from "./fetcher.js";
 import { Heartbeat } from "./heartbeat.js";
 import { ClusterLock } from "./lock.js";
 import { resolveWorkerOptions, type WorkerConfig, type WorkerOptions } from "./options.js";
-import { buildRegistry, type Registered } from "./registry.js";
+import { buildRegistry, loadHandlers, queuesOf, type Registered } from "./registry.js";
 import type { Service } from "./service.js";
 import { Slots } from "./slots.js";
 import { Sweeper } from "./sweeper.js";
-import { loadTasksModule, tasksModuleUrl } from "./tasks-module.js";
-import { ThreadPool } from "./thread-pool.js";
+import { tasksModuleUrl } from "./tasks-module.js";
+import type { ThreadPool } from "./thread-pool.js";
 
 export type { WorkerOptions } from "./options.js";
 
@@ -93,27 +91,24 @@ export class Worker extends EventEmitter<WorkerEvents> {
       logger: this.logger,
     });
     this.#lock = new ClusterLock(this.#c.connection.redisUrl);
+    // What the database services share.
+    const db = { q: this.#store.hotQueries, tasks: this.#store.tasks, logger: this.logger, signal: this.#signal };
     this.#completer = new Completer({
-      q: this.#store.hotQueries,
-      tasks: this.#store.tasks,
+      ...db,
       workerId: this.id,
       notifier: this.#notifier,
-      logger: this.logger,
       backoff: c.retryBackoff,
       maxResultBytes: c.maxResultBytes,
-      signal: this.#signal,
     });
     this.#heartbeat = new Heartbeat({
+      ...db,
       databaseUrl: this.#c.connection.databaseUrl,
-      tasks: this.#store.tasks,
       workerId: this.id,
       interval: c.heartbeatInterval,
       grace: c.staleAfter,
-      logger: this.logger,
       held: () => this.#held(),
       onFailing: () => this.#contact.lost(),
       onRestored: () => this.#contact.restored(),
-      signal: this.#signal,
     });
     this.#slots = new Slots(c.concurrency);
     this.#attempts = new Attempts({
@@ -131,16 +126,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
       logger: this.logger,
     });
     this.#sweeper = new Sweeper({
-      q: this.#store.hotQueries,
-      tasks: this.#store.tasks,
+      ...db,
       schema: this.#c.connection.schema,
       lock: this.#lock,
       notifier: this.#notifier,
-      logger: this.logger,
       staleAfter: c.staleAfter,
       interval: c.sweepInterval,
       inContactSince: () => this.#contact.since(),
-      signal: this.#signal,
     });
     this.#fetcher = new Fetcher({
       slots: this.#slots,
@@ -171,13 +163,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * (known once the tasks module is loaded, at start).
    */
   get queues(): string[] {
-    return this.#queues ?? this.#defaultQueues();
-  }
-
-  #defaultQueues(): string[] {
-    const queues = new Set([DEFAULT_QUEUE]);
-    for (const r of this.#registry.values()) if (r.queue !== undefined) queues.add(r.queue);
-    return [...queues];
+    return this.#queues ?? queuesOf(this.#registry);
   }
 
   /** Tasks running now. */
@@ -203,21 +189,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
     await this.#lock.start();
     this.#services.push(this.#notifier, this.#lock);
     try {
-      if (this.#tasksModuleUrl && this.#registry.size === 0) {
-        this.#registry = buildRegistry(await loadTasksModule(this.#tasksModuleUrl));
-      }
-      const threaded =
-        this.#c.isolation === "thread" || [...this.#registry.values()].some((r) => r.isolation === "thread");
-      if (threaded) {
-        if (!this.#tasksModuleUrl) {
-          throw new InvalidOptionError(
-            "isolation",
-            "thread isolation needs tasksModule: the module each thread imports",
-          );
-        }
-        this.#threads = new ThreadPool(this.#tasksModuleUrl);
-        this.#services.push(this.#threads);
-      }
+      ({ registry: this.#registry, threads: this.#threads } = await loadHandlers(
+        this.#registry,
+        this.#tasksModuleUrl,
+        this.#c.isolation,
+      ));
+      if (this.#threads) this.#services.push(this.#threads);
       await this.#store.ping();
       await assertSchemaReady(this.#store.pool, this.#c.connection.schema);
       await warnIfNoAutovacuum(this.#store.pool, this.#c.connection.schema, this.logger);
@@ -227,7 +204,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await Promise.all([this.#store.close(), ...this.#services.splice(0).map((s) => s.stop())]);
       throw err;
     }
-    this.#queues ??= this.#defaultQueues();
+    this.#queues ??= queuesOf(this.#registry);
     this.#listeners.push(
       this.#notifier.onWake(this.queues, (_queue, _count, dueAt) =>
         dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
