@@ -1,6 +1,7 @@
 import type { Logger } from "../logger.js";
 import type { ClaimedRow } from "../sql/claim.js";
-import type { Isolation, Registered } from "./registry.js";
+import type { Isolation } from "../task.js";
+import type { Registered } from "./registry.js";
 import type { Completer } from "./completer.js";
 import { contextData, InlineRunner, type Execution } from "./executor.js";
 import type { Outcome } from "./outcome.js";

@@ -1,4 +1,5 @@
-// The global performance clock (not node:perf_hooks' binding), so fake timers in tests drive it with setTimeout.
+// Times come from the global `performance` clock rather than node:perf_hooks' binding, so that fake timers in tests
+// move it together with setTimeout.
 
 /** setTimeout's longest delay; longer timeouts are clamped (they are days long and end the same way). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -13,7 +13,8 @@ import { payloadLimit } from "../json.js";
 import { consoleLogger, type Logger } from "../logger.js";
 import { assertKnownKeys } from "../options.js";
 import type { Backoff } from "../sql/finish.js";
-import { validateIsolation, type Isolation, type TaskMap } from "./registry.js";
+import { validateIsolation, type Isolation } from "../task.js";
+import type { TaskMap } from "./registry.js";
 
 export interface WorkerOptions extends ConnectionOptions {
   /** The handlers this worker runs: `{ name: fn }`, `{ key: defineTask(…) }` or an array of definitions. */

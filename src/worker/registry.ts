@@ -4,8 +4,6 @@ import { validateIsolation, type Isolation, type TaskDefinitionLike } from "../t
 import { isDefinition, loadTasksModule } from "./tasks-module.js";
 import { ThreadPool } from "./thread-pool.js";
 
-export { isDefinition, validateIsolation, type Isolation, type TaskDefinitionLike };
-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Handler = (...args: any[]) => unknown;
 
