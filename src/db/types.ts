@@ -1,5 +1,5 @@
 import type { ColumnType, Generated } from "kysely";
-import type { JsonValue, TaskStatus } from "../task.js";
+import type { JsonValue, StoredError, StoredProgress, TaskStatus } from "../task.js";
 
 /** The tasks table as kysely sees it (snake_case, as in SQL). */
 export interface TasksTable {
@@ -25,6 +25,9 @@ export interface TasksTable {
   heartbeat_at: Date | null;
   unique_key: string | null;
   cancel_requested: Generated<boolean>;
+  progress: ColumnType<StoredProgress | null, string | null, string | null>;
+  errors: ColumnType<StoredError[], string | undefined, string>;
+  meta: ColumnType<{ [key: string]: JsonValue }, string | undefined, string>;
 }
 
 export interface MigrationsTable {
