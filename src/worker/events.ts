@@ -1,9 +1,40 @@
+import type { JsonValue, TaskProgress } from "../task.js";
+
+/** A task as a worker's task events describe it: what the worker knows of the attempt it ran. */
+export interface RunningTask {
+  id: string;
+  name: string;
+  queue: string;
+  args: JsonValue[];
+  /** 1 for the first attempt. */
+  attempt: number;
+  retryCount: number;
+  maxRetries: number;
+  workerId: string;
+}
+
 /**
  * What a worker's services report as they work, each event with its data. The worker is an EventEmitter of these
  * (`worker.on("swept", …)`); a `run-worker` started with an IPC channel forwards them to its parent. Tests and
  * supervisors wait on these, never on log text.
  */
 export interface WorkerEvents {
+  /** A handler is about to run. */
+  "task:started": [{ task: RunningTask }];
+  /** A handler reported progress (as recorded, at most about once a second per task). */
+  "task:progress": [{ task: RunningTask; progress: TaskProgress }];
+  /** The task's result is stored. */
+  "task:completed": [{ task: RunningTask; result: JsonValue; duration: number }];
+  /** The task failed for good (no retry left, or a failure no retry can fix); `error` is the stored text. */
+  "task:failed": [{ task: RunningTask; error: string; duration: number }];
+  /** The attempt failed and the task is queued again for `runAt`. */
+  "task:retrying": [{ task: RunningTask; error: string; duration: number; runAt: Date }];
+  /** A running task was cancelled at the request of `cancelTask`. */
+  "task:cancelled": [{ task: RunningTask; duration: number }];
+  /** This worker's sweep took back a lost worker's task: queued again (`requeued`) or failed for good. */
+  "task:swept": [{ id: string; outcome: "requeued" | "handed-back" | "failed"; workerId: string | null }];
+  /** Something went wrong outside any one task (a listener that threw, a write retried); the worker goes on. */
+  "worker:error": [{ error: Error; during: string }];
   "worker:started": [{ workerId: string; queues: string[]; redis: "connected" | "unreachable" | "off" }];
   "worker:stopping": [{ running: number }];
   "worker:stopped": [];
@@ -44,6 +75,14 @@ export const noSignal: Signal = () => {};
 
 /** Every event name, for code that forwards them all (run-worker to its parent process). */
 export const WORKER_EVENT_NAMES = [
+  "task:started",
+  "task:progress",
+  "task:completed",
+  "task:failed",
+  "task:retrying",
+  "task:cancelled",
+  "task:swept",
+  "worker:error",
   "worker:started",
   "worker:stopping",
   "worker:stopped",
