@@ -55,7 +55,10 @@ export interface TaskDefinition<A extends unknown[] = unknown[], R = unknown>
   readonly options: DefineOptions;
 }
 
-const DEFINE_OPTION_KEYS: readonly string[] = [...TASK_OPTION_KEYS.filter((k: string) => k !== "transaction"), "isolation"];
+const DEFINE_OPTION_KEYS: readonly string[] = [
+  ...TASK_OPTION_KEYS.filter((k: string) => k !== "transaction"),
+  "isolation",
+];
 const ENQUEUE_OPTION_KEYS: readonly string[] = [...TASK_OPTION_KEYS, "client"];
 
 /**

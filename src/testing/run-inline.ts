@@ -97,11 +97,10 @@ export async function runInline(
   if (!failed) {
     const outcome = resultOutcome(value, duration);
     if (outcome.kind === "completed") {
-      Object.assign(task, { status: "COMPLETED", result: JSON.parse(outcome.resultJson), finishedAt: finished });
-      Object.assign(task, { updatedAt: finished, duration });
+      const result: unknown = JSON.parse(outcome.resultJson);
+      Object.assign(task, { status: "COMPLETED", result, finishedAt: finished, updatedAt: finished, duration });
       return null;
     }
-    failed = true;
     error = new HandlerError(outcome.kind === "failed" ? outcome.error.replace(/^HandlerError: /, "") : "");
   }
   const e = error instanceof Error ? error : null;
