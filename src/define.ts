@@ -1,5 +1,5 @@
 import { currentClient, type WaitOptions } from "./client.js";
-import { validateTaskName } from "./config.js";
+import { validateSeconds, validateTaskName } from "./config.js";
 import { InvalidOptionError, TaskNameMismatchError, TaskNotFoundError } from "./errors.js";
 import type { JsonChecked } from "./json.js";
 import { assertKnownKeys } from "./options.js";
@@ -38,7 +38,7 @@ export interface TaskHandle<A extends unknown[] = unknown[], R = unknown> {
   /** Enqueues one task per argument list, in one round trip (createTasks); returns them in the same order. */
   enqueueMany(argsList: readonly A[]): Promise<Task<Awaited<R>>[]>;
   /** A new handle whose options are these over this one's (this one is unchanged): `.using({ delay: 60 })`. */
-  using(options: EnqueueOptions): TaskHandle<A, R>;
+  using(options?: EnqueueOptions): TaskHandle<A, R>;
   /** The task, or null when no task has that id; a task of another name is a TaskNameMismatchError. */
   getResult(id: string): Promise<Task<Awaited<R>> | null>;
   /**
@@ -110,9 +110,9 @@ function makeHandle<A extends unknown[], R>(
       const specs = argsList.map((args) => ({ ...specOptions, name, args }));
       return clientNow().createTasks(specs, batchOptions) as Promise<T[]>;
     },
-    using: (extra: EnqueueOptions): TaskHandle<A, R> => {
+    using: (extra: EnqueueOptions = {}): TaskHandle<A, R> => {
       assertKnownKeys(`${JSON.stringify(name)}.using()`, extra, ENQUEUE_OPTION_KEYS);
-      const { client: own, ...rest } = extra;
+      const { client: own, ...rest } = extra ?? {};
       if (own !== undefined && !isTaskClient(own)) {
         throw new InvalidOptionError("client", "expected a client (SkiplockClient, ImmediateClient, DummyClient)");
       }
@@ -126,6 +126,8 @@ function makeHandle<A extends unknown[], R>(
       return task;
     },
     waitFor: async (id: string, waitOptions: WaitOptions = {}): Promise<T | null> => {
+      const { timeout } = waitOptions;
+      if (timeout !== undefined) validateSeconds("timeout", timeout);
       const c = clientNow();
       const began = Date.now();
       // Read first: a wrong id fails at once instead of after the wait, and a finished task needs no wait.
@@ -133,9 +135,7 @@ function makeHandle<A extends unknown[], R>(
       if (!task) throw new TaskNotFoundError(String(id));
       if (task.name !== name) throw new TaskNameMismatchError(task.id, name, task.name);
       if (FINAL_STATUSES.has(task.status)) return task;
-      const { timeout } = waitOptions;
-      const left =
-        typeof timeout === "number" && timeout >= 0 ? Math.max(0, timeout - (Date.now() - began) / 1000) : timeout;
+      const left = timeout === undefined ? undefined : Math.max(0, timeout - (Date.now() - began) / 1000);
       return c.waitForCompletion<Awaited<R>>(task.id, { ...waitOptions, timeout: left });
     },
   });

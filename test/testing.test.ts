@@ -350,6 +350,18 @@ describe("handles on a test client", () => {
     await expect(handle.waitFor(other.id)).rejects.toThrow(TaskNameMismatchError); // at once, no wait
     expect(await handle.getResult("99")).toBeNull();
     await expect(handle.waitFor("99")).rejects.toThrow(TaskNotFoundError);
+    await expect(handle.getResult("x")).rejects.toThrow(InvalidTaskIdError);
+    await expect(handle.waitFor(other.id, { timeout: -1 })).rejects.toThrow(InvalidOptionError);
+  });
+
+  it("using() with nothing new is a handle like the first; detached methods work", async () => {
+    const dummy = new DummyClient();
+    const { enqueue } = add.using({ client: dummy }).using();
+    const tasks = await Promise.all([[1, 2] as const, [3, 4] as const].map(([a, b]) => enqueue(a, b)));
+    expect(tasks.map((t) => t.args)).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
   });
 
   it("enqueueMany is one createTasks call with the handle's options", async () => {
