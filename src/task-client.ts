@@ -1,4 +1,5 @@
-// Types only: the test modes implement this without loading the real client's Postgres and Redis code.
+// Imports types only, so that the test modes implement TaskClient without loading the real client's Postgres and
+// Redis code.
 import type { WaitOptions } from "./client.js";
 import type { JsonValue, Task, TaskOptions, TaskSpec } from "./task.js";
 

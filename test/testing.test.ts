@@ -204,6 +204,8 @@ describe("ImmediateClient", () => {
     expect(() => new ImmediateClient({} as never)).toThrow(InvalidOptionError);
     expect(() => new ImmediateClient({ tasks: {}, propagate: true } as never)).toThrow(UnknownOptionError);
     expect(() => new ImmediateClient({ tasks: { "bad name": () => 1 } })).toThrow(InvalidNameError);
+    // A handle from using() is no definition: only what defineTask returns registers a handler.
+    expect(() => new ImmediateClient({ tasks: [add.using({ priority: 1 }) as never] })).toThrow(InvalidOptionError);
   });
 });
 
