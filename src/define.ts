@@ -117,7 +117,9 @@ function makeHandle<A extends unknown[], R>(
         throw new InvalidOptionError("client", "expected a client (SkiplockClient, ImmediateClient, DummyClient)");
       }
       const layered = layer(options, rest);
-      prepareTask({ name, ...layered }); // as defineTask: a bad option fails here, not at an enqueue
+      // As defineTask: a bad option fails here, not at an enqueue (the transaction is createTask's to check).
+      const { transaction: _, ...checked } = layered as TaskOptions & { transaction?: unknown };
+      prepareTask({ name, ...checked });
       return makeHandle<A, R>(name, layered, own ?? client);
     },
     getResult: async (id: string): Promise<T | null> => {

@@ -37,7 +37,9 @@ export abstract class MemoryClient implements TaskClient {
     options: TaskOptions = {},
   ): Promise<Task<R>> {
     assertKnownKeys("createTask", options, TASK_OPTION_KEYS);
-    const task = this.#keep(prepareTask({ ...options, name, args }));
+    // There is no database transaction to write in: the task is kept (and run) at once whatever the caller's does.
+    const { transaction: _, ...rest } = options as TaskOptions & { transaction?: unknown };
+    const task = this.#keep(prepareTask({ ...rest, name, args }));
     await this.enqueued([task]);
     return copy(task) as Task<R>;
   }
