@@ -32,6 +32,7 @@ import {
   type TaskRow,
   type TaskSpec,
 } from "./task.js";
+import { isTaskClient, type CreateTasksOptions, type TaskClient } from "./task-client.js";
 
 export interface ClientOptions extends ConnectionOptions {
   logger?: Logger;
@@ -81,7 +82,7 @@ let internalsOf: (client: SkiplockClient) => ClientInternals;
  * Nothing connects before the first call that needs it: a client can be made at import time, and one that is only
  * made and closed opens no connection.
  */
-export class SkiplockClient {
+export class SkiplockClient implements TaskClient {
   readonly #config: ConnectionConfig;
   readonly #store: Store;
   readonly #notifier: Notifier;
@@ -251,14 +252,39 @@ export interface PurgeTasksOptions {
 }
 
 let defaultClient: SkiplockClient | null = null;
+/** What setDefaultClient put in front of the default client (a test mode, usually), or null. */
+let standIn: TaskClient | null = null;
 
-/** The client behind the module-level functions, configured from DATABASE_URL, REDIS_URL and SKIPLOCK_SCHEMA. */
+/** The client configured from DATABASE_URL, REDIS_URL and SKIPLOCK_SCHEMA, made on first use. */
 export function getDefaultClient(): SkiplockClient {
   defaultClient ??= new SkiplockClient({ unref: true });
   return defaultClient;
 }
 
-/** Closes the default client's connections (a later call opens new ones). */
+/**
+ * Puts `client` behind the module-level functions (`createTask`, `createTasks`, `getTask`, `waitForCompletion`,
+ * `cancelTask`) and every task handle given no client of its own: an ImmediateClient or a DummyClient in tests, or a
+ * SkiplockClient of the app's own. `null` restores the client from the environment. Returns the client it replaces
+ * (null for the one from the environment), to put it back.
+ */
+export function setDefaultClient(client: TaskClient | null): TaskClient | null {
+  if (client !== null && !isTaskClient(client)) {
+    throw new InvalidOptionError(
+      "client",
+      "setDefaultClient expects a client (SkiplockClient, ImmediateClient, DummyClient) or null",
+    );
+  }
+  const previous = standIn;
+  standIn = client;
+  return previous;
+}
+
+/** The client the module-level functions and handles use now: setDefaultClient's, else the default one. */
+export function currentClient(): TaskClient {
+  return standIn ?? getDefaultClient();
+}
+
+/** Closes the default client's connections (a later call opens new ones). A client set by setDefaultClient stays. */
 export async function closeDefaultClient(): Promise<void> {
   const c = defaultClient;
   defaultClient = null;
@@ -270,21 +296,21 @@ export function createTask<R = JsonValue>(
   args?: readonly unknown[],
   options?: TaskOptions,
 ): Promise<Task<R>> {
-  return getDefaultClient().createTask<R>(name, args, options);
+  return currentClient().createTask<R>(name, args, options);
 }
 
-export function createTasks(specs: readonly TaskSpec[]): Promise<Task[]> {
-  return getDefaultClient().createTasks(specs);
+export function createTasks(specs: readonly TaskSpec[], options?: CreateTasksOptions): Promise<Task[]> {
+  return currentClient().createTasks(specs, options);
 }
 
 export function getTask<R = JsonValue>(id: string): Promise<Task<R> | null> {
-  return getDefaultClient().getTask<R>(id);
+  return currentClient().getTask<R>(id);
 }
 
 export function waitForCompletion<R = JsonValue>(id: string, options?: WaitOptions): Promise<Task<R> | null> {
-  return getDefaultClient().waitForCompletion<R>(id, options);
+  return currentClient().waitForCompletion<R>(id, options);
 }
 
 export function cancelTask(id: string): Promise<Task> {
-  return getDefaultClient().cancelTask(id);
+  return currentClient().cancelTask(id);
 }

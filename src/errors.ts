@@ -157,3 +157,23 @@ export class UnknownOptionError extends InvalidOptionError {
     this.validOptions = validOptions;
   }
 }
+
+// Task handles (define.ts).
+
+/** A handle's getResult or waitFor was given the id of a task of another name: its result has another type. */
+export class TaskNameMismatchError extends SkiplockError {
+  readonly id: string;
+  /** The handle's task name. */
+  readonly expected: string;
+  /** The name of the task with that id. */
+  readonly actual: string;
+  constructor(id: string, expected: string, actual: string) {
+    super(
+      "TASK_NAME_MISMATCH",
+      `task ${id} is a ${JSON.stringify(actual)} task, not ${JSON.stringify(expected)}: read it with getTask(id) or its own handle`,
+    );
+    this.id = id;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}

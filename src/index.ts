@@ -28,3 +28,10 @@ export {
 export { DEFAULT_QUEUE, DEFAULT_SCHEMA, DEFAULT_TIMEOUT, type ConnectionOptions } from "./config.js";
 export { consoleLogger, silentLogger, type Logger } from "./logger.js";
 export * from "./errors.js";
+
+// Task handles and test modes.
+export { setDefaultClient } from "./client.js";
+export type { TaskHandle } from "./define.js";
+export type { CreateTasksOptions, TaskClient } from "./task-client.js";
+export { ImmediateClient, type ImmediateClientOptions } from "./testing/immediate-client.js";
+export { DummyClient, type RunAllOptions } from "./testing/dummy-client.js";

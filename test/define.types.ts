@@ -1,6 +1,15 @@
 // Compile-time checks of defineTask's JSON constraint, run by `npm run typecheck` (not by vitest): each line
 // marked as expecting an error must fail to compile, every other line must compile.
-import { defineTask, type Task } from "../src/index.js";
+import {
+  defineTask,
+  DummyClient,
+  ImmediateClient,
+  setDefaultClient,
+  SkiplockClient,
+  type Task,
+  type TaskClient,
+  type TaskHandle,
+} from "../src/index.js";
 
 interface Order {
   id: string;
@@ -50,3 +59,53 @@ defineTask("t.fn", (cb: () => void) => cb);
 defineTask("t.class", (u: URL) => u.href);
 // @ts-expect-error undefined in an array becomes null
 defineTask("t.holes", (xs: (string | undefined)[]) => xs.length);
+
+// Handles: argument and result types flow from the handler to enqueue, enqueueMany, using, getResult and waitFor.
+const add = defineTask("t.addTwo", (a: number, b: number) => a + b);
+const send = defineTask("t.send", async (to: string, subject?: string) => ({ sent: true, to, subject: subject ?? "" }));
+
+export async function handles(client: TaskClient): Promise<void> {
+  const one: Task<number> = await add.enqueue(1, 2);
+  const many: Task<number>[] = await add.enqueueMany([
+    [1, 2],
+    [3, 4],
+  ]);
+  const sent: Task<{ sent: boolean; to: string; subject: string }> = await send.enqueue("a@example.com");
+  await send.enqueueMany([["a@example.com"], ["b@example.com", "hi"]]);
+  const layered: TaskHandle<[number, number], number> = add.using({ priority: 1 }).using({ queue: "q", client });
+  await layered.enqueue(5, 6);
+  await add.using({ client: new ImmediateClient({ tasks: [add] }) }).enqueue(1, 1);
+  await add.using({ client: new DummyClient() }).enqueueMany([[1, 1]]);
+  const n: number | undefined = (await add.getResult(one.id))?.result ?? undefined;
+  const to: string | undefined = (await send.waitFor(sent.id, { timeout: 1 }))?.result?.to;
+  void [many, n, to];
+
+  // @ts-expect-error enqueue checks the parameters
+  await add.enqueue(1);
+  // @ts-expect-error enqueueMany checks each argument list
+  await add.enqueueMany([[1, "2"]]);
+  // @ts-expect-error enqueueMany takes a list of argument lists
+  await add.enqueueMany([1, 2]);
+  // @ts-expect-error a handle from using() keeps the parameter types
+  await add.using({ delay: 5 }).enqueue("x", 1);
+  // @ts-expect-error getResult's task has the handler's result type
+  const wrong: Task<string> | null = await add.getResult("1");
+  // @ts-expect-error and so has waitFor's
+  const nope: boolean | undefined = (await send.waitFor("1"))?.result?.to;
+  // @ts-expect-error using() takes enqueue options, not a definition's
+  add.using({ isolation: "thread" });
+  // @ts-expect-error a client is a TaskClient
+  add.using({ client: {} });
+  void [wrong, nope];
+}
+
+// The real client and both test modes are TaskClients, and setDefaultClient takes any of them (or null).
+export const clients: TaskClient[] = [
+  new SkiplockClient(),
+  new ImmediateClient({ tasks: { a: () => 1 } }),
+  new DummyClient(),
+];
+setDefaultClient(clients[1]!);
+setDefaultClient(null);
+// @ts-expect-error an ImmediateClient needs its handlers
+new ImmediateClient({});

@@ -1,0 +1,142 @@
+import { InvalidOptionError, HandlerError, TaskTimeoutError, UnknownTaskError } from "../errors.js";
+import { toJsonText } from "../json.js";
+import type { JsonValue, Task } from "../task.js";
+import { contextStorage, type TaskContext } from "../worker/context.js";
+import { MAX_TIMER_MS } from "../worker/deadlines.js";
+import { describeError, resultOutcome } from "../worker/outcome.js";
+import type { Handler } from "../worker/registry.js";
+
+/**
+ * A test mode's task context: what a worker's gives, with `progress` and `setMeta` recorded straight on the task
+ * (there is no row to write them to).
+ */
+class RecordingContext implements TaskContext {
+  readonly id: string;
+  readonly name: string;
+  readonly queue: string;
+  readonly attempt: number;
+  readonly retryCount: number;
+  readonly maxRetries: number;
+  readonly workerId: string;
+  readonly #controller = new AbortController();
+  readonly #task: Task<unknown>;
+
+  constructor(task: Task<unknown>, workerId: string) {
+    this.id = task.id;
+    this.name = task.name;
+    this.queue = task.queue;
+    this.attempt = task.attempt;
+    this.retryCount = task.retryCount;
+    this.maxRetries = task.maxRetries ?? 0;
+    this.workerId = workerId;
+    this.#task = task;
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  abort(reason: Error): void {
+    this.#controller.abort(reason);
+  }
+
+  /** Records the progress on the task: `fraction` 0..1 and an optional message. */
+  progress(fraction: number, message?: string): Promise<void> {
+    if (typeof fraction !== "number" || !(fraction >= 0 && fraction <= 1)) {
+      throw new InvalidOptionError("fraction", `expected a number from 0 to 1, got ${String(fraction)}`);
+    }
+    if (message !== undefined && typeof message !== "string") {
+      throw new InvalidOptionError("message", "expected a string");
+    }
+    this.#task.progress = { fraction, message: message ?? null, at: new Date() };
+    return Promise.resolve();
+  }
+
+  /** Merges `meta` (a JSON object) into the task's meta, key by key. */
+  setMeta(meta: { [key: string]: unknown }): Promise<void> {
+    if (meta === null || typeof meta !== "object" || Array.isArray(meta)) {
+      throw new InvalidOptionError("meta", "expected a JSON object");
+    }
+    const json = JSON.parse(toJsonText(meta, "meta")) as { [key: string]: JsonValue };
+    this.#task.meta = { ...this.#task.meta, ...json };
+    return Promise.resolve();
+  }
+}
+
+/**
+ * Runs one attempt of `task` (PENDING, changed in place) as a worker would: its arguments through JSON, its context
+ * as `this` and through taskContext(), its signal fired at the timeout. The task ends COMPLETED with the result as
+ * JSON returns it, or FAILED with the error's text; the error itself is returned too, for `propagateErrors`.
+ */
+export async function runInline(
+  task: Task<unknown>,
+  handler: Handler | undefined,
+  workerId: string,
+): Promise<{ error: unknown } | null> {
+  const started = new Date();
+  Object.assign(task, {
+    status: "PROGRESS",
+    attempt: task.attempt + 1,
+    startedAt: started,
+    heartbeatAt: started,
+    updatedAt: started,
+    workerId,
+  });
+  let error: unknown;
+  let value: unknown;
+  let failed = false;
+  try {
+    if (!handler) throw new UnknownTaskError(task.name);
+    value = await callWithTimeout(task, handler, new RecordingContext(task, workerId));
+  } catch (err) {
+    failed = true;
+    error = err;
+  }
+  const finished = new Date();
+  const duration = (finished.getTime() - started.getTime()) / 1000;
+  if (!failed) {
+    const outcome = resultOutcome(value, duration);
+    if (outcome.kind === "completed") {
+      const result: unknown = JSON.parse(outcome.resultJson);
+      Object.assign(task, { status: "COMPLETED", result, finishedAt: finished, updatedAt: finished, duration });
+      return null;
+    }
+    error = new HandlerError(outcome.kind === "failed" ? outcome.error.replace(/^HandlerError: /, "") : "");
+  }
+  const e = error instanceof Error ? error : null;
+  task.errors = [
+    ...task.errors,
+    {
+      type: e ? e.name : "HandlerError",
+      message: e ? e.message : describeError(error),
+      stack: e?.stack ?? null,
+      attempt: task.attempt,
+      workerId,
+      at: finished,
+    },
+  ];
+  Object.assign(task, { status: "FAILED", error: describeError(error), finishedAt: finished, updatedAt: finished });
+  task.duration = duration;
+  return { error };
+}
+
+/** The handler's value, or its error, or a TaskTimeoutError once the task's timeout passes (its signal fires). */
+function callWithTimeout(task: Task<unknown>, handler: Handler, ctx: RecordingContext): Promise<unknown> {
+  const args = structuredClone(task.args); // the handler's own copy, as a worker's comes from its own read
+  let timer: NodeJS.Timeout | undefined;
+  return new Promise((resolve, reject) => {
+    const ms = task.timeout * 1000;
+    if (ms <= MAX_TIMER_MS) {
+      timer = setTimeout(() => {
+        const e = new TaskTimeoutError(task.timeout);
+        ctx.abort(e);
+        reject(e);
+      }, ms).unref();
+    }
+    try {
+      Promise.resolve(contextStorage.run(ctx, () => handler.apply(ctx, args))).then(resolve, reject);
+    } catch (err) {
+      reject(err);
+    }
+  }).finally(() => clearTimeout(timer));
+}
