@@ -28,3 +28,7 @@ export {
 export { DEFAULT_QUEUE, DEFAULT_SCHEMA, DEFAULT_TIMEOUT, type ConnectionOptions } from "./config.js";
 export { consoleLogger, silentLogger, type Logger } from "./logger.js";
 export * from "./errors.js";
+
+// Managing tasks.
+export { countTasks, deleteTask, listTasks, retryTask, runTaskNow } from "./client.js";
+export type { CountTasksOptions, ListTasksOptions, StatusCounts, TaskCounts, TaskPage } from "./admin.js";
