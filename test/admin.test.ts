@@ -1,7 +1,13 @@
 // retryTask, runTaskNow, deleteTask, listTasks and countTasks on real Postgres, and with Redis where a wake-up matters:
 // the workers here poll only every 30 s, so a task they run within seconds was woken by the doorbell.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
+  closeDefaultClient,
+  countTasks,
+  deleteTask,
+  listTasks,
+  retryTask,
+  runTaskNow,
   InvalidOptionError,
   InvalidTaskIdError,
   TaskNotFoundError,
@@ -14,6 +20,7 @@ import {
 } from "../src/index.js";
 import { claimTasks } from "../src/sql/claim.js";
 import { sweepStaleTasks } from "../src/sql/sweep.js";
+import { DATABASE_URL } from "./helpers.js";
 import { workerFixture } from "./worker-fixture.js";
 
 const env = workerFixture({
@@ -465,5 +472,29 @@ describe("countTasks", () => {
   it("refuses bad options", async () => {
     expect(await refusal(env.client.countTasks({ exact: true } as never))).toBeInstanceOf(UnknownOptionError);
     expect(await refusal(env.client.countTasks({ exactLimit: -1 }))).toMatchObject({ option: "exactLimit" });
+  });
+});
+
+describe("module-level functions", () => {
+  it("manage tasks through the default client configured from the environment", async () => {
+    vi.stubEnv("DATABASE_URL", DATABASE_URL);
+    vi.stubEnv("SKIPLOCK_SCHEMA", env.schema);
+    vi.stubEnv("REDIS_URL", undefined);
+    try {
+      const [failed, later, done] = await insertRows([
+        { status: "FAILED" },
+        { status: "PENDING" },
+        { status: "COMPLETED" },
+      ]);
+      await env.pool.query(`UPDATE ${tasksTable()} SET run_at = now() + interval '1 hour' WHERE id = $1`, [later]);
+      expect((await listTasks({ limit: 2 })).tasks.map((t) => t.id)).toEqual([done, later]);
+      expect((await countTasks()).totals).toMatchObject({ PENDING: 1, COMPLETED: 1, FAILED: 1 });
+      expect((await retryTask(failed!)).status).toBe("PENDING");
+      expect((await runTaskNow(later!)).runAt.getTime()).toBeLessThan(Date.now() + 60_000);
+      expect((await deleteTask(done!)).id).toBe(done);
+    } finally {
+      await closeDefaultClient();
+      vi.unstubAllEnvs();
+    }
   });
 });
