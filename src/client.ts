@@ -322,8 +322,7 @@ export class SkiplockClient {
       finishedStatisticsOf(pool, tasks),
     ]);
     // No statistics yet (never analyzed): count exactly this once rather than guess.
-    if (!stats)
-      return taskCounts([...live, ...(await countFinishedTasks(pool, tasks, Number.MAX_SAFE_INTEGER - 1))!], null, []);
+    if (!stats) return taskCounts([...live, ...(await countFinishedTasks(pool, tasks, null))!], null, []);
     if (unsuccessful) return taskCounts([...live, ...unsuccessful], stats, ["COMPLETED"]);
     return taskCounts(live, stats, ["COMPLETED", "FAILED", "CANCELLED"]);
   }

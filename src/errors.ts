@@ -1,3 +1,5 @@
+import type { TaskStatus } from "./task.js";
+
 /**
  * Typed errors. Every error skiplock throws on purpose is a SkiplockError with a stable `code`, so callers can
  * branch on `err.code` (or `instanceof`) instead of parsing messages.
@@ -166,9 +168,9 @@ export class UnknownOptionError extends InvalidOptionError {
  */
 export class TaskStateError extends SkiplockError {
   readonly id: string;
-  readonly status: string;
-  readonly expected: readonly string[];
-  constructor(id: string, action: string, status: string, expected: readonly string[], hint?: string) {
+  readonly status: TaskStatus;
+  readonly expected: readonly TaskStatus[];
+  constructor(id: string, action: string, status: TaskStatus, expected: readonly TaskStatus[], hint?: string) {
     const needs = expected.length === 1 ? expected[0] : `${expected.slice(0, -1).join(", ")} or ${expected.at(-1)}`;
     super("TASK_STATE", `cannot ${action} task ${id}: it is ${status}, expected ${needs}${hint ? ` (${hint})` : ""}`);
     this.id = id;

@@ -284,6 +284,26 @@ describe("runTaskNow", () => {
     expect(await finished(now, 10)).toMatchObject({ status: "COMPLETED", result: 42 });
   });
 
+  it("races a worker's claim: the task is either made due and left PENDING, or refused as PROGRESS", async () => {
+    for (let i = 0; i < 20; i++) {
+      const [id] = await insertRows([{ status: "PENDING" }]);
+      const [now, claim] = await Promise.allSettled([
+        env.client.runTaskNow(id!),
+        claimTasks(env.pool, tasksTable(), { queues: ["default"], limit: 1, workerId: "w", defaultMaxRetries: 0 }),
+      ]);
+      expect(claim).toMatchObject({ status: "fulfilled" });
+      const claimed = (claim as PromiseFulfilledResult<{ id: string }[]>).value.map((r) => r.id);
+      if (now.status === "rejected") {
+        expect(now.reason).toMatchObject({ code: "TASK_STATE", status: "PROGRESS" });
+        expect(claimed).toEqual([id]);
+      } else {
+        expect(now.value.status).toBe("PENDING");
+      }
+      expect((await env.client.getTask(id!))!.status).toBe(claimed.length ? "PROGRESS" : "PENDING");
+      await env.pool.query(`DELETE FROM ${tasksTable()}`);
+    }
+  });
+
   it("leaves a task that is already due where it is in the queue", async () => {
     const [id] = await insertRows([{ status: "PENDING" }]);
     const before = (await env.client.getTask(id!))!;

@@ -57,10 +57,10 @@ export function countLiveTasks(q: Queryable, tasks: string): Promise<CountRow[]>
   return run<CountRow>(q, liveCounts(tasks), []).then((r) => r.rows);
 }
 
-/** Counts of finished tasks, or null when there are more than `cap`. */
-export async function countFinishedTasks(q: Queryable, tasks: string, cap: number): Promise<CountRow[] | null> {
-  const { rows } = await run<CountRow>(q, finishedCounts(tasks), [cap + 1]);
-  return rows.reduce((sum, r) => sum + r.n, 0) > cap ? null : rows;
+/** Counts of finished tasks, or null when there are more than `cap` (null: no cap, count them all). */
+export async function countFinishedTasks(q: Queryable, tasks: string, cap: number | null): Promise<CountRow[] | null> {
+  const { rows } = await run<CountRow>(q, finishedCounts(tasks), [cap === null ? null : cap + 1]);
+  return cap !== null && rows.reduce((sum, r) => sum + r.n, 0) > cap ? null : rows;
 }
 
 /** Counts of FAILED and CANCELLED tasks, or null when there are more than `cap`. */
