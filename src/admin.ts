@@ -4,7 +4,7 @@ import { toJsonText } from "./json.js";
 import { assertKnownKeys } from "./options.js";
 import type { CountRow, FinishedStatistics } from "./sql/admin-count.js";
 import type { ListFilter } from "./sql/admin-list.js";
-import { TASK_STATUSES, validateTaskId, type JsonValue, type Task, type TaskStatus } from "./task.js";
+import { FINAL_STATUSES, TASK_STATUSES, validateTaskId, type JsonValue, type Task, type TaskStatus } from "./task.js";
 
 // What the task-management calls take and give (client.ts: listTasks, countTasks), and the checks of what they take.
 
@@ -119,14 +119,15 @@ export function taskCounts(
   };
   for (const r of exactRows) add(r.queue, r.status, r.n);
   if (stats && estimated.length > 0) {
-    // Rows of a queue that are known exactly are taken out of its estimate, so a queue's numbers never add up to
-    // more than its share.
-    const share = [...estimated].reduce((sum, s) => sum + (stats.statuses.get(s) ?? 0), 0);
+    // A queue's finished rows counted exactly are taken out of its estimated rows, so its numbers never add up to
+    // more than its share; the rest is split among the estimated statuses by their shares.
+    const share = estimated.reduce((sum, s) => sum + (stats.statuses.get(s) ?? 0), 0);
     for (const [queue, qShare] of stats.queues) {
-      const known = exactRows.filter(
-        (r) => r.queue === queue && !estimated.includes(r.status) && r.status !== "PENDING" && r.status !== "PROGRESS",
+      const known = exactRows.reduce(
+        (sum, r) => (r.queue === queue && FINAL_STATUSES.has(r.status) ? sum + r.n : sum),
+        0,
       );
-      const rest = Math.max(0, stats.rows * qShare - known.reduce((sum, r) => sum + r.n, 0));
+      const rest = Math.max(0, stats.rows * qShare - known);
       for (const status of estimated) {
         const part = share > 0 ? (stats.statuses.get(status) ?? 0) / share : 0;
         const n = Math.round(rest * part);
