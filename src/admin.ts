@@ -72,7 +72,7 @@ export function listFilter(options: ListTasksOptions): ListFilter & { pageSize: 
 
 export interface CountTasksOptions {
   /**
-   * Count finished tasks exactly while there are at most this many (default 100,000); beyond, COMPLETED counts are
+   * Count finished tasks exactly while there are at most this many (default 50,000); beyond, COMPLETED counts are
    * estimates from the planner's statistics (FAILED and CANCELLED are still counted while they are this few).
    */
   exactLimit?: number;
@@ -80,7 +80,7 @@ export interface CountTasksOptions {
 
 const COUNT_OPTION_KEYS = ["exactLimit"] as const satisfies readonly (keyof CountTasksOptions)[];
 
-export const DEFAULT_EXACT_LIMIT = 100_000;
+export const DEFAULT_EXACT_LIMIT = 50_000;
 
 export function exactLimitOf(options: CountTasksOptions): number {
   assertKnownKeys("countTasks", options, COUNT_OPTION_KEYS);

@@ -3,9 +3,10 @@ import type { TaskStatus } from "../task.js";
 import { finished, live } from "./live.js";
 
 /*
- * Counts per queue and status without counting a million finished rows on every call. tasks_live holds the work in
- * flight, so its counts are exact. tasks_done is counted exactly while it holds at most `cap` rows (the inner LIMIT
- * bounds the work whatever its size); beyond that FAILED and CANCELLED are still counted exactly (up to `cap`) from
+ * Counts per queue and status without counting a million finished rows on every call (290 ms; 100,000 of them took
+ * 60–90 ms on a busy machine). tasks_live holds the work in flight, so its counts are exact. tasks_done is counted
+ * exactly while it holds at most `cap` rows (the inner LIMIT bounds the work whatever its size), and not tried when
+ * its statistics put it well past the cap; beyond that FAILED and CANCELLED are still counted exactly (up to `cap`) from
  * tasks_done_unsuccessful_idx, an index-only scan of the few rows in it, and COMPLETED is estimated from the
  * planner's statistics of tasks_done, which autovacuum keeps: its row count scaled to the partition's current size,
  * and each queue's share of it.
@@ -36,15 +37,14 @@ const unsuccessfulCounts = perTable(
  */
 const finishedStatistics = perTable(
   "admin_count_stats",
-  (tasks) => `SELECT (SELECT CASE WHEN c.reltuples < 0 OR c.relpages = 0 THEN NULL
-                           ELSE c.reltuples / c.relpages
-                                * (pg_relation_size(c.oid) / current_setting('block_size')::float8) END
-                 FROM pg_class c WHERE c.oid = '${tasks}_done'::regclass) AS rows,
-          s.attname::text AS column, s.most_common_vals::text::text[] AS vals, s.most_common_freqs AS freqs
-     FROM pg_class c
-     JOIN pg_namespace n ON n.oid = c.relnamespace
-     LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname IN ('queue', 'status')
-    WHERE c.oid = '${tasks}_done'::regclass`,
+  (tasks) => `SELECT r.rows, s.attname::text AS column, s.most_common_vals::text::text[] AS vals,
+          s.most_common_freqs AS freqs
+     FROM (SELECT CASE WHEN c.reltuples < 0 OR c.relpages = 0 THEN NULL
+                       ELSE c.reltuples / c.relpages
+                            * (pg_relation_size(c.oid) / current_setting('block_size')::float8) END AS rows
+             FROM pg_class c WHERE c.oid = '${tasks}_done'::regclass) r
+     LEFT JOIN pg_stats s
+       ON s.schemaname = $1 AND s.tablename = 'tasks_done' AND s.attname IN ('queue', 'status')`,
 );
 
 export interface CountRow {
@@ -77,12 +77,20 @@ export interface FinishedStatistics {
   statuses: Map<string, number>;
 }
 
-/** The planner's statistics of tasks_done, or null when it has none yet (never analyzed). */
-export async function finishedStatisticsOf(q: Queryable, tasks: string): Promise<FinishedStatistics | null> {
+/**
+ * The planner's statistics of tasks_done in `schema` (the schema of `tasks`), or null when it has none yet (never
+ * analyzed). pg_stats is filtered by name: joined to pg_class instead, it read every table's statistics (39 ms
+ * against 2 ms in a database of many schemas).
+ */
+export async function finishedStatisticsOf(
+  q: Queryable,
+  tasks: string,
+  schema: string,
+): Promise<FinishedStatistics | null> {
   const { rows } = await run<{ rows: number | null; column: string | null; vals: string[] | null; freqs: number[] }>(
     q,
     finishedStatistics(tasks),
-    [],
+    [schema],
   );
   const total = rows[0]?.rows;
   if (total === null || total === undefined) return null;
