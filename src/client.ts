@@ -10,10 +10,25 @@ import {
 } from "./config.js";
 import { migrate, type MigrateResult } from "./db/migrate.js";
 import { Store } from "./db/store.js";
-import { InvalidOptionError, TaskNotFoundError } from "./errors.js";
+import { InvalidOptionError, TaskNotFoundError, TaskStateError, UniqueKeyConflictError } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createNotifier, publishWakes, type Notifier } from "./notify/index.js";
 import { cancelPendingTask } from "./sql/cancel.js";
+import { countFinishedTasks, countLiveTasks, countUnsuccessfulTasks, finishedStatisticsOf } from "./sql/admin-count.js";
+import { deleteFinishedTask } from "./sql/admin-delete.js";
+import { listTaskRows } from "./sql/admin-list.js";
+import { retryFinishedTask } from "./sql/admin-retry.js";
+import { runPendingTaskNow } from "./sql/admin-run-now.js";
+import { readTaskState, type TaskState } from "./sql/admin-state.js";
+import {
+  exactLimitOf,
+  listFilter,
+  taskCounts,
+  type CountTasksOptions,
+  type ListTasksOptions,
+  type TaskCounts,
+  type TaskPage,
+} from "./admin.js";
 import { insertTasks } from "./sql/insert.js";
 import { purgeTasks } from "./sql/purge.js";
 import { payloadLimit } from "./json.js";
@@ -31,8 +46,14 @@ import {
   type TaskOptions,
   type TaskRow,
   type TaskSpec,
+  type TaskStatus,
 } from "./task.js";
 import { isTaskClient, type CreateTasksOptions, type TaskClient } from "./task-client.js";
+
+/** What retryTask moves back to PENDING. */
+const RETRYABLE: readonly TaskStatus[] = ["FAILED", "CANCELLED"];
+/** Postgres' unique_violation. */
+const UNIQUE_VIOLATION = "23505";
 
 export interface ClientOptions extends ConnectionOptions {
   logger?: Logger;
@@ -214,6 +235,113 @@ export class SkiplockClient implements TaskClient {
     return { deleted: r.matched, scanned: r.scanned, dryRun };
   }
 
+  /**
+   * Moves a FAILED or CANCELLED task back to PENDING, due now, and returns it. Its history stays: `attempt`, `error`,
+   * `errors`. A FAILED task's `retryCount` counts this retry, so a task whose retries were spent gets one more
+   * attempt. Throws TaskNotFoundError for an unknown id, TaskStateError when the task is in another state (nothing is
+   * changed), and UniqueKeyConflictError when a newer live task holds its unique key.
+   */
+  async retryTask(id: string): Promise<Task> {
+    const taskId = validateTaskId(id);
+    for (let tries = 1; ; tries++) {
+      let row: TaskRow | null = null;
+      try {
+        row = await retryFinishedTask(this.#store.pool, this.#store.tasks, taskId);
+      } catch (err) {
+        // A concurrent enqueue took the key between the check and the move: read who holds it.
+        if ((err as { code?: string }).code !== UNIQUE_VIOLATION || tries >= 3) throw err;
+      }
+      if (row) {
+        const task = rowToTask(row);
+        this.#ringFor(task);
+        return task;
+      }
+      const state = await this.#stateOf(taskId);
+      if (!RETRYABLE.includes(state.status)) {
+        throw new TaskStateError(taskId, "retry", state.status, RETRYABLE);
+      }
+      if (state.holder !== null && state.unique_key !== null) {
+        throw new UniqueKeyConflictError(taskId, state.unique_key, state.holder);
+      }
+      // Retryable and free again by now (the holder finished, or a retry raced this one back): try once more.
+      if (tries >= 3) throw new TaskStateError(taskId, "retry", state.status, RETRYABLE, "it kept changing");
+    }
+  }
+
+  /**
+   * Makes a PENDING task due now (a task already due keeps its place) and returns it. Throws TaskNotFoundError for an
+   * unknown id and TaskStateError for a task that is not PENDING.
+   */
+  async runTaskNow(id: string): Promise<Task> {
+    const taskId = validateTaskId(id);
+    const row = await runPendingTaskNow(this.#store.pool, this.#store.tasks, taskId);
+    if (!row) {
+      const state = await this.#stateOf(taskId);
+      throw new TaskStateError(taskId, "run now", state.status, ["PENDING"]);
+    }
+    const { was_future: wasFuture, ...taskRow } = row;
+    const task = rowToTask(taskRow);
+    if (wasFuture) this.#ringFor(task);
+    return task;
+  }
+
+  /**
+   * Deletes a finished task (COMPLETED, FAILED or CANCELLED) and returns it as it was. Throws TaskNotFoundError for
+   * an unknown id and TaskStateError for a PENDING or PROGRESS task: cancel it first.
+   */
+  async deleteTask(id: string): Promise<Task> {
+    const taskId = validateTaskId(id);
+    const row = await deleteFinishedTask(this.#store.pool, this.#store.tasks, taskId);
+    if (row) return rowToTask(row);
+    const state = await this.#stateOf(taskId);
+    throw new TaskStateError(taskId, "delete", state.status, [...FINAL_STATUSES], "cancel it first");
+  }
+
+  /**
+   * A page of tasks, newest first, optionally only those of some statuses, a queue, a name or with some meta. Pass
+   * the page's `next` as `after` for the following page (keyset paging: every page costs what the first does).
+   */
+  async listTasks(options: ListTasksOptions = {}): Promise<TaskPage> {
+    const { pageSize, ...filter } = listFilter(options);
+    const rows = await listTaskRows(this.#store.pool, this.#store.tasks, filter);
+    const tasks = rows.slice(0, pageSize).map((r) => rowToTask(r));
+    return { tasks, next: rows.length > pageSize ? tasks[pageSize - 1]!.id : null };
+  }
+
+  /**
+   * Tasks per queue and status. PENDING and PROGRESS are always exact; finished tasks are counted exactly while
+   * there are at most `exactLimit` (default 50,000), beyond which COMPLETED counts are the planner's estimates
+   * (`exact: false`, `estimated` names them). Cheap whatever the table's size.
+   */
+  async countTasks(options: CountTasksOptions = {}): Promise<TaskCounts> {
+    const cap = exactLimitOf(options);
+    const { pool, tasks, schema } = this.#store;
+    const [live, stats] = await Promise.all([countLiveTasks(pool, tasks), finishedStatisticsOf(pool, tasks, schema)]);
+    // Statistics that put the finished rows well past the cap spare reading `cap` rows only to learn that.
+    if (!stats || stats.rows <= cap * 1.5) {
+      const done = await countFinishedTasks(pool, tasks, cap);
+      if (done) return taskCounts([...live, ...done], null, []);
+      // Many rows and no statistics yet (never analyzed): count them all this once rather than guess.
+      if (!stats) return taskCounts([...live, ...(await countFinishedTasks(pool, tasks, null))!], null, []);
+    }
+    const unsuccessful = await countUnsuccessfulTasks(pool, tasks, cap);
+    if (unsuccessful) return taskCounts([...live, ...unsuccessful], stats, ["COMPLETED"]);
+    return taskCounts(live, stats, ["COMPLETED", "FAILED", "CANCELLED"]);
+  }
+
+  /** Where task `id` stands, once a management call changed nothing; TaskNotFoundError when it is no task. */
+  async #stateOf(id: string): Promise<TaskState> {
+    const state = await readTaskState(this.#store.pool, this.#store.tasks, id);
+    if (!state) throw new TaskNotFoundError(id);
+    return state;
+  }
+
+  /** Rings the doorbell for a task just made due (its move has committed). */
+  #ringFor(task: Task): void {
+    void this.#notifier.start();
+    publishWakes(this.#notifier, [{ queue: task.queue, runAt: task.runAt, createdAt: task.runAt }]);
+  }
+
   /** Closes the connections; pending `waitForCompletion` calls reject with code CLIENT_CLOSED. */
   async close(): Promise<void> {
     this.#waiters.close();
@@ -313,4 +441,26 @@ export function waitForCompletion<R = JsonValue>(id: string, options?: WaitOptio
 
 export function cancelTask(id: string): Promise<Task> {
   return currentClient().cancelTask(id);
+}
+
+// Managing tasks (see SkiplockClient.retryTask and the methods after it).
+
+export function retryTask(id: string): Promise<Task> {
+  return getDefaultClient().retryTask(id);
+}
+
+export function runTaskNow(id: string): Promise<Task> {
+  return getDefaultClient().runTaskNow(id);
+}
+
+export function deleteTask(id: string): Promise<Task> {
+  return getDefaultClient().deleteTask(id);
+}
+
+export function listTasks(options?: ListTasksOptions): Promise<TaskPage> {
+  return getDefaultClient().listTasks(options);
+}
+
+export function countTasks(options?: CountTasksOptions): Promise<TaskCounts> {
+  return getDefaultClient().countTasks(options);
 }

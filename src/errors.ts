@@ -1,3 +1,5 @@
+import type { TaskStatus } from "./task.js";
+
 /**
  * Typed errors. Every error skiplock throws on purpose is a SkiplockError with a stable `code`, so callers can
  * branch on `err.code` (or `instanceof`) instead of parsing messages.
@@ -175,5 +177,44 @@ export class TaskNameMismatchError extends SkiplockError {
     this.id = id;
     this.expected = expected;
     this.actual = actual;
+  }
+}
+
+// Managing tasks: retryTask, runTaskNow, deleteTask (client.ts, sql/admin-*.ts).
+
+/**
+ * The task is not in a state the call can act on: retrying a task that has not failed, deleting one that is still
+ * pending or running. Nothing was changed. `status` is what the task was found in, `expected` what the call needs.
+ */
+export class TaskStateError extends SkiplockError {
+  readonly id: string;
+  readonly status: TaskStatus;
+  readonly expected: readonly TaskStatus[];
+  constructor(id: string, action: string, status: TaskStatus, expected: readonly TaskStatus[], hint?: string) {
+    const needs = expected.length === 1 ? expected[0] : `${expected.slice(0, -1).join(", ")} or ${expected.at(-1)}`;
+    super("TASK_STATE", `cannot ${action} task ${id}: it is ${status}, expected ${needs}${hint ? ` (${hint})` : ""}`);
+    this.id = id;
+    this.status = status;
+    this.expected = expected;
+  }
+}
+
+/**
+ * Retrying a task whose unique key a newer live task holds: two live tasks cannot share a key. The task stays as
+ * it was; retry it once the holder has finished, or cancel the holder first.
+ */
+export class UniqueKeyConflictError extends SkiplockError {
+  readonly id: string;
+  readonly uniqueKey: string;
+  /** The live task holding the key. */
+  readonly holderId: string;
+  constructor(id: string, uniqueKey: string, holderId: string) {
+    super(
+      "UNIQUE_KEY_CONFLICT",
+      `cannot retry task ${id}: its unique key ${JSON.stringify(uniqueKey)} is held by live task ${holderId}`,
+    );
+    this.id = id;
+    this.uniqueKey = uniqueKey;
+    this.holderId = holderId;
   }
 }

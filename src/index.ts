@@ -35,3 +35,7 @@ export type { TaskHandle } from "./define.js";
 export type { CreateTasksOptions, TaskClient } from "./task-client.js";
 export { ImmediateClient, type ImmediateClientOptions } from "./testing/immediate-client.js";
 export { DummyClient, type RunAllOptions } from "./testing/dummy-client.js";
+
+// Managing tasks.
+export { countTasks, deleteTask, listTasks, retryTask, runTaskNow } from "./client.js";
+export type { CountTasksOptions, ListTasksOptions, StatusCounts, TaskCounts, TaskPage } from "./admin.js";

@@ -1,0 +1,139 @@
+import { validateInteger, validateQueueName, validateTaskName } from "./config.js";
+import { InvalidOptionError } from "./errors.js";
+import { toJsonText } from "./json.js";
+import { assertKnownKeys } from "./options.js";
+import type { CountRow, FinishedStatistics } from "./sql/admin-count.js";
+import type { ListFilter } from "./sql/admin-list.js";
+import { FINAL_STATUSES, TASK_STATUSES, validateTaskId, type JsonValue, type Task, type TaskStatus } from "./task.js";
+
+// What the task-management calls take and give (client.ts: listTasks, countTasks), and the checks of what they take.
+
+export interface ListTasksOptions {
+  /** Only tasks in this status, or in any of these. */
+  status?: TaskStatus | readonly TaskStatus[];
+  queue?: string;
+  name?: string;
+  /** Only tasks whose meta contains this object (jsonb containment: `{ tenant: "acme" }` matches that key's value). */
+  meta?: { [key: string]: JsonValue };
+  /** Tasks per page, 1 to 1,000; default 50. */
+  limit?: number;
+  /** The `next` of the previous page: this page starts after (older than) that task. */
+  after?: string;
+}
+
+const LIST_OPTION_KEYS = [
+  "status",
+  "queue",
+  "name",
+  "meta",
+  "limit",
+  "after",
+] as const satisfies readonly (keyof ListTasksOptions)[];
+
+export interface TaskPage {
+  /** Newest first (by id). */
+  tasks: Task[];
+  /** Pass as `after` for the next page; null when this page is the last. */
+  next: string | null;
+}
+
+export const DEFAULT_PAGE_SIZE = 50;
+const MAX_PAGE_SIZE = 1000;
+
+/** Checks listTasks' options; the filter reads one row more than the page, to know whether another follows. */
+export function listFilter(options: ListTasksOptions): ListFilter & { pageSize: number } {
+  assertKnownKeys("listTasks", options, LIST_OPTION_KEYS);
+  const given =
+    options.status === undefined ? [] : typeof options.status === "string" ? [options.status] : options.status;
+  if (!Array.isArray(given) || given.some((s) => !TASK_STATUSES.includes(s))) {
+    throw new InvalidOptionError(
+      "status",
+      `expected one or more of ${TASK_STATUSES.join(", ")}, got ${JSON.stringify(options.status)}`,
+    );
+  }
+  let metaJson: string | null = null;
+  if (options.meta !== undefined) {
+    if (options.meta === null || typeof options.meta !== "object" || Array.isArray(options.meta)) {
+      throw new InvalidOptionError("meta", "expected an object of top-level meta keys and the values they must have");
+    }
+    metaJson = toJsonText(options.meta, "meta");
+  }
+  const pageSize = validateInteger("limit", options.limit ?? DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE);
+  return {
+    statuses: [...new Set(given)],
+    queue: options.queue === undefined ? null : validateQueueName(options.queue),
+    name: options.name === undefined ? null : validateTaskName(options.name),
+    metaJson,
+    after: options.after === undefined ? null : validateTaskId(options.after),
+    limit: pageSize + 1,
+    pageSize,
+  };
+}
+
+export interface CountTasksOptions {
+  /**
+   * Count finished tasks exactly while there are at most this many (default 50,000); beyond, COMPLETED counts are
+   * estimates from the planner's statistics (FAILED and CANCELLED are still counted while they are this few).
+   */
+  exactLimit?: number;
+}
+
+const COUNT_OPTION_KEYS = ["exactLimit"] as const satisfies readonly (keyof CountTasksOptions)[];
+
+export const DEFAULT_EXACT_LIMIT = 50_000;
+
+export function exactLimitOf(options: CountTasksOptions): number {
+  assertKnownKeys("countTasks", options, COUNT_OPTION_KEYS);
+  return validateInteger("exactLimit", options.exactLimit ?? DEFAULT_EXACT_LIMIT, 0, Number.MAX_SAFE_INTEGER - 1);
+}
+
+export type StatusCounts = Record<TaskStatus, number>;
+
+export interface TaskCounts {
+  /** Per queue that has tasks, a number for every status (0 when none). */
+  queues: { [queue: string]: StatusCounts };
+  /** Every queue's numbers added up. */
+  totals: StatusCounts;
+  /** True when every number is an exact count. */
+  exact: boolean;
+  /** The statuses whose numbers are estimates (empty when `exact`): COMPLETED, and on a bad day FAILED, CANCELLED. */
+  estimated: TaskStatus[];
+}
+
+const zero = (): StatusCounts => ({ PENDING: 0, PROGRESS: 0, COMPLETED: 0, FAILED: 0, CANCELLED: 0 });
+
+/**
+ * Puts the counts together: exact rows as they are; for finished statuses without exact rows, each queue's share of
+ * the partition's estimated rows (queue and status taken as independent), less what was counted exactly.
+ */
+export function taskCounts(
+  exactRows: readonly CountRow[],
+  stats: FinishedStatistics | null,
+  estimated: readonly TaskStatus[],
+): TaskCounts {
+  const queues: { [queue: string]: StatusCounts } = {};
+  const totals = zero();
+  const add = (queue: string, status: TaskStatus, n: number) => {
+    (queues[queue] ??= zero())[status] += n;
+    totals[status] += n;
+  };
+  for (const r of exactRows) add(r.queue, r.status, r.n);
+  if (stats && estimated.length > 0) {
+    // A queue's finished rows counted exactly are taken out of its estimated rows, so its numbers never add up to
+    // more than its share; the rest is split among the estimated statuses by their shares.
+    const share = estimated.reduce((sum, s) => sum + (stats.statuses.get(s) ?? 0), 0);
+    for (const [queue, qShare] of stats.queues) {
+      const known = exactRows.reduce(
+        (sum, r) => (r.queue === queue && FINAL_STATUSES.has(r.status) ? sum + r.n : sum),
+        0,
+      );
+      const rest = Math.max(0, stats.rows * qShare - known);
+      for (const status of estimated) {
+        const part = share > 0 ? (stats.statuses.get(status) ?? 0) / share : 0;
+        const n = Math.round(rest * part);
+        if (n > 0) add(queue, status, n);
+      }
+    }
+  }
+  return { queues, totals, exact: estimated.length === 0, estimated: [...estimated] };
+}

@@ -1,0 +1,19 @@
+import { perTable, run, type Queryable } from "../db/statements.js";
+import { TASK_COLUMNS, type TaskRow } from "../task.js";
+import { finished } from "./live.js";
+
+/*
+ * Deletes one finished task. The status condition prunes to tasks_done and is checked on the row deleted, so a task
+ * that went back to PENDING meanwhile (a retry) is kept: its row moved to tasks_live, the DELETE fails with 40001
+ * and `run` runs it again, which then finds nothing to delete.
+ */
+const deleteStatement = perTable(
+  "admin_delete",
+  (tasks) => `DELETE FROM ${tasks} t WHERE t.id = $1 AND ${finished("t")} RETURNING ${TASK_COLUMNS}`,
+);
+
+/** Deletes task `id` if it is COMPLETED, FAILED or CANCELLED and returns it as it was; null otherwise. */
+export async function deleteFinishedTask(q: Queryable, tasks: string, id: string): Promise<TaskRow | null> {
+  const { rows } = await run<TaskRow>(q, deleteStatement(tasks), [id]);
+  return rows[0] ?? null;
+}

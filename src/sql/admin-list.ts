@@ -1,0 +1,54 @@
+import { run, type Queryable, type Statement } from "../db/statements.js";
+import { TASK_COLUMNS, type TaskRow, type TaskStatus } from "../task.js";
+
+/*
+ * Tasks newest first (by id), a page at a time: `after` is the last id of the previous page (keyset paging, so a
+ * page deep in a million rows costs what the first does; OFFSET would read every row before it).
+ *
+ * Each status asked for is its own branch, ordered by id and limited, and Postgres merges the branches: a branch
+ * prunes to its partition and, for FAILED and CANCELLED, walks tasks_done_unsuccessful_idx (status, id) newest first
+ * (migration 0005), so listing a few failures among a million completed rows reads only those. `status = ANY(...)`
+ * in one branch would instead sort every matching row. With no status, one branch merges both partitions' primary
+ * keys backwards. Queue, name and meta filters are checked on the rows read: on finished rows they read newest first
+ * until the page fills, so a filter that matches few of many COMPLETED rows reads far back (see docs/drafts/admin.md).
+ * The text is built from which filters are given, every value a parameter; not prepared, so each call is planned
+ * with its values (partition pruning and the partial index need the status known at planning).
+ */
+
+export interface ListFilter {
+  statuses: readonly TaskStatus[];
+  queue: string | null;
+  name: string | null;
+  /** JSON text of an object the task's meta must contain. */
+  metaJson: string | null;
+  after: string | null;
+  /** Rows to read: the page size plus one, to know whether another page follows. */
+  limit: number;
+}
+
+function listStatement(tasks: string, f: ListFilter): { stmt: Statement; values: unknown[] } {
+  const values: unknown[] = [f.limit];
+  const param = (value: unknown): string => `$${values.push(value)}`;
+  const shared: string[] = [];
+  if (f.queue !== null) shared.push(`t.queue = ${param(f.queue)}`);
+  if (f.name !== null) shared.push(`t.name = ${param(f.name)}`);
+  if (f.metaJson !== null) shared.push(`t.meta @> ${param(f.metaJson)}::jsonb`);
+  if (f.after !== null) shared.push(`t.id < ${param(f.after)}::bigint`);
+  const branch = (status: string | null): string => {
+    const where = status === null ? shared : [`t.status = ${status}`, ...shared];
+    return `SELECT ${TASK_COLUMNS} FROM ${tasks} t${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY t.id DESC LIMIT $1`;
+  };
+  if (f.statuses.length <= 1) {
+    const only = f.statuses[0];
+    return { stmt: { text: branch(only === undefined ? null : param(only)) }, values };
+  }
+  const branches = f.statuses.map((s) => `(${branch(param(s))})`);
+  return { stmt: { text: `${branches.join(" UNION ALL ")} ORDER BY id DESC LIMIT $1` }, values };
+}
+
+/** Up to `f.limit` tasks matching `f`, newest first. */
+export async function listTaskRows(q: Queryable, tasks: string, f: ListFilter): Promise<TaskRow[]> {
+  const { stmt, values } = listStatement(tasks, f);
+  const { rows } = await run<TaskRow>(q, stmt, values);
+  return rows;
+}
