@@ -157,3 +157,15 @@ export class UnknownOptionError extends InvalidOptionError {
     this.validOptions = validOptions;
   }
 }
+
+// Cancelling running tasks, progress and metadata (worker/executor.ts, worker/reports.ts).
+
+/**
+ * The reason a running task's AbortSignal fires when `cancelTask` asked for it; recorded on a task abandoned after
+ * `cancelGrace`.
+ */
+export class TaskCancelledError extends SkiplockError {
+  constructor(message = "the task was cancelled") {
+    super("TASK_CANCELLED", message);
+  }
+}

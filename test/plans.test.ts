@@ -6,7 +6,7 @@
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Queryable, Statement } from "../src/db/statements.js";
-import { cancelPendingTask } from "../src/sql/cancel.js";
+import { requestCancel } from "../src/sql/cancel.js";
 import { claimTasks } from "../src/sql/claim.js";
 import { completeTasks, failTasks } from "../src/sql/finish.js";
 import { heartbeatStatement } from "../src/sql/heartbeat.js";
@@ -236,7 +236,7 @@ for (const [statistics, prepare] of STATISTICS)
 
     it("cancel: one task by its primary key, whatever the backlog", async () => {
       const rec = recorder();
-      expect(await cancelPendingTask(rec, tasks, mine[0]!.id)).toBeNull();
+      expect(await requestCancel(rec, tasks, mine[0]!.id)).toBeNull();
       const plan = await explain(rec.last!, `INSERT INTO ${tasks} (name) SELECT 'noop' FROM generate_series(1, 5000)`);
       expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
       expect(rowsDiscarded(plan)).toBeLessThanOrEqual(1); // the row it names, which is not PENDING here
