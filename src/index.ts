@@ -28,3 +28,5 @@ export {
 export { DEFAULT_QUEUE, DEFAULT_SCHEMA, DEFAULT_TIMEOUT, type ConnectionOptions } from "./config.js";
 export { consoleLogger, silentLogger, type Logger } from "./logger.js";
 export * from "./errors.js";
+// Progress and cancel.
+export type { TaskProgress } from "./task.js";
