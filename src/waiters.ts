@@ -102,11 +102,12 @@ export class Waiters {
         pollMs,
         timer: undefined,
         expired: false,
-        onProgress,
+        // Its own function: the same listener given to two waits is two watchers, each removed with its waiter.
+        onProgress: onProgress && ((p) => onProgress(p)),
       };
       const entry = this.#entry(id, pollMs);
       entry.waiters.add(waiter);
-      if (onProgress) entry.watchers.add(onProgress);
+      if (waiter.onProgress) entry.watchers.add(waiter.onProgress);
       if (timeoutMs !== undefined) waiter.timer = setTimeout(() => this.#expire(id, waiter), timeoutMs);
       this.#arm(pollMs);
       this.#kick();

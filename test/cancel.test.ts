@@ -242,6 +242,40 @@ describe("cancelTask", () => {
   });
 });
 
+describe("a cancel requested before the worker heard it", () => {
+  it("a handler that fails meanwhile is not retried", async () => {
+    const started = deferred();
+    const gate = deferred();
+    let runs = 0;
+    // No Redis and a slow heartbeat: the worker has not heard the request when the handler fails.
+    await startWorker({
+      redisUrl: null,
+      heartbeatInterval: 5,
+      staleAfter: 30,
+      maxRetries: 3,
+      tasks: {
+        failsLater: async () => {
+          runs++;
+          started.resolve();
+          await gate.promise;
+          throw new Error("failed on its own");
+        },
+      },
+    });
+    const task = await env.client.createTask("failsLater");
+    await started.promise;
+    expect((await env.client.cancelTask(task.id)).cancelRequested).toBe(true);
+    gate.resolve();
+    const done = await waitFor("the task to end", async () => {
+      const t = await env.client.getTask(task.id);
+      return t?.status === "FAILED" || t?.status === "PENDING" ? t : null;
+    });
+    expect(done).toMatchObject({ status: "FAILED", retryCount: 0 });
+    expect(done!.error).toMatch(/failed on its own/);
+    expect(runs).toBe(1);
+  });
+});
+
 describe("cancel under the lease", () => {
   it("writes CANCELLED only for the attempt and worker holding the lease, never over a finished task", async () => {
     const [running] = await insertCrashedTasks(env.pool, env.schema, 1, { workerId: "me", attempt: 2 });
