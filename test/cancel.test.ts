@@ -1,11 +1,11 @@
 // cancelTask on pending and running tasks: the signal's reason, the outcomes a handler can lead to, the grace
 // period, thread isolation, the race with completion, a cancel heard without Redis, and the sweep.
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { TaskCancelledError, taskContext, type Task, type Worker } from "../src/index.js";
 import { cancelTasks } from "../src/sql/cancel.js";
 import { sweepStaleTasks } from "../src/sql/sweep.js";
-import { insertCrashedTasks, taskRows, waitFor, waitForCpuIdle } from "./helpers.js";
+import { insertCrashedTasks, taskRows, waitFor, waitForCpuIdle, WorkerProcs } from "./helpers.js";
 import { workerFixture } from "./worker-fixture.js";
 
 const MODULE = fileURLToPath(new URL("./fixtures/isolated.js", import.meta.url));
@@ -239,6 +239,27 @@ describe("cancelTask", () => {
     await waitFor("the task to end", async () => (await env.client.getTask(task.id))?.status === "CANCELLED");
     expect(events).toEqual([task.id]);
     expect(beats.some((n) => n > 0)).toBe(true);
+  });
+});
+
+describe("run-worker --cancel-grace", () => {
+  const procs = new WorkerProcs(() => env.schema, ["--heartbeat-interval", "0.2", "--stale-after", "2"]);
+  afterEach(() => procs.killAll());
+
+  it("abandons a handler that ignores the signal after the grace given, and reports task:cancelled", async () => {
+    const worker = await procs.start(["--cancel-grace", "0.5"]);
+    const task = await env.client.createTask("hang");
+    await waitFor(
+      "the handler to run",
+      async () =>
+        (await env.pool.query(`SELECT 1 FROM "${env.schema}".ledger WHERE task_id = $1`, [task.id])).rowCount === 1,
+    );
+    await env.client.cancelTask(task.id);
+    const done = await finished(task);
+    expect(done.status).toBe("CANCELLED");
+    expect(done.error).toMatch(/abandoned after ignoring its signal for 0.5 s/);
+    const event = await worker.waitForEvent("task:cancelled", (d) => d.task.id === task.id);
+    expect(event.data.task).toMatchObject({ name: "hang", attempt: 1 });
   });
 });
 
