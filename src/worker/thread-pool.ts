@@ -43,8 +43,8 @@ function errorData(e: Error): { name: string; message: string; code?: string } {
  * Runs attempts in worker threads, one attempt per thread at a time. Threads are reused while their tasks finish
  * normally; a thread whose task times out, that is released at shutdown, or whose cancelled task outlives
  * cancelGrace, is terminated (ending even a handler that never yields) and a fresh one takes its place on the next
- * run. A thread that dies (`process.exit()` inside a
- * handler ends only its thread) fails the attempt it was running.
+ * run. A thread that dies (`process.exit()` inside a handler ends only its thread) fails the attempt it was running.
+ * A task's progress and setMeta reach the main thread as messages, checked and written here like an inline task's.
  */
 export class ThreadPool {
   readonly #moduleUrl: string;
@@ -110,7 +110,6 @@ export class ThreadPool {
           m.kind === "progress"
             ? support.reports.report(row, checkProgress(m.fraction, m.message), null)
             : support.reports.report(row, null, checkMetaPatch(m.patch));
-        if (closed) written = Promise.resolve();
       } catch (err) {
         slot.thread.postMessage({ type: "reported", runId, seq: m.seq, error: errorData(err as Error) });
         return;
