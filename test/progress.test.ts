@@ -276,7 +276,7 @@ describe("hearing progress", () => {
     for (const list of [heard, waited]) expect(list.map((p) => p.message)).toEqual(["first", "second"]);
   });
 
-  it("waitForCompletion's onProgress hears every recorded change before it resolves, and a throwing listener harms nothing", async () => {
+  it("waitForCompletion's onProgress hears every recorded change before it resolves, and throwing listeners harm nothing", async () => {
     const worker = await startWorker({
       tasks: {
         steps: async () => {
@@ -292,6 +292,9 @@ describe("hearing progress", () => {
     });
     const recorded: number[] = [];
     worker.on("task:progress", ({ progress }) => recorded.push(progress.fraction));
+    worker.on("task:progress", () => {
+      throw new Error("a worker listener's own bug");
+    });
     const task = await env.client.createTask("steps");
     const heard: number[] = [];
     const done = await env.client.waitForCompletion(task.id, {

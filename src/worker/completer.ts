@@ -239,7 +239,12 @@ export class Completer {
         for (const c of cancels) {
           if (!written.has(c.id)) continue; // the attempt had moved on: nothing to cancel
           finished.push(c.id);
-          this.#signal("task:cancelled", { task: c.task, duration: c.duration });
+          try {
+            this.#signal("task:cancelled", { task: c.task, duration: c.duration });
+          } catch (err) {
+            // Written already: a listener's own bug must not make the batch look failed.
+            this.#log.error("a task:cancelled listener threw", { error: (err as Error)?.message });
+          }
         }
       }
       this.#retryDelay.reset();

@@ -8,7 +8,7 @@ import type { Notifier } from "../notify/index.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import { writeReports, type Report } from "../sql/progress.js";
 import type { JsonValue } from "../task.js";
-import { noSignal, type Signal } from "./events.js";
+import { noSignal, type Signal, type WorkerEvents } from "./events.js";
 import { runningTask } from "./running-task.js";
 
 /** At most one write per task in this many milliseconds, however often its handler reports. */
@@ -215,7 +215,7 @@ export class ReportWriter {
           const stored = changed.get(e.row.id);
           if (!stored) continue; // the row changed nothing (lease gone) or only meta was written
           this.#o.notifier.publishProgress(e.row.id, stored);
-          this.#signal("task:progress", {
+          this.#emit("task:progress", {
             task: runningTask(e.row, workerId, e.maxRetries),
             progress: { fraction: stored.fraction, message: stored.message, at: new Date(stored.at) },
           });
@@ -231,7 +231,7 @@ export class ReportWriter {
         this.#o.logger[isTransientError(err) ? "warn" : "error"]("could not record task progress; will retry", {
           error: err.message,
         });
-        this.#signal("worker:error", { error: err, during: "progress write" });
+        this.#emit("worker:error", { error: err, during: "progress write" });
         return false;
       },
     );
@@ -246,6 +246,15 @@ export class ReportWriter {
       }
     });
     return writing;
+  }
+
+  /** A listener's own bug must not stop the writes, nor hold up the outcome waiting for the last one. */
+  #emit<K extends "task:progress" | "worker:error">(name: K, ...args: WorkerEvents[K]): void {
+    try {
+      this.#signal(name, ...args);
+    } catch (err) {
+      this.#o.logger.error(`a ${name} listener threw`, { error: (err as Error)?.message ?? String(err) });
+    }
   }
 
   start(): void {}
