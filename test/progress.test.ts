@@ -196,11 +196,12 @@ describe("taskContext().setMeta", () => {
     await startWorker({
       tasks: {
         tags: async () => {
-          const ctx = taskContext();
-          await ctx.setMeta({ a: 1, b: { deep: true } });
-          await ctx.setMeta({ b: 2, c: "x" });
-          await ctx.setMeta({ d: null });
-          return ctx.schedule ?? null;
+          // Destructured, as handlers do with signal.
+          const { setMeta, schedule } = taskContext();
+          await setMeta({ a: 1, b: { deep: true } });
+          await setMeta({ b: 2, c: "x" });
+          await setMeta({ d: null });
+          return schedule ?? null;
         },
       },
     });

@@ -69,6 +69,8 @@ class InlineContext implements TaskContext {
   readonly #reports: ReportWriter;
   #controller: AbortController | null = null;
   #reason: Error | null = null;
+  #progress: TaskContext["progress"] | null = null;
+  #setMeta: TaskContext["setMeta"] | null = null;
   /** The handler reported progress or meta: its last report is flushed before the outcome. */
   reported = false;
   /** The attempt has its outcome: later reports change nothing. */
@@ -99,18 +101,26 @@ class InlineContext implements TaskContext {
     return undefined;
   }
 
-  progress(fraction: number, message?: string): Promise<void> {
-    const json = checkProgress(fraction, message);
-    if (this.closed) return Promise.resolve();
-    this.reported = true;
-    return this.#reports.report(this.#row, json, null);
+  /**
+   * progress and setMeta are made on first use, bound, so `const { progress } = taskContext()` works as it does for a
+   * threaded task, at no cost to handlers that never ask for them.
+   */
+  get progress(): TaskContext["progress"] {
+    return (this.#progress ??= (fraction, message) => {
+      const json = checkProgress(fraction, message);
+      if (this.closed) return Promise.resolve();
+      this.reported = true;
+      return this.#reports.report(this.#row, json, null);
+    });
   }
 
-  setMeta(patch: { [key: string]: unknown }): Promise<void> {
-    const meta = checkMetaPatch(patch);
-    if (this.closed) return Promise.resolve();
-    this.reported = true;
-    return this.#reports.report(this.#row, null, meta);
+  get setMeta(): TaskContext["setMeta"] {
+    return (this.#setMeta ??= (patch) => {
+      const meta = checkMetaPatch(patch);
+      if (this.closed) return Promise.resolve();
+      this.reported = true;
+      return this.#reports.report(this.#row, null, meta);
+    });
   }
 
   abort(reason: Error): void {
