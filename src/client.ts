@@ -13,7 +13,6 @@ import { Store } from "./db/store.js";
 import { InvalidOptionError, TaskNotFoundError, TaskStateError, UniqueKeyConflictError } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createNotifier, publishWakes, type Notifier } from "./notify/index.js";
-import { cancelPendingTask } from "./sql/cancel.js";
 import { countFinishedTasks, countLiveTasks, countUnsuccessfulTasks, finishedStatisticsOf } from "./sql/admin-count.js";
 import { deleteFinishedTask } from "./sql/admin-delete.js";
 import { listTaskRows } from "./sql/admin-list.js";
@@ -29,6 +28,7 @@ import {
   type TaskCounts,
   type TaskPage,
 } from "./admin.js";
+import { requestCancel } from "./sql/cancel.js";
 import { insertTasks } from "./sql/insert.js";
 import { purgeTasks } from "./sql/purge.js";
 import { payloadLimit } from "./json.js";
@@ -44,6 +44,7 @@ import {
   type Task,
   type TaskInsert,
   type TaskOptions,
+  type TaskProgress,
   type TaskRow,
   type TaskSpec,
   type TaskStatus,
@@ -86,6 +87,11 @@ export interface WaitOptions {
   timeout?: number;
   /** Seconds between re-reads of the row while Redis is unavailable; default the client's `pollInterval`. */
   pollInterval?: number;
+  /**
+   * Called with the task's progress: its current progress on the first read, then each change (through Redis within
+   * milliseconds; without it, as the waiter's re-reads see them). A listener that throws is logged and ignored.
+   */
+  onProgress?: (progress: TaskProgress) => void;
 }
 
 /** @internal What tests inside this package reach through a client (see clientInternals). */
@@ -131,7 +137,7 @@ export class SkiplockClient implements TaskClient {
       logger: this.logger,
       unref: options.unref ?? false,
     });
-    this.#waiters = new Waiters(this.#store.pool, this.#store.tasks, this.#notifier);
+    this.#waiters = new Waiters(this.#store.pool, this.#store.tasks, this.#notifier, this.logger);
   }
 
   static {
@@ -189,23 +195,48 @@ export class SkiplockClient implements TaskClient {
       taskId = validateTaskId(id);
       timeoutMs = options.timeout === undefined ? undefined : validateSeconds("timeout", options.timeout) * 1000;
       pollMs = validateSeconds("pollInterval", options.pollInterval ?? this.#pollInterval, 0.01) * 1000;
+      if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
+        throw new InvalidOptionError("onProgress", "expected a function");
+      }
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#waiters.wait<R>(taskId, pollMs, timeoutMs);
+    return this.#waiters.wait<R>(taskId, pollMs, timeoutMs, options.onProgress);
   }
 
   /**
-   * Cancels a PENDING task (it becomes CANCELLED and will not run) and returns it. A task that is already running
-   * or finished is returned unchanged. Throws TaskNotFoundError for an unknown id.
+   * Calls `listener` with task `id`'s progress: its current progress once read, then each change the handler
+   * records (`taskContext().progress`), through Redis within milliseconds, and without Redis as the row is re-read
+   * every `pollInterval`. Stops by itself once the task is final (or was never a task). Returns the unsubscribe
+   * function.
+   */
+  onProgress(id: string, listener: (progress: TaskProgress) => void): () => void {
+    const taskId = validateTaskId(id);
+    if (typeof listener !== "function") throw new InvalidOptionError("listener", "expected a function");
+    return this.#waiters.watch(taskId, listener, this.#pollInterval * 1000);
+  }
+
+  /**
+   * Cancels a task and returns it as it stands. A PENDING task becomes CANCELLED at once and will not run. A running
+   * (PROGRESS) task gets `cancelRequested`: the worker holding it hears it (through Redis within milliseconds, without
+   * it at its next heartbeat), fires the handler's signal with a TaskCancelledError, and writes CANCELLED when the
+   * handler settles (COMPLETED if it returns successfully anyway), or after its `cancelGrace` if it ignores the
+   * signal; `waitForCompletion` tells which. A finished task is returned unchanged. Throws TaskNotFoundError for an
+   * unknown id.
    */
   async cancelTask(id: string): Promise<Task> {
     const taskId = validateTaskId(id);
-    const row = await cancelPendingTask(this.#store.pool, this.#store.tasks, taskId);
+    // The doorbell connects while the request runs, so the worker can be told at once.
+    void this.#notifier.start();
+    const row = await requestCancel(this.#store.pool, this.#store.tasks, taskId);
     if (row) {
-      this.#notifier.publishFinished([taskId]);
       const task = rowToTask(row);
-      this.#waiters.settle(task); // this client's own waiters need not wait for the message
+      if (task.status === "CANCELLED") {
+        this.#notifier.publishFinished([taskId]);
+        this.#waiters.settle(task); // this client's own waiters need not wait for the message
+      } else {
+        this.#notifier.publishCancel(taskId, task.attempt);
+      }
       return task;
     }
     const task = await this.getTask(taskId);

@@ -218,3 +218,15 @@ export class UniqueKeyConflictError extends SkiplockError {
     this.holderId = holderId;
   }
 }
+
+// Cancelling running tasks, progress and metadata (worker/executor.ts, worker/reports.ts).
+
+/**
+ * The reason a running task's AbortSignal fires when `cancelTask` asked for it; recorded on a task abandoned after
+ * `cancelGrace`.
+ */
+export class TaskCancelledError extends SkiplockError {
+  constructor(message = "the task was cancelled") {
+    super("TASK_CANCELLED", message);
+  }
+}

@@ -39,3 +39,6 @@ export { DummyClient, type RunAllOptions } from "./testing/dummy-client.js";
 // Managing tasks.
 export { countTasks, deleteTask, listTasks, retryTask, runTaskNow } from "./client.js";
 export type { CountTasksOptions, ListTasksOptions, StatusCounts, TaskCounts, TaskPage } from "./admin.js";
+
+// Progress and cancel.
+export type { TaskProgress } from "./task.js";

@@ -1,9 +1,10 @@
 import { isConnectionError } from "./db/errors.js";
 import type { Queryable } from "./db/statements.js";
 import { SkiplockError, TaskNotFoundError } from "./errors.js";
+import type { Logger } from "./logger.js";
 import type { Notifier } from "./notify/index.js";
 import { readWaitedTasks } from "./sql/waited.js";
-import { rowToTask, type Task } from "./task.js";
+import { rowToTask, type StoredProgress, type Task, type TaskProgress } from "./task.js";
 
 /**
  * How long a waiter trusts its last read while the doorbell is up (at least its poll interval). A finish can still
@@ -26,7 +27,11 @@ interface Waiter {
   timer: NodeJS.Timeout | undefined;
   /** Its timeout passed before the row was read once: it resolves after that first read. */
   expired: boolean;
+  /** Its onProgress, a watcher of the entry while it waits. */
+  onProgress: ProgressListener | undefined;
 }
+
+type ProgressListener = (progress: TaskProgress) => void;
 
 interface Entry {
   waiters: Set<Waiter>;
@@ -38,6 +43,10 @@ interface Entry {
   seen: boolean;
   /** The last read started while every subscription was confirmed: a finish since then was announced. */
   trusted: boolean;
+  /** Progress listeners (client.onProgress, waitForCompletion's onProgress). */
+  watchers: Set<ProgressListener>;
+  /** The time (epoch ms) of the last progress given to the watchers; -1 before any. */
+  progressAt: number;
 }
 
 /**
@@ -47,6 +56,10 @@ interface Entry {
  * id named, whatever the number of waiters); after the subscriber reconnected (messages may have been missed:
  * every id at once); and on a timer: every poll interval while Redis is unavailable, only every safety-net interval
  * while it is up and the last read can be trusted.
+ *
+ * Progress listeners ride on the same entries: a progress message from Redis reaches them at once, and every read of
+ * a row (live rows come back with their progress) gives them a change they have not seen, so without Redis they hear
+ * it at the next poll. Progress only moves forward: a value no newer than the last one given is dropped.
  */
 export class Waiters {
   readonly #q: Queryable;
@@ -60,19 +73,28 @@ export class Waiters {
   #timerMs = Infinity;
   #graceUntil = 0;
   #subscribed: Promise<void> | null = null;
+  #progressSubscribed = false;
   #offs: (() => void)[] = [];
   #closed = false;
+  readonly #log: Logger | undefined;
 
-  constructor(q: Queryable, tasks: string, notifier: Notifier) {
+  constructor(q: Queryable, tasks: string, notifier: Notifier, logger?: Logger) {
     this.#q = q;
     this.#tasks = tasks;
     this.#notifier = notifier;
+    this.#log = logger;
   }
 
-  /** Waits for task `id` to be final; null once `timeoutMs` passes. */
-  wait<R>(id: string, pollMs: number, timeoutMs: number | undefined): Promise<Task<R> | null> {
+  /** Waits for task `id` to be final; null once `timeoutMs` passes. `onProgress` hears its progress meanwhile. */
+  wait<R>(
+    id: string,
+    pollMs: number,
+    timeoutMs: number | undefined,
+    onProgress?: ProgressListener,
+  ): Promise<Task<R> | null> {
     if (this.#closed) return Promise.reject(closedError(id));
     this.#subscribe();
+    if (onProgress) this.#subscribeProgress();
     return new Promise<Task<R> | null>((resolve, reject) => {
       const waiter: Waiter = {
         resolve: resolve as Waiter["resolve"],
@@ -80,19 +102,52 @@ export class Waiters {
         pollMs,
         timer: undefined,
         expired: false,
+        // Its own function: the same listener given to two waits is two watchers, each removed with its waiter.
+        onProgress: onProgress && ((p) => onProgress(p)),
       };
-      let entry = this.#entries.get(id);
-      if (!entry) {
-        entry = { waiters: new Set(), pollMs, readAt: 0, seen: false, trusted: false };
-        this.#entries.set(id, entry);
-        this.#due.add(id);
-      }
+      const entry = this.#entry(id, pollMs);
       entry.waiters.add(waiter);
-      entry.pollMs = Math.min(entry.pollMs, pollMs);
+      if (waiter.onProgress) entry.watchers.add(waiter.onProgress);
       if (timeoutMs !== undefined) waiter.timer = setTimeout(() => this.#expire(id, waiter), timeoutMs);
       this.#arm(pollMs);
       this.#kick();
     });
+  }
+
+  /** Calls `listener` with task `id`'s progress until the task is final or the returned function is called. */
+  watch(id: string, listener: ProgressListener, pollMs: number): () => void {
+    if (this.#closed) return () => {};
+    this.#subscribe();
+    this.#subscribeProgress();
+    // Its own function, so that the same listener given twice is two watchers, each removed by its own call.
+    const watcher: ProgressListener = (p) => listener(p);
+    this.#entry(id, pollMs).watchers.add(watcher);
+    this.#arm(pollMs);
+    this.#kick();
+    return () => {
+      const entry = this.#entries.get(id);
+      if (!entry?.watchers.delete(watcher)) return;
+      this.#dropIfUnused(id, entry);
+    };
+  }
+
+  #entry(id: string, pollMs: number): Entry {
+    let entry = this.#entries.get(id);
+    if (!entry) {
+      entry = {
+        waiters: new Set(),
+        pollMs,
+        readAt: 0,
+        seen: false,
+        trusted: false,
+        watchers: new Set(),
+        progressAt: -1,
+      };
+      this.#entries.set(id, entry);
+      this.#due.add(id);
+    }
+    entry.pollMs = Math.min(entry.pollMs, pollMs);
+    return entry;
   }
 
   /** Resolves the waiters of a task this client itself made final, with the row its write returned. */
@@ -128,6 +183,36 @@ export class Waiters {
     this.#subscribed = this.#notifier.ready();
   }
 
+  /** Listens to progress messages from the first progress listener on (they can be many: only when needed). */
+  #subscribeProgress(): void {
+    if (this.#progressSubscribed) return;
+    this.#progressSubscribed = true;
+    this.#offs.push(
+      this.#notifier.onProgress((id, progress) => {
+        const entry = this.#entries.get(id);
+        if (entry && entry.watchers.size > 0) this.#progress(entry, progress);
+      }),
+    );
+    const previous = this.#subscribed;
+    this.#subscribed = Promise.all([previous, this.#notifier.ready()]).then(() => {});
+  }
+
+  /** Gives `stored` to the entry's watchers if it is newer than what they had. */
+  #progress(entry: Entry, stored: StoredProgress | null): void {
+    if (!stored) return;
+    const at = Date.parse(stored.at);
+    if (!(at > entry.progressAt)) return;
+    entry.progressAt = at;
+    const progress: TaskProgress = { fraction: stored.fraction, message: stored.message ?? null, at: new Date(at) };
+    for (const l of [...entry.watchers]) {
+      try {
+        l(progress);
+      } catch (err) {
+        this.#log?.error("a progress listener threw; ignored", { error: (err as Error)?.message ?? String(err) });
+      }
+    }
+  }
+
   #expire(id: string, waiter: Waiter): void {
     const entry = this.#entries.get(id);
     if (!entry?.waiters.has(waiter)) return;
@@ -143,7 +228,12 @@ export class Waiters {
   #drop(id: string, entry: Entry, waiter: Waiter): void {
     clearTimeout(waiter.timer);
     entry.waiters.delete(waiter);
-    if (entry.waiters.size === 0) {
+    if (waiter.onProgress) entry.watchers.delete(waiter.onProgress);
+    this.#dropIfUnused(id, entry);
+  }
+
+  #dropIfUnused(id: string, entry: Entry): void {
+    if (entry.waiters.size === 0 && entry.watchers.size === 0 && this.#entries.get(id) === entry) {
       this.#entries.delete(id);
       this.#due.delete(id);
       if (this.#entries.size === 0 && this.#timer) {
@@ -154,13 +244,16 @@ export class Waiters {
     }
   }
 
+  /** The task is final (or missing): its waiters settle, its watchers hear no more. */
   #finish(id: string, settle: (w: Waiter) => void): void {
     const entry = this.#entries.get(id);
     if (!entry) return;
+    entry.watchers.clear();
     for (const w of [...entry.waiters]) {
       this.#drop(id, entry, w);
       settle(w);
     }
+    this.#dropIfUnused(id, entry);
   }
 
   /** Ticks every `ms` at most (the shortest poll interval of any waiter). The timer keeps the process alive. */
@@ -237,6 +330,9 @@ export class Waiters {
     }
     for (const r of rows) {
       if (r.state === "finished") {
+        const entry = this.#entries.get(r.id);
+        // The last progress first (a listener hears it before the waiter resolves).
+        if (entry && entry.watchers.size > 0) this.#progress(entry, r.row.progress);
         const task = rowToTask(r.row);
         this.#finish(r.id, (w) => w.resolve(task as Task<never>));
       } else if (r.state === "missing") {
@@ -245,6 +341,7 @@ export class Waiters {
         const e = this.#entries.get(r.id);
         if (!e) continue;
         e.seen = true;
+        if (e.watchers.size > 0) this.#progress(e, r.progress);
         this.#resolveExpired(r.id, e);
       }
     }

@@ -218,7 +218,7 @@ describe("waitForCompletion", () => {
 });
 
 describe("cancelTask", () => {
-  it("cancels only a PENDING task, recording when; a running or finished one is returned unchanged", async () => {
+  it("cancels a PENDING task at once, recording when; a running one gets the request, as it stands", async () => {
     const [pending, running] = await client.createTasks([
       { name: "x", queue: "idle" },
       { name: "x", queue: "idle" },
@@ -233,7 +233,13 @@ describe("cancelTask", () => {
     expect(cancelled).toMatchObject({ id: pending!.id, status: "CANCELLED", name: "x", queue: "idle" });
     expect(cancelled.finishedAt).toBeInstanceOf(Date);
     expect(cancelled).toEqual(await client.getTask(pending!.id));
-    expect(await client.cancelTask(running!.id)).toMatchObject({ status: "PROGRESS", finishedAt: null });
+    expect(await client.cancelTask(running!.id)).toMatchObject({
+      status: "PROGRESS",
+      finishedAt: null,
+      cancelRequested: true,
+    });
+    // A finished one is returned unchanged.
+    expect(await client.cancelTask(pending!.id)).toEqual(cancelled);
     await expect(client.cancelTask("999999999")).rejects.toBeInstanceOf(TaskNotFoundError);
   });
 });

@@ -6,10 +6,11 @@
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Queryable, Statement } from "../src/db/statements.js";
-import { cancelPendingTask } from "../src/sql/cancel.js";
+import { cancelTasks, requestCancel } from "../src/sql/cancel.js";
 import { claimTasks } from "../src/sql/claim.js";
 import { completeTasks, failTasks } from "../src/sql/finish.js";
 import { heartbeatStatement } from "../src/sql/heartbeat.js";
+import { writeReports } from "../src/sql/progress.js";
 import { releaseTasks } from "../src/sql/release.js";
 import { recordStarts } from "../src/sql/start.js";
 import { freshSchema, type SchemaEnv } from "./helpers.js";
@@ -143,12 +144,35 @@ for (const [statistics, prepare] of STATISTICS)
       const client = await env.pool.connect();
       try {
         await client.query("BEGIN");
-        expect((await client.query({ text: stmt.text, values })).rowCount).toBe(MINE);
+        const { rows } = await client.query({ text: stmt.text, values });
+        expect(rows).toEqual([{ beaten: MINE, cancel: "" }]);
       } finally {
         await client.query("ROLLBACK");
         client.release();
       }
       expect(rowsDiscarded(plan)).toBeLessThan(MINE);
+    });
+
+    it("cancelled attempts and progress reports", async () => {
+      const rec = recorder();
+      await cancelTasks(
+        rec,
+        tasks,
+        "me",
+        mine.map((m) => ({ ...m, error: "TaskCancelledError: x", duration: 0.01 })),
+      );
+      const cancelled = await explain(rec.last!);
+      expect(scans(cancelled)).toEqual(BY_LIVE_PRIMARY_KEY);
+      expect(rowsDiscarded(cancelled)).toBeLessThan(MINE);
+      await writeReports(
+        rec,
+        tasks,
+        "me",
+        mine.map((m) => ({ ...m, progressJson: '{"fraction":0.5,"message":null}', metaJson: "null" })),
+      );
+      const reported = await explain(rec.last!);
+      expect(scans(reported)).toEqual(BY_LIVE_PRIMARY_KEY);
+      expect(rowsDiscarded(reported)).toBeLessThan(MINE);
     });
 
     it("claim: picks through the claim index, updates through the primary key", async () => {
@@ -236,7 +260,7 @@ for (const [statistics, prepare] of STATISTICS)
 
     it("cancel: one task by its primary key, whatever the backlog", async () => {
       const rec = recorder();
-      expect(await cancelPendingTask(rec, tasks, mine[0]!.id)).toBeNull();
+      expect(await requestCancel(rec, tasks, mine[0]!.id)).toBeNull();
       const plan = await explain(rec.last!, `INSERT INTO ${tasks} (name) SELECT 'noop' FROM generate_series(1, 5000)`);
       expect(scans(plan)).toEqual(BY_LIVE_PRIMARY_KEY);
       expect(rowsDiscarded(plan)).toBeLessThanOrEqual(1); // the row it names, which is not PENDING here

@@ -99,6 +99,7 @@ export function buildProgram(): Command {
         30,
       )
       .option("--prefetch <n>", "most claimed tasks held ready beyond the free slots while tasks are short", integer)
+      .option("--cancel-grace <s>", "seconds a cancelled task may take to stop before it is abandoned", seconds, 10)
       .addOption(
         new Option(
           "--isolation <mode>",
@@ -120,6 +121,7 @@ export function buildProgram(): Command {
       heartbeatInterval: flags.heartbeatInterval as number,
       staleAfter: flags.staleAfter as number,
       shutdownTimeout: flags.shutdownTimeout as number,
+      cancelGrace: flags.cancelGrace as number,
       ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
       logger,
     });

@@ -1,3 +1,5 @@
+import type { StoredProgress } from "../task.js";
+
 /**
  * The doorbell. Postgres holds every task; these messages only tell a worker to claim sooner or a waiter to
  * re-read a row sooner. Losing any of them costs latency, never a task: workers poll and waiters re-read on a
@@ -24,10 +26,18 @@ export interface Notifier {
   publishWake(queue: string, count: number, dueAt?: number): void;
   /** These tasks reached a final state (published after the write committed). */
   publishFinished(ids: readonly string[]): void;
+  /** A running task's progress, as stored (published after the write committed). */
+  publishProgress(id: string, progress: StoredProgress): void;
+  /** `cancelTask` asked for attempt `attempt` of running task `id` to stop (published after the request committed). */
+  publishCancel(id: string, attempt: number): void;
   /** Calls `listener` on every wake-up for one of `queues`. Returns the unsubscribe function. */
   onWake(queues: readonly string[], listener: (queue: string, count: number, dueAt?: number) => void): () => void;
   /** Calls `listener` with each finished id. Returns the unsubscribe function. */
   onFinished(listener: (id: string) => void): () => void;
+  /** Calls `listener` with every progress published (all tasks: filter by id). Returns the unsubscribe function. */
+  onProgress(listener: (id: string, progress: StoredProgress) => void): () => void;
+  /** Calls `listener` with every cancel request published. Returns the unsubscribe function. */
+  onCancel(listener: (id: string, attempt: number) => void): () => void;
   /** Calls `listener` when the connection comes back after an outage (wake-ups may have been missed). */
   onReconnect(listener: () => void): () => void;
   /**
@@ -44,6 +54,8 @@ export function channels(schema: string) {
   return {
     wake: (queue: string) => `${prefix}:wake:${queue}`,
     finished: `${prefix}:finished`,
+    progress: `${prefix}:progress`,
+    cancel: `${prefix}:cancel`,
     ping: (id: string) => `${prefix}:ping:${id}`,
   };
 }
@@ -53,10 +65,18 @@ export class NullNotifier implements Notifier {
   readonly connected = false;
   publishWake(_queue: string, _count: number, _dueAt?: number): void {}
   publishFinished(): void {}
+  publishProgress(): void {}
+  publishCancel(): void {}
   onWake(): () => void {
     return () => {};
   }
   onFinished(): () => void {
+    return () => {};
+  }
+  onProgress(): () => void {
+    return () => {};
+  }
+  onCancel(): () => void {
     return () => {};
   }
   onStatus(): () => void {

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "../logger.js";
 import { RedisConnection, type RedisClient } from "./connection.js";
 import { FinishedBacklog } from "./finished-backlog.js";
+import type { StoredProgress } from "../task.js";
 import { channels, type Notifier, type NotifierStatus } from "./notifier.js";
 import { PingWatchdog } from "./watchdog.js";
 
@@ -271,6 +272,16 @@ export class RedisNotifier implements Notifier {
     }
   }
 
+  /** Progress goes as JSON `{ id, fraction, message, at }`; a message lost costs a listener latency only. */
+  publishProgress(id: string, progress: StoredProgress): void {
+    this.#publish(this.#ch.progress, JSON.stringify({ id, ...progress }));
+  }
+
+  /** `id:attempt`: the worker holding that attempt stops it; a lost message is heard at that worker's next beat. */
+  publishCancel(id: string, attempt: number): void {
+    this.#publish(this.#ch.cancel, `${id}:${attempt}`);
+  }
+
   onWake(queues: readonly string[], listener: (queue: string, count: number, dueAt?: number) => void): () => void {
     const offs = queues.map((queue) =>
       this.#listen(this.#ch.wake(queue), (message) => {
@@ -284,6 +295,27 @@ export class RedisNotifier implements Notifier {
   onFinished(listener: (id: string) => void): () => void {
     return this.#listen(this.#ch.finished, (message) => {
       for (const id of message.split(",")) listener(id);
+    });
+  }
+
+  onProgress(listener: (id: string, progress: StoredProgress) => void): () => void {
+    return this.#listen(this.#ch.progress, (message) => {
+      let p: { id?: unknown; fraction?: unknown; message?: unknown; at?: unknown };
+      try {
+        p = JSON.parse(message) as typeof p;
+      } catch {
+        return; // not ours
+      }
+      if (typeof p.id !== "string" || typeof p.fraction !== "number" || typeof p.at !== "string") return;
+      listener(p.id, { fraction: p.fraction, message: typeof p.message === "string" ? p.message : null, at: p.at });
+    });
+  }
+
+  onCancel(listener: (id: string, attempt: number) => void): () => void {
+    return this.#listen(this.#ch.cancel, (message) => {
+      const [id, attempt] = message.split(":");
+      const n = Number(attempt);
+      if (id && Number.isInteger(n)) listener(id, n);
     });
   }
 

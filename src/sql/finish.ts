@@ -49,7 +49,8 @@ const completeOneStatement = perTable(
  * min(base * 2^retry_count, max) seconds times a random factor in [0.5, 1), so a burst of failures does not come back
  * as a burst; FAILED otherwise.
  */
-const RETRY = "(NOT d.final AND t.retry_count < coalesce(t.max_retries, 0))";
+// A task whose cancel was requested is not retried, even when it failed before its worker heard the request.
+const RETRY = "(NOT d.final AND NOT t.cancel_requested AND t.retry_count < coalesce(t.max_retries, 0))";
 const failStatement = perTable(
   "fail",
   (tasks) => `WITH d AS MATERIALIZED (

@@ -6,7 +6,8 @@ import { perTable, run, type Queryable } from "../db/statements.js";
  * uncharged $3 times already, so a poison task still reaches its retry limit. run_at is kept. No row is judged until
  * the server has been up $1 seconds. Candidates are locked SKIP LOCKED in a MATERIALIZED CTE, batches of $2, and the
  * UPDATE re-checks status, heartbeat age and attempt, so a task that finished, beat or was re-claimed meanwhile is
- * left alone. See docs/architecture.md, Heartbeats and the sweep.
+ * left alone. A task whose cancel was requested ends CANCELLED instead of running again. See docs/architecture.md,
+ * Heartbeats and the sweep.
  */
 const CHARGED = "(t.started_at IS NOT NULL OR t.attempt - t.retry_count > $3)";
 const RETRY = `(NOT ${CHARGED} OR t.retry_count < coalesce(t.max_retries, 0))`;
@@ -21,9 +22,9 @@ const sweepStatement = perTable(
       FOR UPDATE SKIP LOCKED
    )
    UPDATE ${tasks} t
-      SET status = CASE WHEN ${RETRY} THEN 'PENDING' ELSE 'FAILED' END,
+      SET status = CASE WHEN t.cancel_requested THEN 'CANCELLED' WHEN ${RETRY} THEN 'PENDING' ELSE 'FAILED' END,
           retry_count = t.retry_count + (${CHARGED} AND t.retry_count < coalesce(t.max_retries, 0))::int,
-          finished_at = CASE WHEN ${RETRY} THEN NULL ELSE now() END,
+          finished_at = CASE WHEN ${RETRY} AND NOT t.cancel_requested THEN NULL ELSE now() END,
           error = CASE WHEN ${CHARGED}
                        THEN 'WorkerLostError: worker lost: no heartbeat from worker ' || coalesce(t.worker_id, '?') || ' for over ' || $1::float8 || ' s'
                        ELSE t.error END,
@@ -42,7 +43,7 @@ export const MAX_UNCHARGED_SWEEPS = 5;
 
 export interface SweptTask {
   id: string;
-  status: "PENDING" | "FAILED";
+  status: "PENDING" | "FAILED" | "CANCELLED";
   name: string;
   queue: string;
   worker_id: string | null;

@@ -1,6 +1,6 @@
-import { InvalidOptionError, HandlerError, TaskTimeoutError, UnknownTaskError } from "../errors.js";
-import { toJsonText } from "../json.js";
-import type { JsonValue, Task } from "../task.js";
+import { HandlerError, TaskTimeoutError, UnknownTaskError } from "../errors.js";
+import { checkMetaPatch, checkProgress } from "../report-checks.js";
+import type { Task } from "../task.js";
 import { contextStorage, type TaskContext } from "../worker/context.js";
 import { MAX_TIMER_MS } from "../worker/deadlines.js";
 import { describeError, resultOutcome } from "../worker/outcome.js";
@@ -18,6 +18,8 @@ class RecordingContext implements TaskContext {
   readonly retryCount: number;
   readonly maxRetries: number;
   readonly workerId: string;
+  /** Tasks a test client runs were not enqueued by a schedule. */
+  readonly schedule = undefined;
   readonly #controller = new AbortController();
   readonly #task: Task<unknown>;
 
@@ -40,25 +42,16 @@ class RecordingContext implements TaskContext {
     this.#controller.abort(reason);
   }
 
-  /** Records the progress on the task: `fraction` 0..1 and an optional message. */
+  /** Records the progress on the task: `fraction` 0..1 and an optional message, checked as a worker checks them. */
   progress(fraction: number, message?: string): Promise<void> {
-    if (typeof fraction !== "number" || !(fraction >= 0 && fraction <= 1)) {
-      throw new InvalidOptionError("fraction", `expected a number from 0 to 1, got ${String(fraction)}`);
-    }
-    if (message !== undefined && typeof message !== "string") {
-      throw new InvalidOptionError("message", "expected a string");
-    }
+    checkProgress(fraction, message);
     this.#task.progress = { fraction, message: message ?? null, at: new Date() };
     return Promise.resolve();
   }
 
-  /** Merges `meta` (a JSON object) into the task's meta, key by key. */
-  setMeta(meta: { [key: string]: unknown }): Promise<void> {
-    if (meta === null || typeof meta !== "object" || Array.isArray(meta)) {
-      throw new InvalidOptionError("meta", "expected a JSON object");
-    }
-    const json = JSON.parse(toJsonText(meta, "meta")) as { [key: string]: JsonValue };
-    this.#task.meta = { ...this.#task.meta, ...json };
+  /** Merges `patch` (a JSON object) into the task's meta, key by key, checked as a worker checks it. */
+  setMeta(patch: { [key: string]: unknown }): Promise<void> {
+    this.#task.meta = { ...this.#task.meta, ...checkMetaPatch(patch) };
     return Promise.resolve();
   }
 }

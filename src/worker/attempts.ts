@@ -3,7 +3,8 @@ import type { ClaimedRow } from "../sql/claim.js";
 import type { Isolation } from "../task.js";
 import type { Registered } from "./registry.js";
 import type { Completer } from "./completer.js";
-import { contextData, InlineRunner, type Execution } from "./executor.js";
+import { contextData, InlineRunner, type AttemptSupport, type Execution } from "./executor.js";
+import { runningTask } from "./running-task.js";
 import type { Outcome } from "./outcome.js";
 import type { Slots } from "./slots.js";
 import type { ThreadPool } from "./thread-pool.js";
@@ -17,6 +18,8 @@ export interface AttemptsOptions {
   registry: () => ReadonlyMap<string, Registered>;
   threads: () => ThreadPool | null;
   completer: Completer;
+  /** Progress and meta writes, and the cancel grace, that every attempt shares. */
+  support: AttemptSupport;
   /** Records a row's start before its handler runs; resolves to whether the lease was still held. */
   recordStart: (row: ClaimedRow) => Promise<boolean>;
   /** Whether new attempts may start (false once the worker is stopping). */
@@ -41,7 +44,7 @@ export class Attempts {
 
   constructor(options: AttemptsOptions) {
     this.#o = options;
-    this.#inline = new InlineRunner(options.workerId, options.maxRetries, this.#finished);
+    this.#inline = new InlineRunner(options.workerId, options.maxRetries, this.#finished, options.support);
   }
 
   /** Starts a claimed row's attempt in a free slot. */
@@ -85,7 +88,7 @@ export class Attempts {
     const { slots, completer } = this.#o;
     let released = false;
     // Holds a slot while the start is recorded, so the worker never runs more than its concurrency.
-    const pending: Execution = { row, slot: -1, release: () => void (released = true) };
+    const pending: Execution = { row, slot: -1, release: () => void (released = true), cancel() {} };
     slots.add(pending);
     const handBack = () => completer.release({ id: row.id, attempt: row.attempt, started: false });
     this.#o.recordStart(row).then(
@@ -108,7 +111,8 @@ export class Attempts {
     const reg = this.#o.registry().get(row.name);
     const threads = this.#o.threads();
     if (reg && threads && (reg.isolation ?? this.#o.isolation) === "thread") {
-      this.#o.slots.add(threads.run(row, contextData(row, this.#o.workerId, this.#o.maxRetries), this.#finished));
+      const ctx = contextData(row, this.#o.workerId, this.#o.maxRetries);
+      this.#o.slots.add(threads.run(row, ctx, this.#finished, this.#o.support));
     } else {
       // Registered before it starts: a synchronous handler reports its outcome from within start().
       const exec = this.#inline.prepare(row, reg?.handler);
@@ -148,6 +152,15 @@ export class Attempts {
         break;
       case "released":
         completer.release({ id: row.id, attempt: row.attempt, started: true });
+        break;
+      case "cancelled":
+        completer.cancel({
+          id: row.id,
+          attempt: row.attempt,
+          error: outcome.error,
+          duration: outcome.duration,
+          task: runningTask(row, this.#o.workerId, this.#o.maxRetries),
+        });
         break;
     }
     this.#slotFreed(outcome.kind === "released" ? null : outcome.duration * 1000);

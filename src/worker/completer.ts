@@ -8,9 +8,10 @@ import type { Notifier } from "../notify/index.js";
 import { RetryDelay } from "../retry-delay.js";
 import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
 import { releaseTasks, type Release } from "../sql/release.js";
+import { cancelTasks, type Cancellation } from "../sql/cancel.js";
 import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
-import { noSignal, type Signal } from "./events.js";
+import { noSignal, type RunningTask, type Signal } from "./events.js";
 import { writeIsolating } from "./isolate.js";
 import { OutcomeQueue, storableError } from "./outcome-queue.js";
 
@@ -58,6 +59,7 @@ export class Completer {
   readonly #completions = new OutcomeQueue<Completion>((c) => c.resultJson.length);
   readonly #failures = new OutcomeQueue<Failure>((f) => f.error.length);
   readonly #releases = new OutcomeQueue<Release>(() => 0);
+  readonly #cancels = new OutcomeQueue<Cancellation & { task: RunningTask }>((c) => c.error.length);
   /** Prefetched tasks whose handlers started, for recordStarts (sql/start.ts). */
   #starts: Claim[] = [];
   #flushing: Promise<void> | null = null;
@@ -81,13 +83,23 @@ export class Completer {
   /** Outcomes accepted but not yet written. */
   get pending(): number {
     return (
-      this.#completions.items.length + this.#failures.items.length + this.#releases.items.length + this.#starts.length
+      this.#completions.items.length +
+      this.#failures.items.length +
+      this.#releases.items.length +
+      this.#cancels.items.length +
+      this.#starts.length
     );
   }
 
   /** Every task whose outcome is accepted but not yet committed (the heartbeat keeps these alive). */
   held(): Claim[] {
-    return [...this.#inflight, ...this.#completions.items, ...this.#failures.items, ...this.#releases.items];
+    return [
+      ...this.#inflight,
+      ...this.#completions.items,
+      ...this.#failures.items,
+      ...this.#releases.items,
+      ...this.#cancels.items,
+    ];
   }
 
   /** A result over maxResultBytes fails its task instead, for good: it would be as large on every retry. */
@@ -121,6 +133,12 @@ export class Completer {
 
   release(c: Release): void {
     this.#releases.push(c);
+    this.#schedule();
+  }
+
+  /** An attempt stopped at the request of cancelTask: written CANCELLED (never retried), then task:cancelled. */
+  cancel(c: Cancellation & { task: RunningTask }): void {
+    this.#cancels.push(c);
     this.#schedule();
   }
 
@@ -161,13 +179,14 @@ export class Completer {
     const completions = this.#completions.take();
     const failures = this.#failures.take();
     const releases = this.#releases.take();
+    const cancels = this.#cancels.take();
     let starts = this.#starts;
     this.#starts = [];
-    this.#inflight = [...completions, ...failures, ...releases];
+    this.#inflight = [...completions, ...failures, ...releases, ...cancels];
     const finished: string[] = [];
     // How many of each list are written (or settled otherwise): they are written in order, so on an error the rest
     // are the ones to keep for the next try.
-    const done = { completions: 0, failures: 0, releases: 0 };
+    const done = { completions: 0, failures: 0, releases: 0, cancels: 0 };
     try {
       if (starts.length > 0) {
         // An id has one lease at a time in one worker, so an outcome in this write covers its start.
@@ -213,12 +232,28 @@ export class Completer {
         await releaseTasks(this.#q, this.#tasks, this.#workerId, releases);
         done.releases = releases.length;
       }
+      if (cancels.length > 0) {
+        // Like a release, a cancellation carries the lease and a short text of ours: an error is never the row's own.
+        const written = await cancelTasks(this.#q, this.#tasks, this.#workerId, cancels);
+        done.cancels = cancels.length;
+        for (const c of cancels) {
+          if (!written.has(c.id)) continue; // the attempt had moved on: nothing to cancel
+          finished.push(c.id);
+          try {
+            this.#signal("task:cancelled", { task: c.task, duration: c.duration });
+          } catch (err) {
+            // Written already: a listener's own bug must not make the batch look failed.
+            this.#log.error("a task:cancelled listener threw", { error: (err as Error)?.message });
+          }
+        }
+      }
       this.#retryDelay.reset();
     } catch (err) {
       // What did not commit is kept for the next try, ahead of newer outcomes.
       this.#completions.putBack(completions.slice(done.completions));
       this.#failures.putBack(failures.slice(done.failures));
       this.#releases.putBack(releases.slice(done.releases));
+      this.#cancels.putBack(cancels.slice(done.cancels));
       this.#starts.unshift(...starts);
       const retryInMs = Math.round(this.#retryDelay.next());
       const level = isTransientError(err) ? "warn" : "error";

@@ -12,8 +12,15 @@ import { AsyncLocalStorage } from "node:async_hooks";
  * @property {number} attempt 1 for the first attempt, 2 for the first retry, …
  * @property {number} retryCount
  * @property {number} maxRetries
- * @property {AbortSignal} signal fires when the task times out or its worker shuts down; `signal.reason` says which
+ * @property {AbortSignal} signal fires when the task times out, its worker shuts down or `cancelTask` cancels it;
+ *   `signal.reason` says which (TaskTimeoutError, WorkerShutdownError, TaskCancelledError)
  * @property {string} workerId
+ * @property {(fraction: number, message?: string) => Promise<void>} progress records the task's progress (fraction
+ *   0..1): written at most about once a second, the last value before the outcome always. Resolves once written, or at
+ *   once when coalesced into a later write; never rejects for a database error. A bad value throws a typed error.
+ * @property {(patch: { [key: string]: unknown }) => Promise<void>} setMeta merges the patch's top-level keys into the
+ *   task's `meta` (a JSON object), written like progress
+ * @property {{ name: string, tick: Date } | undefined} schedule the schedule that enqueued the task, if one did
  */
 
 /** @type {AsyncLocalStorage<TaskContext>} */

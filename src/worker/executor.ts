@@ -1,10 +1,12 @@
 import { performance } from "node:perf_hooks";
-import { TaskTimeoutError, UnknownTaskError, WorkerShutdownError } from "../errors.js";
+import { TaskCancelledError, TaskTimeoutError, UnknownTaskError, WorkerShutdownError } from "../errors.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import { contextStorage, type TaskContext } from "./context.js";
 import { Deadlines, type Expiring } from "./deadlines.js";
 import { argsProblem, describeError, resultOutcome, type Outcome } from "./outcome.js";
 import type { Handler } from "./registry.js";
+import { checkMetaPatch, checkProgress } from "../report-checks.js";
+import { type ReportWriter } from "./reports.js";
 
 /** A running attempt, as the worker tracks it. */
 export interface Execution {
@@ -13,6 +15,19 @@ export interface Execution {
   slot: number;
   /** Ask the task to stop because the worker is shutting down: its signal fires and the task is handed back. */
   release(): void;
+  /**
+   * Ask the task to stop because cancelTask asked for it: its signal fires with a TaskCancelledError; the attempt ends
+   * CANCELLED when the handler settles (COMPLETED if it returns successfully), or after cancelGrace if it does not.
+   */
+  cancel(): void;
+}
+
+/** What every attempt of a worker shares beyond its outcome listener. */
+export interface AttemptSupport {
+  /** Writes taskContext().progress and setMeta. */
+  reports: ReportWriter;
+  /** Seconds a cancelled handler may take to settle before it is abandoned (and its thread terminated). */
+  cancelGrace: number;
 }
 
 /**
@@ -21,8 +36,12 @@ export interface Execution {
  */
 export type OutcomeListener = (exec: Execution, outcome: Outcome) => void;
 
-/** A running task's context, less its signal (which each executor makes for itself). */
-export function contextData(row: ClaimedRow, workerId: string, maxRetries: number): Omit<TaskContext, "signal"> {
+/** A running task's context, less its signal and methods (which each executor makes for itself). */
+export function contextData(
+  row: ClaimedRow,
+  workerId: string,
+  maxRetries: number,
+): Omit<TaskContext, "signal" | "progress" | "setMeta" | "schedule"> {
   return {
     id: row.id,
     name: row.name,
@@ -47,10 +66,18 @@ class InlineContext implements TaskContext {
   readonly retryCount: number;
   readonly maxRetries: number;
   readonly workerId: string;
+  readonly #row: ClaimedRow;
+  readonly #reports: ReportWriter;
   #controller: AbortController | null = null;
   #reason: Error | null = null;
+  #progress: TaskContext["progress"] | null = null;
+  #setMeta: TaskContext["setMeta"] | null = null;
+  /** The handler reported progress or meta: its last report is flushed before the outcome. */
+  reported = false;
+  /** The attempt has its outcome: later reports change nothing. */
+  closed = false;
 
-  constructor(row: ClaimedRow, workerId: string, maxRetries: number) {
+  constructor(row: ClaimedRow, workerId: string, maxRetries: number, reports: ReportWriter) {
     this.id = row.id;
     this.name = row.name;
     this.queue = row.queue;
@@ -58,6 +85,8 @@ class InlineContext implements TaskContext {
     this.retryCount = row.retry_count;
     this.maxRetries = row.max_retries ?? maxRetries;
     this.workerId = workerId;
+    this.#row = row;
+    this.#reports = reports;
   }
 
   get signal(): AbortSignal {
@@ -66,6 +95,33 @@ class InlineContext implements TaskContext {
       if (this.#reason) this.#controller.abort(this.#reason);
     }
     return this.#controller.signal;
+  }
+
+  /** Set by the scheduler for the tasks it enqueues (a later release); undefined for now. */
+  get schedule(): undefined {
+    return undefined;
+  }
+
+  /**
+   * progress and setMeta are made on first use, bound, so `const { progress } = taskContext()` works as it does for a
+   * threaded task, at no cost to handlers that never ask for them.
+   */
+  get progress(): TaskContext["progress"] {
+    return (this.#progress ??= (fraction, message) => {
+      const json = checkProgress(fraction, message);
+      if (this.closed) return Promise.resolve();
+      this.reported = true;
+      return this.#reports.report(this.#row, json, null);
+    });
+  }
+
+  get setMeta(): TaskContext["setMeta"] {
+    return (this.#setMeta ??= (patch) => {
+      const meta = checkMetaPatch(patch);
+      if (this.closed) return Promise.resolve();
+      this.reported = true;
+      return this.#reports.report(this.#row, null, meta);
+    });
   }
 
   abort(reason: Error): void {
@@ -79,12 +135,14 @@ export class InlineRunner {
   readonly workerId: string;
   readonly maxRetries: number;
   readonly listener: OutcomeListener;
+  readonly support: AttemptSupport;
   readonly deadlines = new Deadlines();
 
-  constructor(workerId: string, maxRetries: number, listener: OutcomeListener) {
+  constructor(workerId: string, maxRetries: number, listener: OutcomeListener, support: AttemptSupport) {
     this.workerId = workerId;
     this.maxRetries = maxRetries;
     this.listener = listener;
+    this.support = support;
   }
 
   /**
@@ -98,13 +156,14 @@ export class InlineRunner {
     }
     const refused = argsProblem(row.args);
     if (refused) return this.#refuse(row, refused);
-    return new InlineExecution(row, handler, new InlineContext(row, this.workerId, this.maxRetries), this);
+    const ctx = new InlineContext(row, this.workerId, this.maxRetries, this.support.reports);
+    return new InlineExecution(row, handler, ctx, this);
   }
 
   /** An attempt that ends with `outcome` as soon as it starts, without running anything. */
   #refuse(row: ClaimedRow, outcome: Outcome): Execution & { start(): void } {
     const listener = this.listener;
-    const exec = { row, slot: -1, start: () => listener(exec, outcome), release() {} };
+    const exec = { row, slot: -1, start: () => listener(exec, outcome), release() {}, cancel() {} };
     return exec;
   }
 
@@ -115,9 +174,10 @@ export class InlineRunner {
 
 /**
  * One attempt run on this thread. The handler gets the task's arguments as parameters, its context as `this` and
- * through taskContext(), and an AbortSignal that fires at the timeout or on shutdown. At the timeout the attempt
- * fails with TaskTimeoutError at once, whether or not the handler heeds the signal; a result that arrives later
- * is discarded. (A handler that blocks the event loop cannot be interrupted in this mode: see thread isolation.)
+ * through taskContext(), and an AbortSignal that fires at the timeout, on shutdown or on cancel. At the timeout the
+ * attempt fails with TaskTimeoutError at once, whether or not the handler heeds the signal; a result that arrives
+ * later is discarded. A cancelled attempt ends when the handler settles, or after cancelGrace: abandoned, its slot
+ * freed. (A handler that blocks the event loop cannot be interrupted in this mode: see thread isolation.)
  *
  * This is the per-task hot path of a worker draining short tasks, so an attempt is one object and its context,
  * with no promise, closure or timer of its own: at tens of thousands of tasks a second, a promise chain and a few
@@ -132,6 +192,8 @@ class InlineExecution implements Execution, Expiring {
   readonly #timeoutMs: number;
   #started = 0;
   #settled = false;
+  /** cancelTask asked for this attempt to stop: any failure from now on ends it CANCELLED. */
+  #cancelled: TaskCancelledError | null = null;
 
   constructor(row: ClaimedRow, handler: Handler, ctx: InlineContext, runner: InlineRunner) {
     this.row = row;
@@ -172,6 +234,19 @@ class InlineExecution implements Execution, Expiring {
     this.#interrupt(new TaskTimeoutError(this.row.timeout));
   }
 
+  cancel(): void {
+    if (this.#settled || this.#cancelled) return;
+    const reason = (this.#cancelled = new TaskCancelledError());
+    this.#ctx.abort(reason);
+    // Rare, so a timer of its own: a handler that ignores the signal is abandoned after the grace period.
+    const grace = this.#runner.support.cancelGrace;
+    setTimeout(() => {
+      if (this.#settled) return;
+      const e = new TaskCancelledError(`the task was cancelled and abandoned after ignoring its signal for ${grace} s`);
+      this.#settle({ kind: "cancelled", error: errorLine(e), duration: this.#seconds() });
+    }, grace * 1000).unref();
+  }
+
   // Static, with the attempt passed along, so that starting an attempt makes no closure.
   static #call(e: InlineExecution): unknown {
     return e.#handler.apply(e.#ctx, e.row.args);
@@ -186,24 +261,39 @@ class InlineExecution implements Execution, Expiring {
   }
 
   #failed(err: unknown, duration = this.#seconds()): void {
-    if (!this.#settled) this.#settle({ kind: "failed", error: describeError(err), final: false, duration });
+    if (this.#settled) return;
+    // Once cancelled, whatever the handler failed with (the signal's reason, or its own error) ends it CANCELLED.
+    if (this.#cancelled) this.#settle({ kind: "cancelled", error: errorLine(this.#cancelled), duration });
+    else this.#settle({ kind: "failed", error: describeError(err), final: false, duration });
   }
 
   #interrupt(reason: Error): void {
     if (this.#settled) return;
     this.#ctx.abort(reason);
-    if (reason instanceof WorkerShutdownError) this.#settle({ kind: "released" });
+    // A cancelled task is not handed back to run again: it ends CANCELLED.
+    if (reason instanceof WorkerShutdownError && !this.#cancelled) this.#settle({ kind: "released" });
     // A timer may fire a fraction of a millisecond early by the performance clock: a timed-out attempt ran its timeout.
     else if (reason instanceof TaskTimeoutError) this.#failed(reason, Math.max(this.#seconds(), this.row.timeout));
     else this.#failed(reason);
   }
 
-  /** The first outcome wins; a late result or error is discarded. */
+  /**
+   * The first outcome wins; a late result or error is discarded. The handler's last progress or meta, if it reported
+   * any, is written first, so the outcome never overtakes it (the slot stays taken meanwhile).
+   */
   #settle(outcome: Outcome): void {
     this.#settled = true;
     this.#runner.deadlines.finished(this.#timeoutMs);
-    this.#runner.listener(this, outcome);
+    this.#ctx.closed = true;
+    const flushing = this.#ctx.reported ? this.#runner.support.reports.flush(this.row) : null;
+    if (flushing) void flushing.then(() => this.#runner.listener(this, outcome));
+    else this.#runner.listener(this, outcome);
   }
+}
+
+/** An error of ours as stored: its name and message (its stack would only show the worker's internals). */
+export function errorLine(e: Error): string {
+  return `${e.name}: ${e.message}`;
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

@@ -76,7 +76,8 @@ async function beat() {
       client ??= await connect();
       const r = await runStatement(client);
       failing = false;
-      parentPort?.postMessage({ type: "beat", rows: r.rowCount ?? 0, sentAt, seq: covered });
+      const { beaten, cancel } = r.rows[0] ?? { beaten: 0, cancel: "" };
+      parentPort?.postMessage({ type: "beat", rows: beaten, sentAt, seq: covered, cancel });
     } catch (err) {
       failing = true;
       const c = client;

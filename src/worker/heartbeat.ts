@@ -19,6 +19,8 @@ export interface HeartbeatOptions {
   onFailing?: () => void;
   /** A beat succeeded after failing. */
   onRestored?: () => void;
+  /** The beat found these held attempts' cancel requested (cancelTask): stop them. Told at every beat until they end. */
+  onCancelRequested?: (claims: Claim[]) => void;
   signal?: Signal;
 }
 
@@ -48,6 +50,23 @@ export function mayBeSwept(
   if (gap !== null && claim.sentAt < gap.to && gap.to - Math.max(gap.from, claim.sentAt) >= limit) return true;
   const lastSeen = beat !== null && beat.seq >= claim.seq ? Math.max(beat.sentAt, claim.sentAt) : claim.sentAt;
   return now - lastSeen >= limit;
+}
+
+interface BeatMessage {
+  type: string;
+  message?: string;
+  sentAt?: number;
+  seq?: number;
+  rows?: number;
+  /** "id:attempt,…" of the beaten rows whose cancel was requested. */
+  cancel?: string;
+}
+
+function parseClaims(text: string): Claim[] {
+  return text.split(",").map((pair) => {
+    const [id, attempt] = pair.split(":");
+    return { id: id!, attempt: Number(attempt) };
+  });
 }
 
 /** Claims added to the thread's list, one message at a time, before it is sent the whole list instead. */
@@ -95,8 +114,9 @@ export class Heartbeat {
     });
     thread.unref();
     const signal = this.#options.signal ?? noSignal;
-    thread.on("message", (msg: { type: string; message?: string; sentAt?: number; seq?: number; rows?: number }) => {
+    thread.on("message", (msg: BeatMessage) => {
       if (msg.type === "beat") {
+        if (msg.cancel) this.#options.onCancelRequested?.(parseClaims(msg.cancel));
         this.#lastBeat = { sentAt: msg.sentAt!, seq: msg.seq! };
         if (msg.sentAt! - this.#previousBeatAt >= this.gapLimit)
           this.#gap = { from: this.#previousBeatAt, to: msg.sentAt! };

@@ -46,6 +46,11 @@ export interface WorkerOptions extends ConnectionOptions {
   sweepInterval?: number;
   /** Seconds `stop()` lets running tasks finish before handing them back; default 30. */
   shutdownTimeout?: number;
+  /**
+   * Seconds a cancelled task's handler may take to settle after its signal fired before it is abandoned: written
+   * CANCELLED and its slot freed (in thread isolation, its thread terminated); default 10.
+   */
+  cancelGrace?: number;
   /** Largest task result stored, in bytes of UTF-8 JSON; a larger one fails its task (PayloadTooLargeError). Default 32 MiB. */
   maxResultBytes?: number;
   /** Retry backoff in seconds: base * 2^retryCount, capped at max, with jitter; default { base: 1, max: 3600 }. */
@@ -79,6 +84,7 @@ const WORKER_OPTION_KEYS = [
   "staleAfter",
   "sweepInterval",
   "shutdownTimeout",
+  "cancelGrace",
   "maxResultBytes",
   "retryBackoff",
   "logger",
@@ -102,6 +108,7 @@ export interface WorkerConfig {
   staleAfter: number;
   sweepInterval: number;
   shutdownTimeout: number;
+  cancelGrace: number;
   maxResultBytes: number;
   retryBackoff: Backoff;
   logger: Logger;
@@ -134,6 +141,7 @@ export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
     staleAfter,
     sweepInterval: options.sweepInterval ?? (typeof staleAfter === "number" ? staleAfter / 2 : staleAfter),
     shutdownTimeout: options.shutdownTimeout ?? 30,
+    cancelGrace: options.cancelGrace ?? 10,
     maxResultBytes: options.maxResultBytes as number,
     retryBackoff: { base: options.retryBackoff?.base ?? 1, max: options.retryBackoff?.max ?? 3600 },
     logger: options.logger ?? consoleLogger(),
@@ -165,6 +173,7 @@ function validateWorkerConfig(c: WorkerConfig): WorkerConfig {
   validateInteger("prefetch", c.prefetch, 0, 100_000);
   validateSeconds("sweepInterval", c.sweepInterval, 0.05);
   validateSeconds("shutdownTimeout", c.shutdownTimeout);
+  validateSeconds("cancelGrace", c.cancelGrace);
   c.maxResultBytes = payloadLimit("maxResultBytes", c.maxResultBytes);
   validateSeconds("retryBackoff.base", c.retryBackoff.base);
   validateSeconds("retryBackoff.max", c.retryBackoff.max);

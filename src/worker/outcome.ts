@@ -7,7 +7,12 @@ export type Outcome =
   | { kind: "completed"; resultJson: string; duration: number }
   | { kind: "failed"; error: string; final: boolean; duration: number }
   /** Interrupted by shutdown: hand the task back, no retry used. */
-  | { kind: "released" };
+  | { kind: "released" }
+  /**
+   * Stopped at the request of cancelTask: the handler settled with an error after its signal fired, or ignored the
+   * signal for cancelGrace seconds and was abandoned. Never retried. `error` is what is stored.
+   */
+  | { kind: "cancelled"; error: string; duration: number };
 
 /** Message and stack of whatever a handler threw, readable even when it is not an Error. */
 export function describeError(err: unknown): string {

@@ -95,7 +95,7 @@ export class Sweeper {
     };
     this.#o.logger.warn("swept tasks of lost workers", report);
     (this.#o.signal ?? noSignal)("swept", report);
-    this.#o.notifier.publishFinished(failed);
+    this.#o.notifier.publishFinished(swept.filter((t) => t.status !== "PENDING").map((t) => t.id));
     const byQueue = new Map<string, number>();
     for (const t of requeued) byQueue.set(t.queue, (byQueue.get(t.queue) ?? 0) + 1);
     for (const [queue, n] of byQueue) this.#o.notifier.publishWake(queue, n);

@@ -1,10 +1,11 @@
 import { performance } from "node:perf_hooks";
 import { Worker as Thread } from "node:worker_threads";
-import { HandlerError, TaskTimeoutError, WorkerShutdownError } from "../errors.js";
+import { HandlerError, TaskCancelledError, TaskTimeoutError, WorkerShutdownError } from "../errors.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import { MAX_TIMER_MS } from "./deadlines.js";
-import type { Execution, OutcomeListener } from "./executor.js";
+import { errorLine, type AttemptSupport, type Execution, type OutcomeListener } from "./executor.js";
 import { argsProblem, describeError, resultOutcome, type Outcome } from "./outcome.js";
+import { checkMetaPatch, checkProgress } from "../report-checks.js";
 
 interface Slot {
   thread: Thread;
@@ -22,11 +23,28 @@ type DoneMessage =
       notJson?: string;
     };
 
+/** A handler's taskContext().progress or setMeta, from its thread; answered with a "reported" message. */
+interface ReportMessage {
+  type: "report";
+  runId: number;
+  seq: number;
+  kind: "progress" | "meta";
+  fraction?: unknown;
+  message?: unknown;
+  patch?: unknown;
+}
+
+/** An error as it crosses to a thread: structured cloning keeps neither the class nor `code` of our errors. */
+function errorData(e: Error): { name: string; message: string; code?: string } {
+  return { name: e.name, message: e.message, code: (e as { code?: string }).code };
+}
+
 /**
  * Runs attempts in worker threads, one attempt per thread at a time. Threads are reused while their tasks finish
- * normally; a thread whose task times out, or that is released at shutdown, is terminated (ending even a handler
- * that never yields) and a fresh one takes its place on the next run. A thread that dies (`process.exit()` inside a
- * handler ends only its thread) fails the attempt it was running.
+ * normally; a thread whose task times out, that is released at shutdown, or whose cancelled task outlives
+ * cancelGrace, is terminated (ending even a handler that never yields) and a fresh one takes its place on the next
+ * run. A thread that dies (`process.exit()` inside a handler ends only its thread) fails the attempt it was running.
+ * A task's progress and setMeta reach the main thread as messages, checked and written here like an inline task's.
  */
 export class ThreadPool {
   readonly #moduleUrl: string;
@@ -65,10 +83,10 @@ export class ThreadPool {
   }
 
   /** Starts the attempt; `listener` hears its outcome. */
-  run(row: ClaimedRow, ctx: Record<string, unknown>, listener: OutcomeListener): Execution {
+  run(row: ClaimedRow, ctx: Record<string, unknown>, listener: OutcomeListener, support: AttemptSupport): Execution {
     const refused = argsProblem(row.args);
     if (refused) {
-      const exec: Execution = { row, slot: -1, release() {} };
+      const exec: Execution = { row, slot: -1, release() {}, cancel() {} };
       // Heard after run() returns, as every threaded outcome is: the caller tracks the attempt first.
       void Promise.resolve().then(() => listener(exec, refused));
       return exec;
@@ -77,12 +95,32 @@ export class ThreadPool {
     const runId = this.#nextRunId++;
     let started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
-    const failed = (error: string, final = false): Outcome => ({ kind: "failed", error, final, duration: seconds() });
+    let cancelled: TaskCancelledError | null = null;
+    // Once cancelled, any failure ends the attempt CANCELLED (never retried).
+    const failed = (error: string, final = false): Outcome =>
+      cancelled
+        ? { kind: "cancelled", error: errorLine(cancelled), duration: seconds() }
+        : { kind: "failed", error, final, duration: seconds() };
     let settle!: (o: Outcome, keepThread: boolean) => void;
+    let closed = false;
+    const report = (m: ReportMessage) => {
+      let written: Promise<void>;
+      try {
+        written =
+          m.kind === "progress"
+            ? support.reports.report(row, checkProgress(m.fraction, m.message), null)
+            : support.reports.report(row, null, checkMetaPatch(m.patch));
+      } catch (err) {
+        slot.thread.postMessage({ type: "reported", runId, seq: m.seq, error: errorData(err as Error) });
+        return;
+      }
+      void written.then(() => slot.thread.postMessage({ type: "reported", runId, seq: m.seq }));
+    };
 
     const outcome = new Promise<Outcome>((resolve) => {
       let done = false;
-      const onMessage = (m: DoneMessage | { type: string }) => {
+      const onMessage = (m: DoneMessage | ReportMessage | { type: string }) => {
+        if (m.type === "report" && (m as ReportMessage).runId === runId && !closed) return report(m as ReportMessage);
         if (m.type !== "done" || (m as DoneMessage).runId !== runId) return;
         const d = m as DoneMessage;
         if (d.ok) return settle(resultOutcome(d.value, seconds()), true);
@@ -102,6 +140,7 @@ export class ThreadPool {
       settle = (o, keepThread) => {
         if (done) return;
         done = true;
+        closed = true;
         clearTimeout(timer);
         slot.thread.off("message", onMessage);
         slot.thread.off("error", onError);
@@ -123,11 +162,14 @@ export class ThreadPool {
               const e = new TaskTimeoutError(row.timeout);
               // Timers may fire a fraction of a millisecond early by the performance clock: it ran its timeout.
               const error = `${e.name}: ${e.message} (its thread was terminated)`;
-              settle({ kind: "failed", error, final: false, duration: Math.max(seconds(), row.timeout) }, false);
+              const duration = Math.max(seconds(), row.timeout);
+              settle(cancelled ? failed("") : { kind: "failed", error, final: false, duration }, false);
             },
             Math.min(row.timeout * 1000, MAX_TIMER_MS),
           );
           slot.thread.postMessage({ type: "run", runId, name: row.name, args: row.args, ctx });
+          // Cancelled while the thread was starting: the abort sent then found no task running.
+          if (cancelled) slot.thread.postMessage({ type: "abort", reason: errorData(cancelled) });
         },
         (err: Error) => settle(failed(describeError(err)), false),
       );
@@ -136,12 +178,32 @@ export class ThreadPool {
       row,
       slot: -1,
       release: () => {
-        // Let the handler see why, then end the thread: the task goes back to the queue either way.
-        slot.thread.postMessage({ type: "abort", reason: new WorkerShutdownError() });
-        settle({ kind: "released" }, false);
+        // Let the handler see why, then end the thread: the task goes back to the queue either way (a cancelled one
+        // ends CANCELLED instead).
+        slot.thread.postMessage({ type: "abort", reason: errorData(new WorkerShutdownError()) });
+        settle(cancelled ? failed("") : { kind: "released" }, false);
+      },
+      cancel: () => {
+        if (cancelled || closed) return;
+        cancelled = new TaskCancelledError();
+        slot.thread.postMessage({ type: "abort", reason: errorData(cancelled) });
+        const grace = support.cancelGrace;
+        const abandon = new TaskCancelledError(
+          `the task was cancelled and abandoned after ignoring its signal for ${grace} s (its thread was terminated)`,
+        );
+        setTimeout(
+          () => settle({ kind: "cancelled", error: errorLine(abandon), duration: seconds() }, false),
+          grace * 1000,
+        ).unref();
       },
     };
-    void outcome.then((o) => listener(exec, o));
+    // The handler's last progress or meta is written before its outcome is handed on.
+    void outcome
+      .then(async (o) => {
+        await support.reports.flush(row);
+        return o;
+      })
+      .then((o) => listener(exec, o));
     return exec;
   }
 

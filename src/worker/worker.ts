@@ -11,11 +11,13 @@ import { Completer } from "./completer.js";
 import { Contact } from "./contact.js";
 import type { Signal, WorkerEvents } from "./events.js";
 import { Attempts } from "./attempts.js";
+import { cancelRunning } from "./cancels.js";
 import { Fetcher } from "./fetcher.js";
 import { Heartbeat } from "./heartbeat.js";
 import { ClusterLock } from "./lock.js";
 import { resolveWorkerOptions, type WorkerConfig, type WorkerOptions } from "./options.js";
 import { buildRegistry, loadHandlers, queuesOf, type Registered } from "./registry.js";
+import { ReportWriter } from "./reports.js";
 import type { Service } from "./service.js";
 import { Slots } from "./slots.js";
 import { Sweeper } from "./sweeper.js";
@@ -52,6 +54,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   readonly #lock: ClusterLock;
   readonly #completer: Completer;
   readonly #heartbeat: Heartbeat;
+  readonly #reports: ReportWriter;
   readonly #sweeper: Sweeper;
   readonly #attempts: Attempts;
   readonly #slots: Slots;
@@ -109,7 +112,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
       held: () => this.#held(),
       onFailing: () => this.#contact.lost(),
       onRestored: () => this.#contact.restored(),
+      onCancelRequested: (claims) => claims.forEach((c) => cancelRunning(this.#slots, c.id, c.attempt)),
     });
+    this.#reports = new ReportWriter({ ...db, workerId: this.id, maxRetries: c.maxRetries, notifier: this.#notifier });
     this.#slots = new Slots(c.concurrency);
     this.#attempts = new Attempts({
       slots: this.#slots,
@@ -119,6 +124,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       registry: () => this.#registry,
       threads: () => this.#threads,
       completer: this.#completer,
+      support: { reports: this.#reports, cancelGrace: c.cancelGrace },
       recordStart: async (row) => (await recordStarts(this.#store.hotQueries, this.#store.tasks, this.id, [row])) === 1,
       accepting: () => this.#state === "running",
       slotFreed: (ms) => this.#fetcher.slotFreed(ms),
@@ -210,11 +216,19 @@ export class Worker extends EventEmitter<WorkerEvents> {
         dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
       ),
       this.#notifier.onReconnect(() => this.#fetcher.wake()),
+      this.#notifier.onCancel((id, attempt) => cancelRunning(this.#slots, id, attempt)),
       this.#notifier.onStatus((status) => this.#signal(`redis:${status}`)),
     );
     await this.#notifier.ready(); // wake-ups sent from now on are heard
     this.#state = "running";
-    const services: Service[] = [this.#heartbeat, this.#completer, this.#attempts, this.#sweeper, this.#fetcher];
+    const services: Service[] = [
+      this.#heartbeat,
+      this.#completer,
+      this.#reports,
+      this.#attempts,
+      this.#sweeper,
+      this.#fetcher,
+    ];
     for (const service of services) {
       await service.start();
       this.#services.push(service);

@@ -1,0 +1,16 @@
+import type { ClaimedRow } from "../sql/claim.js";
+import type { RunningTask } from "./events.js";
+
+/** A claimed row as the worker's task events describe it. Built only when an event is emitted. */
+export function runningTask(row: ClaimedRow, workerId: string, defaultMaxRetries: number): RunningTask {
+  return {
+    id: row.id,
+    name: row.name,
+    queue: row.queue,
+    args: row.args,
+    attempt: row.attempt,
+    retryCount: row.retry_count,
+    maxRetries: row.max_retries ?? defaultMaxRetries,
+    workerId,
+  };
+}
