@@ -46,6 +46,7 @@ export interface Task<Result = JsonValue> {
   uniqueKey: string | null;
   workerId: string | null;
   heartbeatAt: Date | null;
+  /** cancelTask was called while the task ran: its worker stops it (a PENDING task is cancelled outright instead). */
   cancelRequested: boolean;
   /** The last progress the handler reported, or null. */
   progress: TaskProgress | null;

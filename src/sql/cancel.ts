@@ -5,7 +5,7 @@ import { live } from "./live.js";
 
 /*
  * A cancel request is compare-and-set on the status it found: a PENDING task becomes CANCELLED at once; a PROGRESS
- * task gets cancel_requested, and the worker holding it (told through Redis, or by its next heartbeat, which returns
+ * task gets cancel_requested (only a running one: retryTask reads it as an attempt cut short), and the worker holding it (told through Redis, or by its next heartbeat, which returns
  * the held ids whose cancel was requested) stops it and writes CANCELLED itself, through its lease. A finished task is
  * left alone. The row is found and locked by its primary key alone, behind OFFSET 0, and its status checked once
  * locked: given `status = 'PENDING'`, the planner may walk the claim index instead, whenever its statistics say few
@@ -22,7 +22,7 @@ const requestStatement = perTable(
    UPDATE ${tasks} t
       SET status = CASE WHEN target.status = 'PENDING' THEN 'CANCELLED' ELSE t.status END,
           finished_at = CASE WHEN target.status = 'PENDING' THEN now() ELSE t.finished_at END,
-          cancel_requested = true, updated_at = now()
+          cancel_requested = t.cancel_requested OR target.status = 'PROGRESS', updated_at = now()
      FROM target
     WHERE t.id = target.id AND ${live("t")} AND target.status IN ('PENDING', 'PROGRESS')
    RETURNING t.*`,

@@ -6,7 +6,7 @@ import { Deadlines, type Expiring } from "./deadlines.js";
 import { argsProblem, describeError, resultOutcome, type Outcome } from "./outcome.js";
 import type { Handler } from "./registry.js";
 import { checkMetaPatch, checkProgress } from "../report-checks.js";
-import { type ReportWriter } from "./reports.js";
+import type { ReportWriter } from "./reports.js";
 
 /** A running attempt, as the worker tracks it. */
 export interface Execution {
