@@ -16,6 +16,8 @@ export default tseslint.config(
         { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" },
       ],
       "no-constant-condition": ["error", { checkLoops: false }],
+      // `import { type X }` keeps an import of the module (verbatimModuleSyntax): write `import type { X }`.
+      "@typescript-eslint/no-import-type-side-effects": "error",
     },
   },
   {
