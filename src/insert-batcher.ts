@@ -8,7 +8,7 @@ import type { TaskInsert, Task } from "./task.js";
  * (one insert, one commit, one flush of the WAL) instead of one commit each.
  *
  * A batch statement is all or nothing. When it fails with an error Postgres reported (so nothing was committed),
- * each call of the batch is sent again alone and gets its own result or error: one call's bad data never fails the
+ * each call of the batch is sent again alone, in turn, and gets its own result or error: one call's bad data never fails the
  * others. A lost connection fails the whole batch, as it would have failed each call: resending could insert twice
  * if the commit had in fact gone through. See docs/architecture.md, Concurrent enqueues share one insert.
  */
@@ -60,7 +60,8 @@ export class InsertBatcher {
         for (const w of batch) w.reject(err);
         return;
       }
-      await Promise.all(batch.map((w) => this.#write([w.spec]).then(([task]) => w.resolve(task!), w.reject)));
+      // One after another, so ids still follow the order of the calls.
+      for (const w of batch) await this.#write([w.spec]).then(([task]) => w.resolve(task!), w.reject);
       return;
     }
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve(tasks[i]!);
