@@ -1,6 +1,7 @@
 import { CompiledQuery } from "kysely";
 import type pg from "pg";
 import type { Queryable } from "./db/statements.js";
+import { isMovedRowError } from "./db/moved-rows.js";
 import { InvalidOptionError, TransactionNotOpenError } from "./errors.js";
 
 /**
@@ -81,12 +82,26 @@ function adapt(run: Run): Queryable {
       try {
         result = await run({ text: config.text, values: config.values ?? [] });
       } catch (err) {
-        throw notOpen(err) ?? err;
+        throw notOpen(err) ?? inCallersTransaction(err);
       }
       const rows = result.rows.map((r) => normalize(r as Record<string, unknown>)) as R[];
       return { rows, rowCount: rows.length, command: "", oid: 0, fields: [] };
     },
   };
+}
+
+/**
+ * A row that moved partition under a statement (see moved-rows.js) aborts the caller's transaction: the statement
+ * cannot simply run again as it does on skiplock's own connections. The caller gets Postgres's serialization failure
+ * (40001, which a transaction is expected to retry) in words that say so, rather than a rerun failing as aborted.
+ */
+function inCallersTransaction(err: unknown): unknown {
+  if (!isMovedRowError(err)) return err;
+  const e = new Error(
+    "a task this enqueue had to update finished at the same moment (a serialization failure): retry the transaction",
+    { cause: err },
+  );
+  return Object.assign(e, { code: "40001" });
 }
 
 /** The TransactionNotOpenError an error of the caller's transaction stands for, if any. */

@@ -78,20 +78,29 @@ export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert
   return (await writeTasks(q, tasks, specs)).tasks;
 }
 
-/** Runs `fn` in one transaction: a pool's own, or the one a given client is in. */
+/** Runs of a pool's own transaction when Postgres aborts it for a deadlock or a serialization failure. */
+const TRANSACTION_RUNS = 3;
+
+/**
+ * Runs `fn` in one transaction: a pool's own (run again, up to TRANSACTION_RUNS times, when Postgres aborts it for a
+ * deadlock, which two batches waiting on each other's unique keys can meet), or the one a given client is in.
+ */
 async function inTransaction<T>(q: Queryable, fn: (q: Queryable) => Promise<T>): Promise<T> {
   if (!(q instanceof pg.Pool)) return fn(q);
-  const client = await q.connect();
-  try {
-    await client.query("BEGIN");
-    const result = await fn(client);
-    await client.query("COMMIT");
-    return result;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => {});
-    throw err;
-  } finally {
-    client.release();
+  for (let runs = 1; ; runs++) {
+    const client = await q.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => {});
+      const code = (err as { code?: unknown }).code;
+      if (runs >= TRANSACTION_RUNS || (code !== "40P01" && code !== "40001")) throw err;
+    } finally {
+      client.release();
+    }
   }
 }
 
