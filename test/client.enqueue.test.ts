@@ -82,8 +82,12 @@ describe("concurrent createTask calls", () => {
       expect(results[7]).toMatchObject({ status: "rejected", reason: { message: "poison refused" } });
       const ok = results.filter((r) => r.status === "fulfilled");
       expect(ok).toHaveLength(19);
-      const { rows } = await env.pool.query(`SELECT args FROM "${env.schema}".tasks WHERE name = 'fine' ORDER BY id`);
-      expect(rows.map((r) => r.args[0])).toEqual(Array.from({ length: 20 }, (_, i) => i).filter((i) => i !== 7));
+      // Each caller got its own task, and nothing else was written.
+      for (const [i, r] of results.entries()) if (r.status === "fulfilled") expect(r.value.args).toEqual([i]);
+      const { rows } = await env.pool.query(`SELECT args FROM "${env.schema}".tasks WHERE name = 'fine'`);
+      expect(rows.map((r) => r.args[0]).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 20 }, (_, i) => i).filter((i) => i !== 7),
+      );
       // A spec refused before writing fails alone too.
       const mixed = await Promise.allSettled([
         env.client.createTask("fine", ["a"]),
