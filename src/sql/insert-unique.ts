@@ -42,11 +42,17 @@ const insertReplace = perTable(
   { prepared: false },
 );
 
-/* A running holder steps out of the unique index; it keeps its key as a label (migration 0006). */
+/*
+ * A running holder steps out of the unique index; it keeps its key as a label (migration 0006). The holders are
+ * found through the unique index and updated by primary key. "Running" is said as `status <> 'PENDING'` (in
+ * tasks_live the same thing): `status = 'PROGRESS'` matches the running-task index's predicate, and whenever the
+ * statistics said few tasks were running the planner walked that index, every running task, instead.
+ */
 const supersede = perTable(
   "supersede_unique",
   (tasks) => `UPDATE ${tasks}_live SET unique_superseded = true
-   WHERE unique_key = ANY($1::text[]) AND NOT unique_superseded AND status = 'PROGRESS'`,
+   WHERE id = ANY (ARRAY(SELECT id FROM ${tasks}_live WHERE unique_key = ANY($1::text[]) AND NOT unique_superseded))
+     AND status <> 'PENDING' AND NOT unique_superseded`,
   { prepared: false },
 );
 
@@ -128,3 +134,6 @@ function contention(open: KeyGroup[]): Error {
   const keys = open.map((g) => JSON.stringify(g.spec.uniqueKey)).join(", ");
   return new Error(`unique keys ${keys}: their tasks kept changing while being enqueued; try again`);
 }
+
+/** @internal The statements whose plans test/plans.unique.test.ts pins. */
+export const uniqueKeyStatements = { supersede, holdersOf };
