@@ -280,7 +280,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> {
     const q = transactionQueryable(transaction);
     void this.#notifier.start();
     const watch = own === null && (this.#config.redisUrl !== undefined || this.listenerCount("task:enqueued") > 0);
-    const inserted = await writeTasks(q, this.#store.tasks, prepared, watch);
+    const inserted = await writeTasks(q, this.#store.tasks, prepared, watch, this.#store.pool);
     if (own) own.push(inserted);
     else if (watch && inserted.xid !== null && inserted.changed.length > 0) {
       this.#watcher ??= new CommitWatcher<Inserted>(

@@ -98,7 +98,7 @@ function adapt(run: Run): Queryable {
 function inCallersTransaction(err: unknown): unknown {
   if (!isMovedRowError(err)) return err;
   const e = new Error(
-    "a task this enqueue had to update finished at the same moment (a serialization failure): retry the transaction",
+    "a task this enqueue had to update left the queue at the same moment (a serialization failure): retry the transaction",
     { cause: err },
   );
   return Object.assign(e, { code: "40001" });

@@ -122,6 +122,65 @@ describe("createTask in a pg Client's transaction", () => {
   });
 });
 
+describe("uniqueMode replace in a caller's transaction", () => {
+  const setStatus = (id: string, status: string) =>
+    env.pool.query(`UPDATE "${env.schema}".tasks SET status = $2 WHERE id = $1`, [id, status]);
+
+  it("updates a pending holder only if the caller commits", async () => {
+    const holder = await env.client.createTask("job", ["first"], { uniqueKey: "tx-replace", delay: 600 });
+    const c = await ownClient();
+    try {
+      await c.query("BEGIN");
+      const t = await env.client.createTask("job", ["second"], {
+        uniqueKey: "tx-replace",
+        uniqueMode: "replace",
+        delay: 600,
+        transaction: c,
+      });
+      expect(t).toMatchObject({ id: holder.id, args: ["second"] });
+      await c.query("ROLLBACK");
+      expect((await env.client.getTask(holder.id))?.args).toEqual(["first"]);
+      await c.query("BEGIN");
+      await env.client.createTask("job", ["third"], {
+        uniqueKey: "tx-replace",
+        uniqueMode: "replace",
+        delay: 600,
+        transaction: c,
+      });
+      await c.query("COMMIT");
+      expect((await env.client.getTask(holder.id))?.args).toEqual(["third"]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("never locks a running holder in the caller's transaction", async () => {
+    const running = await env.client.createTask("job", ["running"], { uniqueKey: "tx-running" });
+    await setStatus(running.id, "PROGRESS");
+    const c = await ownClient();
+    try {
+      await c.query("BEGIN");
+      const next = await env.client.createTask("job", ["next"], {
+        uniqueKey: "tx-running",
+        uniqueMode: "replace",
+        delay: 600,
+        transaction: c,
+      });
+      expect(next.id).not.toBe(running.id);
+      // The worker's writes to the running task need not wait for the caller's commit.
+      const locked = await env.pool.query(`SELECT id FROM "${env.schema}".tasks WHERE id = $1 FOR UPDATE NOWAIT`, [
+        running.id,
+      ]);
+      expect(locked.rowCount).toBe(1);
+      await c.query("COMMIT");
+      expect(await env.client.getTask(next.id)).toMatchObject({ args: ["next"], uniqueKey: "tx-running" });
+      expect(await env.client.createTask("job", [], { uniqueKey: "tx-running" })).toMatchObject({ id: next.id });
+    } finally {
+      await c.end();
+    }
+  });
+});
+
 describe("createTask in a kysely Transaction", () => {
   it("commits with the caller's transaction, plugins and all", async () => {
     await env.startWorker({ tasks: { job: (n: number) => n * 2 } });

@@ -43,6 +43,21 @@ const insertReplace = perTable(
 );
 
 /*
+ * "replace" in a caller's transaction: a PENDING holder is updated by key, without the lock ON CONFLICT DO UPDATE
+ * takes on a running holder, which would last until the caller commits (see insertUnique).
+ */
+const updatePending = perTable(
+  "update_pending_unique",
+  (tasks) => `UPDATE ${tasks}_live
+      SET args = d.a, run_at = coalesce(d.r, now() + d.d * interval '1 second', now()), priority = d.p,
+          meta = coalesce(d.x, '{}'), updated_at = now()
+     FROM jsonb_to_recordset($1::jsonb) AS d(a jsonb, p int, r timestamptz, d float8, x jsonb, k text)
+    WHERE unique_key = d.k AND NOT unique_superseded AND status = 'PENDING'
+   RETURNING ${TASK_COLUMNS}`,
+  { prepared: false },
+);
+
+/*
  * A running holder steps out of the unique index; it keeps its key as a label (migration 0006). The holders are
  * found through the unique index and updated by primary key. "Running" is said as `status <> 'PENDING'` (in
  * tasks_live the same thing): `status = 'PROGRESS'` matches the running-task index's predicate, and whenever the
@@ -78,8 +93,18 @@ interface KeyGroup {
  * Enqueues tasks that all have a unique key and returns, in the order given, the task each spec ended as. Several
  * specs with one key act as if enqueued in turn: the first creates (or finds) the task, each later "replace" gives
  * it its args, runAt, priority and meta, each later "keep" returns it.
+ *
+ * `outside` is given when `q` is a caller's transaction: skiplock's own pool. A running holder is then never locked
+ * in the caller's transaction (its worker's outcome and heartbeat would wait for the caller's commit, and a long
+ * transaction would get the task swept): it is superseded on `outside` at once, in a transaction of its own. Should
+ * the caller roll back, the running task keeps running without holding its key.
  */
-export async function insertUnique(q: Queryable, tasks: string, specs: TaskInsert[]): Promise<Inserted> {
+export async function insertUnique(
+  q: Queryable,
+  tasks: string,
+  specs: TaskInsert[],
+  outside?: Queryable,
+): Promise<Inserted> {
   const groups = new Map<string, KeyGroup>();
   for (const s of specs) {
     const g = groups.get(s.uniqueKey!);
@@ -114,9 +139,17 @@ export async function insertUnique(q: Queryable, tasks: string, specs: TaskInser
   open = replace;
   for (let round = 0; open.length > 0; round++) {
     if (round === MAX_ROUNDS) throw contention(open);
-    const { rows: written } = await run<TaskRow & { replaced: boolean }>(q, insertReplace(tasks), [
-      toRecordset(open.map((g) => g.spec)),
-    ]);
+    const batch = toRecordset(open.map((g) => g.spec));
+    const written: (TaskRow & { replaced?: boolean })[] = [];
+    if (!outside) written.push(...(await run<TaskRow & { replaced: boolean }>(q, insertReplace(tasks), [batch])).rows);
+    else {
+      written.push(...(await run<TaskRow>(q, insertKeep(tasks), [batch])).rows);
+      const rest = open.filter((g) => !written.some((r) => r.unique_key === g.spec.uniqueKey));
+      if (rest.length > 0) {
+        const updated = await run<TaskRow>(q, updatePending(tasks), [toRecordset(rest.map((g) => g.spec))]);
+        for (const row of updated.rows) written.push({ ...row, replaced: true });
+      }
+    }
     for (const row of written) {
       const task = rowToTask(row);
       groups.get(row.unique_key!)!.task = task;
@@ -124,7 +157,7 @@ export async function insertUnique(q: Queryable, tasks: string, specs: TaskInser
       if (row.replaced) (replaced ??= new Set()).add(task);
     }
     open = open.filter((g) => !g.task);
-    if (open.length > 0) await run(q, supersede(tasks), [open.map((g) => g.spec.uniqueKey)]);
+    if (open.length > 0) await run(outside ?? q, supersede(tasks), [open.map((g) => g.spec.uniqueKey)]);
   }
 
   return { tasks: specs.map((s) => groups.get(s.uniqueKey!)!.task!), changed, replaced, xid: null };

@@ -58,10 +58,16 @@ export interface Inserted {
  * Inserts the tasks and returns them, as a read of each row would, in the order given. Tasks without a unique key
  * take the fast statements above; those with one go through insertUnique. Specs whose args add up to more than one
  * statement carries (STATEMENT_JSON_CHARS), or that need both kinds of statement, go in one transaction when `q` is
- * a pool (given a client, in whatever transaction it is in). `withXid` (a caller's transaction) also returns the
- * transaction's id.
+ * a pool (given a client, in whatever transaction it is in). In a caller's transaction, `outside` is skiplock's own
+ * pool (see insertUnique) and `withXid` also returns the transaction's id.
  */
-export async function writeTasks(q: Queryable, tasks: string, specs: TaskInsert[], withXid = false): Promise<Inserted> {
+export async function writeTasks(
+  q: Queryable,
+  tasks: string,
+  specs: TaskInsert[],
+  withXid = false,
+  outside?: Queryable,
+): Promise<Inserted> {
   let keyed = 0;
   for (const s of specs) if (s.uniqueKey !== null) keyed++;
   if (keyed === 0) {
@@ -69,8 +75,8 @@ export async function writeTasks(q: Queryable, tasks: string, specs: TaskInsert[
     if (chunks.length === 1) return insertChunk(q, tasks, specs, withXid);
     return inTransaction(q, (c) => insertChunks(c, tasks, chunks, withXid));
   }
-  if (keyed === specs.length && specs.length === 1 && !withXid) return insertUnique(q, tasks, specs);
-  return inTransaction(q, (c) => insertMixed(c, tasks, specs, withXid));
+  if (keyed === specs.length && specs.length === 1 && !withXid) return insertUnique(q, tasks, specs, outside);
+  return inTransaction(q, (c) => insertMixed(c, tasks, specs, withXid, outside));
 }
 
 /** writeTasks' tasks alone: what each spec ended as, in the order given. */
@@ -116,12 +122,18 @@ async function insertChunks(q: Queryable, tasks: string, chunks: TaskInsert[][],
 }
 
 /** Tasks with and without unique keys: each kind by its own statements, put back in the order given. */
-async function insertMixed(q: Queryable, tasks: string, specs: TaskInsert[], withXid: boolean): Promise<Inserted> {
+async function insertMixed(
+  q: Queryable,
+  tasks: string,
+  specs: TaskInsert[],
+  withXid: boolean,
+  outside: Queryable | undefined,
+): Promise<Inserted> {
   const plain: TaskInsert[] = [];
   const keyed: TaskInsert[] = [];
   for (const s of specs) (s.uniqueKey === null ? plain : keyed).push(s);
   const p = plain.length > 0 ? await insertChunks(q, tasks, chunkByArgs(plain), withXid) : null;
-  const k = await insertUnique(q, tasks, keyed);
+  const k = await insertUnique(q, tasks, keyed, outside);
   let xid = p?.xid ?? null;
   if (withXid && xid === null && k.changed.length > 0) {
     const { rows } = await q.query<{ xid: string }>({ text: "SELECT pg_current_xact_id()::text AS xid" });
