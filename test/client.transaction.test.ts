@@ -301,4 +301,25 @@ describe("task:enqueued", () => {
       await client.close();
     }
   });
+
+  it("rings for a transaction committed just before close()", async () => {
+    const client = new SkiplockClient({
+      databaseUrl: env.databaseUrl,
+      schema: env.schema,
+      redisUrl: null,
+      logger: quiet,
+    });
+    const seen: string[] = [];
+    client.on("task:enqueued", ({ task }) => void seen.push(task.id));
+    const c = await ownClient();
+    try {
+      await c.query("BEGIN");
+      const task = await client.createTask("job", [], { transaction: c });
+      await c.query("COMMIT");
+      await client.close();
+      expect(seen).toEqual([task.id]);
+    } finally {
+      await c.end();
+    }
+  });
 });
