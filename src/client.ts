@@ -190,8 +190,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> {
 
   /**
    * Enqueues one task. `args` are the handler's parameters and must be JSON; they are checked before any write.
-   * Calls made while another insert is running share the next insert (see insert-batcher.ts); a call with
-   * `transaction` writes in that transaction instead.
+   * Calls made while other inserts are running share the next insert (see insert-batcher.ts), except those with a
+   * uniqueKey; a call with `transaction` writes in that transaction instead.
    */
   async createTask<R = JsonValue>(
     name: string,
@@ -203,6 +203,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> {
     const spec = prepareTask({ ...taskOptions, name, args }, "args", this.#maxArgsBytes);
     this.#assertQueueAllowed(spec.queue, "createTask");
     if (transaction !== undefined) return (await this.#writeIn(transaction, [spec], null))[0] as Task<R>;
+    // A keyed insert may wait for another transaction that holds its key: it goes alone, holding up no other call.
+    if (spec.uniqueKey !== null) return (await this.#write([spec])).tasks[0] as Task<R>;
     return (await this.#batcher.add(spec)) as Task<R>;
   }
 

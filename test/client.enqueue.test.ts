@@ -1,3 +1,4 @@
+import pg from "pg";
 import { describe, expect, it, vi } from "vitest";
 import { InvalidNameError, InvalidOptionError, QueueNotAllowedError, SkiplockClient } from "../src/index.js";
 import { quiet } from "./helpers.js";
@@ -109,5 +110,22 @@ describe("concurrent createTask calls", () => {
     const keyed = tasks.filter((_, i) => i % 2 === 0);
     expect(new Set(keyed.map((t) => t.id)).size).toBe(1);
     expect(new Set(tasks.filter((_, i) => i % 2 === 1).map((t) => t.id)).size).toBe(15);
+  });
+
+  it("a keyed call waiting for another transaction's key holds up no other call", async () => {
+    const c = new pg.Client({ connectionString: env.databaseUrl });
+    await c.connect();
+    try {
+      await c.query("BEGIN");
+      const held = await env.client.createTask("keyed", [], { uniqueKey: "held-elsewhere", transaction: c });
+      // Waits on the key's index entry until the transaction above ends.
+      const waiting = env.client.createTask("keyed", [], { uniqueKey: "held-elsewhere" });
+      const others = await Promise.all(Array.from({ length: 10 }, (_, i) => env.client.createTask("other", [i])));
+      expect(others).toHaveLength(10);
+      await c.query("COMMIT");
+      expect((await waiting).id).toBe(held.id);
+    } finally {
+      await c.end();
+    }
   });
 });
