@@ -105,6 +105,23 @@ describe("uniqueKey, replace", () => {
     expect(await live("deb")).toHaveLength(1);
   });
 
+  it("tells task:enqueued listeners which tasks were replaced; a keep that finds its task tells nothing", async () => {
+    const seen: [string, boolean][] = [];
+    const listener = ({ task, replaced }: { task: Task; replaced: boolean }) => void seen.push([task.id, replaced]);
+    env.client.on("task:enqueued", listener);
+    try {
+      const a = await env.client.createTask("x", [1], { uniqueKey: "ev", delay: 60 });
+      await env.client.createTask("x", [2], { uniqueKey: "ev" });
+      await env.client.createTask("x", [3], { uniqueKey: "ev", uniqueMode: "replace", delay: 60 });
+      expect(seen).toEqual([
+        [a.id, false],
+        [a.id, true],
+      ]);
+    } finally {
+      env.client.off("task:enqueued", listener);
+    }
+  });
+
   it("leaves a running holder alone and queues a new task behind it", async () => {
     const a = await env.client.createTask("x", [1], { uniqueKey: "run" });
     await setStatus(a.id, "PROGRESS");

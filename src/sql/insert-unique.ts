@@ -144,7 +144,8 @@ export async function insertUnique(
     if (!outside) written.push(...(await run<TaskRow & { replaced: boolean }>(q, insertReplace(tasks), [batch])).rows);
     else {
       written.push(...(await run<TaskRow>(q, insertKeep(tasks), [batch])).rows);
-      const rest = open.filter((g) => !written.some((r) => r.unique_key === g.spec.uniqueKey));
+      const inserted = new Set(written.map((r) => r.unique_key));
+      const rest = open.filter((g) => !inserted.has(g.spec.uniqueKey));
       if (rest.length > 0) {
         const updated = await run<TaskRow>(q, updatePending(tasks), [toRecordset(rest.map((g) => g.spec))]);
         for (const row of updated.rows) written.push({ ...row, replaced: true });
