@@ -96,7 +96,7 @@ export interface CreateTasksOptions {
 
 /**
  * Inserts running at once before further createTask calls queue for a shared one (see insert-batcher.ts). 64
- * concurrent callers in one process: 780–1,350 tasks/s with every call its own insert, 4,200–4,600 with one insert in
+ * concurrent callers in one process: 780–2,400 tasks/s with every call its own insert, 4,200–4,600 with one insert in
  * flight, 3,900–8,600 with two, 3,900–6,600 with four (see docs/architecture.md).
  */
 const SHARED_INSERTS_IN_FLIGHT = 2;
