@@ -42,3 +42,8 @@ export type { CountTasksOptions, ListTasksOptions, StatusCounts, TaskCounts, Tas
 
 // Progress and cancel.
 export type { TaskProgress } from "./task.js";
+
+// Enqueueing: unique keys, meta, the caller's transaction, the queue allow-list, task:enqueued.
+export type { ClientEvents, ClientTransaction, TransactionTaskOptions } from "./client.js";
+export { MAX_PRIORITY, MIN_PRIORITY, type UniqueMode } from "./task.js";
+export type { TransactionLike } from "./transaction.js";

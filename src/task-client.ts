@@ -3,11 +3,8 @@
 import type { WaitOptions } from "./client.js";
 import type { JsonValue, Task, TaskOptions, TaskSpec } from "./task.js";
 
-/**
- * What `createTasks` takes beside its specs: the caller's transaction, when TaskOptions has one (one for the whole
- * batch, not one per spec).
- */
-export type CreateTasksOptions = Pick<TaskOptions, Extract<"transaction", keyof TaskOptions>>;
+/** What `createTasks` takes beside its specs: the caller's open transaction, one for the whole batch. */
+export type CreateTasksOptions = Pick<TaskOptions, "transaction">;
 
 /**
  * What task handles (defineTask) and the module-level functions need of a client. SkiplockClient is the real one;

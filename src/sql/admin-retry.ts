@@ -16,7 +16,8 @@ import { live } from "./live.js";
  * one cancelled while running (cancel_requested) is counted like a failure.
  *
  * A unique key held by a newer live task would collide in tasks_live's unique index: the row is left alone and the
- * caller reads who holds the key (admin-state.ts). A concurrent enqueue can still take the key between the check and
+ * caller reads who holds the key (admin-state.ts). A retried task holds its key again (unique_superseded is cleared:
+ * a task whose key a "replace" handed on while it ran takes it back once nobody holds it). A concurrent enqueue can still take the key between the check and
  * the move; the move then fails with 23505 and the caller tries again.
  */
 const retryStatement = perTable(
@@ -24,10 +25,11 @@ const retryStatement = perTable(
   (tasks) => `UPDATE ${tasks} t
       SET status = 'PENDING', run_at = now(), finished_at = NULL, updated_at = now(), heartbeat_at = NULL,
           retry_count = t.retry_count + (t.status = 'FAILED' OR t.cancel_requested)::int,
-          cancel_requested = false, progress = NULL
+          cancel_requested = false, progress = NULL, unique_superseded = false
     WHERE t.id = $1 AND t.status IN ('FAILED', 'CANCELLED')
       AND (t.unique_key IS NULL
-           OR NOT EXISTS (SELECT FROM ${tasks} h WHERE h.unique_key = t.unique_key AND ${live("h")}))
+           OR NOT EXISTS (SELECT FROM ${tasks} h
+                           WHERE h.unique_key = t.unique_key AND NOT h.unique_superseded AND ${live("h")}))
    RETURNING ${TASK_COLUMNS}`,
 );
 

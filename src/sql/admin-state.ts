@@ -11,7 +11,7 @@ const stateStatement = perTable(
   "admin_state",
   (tasks) => `SELECT t.status, t.unique_key,
           (SELECT h.id::text FROM ${tasks} h
-            WHERE h.unique_key = t.unique_key AND ${live("h")} AND h.id <> t.id
+            WHERE h.unique_key = t.unique_key AND NOT h.unique_superseded AND ${live("h")} AND h.id <> t.id
             LIMIT 1) AS holder
      FROM ${tasks} t
     WHERE t.id = $1`,
