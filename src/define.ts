@@ -2,6 +2,7 @@ import { getDefaultClient, type SkiplockClient } from "./client.js";
 import { validateTaskName } from "./config.js";
 import type { JsonChecked } from "./json.js";
 import { assertKnownKeys } from "./options.js";
+import { validateRetryPolicy, type Backoff, type RetryOn } from "./retry-policy.js";
 import {
   prepareTask,
   TASK_OPTION_KEYS,
@@ -15,6 +16,10 @@ import {
 export interface DefineOptions extends TaskOptions {
   /** Run this task in a worker thread terminated at its timeout, whatever the worker's default (needs tasksModule). */
   isolation?: Isolation;
+  /** Seconds before a retry: `(attempt) => seconds` (1 for the first failed attempt), or `{ base, max }`. */
+  backoff?: Backoff;
+  /** Whether a failure is worth a retry; `false` fails the task for good at once. */
+  retryOn?: RetryOn;
 }
 
 export interface EnqueueOptions extends TaskOptions {
@@ -33,7 +38,7 @@ export interface TaskDefinition<A extends unknown[] = unknown[], R = unknown> ex
   using(options: EnqueueOptions): { enqueue(...args: A): Promise<Task<Awaited<R>>> };
 }
 
-const DEFINE_OPTION_KEYS: readonly string[] = [...TASK_OPTION_KEYS, "isolation"];
+const DEFINE_OPTION_KEYS: readonly string[] = [...TASK_OPTION_KEYS, "isolation", "backoff", "retryOn"];
 const ENQUEUE_OPTION_KEYS: readonly string[] = [...TASK_OPTION_KEYS, "client"];
 
 /**
@@ -53,8 +58,9 @@ export function defineTask<A extends unknown[], R>(
   if (typeof handler !== "function")
     throw new TypeError(`defineTask(${JSON.stringify(name)}): handler must be a function`);
   assertKnownKeys(`defineTask(${JSON.stringify(name)})`, options, DEFINE_OPTION_KEYS);
-  const { isolation, ...taskOptions } = options;
+  const { isolation, backoff, retryOn, ...taskOptions } = options;
   validateIsolation(isolation, `defineTask(${JSON.stringify(name)})`);
+  validateRetryPolicy({ backoff, retryOn }, `defineTask(${JSON.stringify(name)})`);
   prepareTask({ name, ...taskOptions }); // options are checked now, not at the first enqueue
   const enqueueWith =
     (extra: EnqueueOptions) =>

@@ -28,3 +28,7 @@ export {
 export { DEFAULT_QUEUE, DEFAULT_SCHEMA, DEFAULT_TIMEOUT, type ConnectionOptions } from "./config.js";
 export { consoleLogger, silentLogger, type Logger } from "./logger.js";
 export * from "./errors.js";
+
+// Per-task retry policy and the worker's events.
+export type { Backoff, RetryOn, RetryPolicy } from "./retry-policy.js";
+export type { RunningTask, WorkerEventName, WorkerEvents } from "./worker/events.js";

@@ -1,3 +1,4 @@
+import type { ClaimedRow } from "../sql/claim.js";
 import type { JsonValue, TaskProgress } from "../task.js";
 
 /** A task as a worker's task events describe it: what the worker knows of the attempt it ran. */
@@ -13,6 +14,21 @@ export interface RunningTask {
   workerId: string;
 }
 
+/** The RunningTask of a claimed row (built only when someone listens: see Listening). */
+export function runningTask(row: ClaimedRow, workerId: string): RunningTask {
+  return {
+    id: row.id,
+    name: row.name,
+    queue: row.queue,
+    args: row.args,
+    attempt: row.attempt,
+    retryCount: row.retry_count,
+    // A claim fills in the worker's default.
+    maxRetries: row.max_retries ?? 0,
+    workerId,
+  };
+}
+
 /**
  * What a worker's services report as they work, each event with its data. The worker is an EventEmitter of these
  * (`worker.on("swept", …)`); a `run-worker` started with an IPC channel forwards them to its parent. Tests and
@@ -25,14 +41,25 @@ export interface WorkerEvents {
   "task:progress": [{ task: RunningTask; progress: TaskProgress }];
   /** The task's result is stored. */
   "task:completed": [{ task: RunningTask; result: JsonValue; duration: number }];
-  /** The task failed for good (no retry left, or a failure no retry can fix); `error` is the stored text. */
-  "task:failed": [{ task: RunningTask; error: string; duration: number }];
+  /**
+   * The task failed for good (no retry left, or a failure no retry can fix); `error` is the stored text (message and
+   * stack), `type` and `message` the error's name and message.
+   */
+  "task:failed": [{ task: RunningTask; error: string; type: string; message: string; duration: number }];
   /** The attempt failed and the task is queued again for `runAt`. */
-  "task:retrying": [{ task: RunningTask; error: string; duration: number; runAt: Date }];
+  "task:retrying": [{ task: RunningTask; error: string; type: string; message: string; duration: number; runAt: Date }];
   /** A running task was cancelled at the request of `cancelTask`. */
   "task:cancelled": [{ task: RunningTask; duration: number }];
   /** This worker's sweep took back a lost worker's task: queued again (`requeued`) or failed for good. */
-  "task:swept": [{ id: string; outcome: "requeued" | "handed-back" | "failed"; workerId: string | null }];
+  "task:swept": [
+    {
+      id: string;
+      name: string;
+      queue: string;
+      outcome: "requeued" | "handed-back" | "failed";
+      workerId: string | null;
+    },
+  ];
   /** Something went wrong outside any one task (a listener that threw, a write retried); the worker goes on. */
   "worker:error": [{ error: Error; during: string }];
   "worker:started": [{ workerId: string; queues: string[]; redis: "connected" | "unreachable" | "off" }];
@@ -72,6 +99,25 @@ export type Signal = <K extends WorkerEventName>(name: K, ...args: WorkerEvents[
 
 /** A Signal that goes nowhere, for services used on their own. */
 export const noSignal: Signal = () => {};
+
+/**
+ * Whether anyone listens to an event: services check it before building an event's data, so that per-task events
+ * cost nothing (no object, no lookup beyond this) when nobody listens.
+ */
+export type Listening = (name: WorkerEventName) => boolean;
+
+export const nobodyListens: Listening = () => false;
+
+/** Events about one task, emitted per task: not forwarded to a parent process unless asked (forward-events.ts). */
+export const TASK_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set([
+  "task:started",
+  "task:progress",
+  "task:completed",
+  "task:failed",
+  "task:retrying",
+  "task:cancelled",
+  "task:swept",
+]);
 
 /** Every event name, for code that forwards them all (run-worker to its parent process). */
 export const WORKER_EVENT_NAMES = [

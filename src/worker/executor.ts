@@ -186,7 +186,8 @@ class InlineExecution implements Execution, Expiring {
   }
 
   #failed(err: unknown, duration = this.#seconds()): void {
-    if (!this.#settled) this.#settle({ kind: "failed", error: describeError(err), final: false, duration });
+    if (!this.#settled)
+      this.#settle({ kind: "failed", error: describeError(err), final: false, duration, thrown: err });
   }
 
   #interrupt(reason: Error): void {

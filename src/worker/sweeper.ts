@@ -3,7 +3,7 @@ import type { Queryable } from "../db/statements.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { sweepStaleTasks, type SweptTask } from "../sql/sweep.js";
-import { noSignal, type Signal } from "./events.js";
+import { nobodyListens, noSignal, type Listening, type Signal } from "./events.js";
 import type { ClusterLock } from "./lock.js";
 
 export interface SweeperOptions {
@@ -24,6 +24,7 @@ export interface SweeperOptions {
    */
   inContactSince?: () => number;
   signal?: Signal;
+  listening?: Listening;
 }
 
 /**
@@ -94,7 +95,14 @@ export class Sweeper {
       workers: [...new Set(swept.map((t) => t.worker_id))],
     };
     this.#o.logger.warn("swept tasks of lost workers", report);
-    (this.#o.signal ?? noSignal)("swept", report);
+    const signal = this.#o.signal ?? noSignal;
+    signal("swept", report);
+    if ((this.#o.listening ?? nobodyListens)("task:swept")) {
+      for (const t of swept) {
+        const outcome = t.status === "FAILED" ? "failed" : t.charged ? "requeued" : "handed-back";
+        signal("task:swept", { id: t.id, name: t.name, queue: t.queue, outcome, workerId: t.worker_id });
+      }
+    }
     this.#o.notifier.publishFinished(failed);
     const byQueue = new Map<string, number>();
     for (const t of requeued) byQueue.set(t.queue, (byQueue.get(t.queue) ?? 0) + 1);
