@@ -3,12 +3,11 @@ import { appendError, errorEntry } from "./errors-column.js";
 
 /*
  * A PROGRESS row whose heartbeat is older than $1 seconds lost its worker. A started task is charged (a retry, or
- * FAILED with "worker lost"); a prefetched one (started_at NULL) goes back uncharged, unless it has gone back
- * uncharged $3 times already, so a poison task still reaches its retry limit; a charged one gets an `errors` entry
- * (errors-column.ts). run_at is kept. No row is judged until
- * the server has been up $1 seconds. Candidates are locked SKIP LOCKED in a MATERIALIZED CTE, batches of $2, and the
- * UPDATE re-checks status, heartbeat age and attempt, so a task that finished, beat or was re-claimed meanwhile is
- * left alone. See docs/architecture.md, Heartbeats and the sweep.
+ * FAILED with "worker lost", and an `errors` entry: errors-column.ts); a prefetched one (started_at NULL) goes back
+ * uncharged, unless it has gone back uncharged $3 times already, so a poison task still reaches its retry limit.
+ * run_at is kept. No row is judged until the server has been up $1 seconds. Candidates are locked SKIP LOCKED in a
+ * MATERIALIZED CTE, batches of $2, and the UPDATE re-checks status, heartbeat age and attempt, so a task that
+ * finished, beat or was re-claimed meanwhile is left alone. See docs/architecture.md, Heartbeats and the sweep.
  */
 const CHARGED = "(t.started_at IS NOT NULL OR t.attempt - t.retry_count > $3)";
 const RETRY = `(NOT ${CHARGED} OR t.retry_count < coalesce(t.max_retries, 0))`;
