@@ -350,6 +350,12 @@ export class Completer {
     }
   }
 
+  /** Resolves once nothing is left to write, without hurrying a write that waits to be retried (as drain does). */
+  whenIdle(): Promise<void> {
+    if (this.pending === 0 && !this.#flushing) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
   /** Resolves once every accepted outcome is written (or `timeoutMs` passes). Returns whether all were written. */
   async drain(timeoutMs: number): Promise<boolean> {
     if (this.pending === 0 && !this.#flushing) return true;

@@ -240,7 +240,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.#idle();
       void this.stop();
     } else if (this.#idleWaiters.length > 0) {
-      void this.#completer.drain(60_000).then(() => this.#fetcher.wake());
+      void this.#completer.whenIdle().then(() => this.#fetcher.wake());
     }
   }
 
