@@ -60,7 +60,10 @@ export interface WorkerEvents {
       workerId: string | null;
     },
   ];
-  /** Something went wrong outside any one task (a listener that threw, a write retried); the worker goes on. */
+  /**
+   * Something went wrong outside any one task's outcome: a listener that threw (`during`: "a task:completed
+   * listener"), or a task's retryOn or backoff that threw. Logged too; the worker goes on.
+   */
   "worker:error": [{ error: Error; during: string }];
   "worker:started": [{ workerId: string; queues: string[]; redis: "connected" | "unreachable" | "off" }];
   "worker:stopping": [{ running: number }];
