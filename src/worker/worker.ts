@@ -185,9 +185,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     ...args: K extends WorkerEventName ? WorkerEvents[K] : never
   ): boolean {
     const name = eventName as WorkerEventName;
-    const listeners = this.rawListeners(name) as ((...a: unknown[]) => unknown)[];
-    if (listeners.length === 0) return false;
-    for (const listener of listeners) {
+    if (this.listenerCount(name) === 0) return false; // before rawListeners, which copies even an empty list
+    for (const listener of this.rawListeners(name) as ((...a: unknown[]) => unknown)[]) {
       try {
         const r = listener.apply(this, args);
         if (r instanceof Promise) r.catch((err: unknown) => this.#listenerFailed(name, err));
