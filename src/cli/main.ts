@@ -79,7 +79,7 @@ export function buildProgram(): Command {
 
   withConnection(
     aliasOptions(program.command("run-worker"), { maxRetries: "--retry", tasksModule: "--tasks", queues: "--queue" })
-      .description("claim and run tasks until SIGINT/SIGTERM")
+      .description("claim and run tasks until SIGINT/SIGTERM (or, with --burst or --max-tasks, until done)")
       .requiredOption("--tasks <module>", "JS module exporting the task handlers")
       .option("--concurrency <n>", "tasks run at once", integer, 1)
       .option("--retry <n>", "retries for tasks enqueued without maxRetries", integer, 0)
