@@ -24,7 +24,7 @@ export interface Registered {
 }
 
 /** The options of a definition a worker reads (a definition from another copy of skiplock is checked again). */
-interface PolicyOptions {
+interface DefinitionOptions {
   isolation?: unknown;
   queue?: unknown;
   backoff?: unknown;
@@ -37,7 +37,7 @@ interface PolicyOptions {
  */
 export function buildRegistry(tasks: TaskMap): Map<string, Registered> {
   const registry = new Map<string, Registered>();
-  const add = (name: string, handler: Handler, options: PolicyOptions | undefined) => {
+  const add = (name: string, handler: Handler, options: DefinitionOptions | undefined) => {
     validateTaskName(name);
     if (registry.has(name)) throw new InvalidOptionError("tasks", `task ${JSON.stringify(name)} is registered twice`);
     const queue = options?.queue;
@@ -52,7 +52,7 @@ export function buildRegistry(tasks: TaskMap): Map<string, Registered> {
     ? tasks.map((d, i) => [String(i), d])
     : Object.entries(tasks as Record<string, unknown>);
   for (const [key, entry] of entries) {
-    if (isDefinition(entry)) add(entry.name, entry.handler, entry.options as PolicyOptions | undefined);
+    if (isDefinition(entry)) add(entry.name, entry.handler, entry.options as DefinitionOptions | undefined);
     else if (typeof entry === "function" && !Array.isArray(tasks)) add(key, entry as Handler, undefined);
     else throw new InvalidOptionError("tasks", `${key} is neither a function nor a task made with defineTask`);
   }
