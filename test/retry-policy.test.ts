@@ -1,8 +1,8 @@
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { InvalidOptionError, PermanentError, defineTask, taskContext, type Task } from "../src/index.js";
+import { InvalidOptionError, PermanentError, Worker, defineTask, taskContext, type Task } from "../src/index.js";
 import { MAX_STORED_ERRORS, STORED_MESSAGE_CHARS, STORED_STACK_CHARS } from "../src/sql/errors-column.js";
-import { CRASHED_WORKER, insertCrashedTasks, taskRows } from "./helpers.js";
+import { CRASHED_WORKER, DATABASE_URL, insertCrashedTasks, taskRows } from "./helpers.js";
 import { workerFixture } from "./worker-fixture.js";
 import { nextEvent } from "./worker-events.js";
 
@@ -294,5 +294,10 @@ describe("defineTask's policy options", () => {
       expect(() => defineTask("t", handler, options as never)).toThrow(message);
     }
     expect(() => defineTask("t", handler, { backoff: { base: 1 }, retryOn: () => true })).not.toThrow();
+  });
+
+  it("are checked again by a worker, for definitions made elsewhere", () => {
+    const made = { name: "t", handler: () => 1, options: { backoff: { base: "1" } } };
+    expect(() => new Worker({ databaseUrl: DATABASE_URL, tasks: [made] })).toThrow(/backoff\.base/);
   });
 });
