@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { defineTask, type RunningTask, type WorkerEventName } from "../src/index.js";
-import { CRASHED_WORKER, insertCrashedTasks, taskRows, WorkerProcs } from "./helpers.js";
+import { CRASHED_WORKER, insertCrashedTasks, taskRows, waitFor, WorkerProcs } from "./helpers.js";
 import { workerFixture } from "./worker-fixture.js";
 import { nextEvent, recordEvents } from "./worker-events.js";
 
@@ -123,7 +123,10 @@ describe("a listener that throws", () => {
     worker.on("task:completed", () => void completions++);
     const tasks = await env.client.createTasks(Array.from({ length: 20 }, () => ({ name: "noop" })));
     for (const t of tasks) expect((await finished(t)).status).toBe("COMPLETED");
-    await expectEventually(() => completions === 20 && errors.length === 40);
+    await waitFor(
+      "every completion heard and every listener fault reported",
+      () => completions === 20 && errors.length === 40,
+    );
     expect(errors.filter((e) => e.during === "a task:started listener")).toHaveLength(20);
     expect(errors.filter((e) => e.during === "a task:completed listener")).toHaveLength(20);
     expect(errors[0]!.error.message).toBe("started listener broke");
@@ -147,15 +150,6 @@ describe("a listener that throws", () => {
     expect(worker.listenerCount("worker:error")).toBe(1);
   });
 });
-
-/** Waits (on the event loop, not a timer) until `check` holds. */
-async function expectEventually(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 describe("run-worker's IPC forwarding", () => {
   const procs = new WorkerProcs(() => env.schema);
