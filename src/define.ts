@@ -4,6 +4,7 @@ import { InvalidOptionError, TaskNameMismatchError, TaskNotFoundError } from "./
 import type { JsonChecked } from "./json.js";
 import { assertKnownKeys } from "./options.js";
 import { isTaskClient, type CreateTasksOptions, type TaskClient } from "./task-client.js";
+import { validateRetryPolicy, type Backoff, type RetryOn } from "./retry-policy.js";
 import {
   FINAL_STATUSES,
   prepareTask,
@@ -19,6 +20,10 @@ import {
 export interface DefineOptions extends Omit<TaskOptions, "transaction"> {
   /** Run this task in a worker thread terminated at its timeout, whatever the worker's default (needs tasksModule). */
   isolation?: Isolation;
+  /** Seconds before a retry: `(attempt) => seconds` (1 for the first failed attempt), or `{ base, max }`. */
+  backoff?: Backoff;
+  /** Whether a failure is worth a retry; `false` fails the task for good at once. */
+  retryOn?: RetryOn;
 }
 
 /** What `using()` layers over a handle's options. */
@@ -58,6 +63,8 @@ export interface TaskDefinition<A extends unknown[] = unknown[], R = unknown>
 const DEFINE_OPTION_KEYS: readonly string[] = [
   ...TASK_OPTION_KEYS.filter((k: string) => k !== "transaction"),
   "isolation",
+  "backoff",
+  "retryOn",
 ];
 const ENQUEUE_OPTION_KEYS: readonly string[] = [...TASK_OPTION_KEYS, "client"];
 
@@ -78,8 +85,9 @@ export function defineTask<A extends unknown[], R>(
   if (typeof handler !== "function")
     throw new TypeError(`defineTask(${JSON.stringify(name)}): handler must be a function`);
   assertKnownKeys(`defineTask(${JSON.stringify(name)})`, options, DEFINE_OPTION_KEYS);
-  const { isolation, ...taskOptions } = options;
+  const { isolation, backoff, retryOn, ...taskOptions } = options;
   validateIsolation(isolation, `defineTask(${JSON.stringify(name)})`);
+  validateRetryPolicy({ backoff, retryOn }, `defineTask(${JSON.stringify(name)})`);
   prepareTask({ name, ...taskOptions }); // options are checked now, not at the first enqueue
   const handle = makeHandle<A, R>(name, layer({}, taskOptions), undefined);
   return Object.freeze({ ...handle, handler, options });

@@ -257,3 +257,15 @@ export class TransactionNotOpenError extends SkiplockError {
     super("TRANSACTION_NOT_OPEN", `cannot enqueue in the given transaction: ${problem}`, options);
   }
 }
+
+// Retry policy (define.ts, worker/attempts.ts).
+
+/**
+ * Thrown by a handler for a failure no retry can fix (bad input, a record that no longer exists): the task fails for
+ * good at once, whatever retries it has left. Recognised by its `code`, so it works across module copies and threads.
+ */
+export class PermanentError extends SkiplockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERMANENT", message, options);
+  }
+}

@@ -47,3 +47,7 @@ export type { TaskProgress } from "./task.js";
 export type { ClientEvents, ClientTransaction, TransactionTaskOptions } from "./client.js";
 export { MAX_PRIORITY, MIN_PRIORITY, type UniqueMode } from "./task.js";
 export type { TransactionLike } from "./transaction.js";
+
+// Per-task retry policy and the worker's events.
+export type { Backoff, RetryOn, RetryPolicy } from "./retry-policy.js";
+export type { RunningTask, WorkerEventName, WorkerEvents } from "./worker/events.js";

@@ -80,7 +80,7 @@ export function buildProgram(): Command {
 
   withConnection(
     aliasOptions(program.command("run-worker"), { maxRetries: "--retry", tasksModule: "--tasks", queues: "--queue" })
-      .description("claim and run tasks until SIGINT/SIGTERM")
+      .description("claim and run tasks until SIGINT/SIGTERM (or, with --burst or --max-tasks, until done)")
       .requiredOption("--tasks <module>", "JS module exporting the task handlers")
       .option("--concurrency <n>", "tasks run at once", integer, 1)
       .option("--retry <n>", "retries for tasks enqueued without maxRetries", integer, 0)
@@ -100,6 +100,13 @@ export function buildProgram(): Command {
       )
       .option("--prefetch <n>", "most claimed tasks held ready beyond the free slots while tasks are short", integer)
       .option("--cancel-grace <s>", "seconds a cancelled task may take to stop before it is abandoned", seconds, 10)
+      .option("--burst", "exit (0) once no task is due: none claimable in its queues and none running", false)
+      .option("--max-tasks <n>", "exit (0) after running this many tasks; claims no more than that", integer)
+      .option(
+        "--ipc-task-events",
+        "with an IPC channel, also forward the per-task events (task:*) to the parent",
+        false,
+      )
       .addOption(
         new Option(
           "--isolation <mode>",
@@ -123,9 +130,12 @@ export function buildProgram(): Command {
       shutdownTimeout: flags.shutdownTimeout as number,
       cancelGrace: flags.cancelGrace as number,
       ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
+      ...(flags.maxTasks !== undefined ? { maxTasks: flags.maxTasks as number } : {}),
       logger,
     });
-    forwardEventsToParent(worker);
+    forwardEventsToParent(worker, { taskEvents: flags.ipcTaskEvents as boolean });
+    // Drain modes end the process once the worker has stopped on its own, as after SIGTERM.
+    const ended = new Promise<void>((resolve) => worker.once("worker:stopped", resolve));
     await worker.start();
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -145,7 +155,15 @@ export function buildProgram(): Command {
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
-    await new Promise<never>(() => {}); // runs until a signal
+    if (flags.burst) await worker.runUntilIdle();
+    else if (flags.maxTasks !== undefined) await ended;
+    else await new Promise<never>(() => {}); // runs until a signal
+    if (signals === 0) {
+      logger.info(flags.burst ? "no task due: exiting (--burst)" : "ran --max-tasks tasks: exiting");
+      await eventsSent();
+      process.exit(0);
+    }
+    await new Promise<never>(() => {}); // a signal's shutdown exits
   });
 
   withConnection(

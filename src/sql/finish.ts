@@ -1,5 +1,6 @@
 import { perTable, run, type Queryable } from "../db/statements.js";
 import type { Claim } from "../task.js";
+import { appendError, errorEntry } from "./errors-column.js";
 import { held } from "./lease.js";
 import { live } from "./live.js";
 
@@ -45,27 +46,33 @@ const completeOneStatement = perTable(
 );
 
 /*
- * Decided in SQL from the row: PENDING while retries are left and the failure is not final, due after
- * min(base * 2^retry_count, max) seconds times a random factor in [0.5, 1), so a burst of failures does not come back
- * as a burst; FAILED otherwise.
+ * Decided in SQL from the row: PENDING while retries are left and the failure is not final, FAILED otherwise. A
+ * retry is due after the task's own delay (d.delay, from its definition's backoff), or, for a task without one (NULL),
+ * after min(base * 2^retry_count, max) seconds times a random factor in [0.5, 1), so a burst of failures does not
+ * come back as a burst. Each failure is appended to `errors` (errors-column.ts).
  */
 // A task whose cancel was requested is not retried, even when it failed before its worker heard the request.
 const RETRY = "(NOT d.final AND NOT t.cancel_requested AND t.retry_count < coalesce(t.max_retries, 0))";
 const failStatement = perTable(
   "fail",
   (tasks) => `WITH d AS MATERIALIZED (
-     SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::bool[])
-       AS d(id, attempt, error, duration, final)
+     SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::bool[], $9::text[], $10::text[],
+                          $11::float8[])
+       AS d(id, attempt, error, duration, final, type, message, delay)
    ), ${held(tasks, "$8")}
    UPDATE ${tasks} t
       SET status = CASE WHEN ${RETRY} THEN 'PENDING' ELSE 'FAILED' END,
           retry_count = t.retry_count + ${RETRY}::int,
           run_at = CASE WHEN ${RETRY}
-                        THEN now() + least($6::float8 * power(2, t.retry_count), $7::float8)
-                                     * (0.5 + random() / 2) * interval '1 second'
+                        THEN now() + coalesce(d.delay, least($6::float8 * power(2, t.retry_count), $7::float8)
+                                                       * (0.5 + random() / 2)) * interval '1 second'
                         ELSE t.run_at END,
           finished_at = CASE WHEN ${RETRY} THEN NULL ELSE now() END,
           error = d.error, duration = d.duration, updated_at = now(),
+          errors = ${appendError(
+            "t.errors",
+            errorEntry({ type: "d.type", message: "d.message", text: "d.error", attempt: "d.attempt", workerId: "$8" }),
+          )},
           started_at = coalesce(t.started_at, now() - d.duration * interval '1 second')
      FROM held d
     WHERE t.id = d.id AND ${live("t")}
@@ -80,10 +87,19 @@ export interface Completion extends Claim {
 }
 
 export interface Failure extends Claim {
+  /** The full text stored in `error`: message and stack. */
   error: string;
+  /**
+   * The error's name (`TypeError`, `TaskTimeoutError`…) and message, for the `errors` entry; the completer reads them
+   * from the first line of `error` when not given.
+   */
+  type?: string;
+  message?: string;
   duration: number;
   /** No retry whatever the count (e.g. unknown task). */
   final: boolean;
+  /** Seconds before the retry, from the task's own backoff; null (or absent): the worker's default backoff. */
+  delay?: number | null;
 }
 
 export interface Backoff {
@@ -158,6 +174,9 @@ export async function failTasks(
     backoff.base,
     backoff.max,
     workerId,
+    items.map((f) => f.type),
+    items.map((f) => f.message),
+    items.map((f) => f.delay ?? null),
   ]);
   return new Map(rows.map((r) => [r.id, r]));
 }

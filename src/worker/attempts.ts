@@ -1,8 +1,10 @@
 import type { Logger } from "../logger.js";
+import { backoffSeconds, isPermanentError, type RetryPolicy } from "../retry-policy.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import type { Isolation } from "../task.js";
 import type { Registered } from "./registry.js";
 import type { Completer } from "./completer.js";
+import type { Listening, Signal } from "./events.js";
 import { contextData, InlineRunner, type AttemptSupport, type Execution } from "./executor.js";
 import { runningTask } from "./running-task.js";
 import type { Outcome } from "./outcome.js";
@@ -29,6 +31,10 @@ export interface AttemptsOptions {
   /** Seconds stop() lets running attempts finish before handing them back. */
   shutdownTimeout: number;
   logger: Logger;
+  signal: Signal;
+  listening: Listening;
+  /** Reports a fault outside any one task's outcome (a retry policy that threw) as worker:error. */
+  report: (error: Error, during: string) => void;
 }
 
 /**
@@ -109,6 +115,7 @@ export class Attempts {
 
   #run(row: ClaimedRow): void {
     const reg = this.#o.registry().get(row.name);
+    if (this.#o.listening("task:started")) this.#o.signal("task:started", { task: runningTask(row, this.#o.workerId) });
     const threads = this.#o.threads();
     if (reg && threads && (reg.isolation ?? this.#o.isolation) === "thread") {
       const ctx = contextData(row, this.#o.workerId, this.#o.maxRetries);
@@ -133,6 +140,7 @@ export class Attempts {
           attempt: row.attempt,
           resultJson: outcome.resultJson,
           duration: outcome.duration,
+          row,
         });
         break;
       case "failed":
@@ -142,13 +150,7 @@ export class Attempts {
           attempt: row.attempt,
           error: outcome.error.split("\n", 1)[0],
         });
-        completer.fail({
-          id: row.id,
-          attempt: row.attempt,
-          error: outcome.error,
-          duration: outcome.duration,
-          final: outcome.final,
-        });
+        this.#failed(row, outcome);
         break;
       case "released":
         completer.release({ id: row.id, attempt: row.attempt, started: true });
@@ -165,4 +167,52 @@ export class Attempts {
     }
     this.#slotFreed(outcome.kind === "released" ? null : outcome.duration * 1000);
   };
+
+  /**
+   * A failed attempt, judged by its task's retry policy: final for a PermanentError or when retryOn returns false
+   * (a task thread judged its handler's errors itself), and otherwise retried after the policy's backoff (null: the
+   * worker's default, decided in SQL). A policy that throws is reported and leaves the failure retry-worthy.
+   */
+  #failed(row: ClaimedRow, outcome: Extract<Outcome, { kind: "failed" }>): void {
+    let { final, type, message } = outcome;
+    let delay: number | null = null;
+    const judge = "thrown" in outcome;
+    const thrown = outcome.thrown;
+    if (judge && thrown instanceof Error) ({ name: type, message } = thrown);
+    if (outcome.policyError !== undefined) this.#policyFailed(row, "retryOn", new Error(outcome.policyError));
+    if (!final) {
+      const policy: RetryPolicy | null | undefined = this.#o.registry().get(row.name)?.policy;
+      if (judge && isPermanentError(thrown)) final = true;
+      else if (judge && policy?.retryOn) {
+        try {
+          final = policy.retryOn(thrown) === false;
+        } catch (err) {
+          this.#policyFailed(row, "retryOn", err);
+        }
+      }
+      if (!final && policy?.backoff) {
+        try {
+          delay = backoffSeconds(policy.backoff, row.retry_count + 1);
+        } catch (err) {
+          this.#policyFailed(row, "backoff", err);
+        }
+      }
+    }
+    this.#o.completer.fail({
+      id: row.id,
+      attempt: row.attempt,
+      error: outcome.error,
+      type,
+      message,
+      duration: outcome.duration,
+      final,
+      delay,
+      row,
+    });
+  }
+
+  #policyFailed(row: ClaimedRow, what: "retryOn" | "backoff", err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    this.#o.report(error, `${what} of task ${row.name} (${row.id})`);
+  }
 }

@@ -6,12 +6,15 @@ import { storableText } from "../json-storable.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { RetryDelay } from "../retry-delay.js";
+import type { ClaimedRow } from "../sql/claim.js";
 import { completeTasks, failTasks, type Backoff, type Completion, type Failure } from "../sql/finish.js";
 import { releaseTasks, type Release } from "../sql/release.js";
 import { cancelTasks, type Cancellation } from "../sql/cancel.js";
 import { recordStarts } from "../sql/start.js";
-import type { Claim } from "../task.js";
-import { noSignal, type RunningTask, type Signal } from "./events.js";
+import { STORED_MESSAGE_CHARS } from "../sql/errors-column.js";
+import type { Claim, JsonValue } from "../task.js";
+import { nobodyListens, noSignal, type Listening, type RunningTask, type Signal } from "./events.js";
+import { runningTask } from "./running-task.js";
 import { writeIsolating } from "./isolate.js";
 import { OutcomeQueue, storableError } from "./outcome-queue.js";
 
@@ -29,7 +32,15 @@ export interface CompleterOptions {
   /** Largest result stored, in bytes of UTF-8 JSON text; a larger one fails its task. Default 32 MiB. */
   maxResultBytes?: number;
   signal?: Signal;
+  /** Whether a task event has listeners: task:completed, task:failed and task:retrying are built only then. */
+  listening?: Listening;
 }
+
+/**
+ * An outcome with the row its attempt ran, for the task events emitted once it is stored (a reference the attempt
+ * already holds: nothing is built per task unless someone listens).
+ */
+export type WithRow<T> = T & { row?: ClaimedRow };
 
 /**
  * Writes outcomes in batches. Outcomes that arrive while a write is in flight wait for the next one, so under load
@@ -56,8 +67,9 @@ export class Completer {
   readonly #workerId: string;
   readonly #maxResultBytes: number;
   readonly #signal: Signal;
-  readonly #completions = new OutcomeQueue<Completion>((c) => c.resultJson.length);
-  readonly #failures = new OutcomeQueue<Failure>((f) => f.error.length);
+  readonly #listening: Listening;
+  readonly #completions = new OutcomeQueue<WithRow<Completion>>((c) => c.resultJson.length);
+  readonly #failures = new OutcomeQueue<WithRow<Failure>>((f) => f.error.length);
   readonly #releases = new OutcomeQueue<Release>(() => 0);
   readonly #cancels = new OutcomeQueue<Cancellation & { task: RunningTask }>((c) => c.error.length);
   /** Prefetched tasks whose handlers started, for recordStarts (sql/start.ts). */
@@ -78,6 +90,7 @@ export class Completer {
     this.#backoff = options.backoff;
     this.#maxResultBytes = payloadLimit("maxResultBytes", options.maxResultBytes);
     this.#signal = options.signal ?? noSignal;
+    this.#listening = options.listening ?? nobodyListens;
   }
 
   /** Outcomes accepted but not yet written. */
@@ -89,6 +102,11 @@ export class Completer {
       this.#cancels.items.length +
       this.#starts.length
     );
+  }
+
+  /** Whether a write is in flight. */
+  get writing(): boolean {
+    return this.#flushing !== null || this.#scheduled;
   }
 
   /** Every task whose outcome is accepted but not yet committed (the heartbeat keeps these alive). */
@@ -103,7 +121,7 @@ export class Completer {
   }
 
   /** A result over maxResultBytes fails its task instead, for good: it would be as large on every retry. */
-  complete(c: Completion): void {
+  complete(c: WithRow<Completion>): void {
     const json = c.resultJson;
     if (json.length * 3 > this.#maxResultBytes) {
       try {
@@ -117,6 +135,7 @@ export class Completer {
           error: `${e.name}: ${e.message}`,
           duration: c.duration,
           final: true,
+          row: c.row,
         });
       }
     }
@@ -124,10 +143,19 @@ export class Completer {
     this.#schedule();
   }
 
-  /** The error text is stored as Postgres can take it: NULs escaped, lone surrogates replaced, cut to a length. */
-  fail(f: Failure): void {
-    const error = storableError(f.error);
-    this.#failures.push(error === f.error ? f : { ...f, error });
+  /**
+   * The error text is stored as Postgres can take it: NULs escaped, lone surrogates replaced, cut to a length. The
+   * error's type and message, when not given, are read from the first line of its text ("Name: message").
+   */
+  fail(f: WithRow<Failure>): void {
+    let { type, message } = f;
+    if (type === undefined || message === undefined) ({ type, message } = typeAndMessage(f.error));
+    this.#failures.push({
+      ...f,
+      error: storableError(f.error),
+      type: storableText(type),
+      message: storableText(message.slice(0, STORED_MESSAGE_CHARS)),
+    });
     this.#schedule();
   }
 
@@ -207,6 +235,7 @@ export class Completer {
               else finished.push(c.id);
             }
             done.completions += batch.length;
+            if (this.#listening("task:completed")) this.#completed(batch, stale);
           },
           async (c, err) => {
             await this.#refused(c, "result", err, finished);
@@ -269,13 +298,36 @@ export class Completer {
     }
   }
 
-  async #writeFailures(batch: Failure[], finished: string[]): Promise<void> {
+  async #writeFailures(batch: WithRow<Failure>[], finished: string[]): Promise<void> {
     const changed = await failTasks(this.#q, this.#tasks, this.#workerId, batch, this.#backoff);
+    const failedHeard = this.#listening("task:failed");
+    const retryingHeard = this.#listening("task:retrying");
     for (const f of batch) {
       const row = changed.get(f.id);
       if (row === undefined) this.#stale(f, "failure");
-      else if (row.status === "FAILED") finished.push(f.id);
-      else this.#notifier.publishWake(row.queue, 1, row.run_at.getTime());
+      else if (row.status === "FAILED") {
+        finished.push(f.id);
+        if (failedHeard && f.row) {
+          const { error, type = "", message = "", duration } = f;
+          this.#signal("task:failed", { task: runningTask(f.row, this.#workerId), error, type, message, duration });
+        }
+      } else {
+        this.#notifier.publishWake(row.queue, 1, row.run_at.getTime());
+        if (retryingHeard && f.row) {
+          const { error, type = "", message = "", duration } = f;
+          const task = runningTask(f.row, this.#workerId);
+          this.#signal("task:retrying", { task, error, type, message, duration, runAt: row.run_at });
+        }
+      }
+    }
+  }
+
+  /** task:completed for each stored completion of a batch (`stale`: those whose lease was gone). */
+  #completed(batch: WithRow<Completion>[], stale: Set<string> | null): void {
+    for (const c of batch) {
+      if (stale?.has(c.id) || !c.row) continue;
+      const result = JSON.parse(c.resultJson) as JsonValue;
+      this.#signal("task:completed", { task: runningTask(c.row, this.#workerId), result, duration: c.duration });
     }
   }
 
@@ -283,18 +335,26 @@ export class Completer {
    * Postgres refused this outcome alone: fails the task for good with OutcomeNotStorableError. If that failure
    * cannot be written either, the fault is not this row's: the original error is thrown, and the write retried.
    */
-  async #refused(claim: Claim & { duration: number }, what: string, err: unknown, finished: string[]): Promise<void> {
+  async #refused(
+    claim: WithRow<Claim & { duration: number }>,
+    what: string,
+    err: unknown,
+    finished: string[],
+  ): Promise<void> {
     const code = (err as { code?: unknown }).code;
     const message = storableText(String((err as Error)?.message ?? err)).slice(0, 500);
     const e = new OutcomeNotStorableError(
       `Postgres refused its ${what}: ${message}${typeof code === "string" ? ` (${code})` : ""}`,
     );
-    const failure: Failure = {
+    const failure: WithRow<Failure> = {
       id: claim.id,
       attempt: claim.attempt,
       error: `${e.name}: ${e.message}`,
+      type: e.name,
+      message: storableText(e.message),
       duration: claim.duration,
       final: true,
+      row: claim.row,
     };
     try {
       await this.#writeFailures([failure], finished);
@@ -326,6 +386,12 @@ export class Completer {
     }
   }
 
+  /** Resolves once nothing is left to write, without hurrying a write that waits to be retried (as drain does). */
+  whenIdle(): Promise<void> {
+    if (this.pending === 0 && !this.#flushing) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
   /** Resolves once every accepted outcome is written (or `timeoutMs` passes). Returns whether all were written. */
   async drain(timeoutMs: number): Promise<boolean> {
     if (this.pending === 0 && !this.#flushing) return true;
@@ -338,4 +404,12 @@ export class Completer {
     clearTimeout(timer);
     return done;
   }
+}
+
+/** The name and message of an error text whose first line reads "Name: message" (as skiplock writes its own). */
+function typeAndMessage(text: string): { type: string; message: string } {
+  const nl = text.indexOf("\n");
+  const line = nl < 0 ? text : text.slice(0, nl);
+  const m = /^([A-Za-z_$][\w$]*): ?(.*)$/.exec(line);
+  return m ? { type: m[1]!, message: m[2]! } : { type: "Error", message: line };
 }

@@ -25,15 +25,29 @@ export interface WorkerEvents {
   "task:progress": [{ task: RunningTask; progress: TaskProgress }];
   /** The task's result is stored. */
   "task:completed": [{ task: RunningTask; result: JsonValue; duration: number }];
-  /** The task failed for good (no retry left, or a failure no retry can fix); `error` is the stored text. */
-  "task:failed": [{ task: RunningTask; error: string; duration: number }];
+  /**
+   * The task failed for good (no retry left, or a failure no retry can fix); `error` is the stored text (message and
+   * stack), `type` and `message` the error's name and message.
+   */
+  "task:failed": [{ task: RunningTask; error: string; type: string; message: string; duration: number }];
   /** The attempt failed and the task is queued again for `runAt`. */
-  "task:retrying": [{ task: RunningTask; error: string; duration: number; runAt: Date }];
+  "task:retrying": [{ task: RunningTask; error: string; type: string; message: string; duration: number; runAt: Date }];
   /** A running task was cancelled at the request of `cancelTask`. */
   "task:cancelled": [{ task: RunningTask; duration: number }];
   /** This worker's sweep took back a lost worker's task: queued again (`requeued`) or failed for good. */
-  "task:swept": [{ id: string; outcome: "requeued" | "handed-back" | "failed"; workerId: string | null }];
-  /** Something went wrong outside any one task (a listener that threw, a write retried); the worker goes on. */
+  "task:swept": [
+    {
+      id: string;
+      name: string;
+      queue: string;
+      outcome: "requeued" | "handed-back" | "failed" | "cancelled";
+      workerId: string | null;
+    },
+  ];
+  /**
+   * Something went wrong outside any one task's outcome: a listener that threw (`during`: "a task:completed
+   * listener"), or a task's retryOn or backoff that threw. Logged too; the worker goes on.
+   */
   "worker:error": [{ error: Error; during: string }];
   "worker:started": [{ workerId: string; queues: string[]; redis: "connected" | "unreachable" | "off" }];
   "worker:stopping": [{ running: number }];
@@ -50,7 +64,9 @@ export interface WorkerEvents {
   "beat:failed": [{ error: string }];
   "beat:restored": [];
   /** This worker's sweep moved the tasks of lost workers. */
-  swept: [{ requeued: string[]; handedBack: string[]; failed: string[]; workers: (string | null)[] }];
+  swept: [
+    { requeued: string[]; handedBack: string[]; failed: string[]; cancelled: string[]; workers: (string | null)[] },
+  ];
   /** An outcome matched no row: the attempt had moved on (swept, handed back, re-claimed). */
   "outcome:discarded": [{ id: string; attempt: number; kind: "completion" | "failure" }];
   /** A batch of outcomes could not be written; it is kept and retried. */
@@ -72,6 +88,25 @@ export type Signal = <K extends WorkerEventName>(name: K, ...args: WorkerEvents[
 
 /** A Signal that goes nowhere, for services used on their own. */
 export const noSignal: Signal = () => {};
+
+/**
+ * Whether anyone listens to an event: services check it before building an event's data, so that per-task events
+ * cost nothing (no object, no lookup beyond this) when nobody listens.
+ */
+export type Listening = (name: WorkerEventName) => boolean;
+
+export const nobodyListens: Listening = () => false;
+
+/** Events about one task, emitted per task: not forwarded to a parent process unless asked (forward-events.ts). */
+export const TASK_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set([
+  "task:started",
+  "task:progress",
+  "task:completed",
+  "task:failed",
+  "task:retrying",
+  "task:cancelled",
+  "task:swept",
+]);
 
 /** Every event name, for code that forwards them all (run-worker to its parent process). */
 export const WORKER_EVENT_NAMES = [

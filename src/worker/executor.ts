@@ -264,7 +264,7 @@ class InlineExecution implements Execution, Expiring {
     if (this.#settled) return;
     // Once cancelled, whatever the handler failed with (the signal's reason, or its own error) ends it CANCELLED.
     if (this.#cancelled) this.#settle({ kind: "cancelled", error: errorLine(this.#cancelled), duration });
-    else this.#settle({ kind: "failed", error: describeError(err), final: false, duration });
+    else this.#settle({ kind: "failed", error: describeError(err), final: false, duration, thrown: err });
   }
 
   #interrupt(reason: Error): void {

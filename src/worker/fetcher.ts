@@ -51,6 +51,15 @@ export interface FetcherOptions {
   contactRestored: () => void;
   logger: Logger;
   signal: Signal;
+  /** Most attempts to start in all (the worker's maxTasks): claims never take more than that; null: no limit. */
+  limit?: number | null;
+  /** Whether nothing outside the fetcher is in flight (no outcome waiting to be written), for `drained`. */
+  quiet?: () => boolean;
+  /**
+   * Called when a claim sent while nothing ran, nothing was held and `quiet()` said so came back empty: no task of
+   * the worker's queues is due (runUntilIdle, `--burst`).
+   */
+  drained?: () => void;
 }
 
 export class Fetcher {
@@ -82,6 +91,8 @@ export class Fetcher {
   /** Leases held when the claim connection was last replaced, while any of them is still held (see #dropReclaimed). */
   #leasesBeforeReconnect: Set<string> | null = null;
   readonly #dueTimes = new WakeTimer(() => this.wake());
+  /** Rows started so far, against `limit`. */
+  #started = 0;
 
   constructor(options: FetcherOptions) {
     this.#o = options;
@@ -91,6 +102,16 @@ export class Fetcher {
   /** Rows claimed and not yet started. */
   get buffered(): readonly Claim[] {
     return this.#buffer.slice(this.#head);
+  }
+
+  /** How many rows are claimed and not yet started. */
+  get holding(): number {
+    return this.#buffer.length - this.#head;
+  }
+
+  /** Whether the fetcher started as many rows as its `limit` allows: it claims no more. */
+  get exhausted(): boolean {
+    return this.#o.limit != null && this.#started >= this.#o.limit;
   }
 
   start(): void {
@@ -148,7 +169,8 @@ export class Fetcher {
     while (this.#state === "running") {
       const capacity = slots.concurrency + this.#prefetchTarget();
       const held = this.#buffer.length - this.#head;
-      const want = capacity - slots.count - held;
+      let want = capacity - slots.count - held;
+      if (this.#o.limit != null) want = Math.min(want, this.#o.limit - this.#started - held);
       // Claim when slots are idle, or (while rows ready to start remain) once half the capacity is missing, so
       // claims come in sizeable batches rather than one row per freed slot.
       const due = held === 0 ? slots.free > 0 : want >= Math.ceil(capacity / 2);
@@ -156,6 +178,7 @@ export class Fetcher {
         this.#maybeWork = false;
         let rows: ClaimedRow[];
         const sentAt = Date.now();
+        const quietAtSend = held === 0 && slots.count === 0 && this.#o.drained !== undefined && this.#o.quiet!();
         try {
           rows = await this.#o.claim(want);
           this.#recovered();
@@ -167,6 +190,7 @@ export class Fetcher {
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
         // arrived while the claim was in flight: it set #maybeWork again).
         if (rows.length === want) this.#maybeWork = true;
+        if (rows.length === 0 && quietAtSend) this.#o.drained!();
         rows = this.#dropReclaimed(rows);
         // Started rows leave the arrays here, or they would keep every row claimed since they were last empty.
         if (this.#head > 0) {
@@ -198,6 +222,7 @@ export class Fetcher {
           this.#handBack();
           break;
         }
+        this.#started++;
         this.#o.start(this.#buffer[this.#head++]!);
       }
     } finally {

@@ -67,6 +67,11 @@ export interface WorkerOptions extends ConnectionOptions {
    * tasks that take seconds it holds none, and never hoards work another worker could start.
    */
   prefetch?: number;
+  /**
+   * Run this many tasks (attempts that reach an outcome), then stop as `stop()` does; claims never take more than
+   * that. Default: no limit.
+   */
+  maxTasks?: number;
 }
 
 const WORKER_OPTION_KEYS = [
@@ -91,6 +96,7 @@ const WORKER_OPTION_KEYS = [
   "workerId",
   "poolSize",
   "prefetch",
+  "maxTasks",
 ] as const satisfies readonly (keyof WorkerOptions)[];
 
 /** A worker's settings, every default filled in and checked. Times are in seconds, as in the options. */
@@ -115,6 +121,8 @@ export interface WorkerConfig {
   workerId: string;
   poolSize: number;
   prefetch: number;
+  /** null: no limit. */
+  maxTasks: number | null;
 }
 
 /** Fills in every default, then checks the whole config, naming the option that is wrong. */
@@ -148,6 +156,7 @@ export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
     workerId: options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     poolSize: options.poolSize ?? 4,
     prefetch: options.prefetch ?? (typeof concurrency === "number" ? Math.max(1024, concurrency) : 1024),
+    maxTasks: options.maxTasks ?? null,
   };
   return validateWorkerConfig(config);
 }
@@ -180,5 +189,6 @@ function validateWorkerConfig(c: WorkerConfig): WorkerConfig {
   if (typeof c.workerId !== "string" || c.workerId === "")
     throw new InvalidOptionError("workerId", "expected a non-empty string");
   validateInteger("poolSize", c.poolSize, 1, 1000);
+  if (c.maxTasks !== null) validateInteger("maxTasks", c.maxTasks, 1, Number.MAX_SAFE_INTEGER);
   return c;
 }

@@ -5,7 +5,19 @@ import { toJsonText } from "../json.js";
 /** How one attempt ended, as the completer writes it. */
 export type Outcome =
   | { kind: "completed"; resultJson: string; duration: number }
-  | { kind: "failed"; error: string; final: boolean; duration: number }
+  | {
+      kind: "failed";
+      error: string;
+      final: boolean;
+      duration: number;
+      /** What was thrown, when the task's retry policy is yet to judge it (worker/attempts.ts). */
+      thrown?: unknown;
+      /** The error's name and message, sent by a task thread (which judged it itself); else read from `thrown`. */
+      type?: string;
+      message?: string;
+      /** Why the task's retryOn could not judge the error (it threw), reported as worker:error. */
+      policyError?: string;
+    }
   /** Interrupted by shutdown: hand the task back, no retry used. */
   | { kind: "released" }
   /**

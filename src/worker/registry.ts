@@ -1,5 +1,6 @@
 import { DEFAULT_QUEUE, validateQueueName, validateTaskName } from "../config.js";
 import { InvalidOptionError } from "../errors.js";
+import { validateRetryPolicy, type RetryPolicy } from "../retry-policy.js";
 import { validateIsolation, type Isolation, type TaskDefinitionLike } from "../task.js";
 import { isDefinition, loadTasksModule } from "./tasks-module.js";
 import { ThreadPool } from "./thread-pool.js";
@@ -18,6 +19,16 @@ export interface Registered {
   isolation: Isolation | undefined;
   /** The queue a definition enqueues on by default (a worker claims it unless told its queues). */
   queue: string | undefined;
+  /** A definition's own backoff and retryOn; null: the worker's default backoff, every failure retried. */
+  policy: RetryPolicy | null;
+}
+
+/** The options of a definition a worker reads (a definition from another copy of skiplock is checked again). */
+interface DefinitionOptions {
+  isolation?: unknown;
+  queue?: unknown;
+  backoff?: unknown;
+  retryOn?: unknown;
 }
 
 /**
@@ -26,21 +37,23 @@ export interface Registered {
  */
 export function buildRegistry(tasks: TaskMap): Map<string, Registered> {
   const registry = new Map<string, Registered>();
-  const add = (name: string, handler: Handler, isolation: unknown, queue: unknown) => {
+  const add = (name: string, handler: Handler, options: DefinitionOptions | undefined) => {
     validateTaskName(name);
     if (registry.has(name)) throw new InvalidOptionError("tasks", `task ${JSON.stringify(name)} is registered twice`);
+    const queue = options?.queue;
     registry.set(name, {
       handler,
-      isolation: validateIsolation(isolation, `task ${JSON.stringify(name)}`),
+      isolation: validateIsolation(options?.isolation, `task ${JSON.stringify(name)}`),
       queue: queue === undefined ? undefined : validateQueueName(queue),
+      policy: options ? validateRetryPolicy(options, `task ${JSON.stringify(name)}`) : null,
     });
   };
   const entries: [string, unknown][] = Array.isArray(tasks)
     ? tasks.map((d, i) => [String(i), d])
     : Object.entries(tasks as Record<string, unknown>);
   for (const [key, entry] of entries) {
-    if (isDefinition(entry)) add(entry.name, entry.handler, entry.options?.isolation, entry.options?.queue);
-    else if (typeof entry === "function" && !Array.isArray(tasks)) add(key, entry as Handler, undefined, undefined);
+    if (isDefinition(entry)) add(entry.name, entry.handler, entry.options as DefinitionOptions | undefined);
+    else if (typeof entry === "function" && !Array.isArray(tasks)) add(key, entry as Handler, undefined);
     else throw new InvalidOptionError("tasks", `${key} is neither a function nor a task made with defineTask`);
   }
   return registry;

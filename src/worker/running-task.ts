@@ -2,7 +2,7 @@ import type { ClaimedRow } from "../sql/claim.js";
 import type { RunningTask } from "./events.js";
 
 /** A claimed row as the worker's task events describe it. Built only when an event is emitted. */
-export function runningTask(row: ClaimedRow, workerId: string, defaultMaxRetries: number): RunningTask {
+export function runningTask(row: ClaimedRow, workerId: string, defaultMaxRetries = 0): RunningTask {
   return {
     id: row.id,
     name: row.name,
@@ -10,6 +10,7 @@ export function runningTask(row: ClaimedRow, workerId: string, defaultMaxRetries
     args: row.args,
     attempt: row.attempt,
     retryCount: row.retry_count,
+    // A claim writes in the worker's default; a row claimed before that was in place may still have none.
     maxRetries: row.max_retries ?? defaultMaxRetries,
     workerId,
   };

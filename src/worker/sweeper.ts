@@ -3,7 +3,7 @@ import type { Queryable } from "../db/statements.js";
 import type { Logger } from "../logger.js";
 import type { Notifier } from "../notify/index.js";
 import { sweepStaleTasks, type SweptTask } from "../sql/sweep.js";
-import { noSignal, type Signal } from "./events.js";
+import { nobodyListens, noSignal, type Listening, type Signal } from "./events.js";
 import type { ClusterLock } from "./lock.js";
 
 export interface SweeperOptions {
@@ -24,6 +24,7 @@ export interface SweeperOptions {
    */
   inContactSince?: () => number;
   signal?: Signal;
+  listening?: Listening;
 }
 
 /**
@@ -86,16 +87,33 @@ export class Sweeper {
   #report(swept: SweptTask[]): void {
     if (swept.length === 0) return;
     const failed = swept.filter((t) => t.status === "FAILED").map((t) => t.id);
+    // A task whose cancel was requested while it ran ends CANCELLED rather than running again.
+    const cancelled = swept.filter((t) => t.status === "CANCELLED").map((t) => t.id);
     const requeued = swept.filter((t) => t.status === "PENDING");
     const report = {
       requeued: requeued.filter((t) => t.charged).map((t) => t.id),
       handedBack: requeued.filter((t) => !t.charged).map((t) => t.id),
       failed,
+      cancelled,
       workers: [...new Set(swept.map((t) => t.worker_id))],
     };
     this.#o.logger.warn("swept tasks of lost workers", report);
-    (this.#o.signal ?? noSignal)("swept", report);
-    this.#o.notifier.publishFinished(swept.filter((t) => t.status !== "PENDING").map((t) => t.id));
+    const signal = this.#o.signal ?? noSignal;
+    signal("swept", report);
+    if ((this.#o.listening ?? nobodyListens)("task:swept")) {
+      for (const t of swept) {
+        const outcome =
+          t.status === "FAILED"
+            ? "failed"
+            : t.status === "CANCELLED"
+              ? "cancelled"
+              : t.charged
+                ? "requeued"
+                : "handed-back";
+        signal("task:swept", { id: t.id, name: t.name, queue: t.queue, outcome, workerId: t.worker_id });
+      }
+    }
+    this.#o.notifier.publishFinished([...failed, ...cancelled]);
     const byQueue = new Map<string, number>();
     for (const t of requeued) byQueue.set(t.queue, (byQueue.get(t.queue) ?? 0) + 1);
     for (const [queue, n] of byQueue) this.#o.notifier.publishWake(queue, n);

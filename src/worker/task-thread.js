@@ -8,9 +8,40 @@ import { isDefinition, loadTasksModule } from "./tasks-module.js";
 
 /** @type {Map<string, (...args: any[]) => unknown>} */
 const handlers = new Map();
+/** Each definition's retryOn: judged here, where the error is still of its own class (a clone would not be). */
+/** @type {Map<string, (error: unknown) => unknown>} */
+const retryOns = new Map();
 for (const [key, entry] of Object.entries(await loadTasksModule(workerData.moduleUrl))) {
-  if (isDefinition(entry)) handlers.set(entry.name, entry.handler);
-  else handlers.set(key, entry);
+  if (isDefinition(entry)) {
+    handlers.set(entry.name, entry.handler);
+    const retryOn = /** @type {{ retryOn?: unknown }} */ (entry.options ?? {}).retryOn;
+    if (typeof retryOn === "function") retryOns.set(entry.name, /** @type {(error: unknown) => unknown} */ (retryOn));
+  } else handlers.set(key, entry);
+}
+
+/**
+ * The task's retry policy's verdict on an error: final (no retry) for a PermanentError (known by its code) or when
+ * retryOn returns false; a retryOn that throws leaves the error retry-worthy and is reported.
+ * @param {string} name
+ * @param {unknown} error
+ */
+function verdict(name, error) {
+  /** @type {{ final: boolean, errorType?: string, errorMessage?: string, policyError?: string }} */
+  const v = { final: false };
+  if (error instanceof Error) {
+    v.errorType = error.name;
+    v.errorMessage = error.message;
+  }
+  if (/** @type {{ code?: unknown } | null} */ (error)?.code === "PERMANENT") v.final = true;
+  else {
+    const retryOn = retryOns.get(name);
+    try {
+      if (retryOn && retryOn(error) === false) v.final = true;
+    } catch (err) {
+      v.policyError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    }
+  }
+  return v;
 }
 
 /** @type {AbortController | null} */
@@ -84,10 +115,11 @@ async function run(msg) {
       parentPort?.postMessage({ type: "done", runId: msg.runId, ok: false, notJson: e.message });
     }
   } catch (error) {
+    const v = verdict(msg.name, error);
     try {
-      parentPort?.postMessage({ type: "done", runId: msg.runId, ok: false, error });
+      parentPort?.postMessage({ type: "done", runId: msg.runId, ok: false, error, ...v });
     } catch {
-      parentPort?.postMessage({ type: "done", runId: msg.runId, ok: false, error: String(error) });
+      parentPort?.postMessage({ type: "done", runId: msg.runId, ok: false, error: String(error), ...v });
     }
   } finally {
     current = null;

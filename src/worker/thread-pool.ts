@@ -21,6 +21,11 @@ type DoneMessage =
       ok: false;
       error?: unknown;
       notJson?: string;
+      /** The thread's verdict under the task's retry policy (task-thread.js), and the error's name and message. */
+      final?: boolean;
+      errorType?: string;
+      errorMessage?: string;
+      policyError?: string;
     };
 
 /** A handler's taskContext().progress or setMeta, from its thread; answered with a "reported" message. */
@@ -96,11 +101,14 @@ export class ThreadPool {
     let started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
     let cancelled: TaskCancelledError | null = null;
-    // Once cancelled, any failure ends the attempt CANCELLED (never retried).
-    const failed = (error: string, final = false): Outcome =>
-      cancelled
-        ? { kind: "cancelled", error: errorLine(cancelled), duration: seconds() }
-        : { kind: "failed", error, final, duration: seconds() };
+    const failed = (error: string, final = false): Extract<Outcome, { kind: "failed" }> => ({
+      kind: "failed",
+      error,
+      final,
+      duration: seconds(),
+    });
+    // An error raised here rather than by the handler is judged by the retry policy on this thread.
+    const raised = (err: Error, text = describeError(err)): Outcome => ({ ...failed(text), thrown: err });
     let settle!: (o: Outcome, keepThread: boolean) => void;
     let closed = false;
     const report = (m: ReportMessage) => {
@@ -129,12 +137,13 @@ export class ThreadPool {
           const e = new HandlerError(`handler returned a value JSON cannot carry: ${d.notJson}`);
           return settle(failed(`${e.name}: ${e.message}`, true), true);
         }
-        settle(failed(describeError(d.error)), true);
+        const { errorType: type, errorMessage: message, policyError } = d;
+        settle({ ...failed(describeError(d.error), d.final), type, message, policyError }, true);
       };
-      const onError = (err: Error) => settle(failed(describeError(err)), false);
+      const onError = (err: Error) => settle(raised(err), false);
       const onExit = (code: number) => {
         const e = new HandlerError(`task thread exited with code ${code} while running the task`);
-        settle(failed(`${e.name}: ${e.message}`), false);
+        settle(raised(e, `${e.name}: ${e.message}`), false);
       };
       let timer: NodeJS.Timeout | undefined;
       settle = (o, keepThread) => {
@@ -147,7 +156,12 @@ export class ThreadPool {
         slot.thread.off("exit", onExit);
         if (keepThread && !this.#closed) this.#idle.push(slot);
         else this.#retire(slot);
-        resolve(o);
+        // Once cancelled, any failure ends the attempt CANCELLED (never retried).
+        resolve(
+          cancelled && o.kind === "failed"
+            ? { kind: "cancelled", error: errorLine(cancelled), duration: o.duration }
+            : o,
+        );
       };
       slot.thread.on("message", onMessage);
       slot.thread.once("error", onError);
@@ -162,8 +176,10 @@ export class ThreadPool {
               const e = new TaskTimeoutError(row.timeout);
               // Timers may fire a fraction of a millisecond early by the performance clock: it ran its timeout.
               const error = `${e.name}: ${e.message} (its thread was terminated)`;
-              const duration = Math.max(seconds(), row.timeout);
-              settle(cancelled ? failed("") : { kind: "failed", error, final: false, duration }, false);
+              settle(
+                { kind: "failed", error, final: false, duration: Math.max(seconds(), row.timeout), thrown: e },
+                false,
+              );
             },
             Math.min(row.timeout * 1000, MAX_TIMER_MS),
           );

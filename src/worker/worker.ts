@@ -9,7 +9,7 @@ import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
 import { Completer } from "./completer.js";
 import { Contact } from "./contact.js";
-import type { Signal, WorkerEvents } from "./events.js";
+import type { Listening, Signal, WorkerEventName, WorkerEvents } from "./events.js";
 import { Attempts } from "./attempts.js";
 import { cancelRunning } from "./cancels.js";
 import { Fetcher } from "./fetcher.js";
@@ -62,6 +62,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
   readonly #contact = new Contact();
   readonly #signal: Signal = (name, ...args) =>
     void (this.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args);
+  readonly #listening: Listening = (name) => this.listenerCount(name) > 0;
+  /** Callers of runUntilIdle waiting for the worker to find nothing due (or to reach maxTasks). */
+  #idleWaiters: (() => void)[] = [];
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   #stopPromise: Promise<void> | null = null;
   /** The services started so far, in order; stopped in reverse. */
@@ -95,7 +98,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
     });
     this.#lock = new ClusterLock(this.#c.connection.redisUrl);
     // What the database services share.
-    const db = { q: this.#store.hotQueries, tasks: this.#store.tasks, logger: this.logger, signal: this.#signal };
+    const db = {
+      q: this.#store.hotQueries,
+      tasks: this.#store.tasks,
+      logger: this.logger,
+      signal: this.#signal,
+      listening: this.#listening,
+    };
     this.#completer = new Completer({
       ...db,
       workerId: this.id,
@@ -127,9 +136,15 @@ export class Worker extends EventEmitter<WorkerEvents> {
       support: { reports: this.#reports, cancelGrace: c.cancelGrace },
       recordStart: async (row) => (await recordStarts(this.#store.hotQueries, this.#store.tasks, this.id, [row])) === 1,
       accepting: () => this.#state === "running",
-      slotFreed: (ms) => this.#fetcher.slotFreed(ms),
+      slotFreed: (ms) => {
+        this.#fetcher.slotFreed(ms);
+        if (this.#slots.count === 0) this.#allSlotsFree();
+      },
       shutdownTimeout: c.shutdownTimeout,
       logger: this.logger,
+      signal: this.#signal,
+      listening: this.#listening,
+      report: (error, during) => this.#report(error, during),
     });
     this.#sweeper = new Sweeper({
       ...db,
@@ -161,7 +176,82 @@ export class Worker extends EventEmitter<WorkerEvents> {
       contactRestored: () => this.#contact.restored(),
       logger: this.logger,
       signal: this.#signal,
+      limit: c.maxTasks,
+      quiet: () => this.#completer.pending === 0 && !this.#completer.writing,
+      drained: () => this.#idle(),
     });
+  }
+
+  /**
+   * Calls each listener in turn, so that one that throws (or returns a rejected promise) neither breaks the worker
+   * nor keeps the others from hearing the event: it is logged and reported as worker:error.
+   */
+  override emit<K>(
+    eventName: K extends WorkerEventName ? K : WorkerEventName,
+    ...args: K extends WorkerEventName ? WorkerEvents[K] : never
+  ): boolean {
+    const name = eventName as WorkerEventName;
+    if (this.listenerCount(name) === 0) return false; // before rawListeners, which copies even an empty list
+    for (const listener of this.rawListeners(name) as ((...a: unknown[]) => unknown)[]) {
+      try {
+        const r = listener.apply(this, args);
+        if (r instanceof Promise) r.catch((err: unknown) => this.#listenerFailed(name, err));
+      } catch (err) {
+        this.#listenerFailed(name, err);
+      }
+    }
+    return true;
+  }
+
+  #listenerFailed(name: WorkerEventName, err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (name === "worker:error") {
+      this.logger.error("a worker:error listener threw", { error: error.message });
+      return;
+    }
+    this.#report(error, `a ${name} listener`);
+  }
+
+  /** A fault outside any one task's outcome: logged, and emitted as worker:error. The worker goes on. */
+  #report(error: Error, during: string): void {
+    this.logger.error(`error in ${during}`, { worker: this.id, error: error.message });
+    this.#signal("worker:error", { error, during });
+  }
+
+  /**
+   * Runs until no task of the worker's queues is due (none claimable, none running, every outcome written) or
+   * until `maxTasks` tasks ran, then stops as `stop()` does. Starts the worker if it was not started. For cron jobs and
+   * serverless hosts: `run-worker --burst`.
+   */
+  async runUntilIdle(): Promise<void> {
+    if (this.#state === "new") await this.start();
+    if (this.#state === "running") {
+      await new Promise<void>((resolve) => {
+        this.#idleWaiters.push(resolve);
+        // A claim now, sent while nothing runs, tells whether anything is due.
+        if (this.#slots.count === 0) this.#fetcher.wake();
+      });
+    }
+    await this.stop();
+  }
+
+  /**
+   * The last running attempt ended: with maxTasks spent, the worker stops; with a runUntilIdle waiting, a claim once
+   * the outcomes are written tells whether anything is left (the outcome of a retry can make its task due at once).
+   */
+  #allSlotsFree(): void {
+    if (this.#state !== "running" || this.#fetcher.holding > 0) return;
+    if (this.#fetcher.exhausted) {
+      this.#idle();
+      void this.stop();
+    } else if (this.#idleWaiters.length > 0) {
+      void this.#completer.whenIdle().then(() => this.#fetcher.wake());
+    }
+  }
+
+  /** Nothing is due: free the callers of runUntilIdle. */
+  #idle(): void {
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
   /**
