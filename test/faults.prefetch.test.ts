@@ -6,7 +6,7 @@ import { insertTasks } from "../src/sql/insert.js";
 import { prepareTask } from "../src/task.js";
 import pg from "pg";
 import { faultFixture } from "./fault-fixture.js";
-import { DATABASE_URL, FAST_SWEEP, FlakyProxy, readLedger, stopProc, waitFor, type Proc } from "./helpers.js";
+import { DATABASE_URL, FAST_SWEEP, FlakyProxy, readLedger, waitFor, type Proc } from "./helpers.js";
 
 const env = faultFixture({
   label: "faults_prefetch",
@@ -23,22 +23,43 @@ async function enqueueSleeps(n: number, ms: number, maxRetries: number): Promise
   return rows.map((r) => r.id);
 }
 
+/** Ids a worker process holds claimed with no start recorded: its prefetch buffer (and attempts just started). */
+async function bufferedNow(p: Proc): Promise<string[]> {
+  const { rows } = await env.pool.query<{ id: string }>(
+    `SELECT id::text FROM "${env.schema}".tasks
+      WHERE status = 'PROGRESS' AND started_at IS NULL AND worker_id LIKE '%:' || $1::text || ':%'`,
+    [p.child.pid],
+  );
+  return rows.map((r) => r.id);
+}
+
 /** Ids a worker process holds in its prefetch buffer (claimed, not started), once there are at least `min`. */
 async function buffered(p: Proc, min: number): Promise<string[]> {
   const ids = await waitFor(
     `at least ${min} prefetched tasks on worker ${p.child.pid}`,
     async () => {
-      const { rows } = await env.pool.query<{ id: string }>(
-        `SELECT id::text FROM "${env.schema}".tasks
-        WHERE status = 'PROGRESS' AND started_at IS NULL AND worker_id LIKE '%:' || $1::text || ':%'`,
-        [p.child.pid],
-      );
-      return rows.length >= min ? rows.map((r) => r.id) : null;
+      const ids = await bufferedNow(p);
+      return ids.length >= min ? ids : null;
     },
     30_000,
     20,
   );
   return ids!;
+}
+
+/**
+ * Freezes a worker process (SIGSTOP) while it holds at least `min` prefetched tasks, and returns their ids as read
+ * while it is frozen. A live worker keeps starting its buffer's rows: on a loaded machine it started every row of a
+ * snapshot before a signal sent next was handled.
+ */
+async function frozenWithBuffer(p: Proc, min: number): Promise<string[]> {
+  for (let tries = 0; ; tries++) {
+    await buffered(p, min);
+    p.child.kill("SIGSTOP");
+    const ids = await bufferedNow(p);
+    if (ids.length >= min || tries === 20) return ids;
+    p.child.kill("SIGCONT");
+  }
 }
 
 async function allFinished(): Promise<void> {
@@ -89,9 +110,13 @@ describe("a worker killed with a full prefetch buffer (maxRetries 0)", () => {
 describe("a worker stopped with SIGTERM and a full prefetch buffer", () => {
   it("hands its prefetched tasks back without an extra attempt", async () => {
     await enqueueSleeps(2000, 3, 0);
-    const a = await env.worker(["--concurrency", "2"]);
-    const held = await buffered(a, 20);
-    await stopProc(a, "SIGTERM");
+    // Four slots: the buffer holds what they start in 50 ms at the pace tasks finish (each records itself, a round
+    // trip to Postgres), and two slots held fewer than 20 on a loaded machine.
+    const a = await env.worker(["--concurrency", "4"]);
+    const held = await frozenWithBuffer(a, 20);
+    // Stopped while frozen: it can start only what its slots free up for before it handles the SIGTERM.
+    a.child.kill("SIGTERM");
+    a.child.kill("SIGCONT");
     expect((await a.exited).code).toBe(0);
     const ledger = await readLedger(env.pool, env.schema);
     const { rows } = await env.pool.query(

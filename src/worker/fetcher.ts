@@ -30,6 +30,14 @@ import { WakeTimer } from "./wake-timer.js";
  */
 const PREFETCH_HORIZON_MS = 50;
 
+/**
+ * After a claim at a due time came back empty, look again this many ms later, step by step: the database decides
+ * what is due by its own clock, which may run behind this host's by some milliseconds (more without NTP). Beyond
+ * the last step (about 0.35 s in all) the task waits for the poll. One chain at a time, so at most a handful of
+ * extra claims a second, even for a worker that loses every race for delayed tasks to other workers.
+ */
+const LOOK_AGAIN_MS = [5, 20, 80, 250];
+
 export interface FetcherOptions {
   slots: Slots;
   /** Most rows held beyond the free slots. */
@@ -90,7 +98,12 @@ export class Fetcher {
   #connectionsSeen = 0;
   /** Leases held when the claim connection was last replaced, while any of them is still held (see #dropReclaimed). */
   #leasesBeforeReconnect: Set<string> | null = null;
-  readonly #dueTimes = new WakeTimer(() => this.wake());
+  readonly #dueTimes = new WakeTimer(() => this.#dueTimeCame(0));
+  /** Whether a due time (or a look again after one) woke the loop since its last claim. */
+  #timedWake = false;
+  /** The step of LOOK_AGAIN_MS the next look again takes. */
+  #lookStep = 0;
+  #lookTimer: NodeJS.Timeout | null = null;
   /** Rows started so far, against `limit`. */
   #started = 0;
 
@@ -126,6 +139,8 @@ export class Fetcher {
     this.#wakeLoop?.();
     await this.#done;
     this.#dueTimes.clear();
+    if (this.#lookTimer) clearTimeout(this.#lookTimer);
+    this.#lookTimer = null;
     const rows = this.#buffer.slice(this.#head);
     this.#clear();
     for (const row of rows) this.#o.release({ id: row.id, attempt: row.attempt, started: false });
@@ -140,6 +155,25 @@ export class Fetcher {
   /** Tasks become due at `at` (epoch ms): wake then. */
   wakeAt(at: number): void {
     this.#dueTimes.add(at);
+  }
+
+  /** A due time passed (step 0), or a look again after one came (step > 0). */
+  #dueTimeCame(step: number): void {
+    if (step === 0 && this.#lookTimer) return this.wake(); // a chain is running: it covers this time too
+    this.#lookStep = step;
+    this.#timedWake = true;
+    this.wake();
+  }
+
+  /** A claim at a due time came back empty: the task may not be due yet by the database's clock. */
+  #lookAgain(): void {
+    const step = this.#lookStep;
+    if (this.#lookTimer || step >= LOOK_AGAIN_MS.length) return;
+    this.#lookTimer = setTimeout(() => {
+      this.#lookTimer = null;
+      this.#dueTimeCame(step + 1);
+    }, LOOK_AGAIN_MS[step]);
+    this.#lookTimer.unref();
   }
 
   /**
@@ -176,6 +210,8 @@ export class Fetcher {
       const due = held === 0 ? slots.free > 0 : want >= Math.ceil(capacity / 2);
       if (want > 0 && due && this.#maybeWork) {
         this.#maybeWork = false;
+        const timed = this.#timedWake;
+        this.#timedWake = false;
         let rows: ClaimedRow[];
         const sentAt = Date.now();
         const quietAtSend = held === 0 && slots.count === 0 && this.#o.drained !== undefined && this.#o.quiet!();
@@ -187,6 +223,7 @@ export class Fetcher {
           await this.#failed(err);
           continue;
         }
+        if (timed && rows.length === 0) this.#lookAgain();
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
         // arrived while the claim was in flight: it set #maybeWork again).
         if (rows.length === want) this.#maybeWork = true;

@@ -3,7 +3,9 @@ import { MAX_TIMER_MS } from "./deadlines.js";
 /**
  * Every due time a worker has heard of (delayed tasks, retries after their backoff), each waking it when it comes,
  * with one timer for the earliest. A single "earliest only" timer forgot the later ones, which then waited for the
- * next poll. Times within a few milliseconds of each other share one wake-up.
+ * next poll. It never wakes before a time has passed: `at` is a database time rounded to the millisecond, and a claim
+ * sent a hair early finds the task not yet due (the fetcher then looks again, see Fetcher.#lookAgain). Times that
+ * have passed by the time it fires share one wake-up.
  */
 export class WakeTimer {
   /** A binary min-heap of epoch ms. */
@@ -20,9 +22,9 @@ export class WakeTimer {
     return this.#heap.length;
   }
 
-  /** Wake at `at` (epoch ms); at once when it has passed. */
+  /** Wake once `at` (epoch ms) has passed; at once when it has. */
   add(at: number): void {
-    if (at <= Date.now()) return this.#wake();
+    if (at < Date.now()) return this.#wake();
     this.#push(at);
     if (at < this.#armedFor) this.#arm();
   }
@@ -34,16 +36,18 @@ export class WakeTimer {
     const next = this.#heap[0];
     if (next === undefined) return;
     this.#armedFor = next;
-    this.#timer = setTimeout(() => this.#fire(), Math.min(Math.max(next - Date.now(), 0), MAX_TIMER_MS));
+    // At least 1 ms past `at` by Date.now(): `at` may have been rounded down by up to half a millisecond.
+    this.#timer = setTimeout(() => this.#fire(), Math.min(Math.max(next + 1 - Date.now(), 1), MAX_TIMER_MS));
     this.#timer.unref();
   }
 
   #fire(): void {
     this.#timer = null;
-    // Everything due now, or within the next few ms (one claim serves them all).
-    const horizon = Date.now() + 5;
+    // Everything that has passed (one claim serves them all); none still ahead, even by a millisecond. A timer may
+    // fire a little early by Date.now() (it runs on the event loop's own clock): then this only re-arms.
+    const now = Date.now();
     let woke = false;
-    while (this.#heap.length > 0 && this.#heap[0]! <= horizon) {
+    while (this.#heap.length > 0 && this.#heap[0]! < now) {
       this.#pop();
       woke = true;
     }
