@@ -35,3 +35,7 @@ export type { TaskHandle } from "./define.js";
 export type { CreateTasksOptions, TaskClient } from "./task-client.js";
 export { ImmediateClient, type ImmediateClientOptions } from "./testing/immediate-client.js";
 export { DummyClient, type RunAllOptions } from "./testing/dummy-client.js";
+
+// Schedules.
+export type { CheckedSchedules, Schedule, ScheduleFields, ScheduledTaskHandle } from "./schedule/definition.js";
+export type { ScheduleInfo } from "./sql/schedule-admin.js";

@@ -8,6 +8,7 @@ import { consoleLogger } from "../logger.js";
 import { resolveConnection } from "../config.js";
 import { Worker } from "../worker/worker.js";
 import { aliasOptions, errorLine } from "./errors.js";
+import { addSchedulesCommand } from "./schedules-command.js";
 import { packageVersion } from "./version.js";
 
 interface ConnectionFlags {
@@ -229,6 +230,8 @@ export function buildProgram(): Command {
       await client.close();
     }
   });
+
+  addSchedulesCommand(withConnection(program.command("schedules")), connectionOptions);
 
   return program;
 }

@@ -28,6 +28,8 @@ export interface TasksTable {
   progress: ColumnType<StoredProgress | null, string | null, string | null>;
   errors: ColumnType<StoredError[], string | undefined, string>;
   meta: ColumnType<{ [key: string]: JsonValue }, string | undefined, string>;
+  schedule_name: string | null;
+  schedule_tick: Date | null;
 }
 
 export interface MigrationsTable {

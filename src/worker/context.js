@@ -14,6 +14,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
  * @property {number} maxRetries
  * @property {AbortSignal} signal fires when the task times out or its worker shuts down; `signal.reason` says which
  * @property {string} workerId
+ * @property {{ name: string, tick: Date } | undefined} schedule the schedule and tick that enqueued the task, if any
  */
 
 /** @type {AsyncLocalStorage<TaskContext>} */

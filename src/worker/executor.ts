@@ -31,7 +31,13 @@ export function contextData(row: ClaimedRow, workerId: string, maxRetries: numbe
     retryCount: row.retry_count,
     maxRetries: row.max_retries ?? maxRetries,
     workerId,
+    schedule: scheduleOf(row),
   };
+}
+
+/** The schedule tick that enqueued the task, for its context (scheduled tasks only: most rows carry nulls). */
+function scheduleOf(row: ClaimedRow): TaskContext["schedule"] {
+  return row.schedule_name === null ? undefined : { name: row.schedule_name, tick: row.schedule_tick! };
 }
 
 /**
@@ -47,6 +53,7 @@ class InlineContext implements TaskContext {
   readonly retryCount: number;
   readonly maxRetries: number;
   readonly workerId: string;
+  readonly schedule: TaskContext["schedule"];
   #controller: AbortController | null = null;
   #reason: Error | null = null;
 
@@ -58,6 +65,7 @@ class InlineContext implements TaskContext {
     this.retryCount = row.retry_count;
     this.maxRetries = row.max_retries ?? maxRetries;
     this.workerId = workerId;
+    this.schedule = scheduleOf(row);
   }
 
   get signal(): AbortSignal {
