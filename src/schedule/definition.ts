@@ -42,7 +42,9 @@ export interface Schedule extends ScheduleFields {
 
 /** `schedules` as given, each one naming a handle with `args` that match the handle's parameters. */
 export type CheckedSchedules<S extends readonly Schedule[]> = S & {
-  [K in keyof S]: S[K] extends { task: ScheduledTaskHandle<infer A> } ? { args?: A } : unknown;
+  [K in keyof S]: S[K] extends { task: ScheduledTaskHandle<infer A> }
+    ? ScheduleFields & { task: ScheduledTaskHandle<A>; args?: Readonly<A> }
+    : S[K];
 };
 
 const SCHEDULE_KEYS = [
