@@ -137,7 +137,7 @@ function resolveSchedule(d: unknown, at: string, registered: (task: string) => b
     assertKnownKeys(`schedule ${who}`, s, SCHEDULE_KEYS);
   } catch (err) {
     const e = err as InvalidOptionError;
-    throw new InvalidScheduleError(who, e.option, e.problem);
+    throw new InvalidScheduleError(who, e.option, `is ${e.problem}`);
   }
   const timezone = s.timezone ?? "UTC";
   if (typeof timezone !== "string" || !isKnownTimezone(timezone)) {
@@ -184,7 +184,7 @@ function resolveSchedule(d: unknown, at: string, registered: (task: string) => b
     if (!(err instanceof SkiplockError)) throw err;
     const field = err instanceof InvalidOptionError ? err.option : "args";
     const problem = err instanceof InvalidOptionError ? err.problem : err.message;
-    throw new InvalidScheduleError(who, field, problem);
+    throw new InvalidScheduleError(who, field, `is invalid: ${problem}`);
   }
   return {
     name: s.name,
