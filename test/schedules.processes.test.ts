@@ -73,9 +73,9 @@ function expectEverySecondOnce(ticks: { tick: number; n: number; early: boolean 
 }
 
 describe("several worker processes", () => {
-  it("enqueue each tick once, with no gaps, one process's clock 60 s ahead and another killed mid-run", async () => {
+  it("enqueue each tick once, with no gaps, one process's clock 60 s ahead and the others killed mid-run", async () => {
     const schedules = schedulesEnv([{ name: "every-second", cron: "* * * * * *" }]);
-    const [victim, , skewed] = await Promise.all([
+    const [victim, other, skewed] = await Promise.all([
       procs.start([], schedules),
       procs.start([], schedules),
       procs.start([], { ...schedules, SKIPLOCK_TEST_CLOCK_OFFSET: "60" }),
@@ -85,13 +85,22 @@ describe("several worker processes", () => {
     victim!.child.kill("SIGKILL");
     await victim!.exited;
     const killed = await dbNow();
-    await tickReached("every-second", killed + 5000);
+    await tickReached("every-second", killed + 4000);
+    // Then the worker whose clock is a minute fast is alone: it must enqueue every tick itself, none early.
+    other!.child.kill("SIGKILL");
+    await other!.exited;
+    const alone = await dbNow();
+    await tickReached("every-second", alone + 3000);
 
     const ticks = await ticksOf("every-second");
-    expect(ticks.length).toBeGreaterThanOrEqual(9);
+    expect(ticks.length).toBeGreaterThanOrEqual(11);
     expectEverySecondOnce(ticks);
-    // The skewed worker measured its clock against the database's and slept until each tick like the others: about
-    // one check per tick, not a busy loop of checks it thought were late.
+    const bySkewed = new Set(
+      skewed!.events.filter((e) => e.event === "schedule:enqueued").map((e) => new Date(e.data.tick).getTime()),
+    );
+    expect(ticks.filter((t) => t.tick > alone + 1000 && !bySkewed.has(t.tick))).toEqual([]);
+    // It measured its clock against the database's and slept until each tick like the others: about one check per
+    // tick, not a busy loop of checks it thought were late.
     const checks = skewed!.events.filter((e) => e.event === "schedule:checked");
     expect(checks.length).toBeGreaterThan(3);
     expect(checks.length).toBeLessThan(3 * ticks.length + 10);

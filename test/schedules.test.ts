@@ -1,6 +1,7 @@
 // Schedules in one process: bad definitions, the tick statement under a race, pause/resume/trigger, reconciling,
 // the task's context, and the DST rules (computed with the library the scheduler uses). Several processes, clocks
 // and outages: schedules.processes.test.ts.
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
   defineTask,
@@ -15,6 +16,8 @@ import { quoteIdent } from "../src/db/store.js";
 import { nextTick, resolveSchedules } from "../src/schedule/definition.js";
 import { enqueueScheduleTick } from "../src/sql/schedule-ticks.js";
 import { quiet, waitFor } from "./helpers.js";
+
+const ISOLATED = fileURLToPath(new URL("./fixtures/isolated-scheduled.js", import.meta.url));
 import { workerFixture } from "./worker-fixture.js";
 
 const tick = defineTask("tick", () => {
@@ -199,6 +202,18 @@ describe("one task per tick", () => {
     expect(done.result).toEqual({ name: "ctx", tick: at.toISOString() });
     expect(done.schedule).toEqual({ name: "ctx", tick: at });
     expect(done.createdAt.getTime()).toBeGreaterThanOrEqual(at.getTime());
+  });
+
+  it("gives it to a handler isolated in a thread too", async () => {
+    const w = await f.startWorker({
+      tasks: undefined,
+      tasksModule: ISOLATED,
+      isolation: "thread",
+      schedules: [{ name: "threaded", cron: "* * * * * *", task: "threaded.tick" }],
+    });
+    const [{ taskId, tick: at }] = await nextEvent(w, "schedule:enqueued");
+    const done = await f.finished({ id: taskId });
+    expect(done).toMatchObject({ status: "COMPLETED", result: { name: "threaded", tick: at.toISOString() } });
   });
 });
 
