@@ -111,6 +111,11 @@ describe("several worker processes", () => {
     );
     expect(done.rowCount).toBeGreaterThan(0);
     expect(done.rows.every((r) => r.result.tick === r.schedule_tick.toISOString())).toBe(true);
+    // The tick keys do not pile up: the latest one per schedule is kept.
+    const keys = await env.pool.query(
+      `SELECT count(*)::int AS n FROM "${env.schema}".schedule_ticks WHERE schedule = 'every-second'`,
+    );
+    expect(keys.rows[0].n).toBe(1);
   });
 
   it("backfills only the ticks within `backfill` seconds after every worker was stopped for 5 s, each once", async () => {

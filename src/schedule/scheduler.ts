@@ -160,7 +160,7 @@ export class Scheduler {
       // `backfill` of now. Oldest first: the cursor refuses a tick older than one enqueued.
       const from = Math.max(st.ticks_after.getTime(), since ?? dbNow - s.backfill * 1000);
       let due = false;
-      for (let t = nextTick(s, new Date(from)); t !== null && t.getTime() <= dbNow;) {
+      for (let t = nextTick(s, new Date(from)); t !== null && t.getTime() <= dbNow && !this.#stopped;) {
         due = true;
         const following = nextTick(s, t);
         const p = { name: s.name, cron: s.cron, timezone: s.timezone, tick: t, next: following };
