@@ -91,9 +91,7 @@ export class Scheduler {
     const schedules = resolveSchedules(declared.declared, registered, declared.where);
     const scheduler = new Scheduler({ ...options, schedules });
     const removed = await reconcileSchedules(options.pool, scheduler.#schema, options.schema, schedules);
-    if (removed.length > 0) {
-      options.logger.info("schedules no longer declared were marked removed", { removed });
-    }
+    options.logger.info("schedules reconciled", { declared: scheduler.#names, removed });
     options.signal("schedules:reconciled", { declared: scheduler.#names, removed });
     return scheduler;
   }
