@@ -13,10 +13,11 @@ import {
   type ConnectionOptions,
 } from "./config.js";
 import { migrate, type MigrateResult } from "./db/migrate.js";
-import { Store } from "./db/store.js";
+import { quoteIdent, Store } from "./db/store.js";
 import {
   InvalidOptionError,
   QueueNotAllowedError,
+  ScheduleNotFoundError,
   TaskNotFoundError,
   TaskStateError,
   UniqueKeyConflictError,
@@ -42,6 +43,7 @@ import {
 import { requestCancel } from "./sql/cancel.js";
 import { writeTasks, type Inserted } from "./sql/insert.js";
 import { purgeTasks } from "./sql/purge.js";
+import * as schedules from "./sql/schedule-admin.js";
 import { payloadLimit } from "./json.js";
 import { assertKnownKeys } from "./options.js";
 import { Waiters } from "./waiters.js";
@@ -546,6 +548,36 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     publishWakes(this.#notifier, [{ queue: task.queue, runAt: task.runAt, createdAt: task.runAt }]);
   }
 
+  /** The stored schedules (see Schedules), by name: definition, last and next tick, paused or removed. */
+  listSchedules(): Promise<schedules.ScheduleInfo[]> {
+    return schedules.listSchedules(this.#store.pool, quoteIdent(this.#store.schema));
+  }
+
+  /** Pauses a schedule: it enqueues nothing until resumed. Throws ScheduleNotFoundError for an unknown name. */
+  async pauseSchedule(name: string): Promise<schedules.ScheduleInfo> {
+    return found(
+      name,
+      await schedules.pauseSchedule(this.#store.pool, quoteIdent(this.#store.schema), scheduleName(name)),
+    );
+  }
+
+  /** Resumes a paused schedule from its next tick; the ticks of the paused period are not backfilled. */
+  async resumeSchedule(name: string): Promise<schedules.ScheduleInfo> {
+    return found(
+      name,
+      await schedules.resumeSchedule(this.#store.pool, quoteIdent(this.#store.schema), scheduleName(name)),
+    );
+  }
+
+  /** Enqueues the schedule's task once, now, outside its tick sequence, and returns the task. */
+  async triggerSchedule(name: string): Promise<Task> {
+    const row = await schedules.triggerSchedule(this.#store.pool, quoteIdent(this.#store.schema), scheduleName(name));
+    const task = rowToTask(found(name, row));
+    void this.#notifier.start();
+    publishWakes(this.#notifier, [task]);
+    return task;
+  }
+
   /** Closes the connections; pending `waitForCompletion` calls reject with code CLIENT_CLOSED. */
   async close(): Promise<void> {
     this.#waiters.close();
@@ -561,6 +593,17 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
   [inspect.custom](_depth: number, options: object): string {
     return `SkiplockClient ${inspect(this.toJSON(), options)}`;
   }
+}
+
+function scheduleName(name: unknown): string {
+  if (typeof name !== "string") throw new InvalidOptionError("name", "expected a schedule name (a string)");
+  return name;
+}
+
+/** `value`, or a ScheduleNotFoundError when there is no schedule `name`. */
+function found<T>(name: string, value: T | null): T {
+  if (value === null) throw new ScheduleNotFoundError(name);
+  return value;
 }
 
 /**

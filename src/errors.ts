@@ -269,3 +269,27 @@ export class PermanentError extends SkiplockError {
     super("PERMANENT", message, options);
   }
 }
+
+// Schedules (schedule/definition.ts, client.ts).
+
+/** A schedule declared with a bad cron, an unknown timezone or task, a duplicate name, or a wrong option. */
+export class InvalidScheduleError extends SkiplockError {
+  /** The schedule's name as declared (or its index, `schedules[2]`, when it has no usable name). */
+  readonly schedule: string;
+  /** The field that is wrong: `cron`, `timezone`, `task`, `name`, `args`, `backfill`, … */
+  readonly field: string;
+  constructor(schedule: string, field: string, problem: string) {
+    super("INVALID_SCHEDULE", `invalid schedule ${schedule}: ${field} ${problem}`);
+    this.schedule = schedule;
+    this.field = field;
+  }
+}
+
+/** No stored schedule has that name (no worker declaring it has started against this schema). */
+export class ScheduleNotFoundError extends SkiplockError {
+  readonly schedule: string;
+  constructor(name: string) {
+    super("SCHEDULE_NOT_FOUND", `no schedule named ${JSON.stringify(name)}`);
+    this.schedule = name;
+  }
+}

@@ -51,3 +51,7 @@ export type { TransactionLike } from "./transaction.js";
 // Per-task retry policy and the worker's events.
 export type { Backoff, RetryOn, RetryPolicy } from "./retry-policy.js";
 export type { RunningTask, WorkerEventName, WorkerEvents } from "./worker/events.js";
+
+// Schedules.
+export type { CheckedSchedules, Schedule, ScheduleFields, ScheduledTaskHandle } from "./schedule/definition.js";
+export type { ScheduleInfo } from "./sql/schedule-admin.js";

@@ -56,6 +56,8 @@ export interface Task<Result = JsonValue> {
   errors: TaskError[];
   /** What was attached at enqueue and by the handler's `taskContext().setMeta()`: a JSON object. */
   meta: { [key: string]: JsonValue };
+  /** The schedule and tick that enqueued this task (see Schedules), or null. */
+  schedule: { name: string; tick: Date } | null;
 }
 
 /** Progress as a handler reports it through `taskContext().progress(fraction, message?)`. */
@@ -301,7 +303,7 @@ export function compareIds(a: string, b: string): number {
 /** The columns every statement returns, in SQL. */
 export const TASK_COLUMNS = `id, name, args, queue, priority, status, result, error, retry_count, max_retries, timeout,
   run_at, created_at, updated_at, started_at, finished_at, duration, attempt, unique_key, worker_id, heartbeat_at,
-  cancel_requested, progress, errors, meta`;
+  cancel_requested, progress, errors, meta, schedule_name, schedule_tick`;
 
 export interface TaskRow {
   id: string;
@@ -329,6 +331,8 @@ export interface TaskRow {
   progress: StoredProgress | null;
   errors: StoredError[];
   meta: { [key: string]: JsonValue };
+  schedule_name: string | null;
+  schedule_tick: Date | null;
 }
 
 /** TaskProgress as the progress column holds it (JSON: the time as text). */
@@ -379,6 +383,7 @@ export function insertedTask(p: TaskInsert, id: string, args: JsonValue[], creat
     progress: null,
     errors: [],
     meta: p.metaJson === null ? {} : (JSON.parse(p.metaJson) as { [key: string]: JsonValue }),
+    schedule: null,
   };
 }
 
@@ -409,5 +414,6 @@ export function rowToTask<R = JsonValue>(row: TaskRow): Task<R> {
     progress: row.progress ? { ...row.progress, at: new Date(row.progress.at) } : null,
     errors: (row.errors ?? []).map((e) => ({ ...e, at: new Date(e.at) })),
     meta: row.meta ?? {},
+    schedule: row.schedule_name ? { name: row.schedule_name, tick: row.schedule_tick! } : null,
   };
 }

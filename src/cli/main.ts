@@ -9,6 +9,7 @@ import { resolveConnection } from "../config.js";
 import { Worker } from "../worker/worker.js";
 import { aliasOptions, errorLine } from "./errors.js";
 import { addTaskCommands } from "./task-commands.js";
+import { addSchedulesCommand } from "./schedules-command.js";
 import { packageVersion } from "./version.js";
 
 interface ConnectionFlags {
@@ -252,6 +253,7 @@ export function buildProgram(): Command {
   });
 
   addTaskCommands(program, { withConnection, connectionOptions });
+  addSchedulesCommand(withConnection(program.command("schedules")), connectionOptions);
 
   return program;
 }

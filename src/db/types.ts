@@ -30,6 +30,8 @@ export interface TasksTable {
   meta: ColumnType<{ [key: string]: JsonValue }, string | undefined, string>;
   /** A running task whose unique key was handed on to a newer task (uniqueMode "replace"); see migration 0006. */
   unique_superseded: Generated<boolean>;
+  schedule_name: string | null;
+  schedule_tick: Date | null;
 }
 
 export interface MigrationsTable {

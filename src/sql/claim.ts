@@ -5,7 +5,16 @@ import { live } from "./live.js";
 /** What a worker needs of a claimed row to run it (returning fewer columns keeps the hot path's parsing cheap). */
 export type ClaimedRow = Pick<
   TaskRow,
-  "id" | "name" | "args" | "queue" | "attempt" | "retry_count" | "max_retries" | "timeout"
+  | "id"
+  | "name"
+  | "args"
+  | "queue"
+  | "attempt"
+  | "retry_count"
+  | "max_retries"
+  | "timeout"
+  | "schedule_name"
+  | "schedule_tick"
 >;
 
 /*
@@ -23,9 +32,10 @@ const claimUpdate = (tasks: string) => `, claimed AS (
             updated_at = now(), max_retries = coalesce(t.max_retries, $4)
        FROM picked
       WHERE t.id = picked.id AND ${live("t")}
-     RETURNING t.id, t.name, t.args, t.queue, t.priority, t.run_at, t.attempt, t.retry_count, t.max_retries, t.timeout
+     RETURNING t.id, t.name, t.args, t.queue, t.priority, t.run_at, t.attempt, t.retry_count, t.max_retries, t.timeout,
+               t.schedule_name, t.schedule_tick
    )
-   SELECT id, name, args, queue, attempt, retry_count, max_retries, timeout
+   SELECT id, name, args, queue, attempt, retry_count, max_retries, timeout, schedule_name, schedule_tick
      FROM claimed
     ORDER BY priority DESC, run_at, id`;
 

@@ -18,8 +18,7 @@ class RecordingContext implements TaskContext {
   readonly retryCount: number;
   readonly maxRetries: number;
   readonly workerId: string;
-  /** Tasks a test client runs were not enqueued by a schedule. */
-  readonly schedule = undefined;
+  readonly schedule: TaskContext["schedule"];
   readonly #controller = new AbortController();
   readonly #task: Task<unknown>;
 
@@ -31,6 +30,7 @@ class RecordingContext implements TaskContext {
     this.retryCount = task.retryCount;
     this.maxRetries = task.maxRetries ?? 0;
     this.workerId = workerId;
+    this.schedule = task.schedule ?? undefined;
     this.#task = task;
   }
 

@@ -20,7 +20,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
  *   once when coalesced into a later write; never rejects for a database error. A bad value throws a typed error.
  * @property {(patch: { [key: string]: unknown }) => Promise<void>} setMeta merges the patch's top-level keys into the
  *   task's `meta` (a JSON object), written like progress
- * @property {{ name: string, tick: Date } | undefined} schedule the schedule that enqueued the task, if one did
+ * @property {{ name: string, tick: Date } | undefined} schedule the schedule and tick that enqueued the task, if any
  */
 
 /** @type {AsyncLocalStorage<TaskContext>} */

@@ -79,6 +79,12 @@ export interface WorkerEvents {
   "redis:up": [];
   /** Redis stopped answering on connections that still looked open; they are being replaced. */
   "redis:silent": [];
+  /** The stored schedules were brought in line with this worker's (see Schedules); `removed` were marked removed. */
+  "schedules:reconciled": [{ declared: string[]; removed: string[] }];
+  /** This worker enqueued a schedule's tick; `backfill`: a tick missed while no worker ran (see `backfill`). */
+  "schedule:enqueued": [{ name: string; tick: Date; taskId: string; backfill: boolean }];
+  /** The scheduler woke and read the database's clock (`offsetMs`: database minus worker); it sleeps `sleepMs`. */
+  "schedule:checked": [{ now: Date; offsetMs: number; sleepMs: number }];
 }
 
 export type WorkerEventName = keyof WorkerEvents;
@@ -135,6 +141,9 @@ export const WORKER_EVENT_NAMES = [
   "redis:down",
   "redis:up",
   "redis:silent",
+  "schedules:reconciled",
+  "schedule:enqueued",
+  "schedule:checked",
 ] as const satisfies readonly WorkerEventName[];
 
 // Compiles only while WORKER_EVENT_NAMES lists every event.

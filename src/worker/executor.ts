@@ -41,7 +41,7 @@ export function contextData(
   row: ClaimedRow,
   workerId: string,
   maxRetries: number,
-): Omit<TaskContext, "signal" | "progress" | "setMeta" | "schedule"> {
+): Omit<TaskContext, "signal" | "progress" | "setMeta"> {
   return {
     id: row.id,
     name: row.name,
@@ -50,7 +50,13 @@ export function contextData(
     retryCount: row.retry_count,
     maxRetries: row.max_retries ?? maxRetries,
     workerId,
+    schedule: scheduleOf(row),
   };
+}
+
+/** The schedule tick that enqueued the task, for its context (scheduled tasks only: most rows carry nulls). */
+function scheduleOf(row: ClaimedRow): TaskContext["schedule"] {
+  return row.schedule_name === null ? undefined : { name: row.schedule_name, tick: row.schedule_tick! };
 }
 
 /**
@@ -68,6 +74,7 @@ class InlineContext implements TaskContext {
   readonly workerId: string;
   readonly #row: ClaimedRow;
   readonly #reports: ReportWriter;
+  readonly schedule: TaskContext["schedule"];
   #controller: AbortController | null = null;
   #reason: Error | null = null;
   #progress: TaskContext["progress"] | null = null;
@@ -87,6 +94,7 @@ class InlineContext implements TaskContext {
     this.workerId = workerId;
     this.#row = row;
     this.#reports = reports;
+    this.schedule = scheduleOf(row);
   }
 
   get signal(): AbortSignal {
@@ -95,11 +103,6 @@ class InlineContext implements TaskContext {
       if (this.#reason) this.#controller.abort(this.#reason);
     }
     return this.#controller.signal;
-  }
-
-  /** Set by the scheduler for the tasks it enqueues (a later release); undefined for now. */
-  get schedule(): undefined {
-    return undefined;
   }
 
   /**

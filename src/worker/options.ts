@@ -13,10 +13,11 @@ import { payloadLimit } from "../json.js";
 import { consoleLogger, type Logger } from "../logger.js";
 import { assertKnownKeys } from "../options.js";
 import type { Backoff } from "../sql/finish.js";
+import type { CheckedSchedules, Schedule } from "../schedule/definition.js";
 import { validateIsolation, type Isolation } from "../task.js";
 import type { TaskMap } from "./registry.js";
 
-export interface WorkerOptions extends ConnectionOptions {
+export interface WorkerOptions<S extends readonly Schedule[] = readonly Schedule[]> extends ConnectionOptions {
   /** The handlers this worker runs: `{ name: fn }`, `{ key: defineTask(…) }` or an array of definitions. */
   tasks?: TaskMap;
   /**
@@ -72,6 +73,12 @@ export interface WorkerOptions extends ConnectionOptions {
    * that. Default: no limit.
    */
   maxTasks?: number;
+  /**
+   * Cron schedules this worker enqueues, one task per tick across the cluster (see Schedules); default the
+   * `schedules` export of the tasks module, if any. A worker that declares schedules marks the stored ones it does
+   * not declare removed.
+   */
+  schedules?: CheckedSchedules<S>;
 }
 
 const WORKER_OPTION_KEYS = [
@@ -97,6 +104,7 @@ const WORKER_OPTION_KEYS = [
   "poolSize",
   "prefetch",
   "maxTasks",
+  "schedules",
 ] as const satisfies readonly (keyof WorkerOptions)[];
 
 /** A worker's settings, every default filled in and checked. Times are in seconds, as in the options. */
@@ -123,6 +131,7 @@ export interface WorkerConfig {
   prefetch: number;
   /** null: no limit. */
   maxTasks: number | null;
+  schedules: readonly Schedule[] | undefined;
 }
 
 /** Fills in every default, then checks the whole config, naming the option that is wrong. */
@@ -157,6 +166,7 @@ export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
     poolSize: options.poolSize ?? 4,
     prefetch: options.prefetch ?? (typeof concurrency === "number" ? Math.max(1024, concurrency) : 1024),
     maxTasks: options.maxTasks ?? null,
+    schedules: options.schedules,
   };
   return validateWorkerConfig(config);
 }

@@ -5,6 +5,8 @@ import { warnIfNoAutovacuum } from "../db/vacuum.js";
 import type { Logger } from "../logger.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
 import { claimTasks } from "../sql/claim.js";
+import type { Schedule } from "../schedule/definition.js";
+import { declaredSchedules, Scheduler } from "../schedule/scheduler.js";
 import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
 import { Completer } from "./completer.js";
@@ -40,7 +42,7 @@ export function workersNotStopped(): Worker[] {
  * the stale-task sweeper under the cluster lock, and the Redis doorbell. Never runs more than `concurrency` tasks.
  * Reports what its services do as events (see events.ts).
  */
-export class Worker extends EventEmitter<WorkerEvents> {
+export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> extends EventEmitter<WorkerEvents> {
   readonly id: string;
   readonly concurrency: number;
   readonly logger: Logger;
@@ -72,9 +74,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
   /** Unsubscribe functions of the worker's doorbell listeners. */
   readonly #listeners: (() => void)[] = [];
 
-  constructor(options: WorkerOptions) {
+  constructor(options: WorkerOptions<S>) {
     super();
-    const c = (this.#c = resolveWorkerOptions(options));
+    const c = (this.#c = resolveWorkerOptions(options as WorkerOptions));
     this.id = c.workerId;
     this.concurrency = c.concurrency;
     this.logger = c.logger;
@@ -284,6 +286,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     await this.#notifier.start();
     await this.#lock.start();
     this.#services.push(this.#notifier, this.#lock);
+    let scheduler: Scheduler | null;
     try {
       ({ registry: this.#registry, threads: this.#threads } = await loadHandlers(
         this.#registry,
@@ -294,6 +297,18 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await this.#store.ping();
       await assertSchemaReady(this.#store.pool, this.#c.connection.schema);
       await warnIfNoAutovacuum(this.#store.pool, this.#c.connection.schema, this.logger);
+      scheduler = await Scheduler.prepare(
+        await declaredSchedules(this.#c.schedules, this.#tasksModuleUrl),
+        (task) => this.#registry.has(task),
+        {
+          pool: this.#store.pool,
+          q: this.#store.hotQueries,
+          schema: this.#store.schema,
+          notifier: this.#notifier,
+          logger: this.logger,
+          signal: this.#signal,
+        },
+      );
     } catch (err) {
       this.#state = "stopped";
       notStopped.delete(this);
@@ -319,6 +334,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.#sweeper,
       this.#fetcher,
     ];
+    if (scheduler) services.push(scheduler);
     for (const service of services) {
       await service.start();
       this.#services.push(service);
