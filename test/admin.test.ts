@@ -120,7 +120,7 @@ describe("retryTask", () => {
     expect(retried.runAt.getTime()).toBeGreaterThan(failed.runAt.getTime());
     expect(retried.runAt.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
     expect(retried.runAt.getTime()).toBeGreaterThanOrEqual(before - 1000);
-    expect(await env.client.getTask(failed.id)).toEqual(retried);
+    // (Not compared with a fresh read: the bell has rung, and the worker may have claimed it already.)
 
     // Polling every 30 s, the worker runs it within the wait only because the bell rang.
     const done = await finished(retried, 10);

@@ -247,7 +247,7 @@ describe("run-worker --cancel-grace", () => {
   afterEach(() => procs.killAll());
 
   it("abandons a handler that ignores the signal after the grace given, and reports task:cancelled", async () => {
-    const worker = await procs.start(["--cancel-grace", "0.5"]);
+    const worker = await procs.start(["--cancel-grace", "0.5", "--ipc-task-events"]);
     const task = await env.client.createTask("hang");
     await waitFor(
       "the handler to run",

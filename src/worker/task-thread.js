@@ -96,7 +96,6 @@ async function run(msg) {
   const ctx = {
     ...msg.ctx,
     signal: controller.signal,
-    schedule: undefined,
     /** @param {number} fraction @param {string} [message] */
     progress: (fraction, message) => report(runId, { kind: "progress", fraction, message }),
     /** @param {Record<string, unknown>} patch */
