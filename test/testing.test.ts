@@ -501,6 +501,23 @@ describe("the options production code relies on", () => {
     expect(done.map((t) => t.result)).toEqual(["high", "now-a", "now-b", "soon", "later", "low"]);
   });
 
+  it("runAll picks each next task afresh: one a handler replaced runs with its new values at its new place", async () => {
+    const dummy = new DummyClient();
+    setDefaultClient(dummy);
+    const step = defineTask("step", async (s: string) => {
+      if (s === "first") await step.using({ uniqueKey: "b", uniqueMode: "replace", priority: 9 }).enqueue("b-new");
+      if (s === "c") await cancelTask("4");
+      return s;
+    });
+    await step.using({ priority: 5 }).enqueue("first");
+    await step.using({ uniqueKey: "b" }).enqueue("b-old");
+    await step.using({ priority: 1 }).enqueue("c");
+    await step.enqueue("cancelled by c");
+    const done = await dummy.runAll({ tasks: [step] });
+    expect(done.map((t) => t.result)).toEqual(["first", "b-new", "c"]);
+    expect((await dummy.getTask("4"))?.status).toBe("CANCELLED");
+  });
+
   it("accepts a transaction and does not use it: the task is kept (and run) at once", async () => {
     const trx = { isTransaction: true, withoutPlugins: () => ({}) } as never; // what a caller's kysely trx looks like
     const immediate = new ImmediateClient({ tasks: [add] });

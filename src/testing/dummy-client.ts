@@ -41,11 +41,12 @@ export class DummyClient extends MemoryClient {
   async runAll(options: RunAllOptions): Promise<Task[]> {
     assertKnownKeys("runAll", options, RUN_ALL_KEYS);
     const registry = buildRegistry(requiredTasks(options, "runAll"));
-    const waiting = this.#enqueued.filter((t) => t.status === "PENDING");
+    let waiting = this.#enqueued.filter((t) => t.status === "PENDING");
     const ran: Task<unknown>[] = [];
     for (;;) {
-      // Chosen afresh each time: a handler may cancel a task or change its priority and runAt.
-      const next = waiting.filter((t) => t.status === "PENDING").sort(claimOrder)[0];
+      // Chosen afresh each time: a handler may cancel a task or "replace" its priority and runAt.
+      waiting = waiting.filter((t) => t.status === "PENDING");
+      const next = waiting.reduce<Task<unknown> | undefined>((a, b) => (a && claimOrder(a, b) <= 0 ? a : b), undefined);
       if (!next) break;
       ran.push(next);
       await this.run(next, registry.get(next.name)?.handler, options.propagateErrors ?? false);

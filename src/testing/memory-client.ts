@@ -139,7 +139,7 @@ export abstract class MemoryClient implements TaskClient {
           args: JSON.parse(p.argsJson) as JsonValue[],
           runAt: runAt ?? now,
           priority: p.priority,
-          meta: p.metaJson === null ? {} : (JSON.parse(p.metaJson) as JsonValue),
+          meta: p.metaJson === null ? {} : (JSON.parse(p.metaJson) as Task["meta"]),
           updatedAt: now,
         });
       }
