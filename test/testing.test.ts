@@ -563,6 +563,25 @@ describe("the options production code relies on", () => {
     expect(await client.cancelTask("1")).toEqual(task); // final: unchanged
   });
 
+  it("ImmediateClient does not run a task of a batch that a handler before it cancelled", async () => {
+    const ran: string[] = [];
+    const client = new ImmediateClient({
+      tasks: {
+        t: async (s: string) => {
+          ran.push(s);
+          if (s === "a") await client.cancelTask("2");
+        },
+      },
+    });
+    const done = await client.createTasks([
+      { name: "t", args: ["a"] },
+      { name: "t", args: ["b"] },
+      { name: "t", args: ["c"] },
+    ]);
+    expect(ran).toEqual(["a", "c"]);
+    expect(done.map((t) => t.status)).toEqual(["COMPLETED", "CANCELLED", "COMPLETED"]);
+  });
+
   it("a handler that returns successfully after a cancel leaves its task COMPLETED (the work was done)", async () => {
     const dummy = new DummyClient();
     setDefaultClient(dummy);

@@ -20,7 +20,10 @@ const RUN_ALL_KEYS = ["tasks", "propagateErrors"] as const satisfies readonly (k
 export class DummyClient extends MemoryClient {
   #enqueued: Task<unknown>[] = [];
 
-  /** Every task enqueued since the last clear(), in enqueue order, as it stands now (PENDING until runAll). */
+  /**
+   * Every task enqueued since the last clear(), in enqueue order, as it stands now (PENDING until runAll). An enqueue
+   * that found a live task with its uniqueKey adds none: it returned (or, "replace", updated) that task.
+   */
   get tasks(): Task[] {
     return this.#enqueued.map((t) => structuredClone(t) as Task);
   }

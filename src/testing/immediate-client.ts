@@ -35,6 +35,9 @@ export class ImmediateClient extends MemoryClient {
   }
 
   protected async enqueued(tasks: Task<unknown>[]): Promise<void> {
-    for (const task of tasks) await this.run(task, this.#registry.get(task.name)?.handler, this.#propagateErrors);
+    for (const task of tasks) {
+      if (task.status !== "PENDING") continue; // in a batch, cancelled by a handler that ran before it
+      await this.run(task, this.#registry.get(task.name)?.handler, this.#propagateErrors);
+    }
   }
 }
