@@ -1,4 +1,5 @@
 // Task handles (defineTask) against Postgres and a real Worker: enqueue, enqueueMany, using, getResult, waitFor.
+import pg from "pg";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   defineTask,
@@ -135,5 +136,88 @@ describe("a task handle", () => {
     const task = await multiply.enqueue(3, 3);
     expect((await multiply.waitFor(task.id, { timeout: 20 }))?.result?.product).toBe(9);
     expect((await env.client.getTask(task.id))?.name).toBe("math.multiply");
+  });
+});
+
+describe("a task handle with the enqueue options", () => {
+  const exists = async (ids: string[]) =>
+    (await env.pool.query(`SELECT id FROM "${env.schema}".tasks WHERE id = ANY($1::bigint[])`, [ids])).rowCount;
+
+  /** A pg client of the test's own (not skiplock's), in BEGIN; ended by the caller. */
+  async function inTransaction(): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: env.databaseUrl });
+    await c.connect();
+    await c.query("BEGIN");
+    return c;
+  }
+
+  it("using({ uniqueKey }) returns the live task with the key instead of a new one", async () => {
+    const handle = multiply.using({ client: env.client, uniqueKey: "product:6x7", queue: "nobody.serves.this" });
+    const first = await handle.enqueue(6, 7);
+    const again = await handle.using({ priority: 9 }).enqueue(1, 1);
+    expect(again).toMatchObject({ id: first.id, args: [6, 7], priority: 4, uniqueKey: "product:6x7" });
+    const debounced = await handle.using({ uniqueMode: "replace", delay: 60 }).enqueue(2, 3);
+    expect(debounced).toMatchObject({ id: first.id, args: [2, 3] });
+    const rows = await taskRows(env.pool, env.schema, [first.id]);
+    expect(rows.get(first.id)).toMatchObject({ args: [2, 3], unique_key: "product:6x7", status: "PENDING" });
+    const [a, b] = await handle.enqueueMany([
+      [1, 2],
+      [3, 4],
+    ]);
+    expect([a!.id, b!.id]).toEqual([first.id, first.id]);
+  });
+
+  it("using({ meta }) stores the meta on the task", async () => {
+    const handle = multiply.using({ client: env.client, meta: { requestId: "r-1", tenant: { id: 7 } } });
+    const task = await handle.enqueue(2, 2);
+    expect(task.meta).toEqual({ requestId: "r-1", tenant: { id: 7 } });
+    expect((await handle.getResult(task.id))?.meta).toEqual({ requestId: "r-1", tenant: { id: 7 } });
+    const [many] = await handle.using({ meta: { requestId: "r-2" } }).enqueueMany([[1, 1]]);
+    expect((await env.client.getTask(many!.id))?.meta).toEqual({ requestId: "r-2" });
+  });
+
+  it("using({ transaction }) writes in the caller's transaction: nothing before COMMIT, the task after", async () => {
+    await env.startWorker({ tasks: [multiply] });
+    const c = await inTransaction();
+    try {
+      const handle = multiply.using({ client: env.client, transaction: c });
+      const task = await handle.enqueue(4, 5);
+      expect(task.status).toBe("PENDING");
+      expect(await handle.getResult(task.id)).toBeNull(); // skiplock's own pool does not see it yet
+      expect(await exists([task.id])).toBe(0);
+      await c.query("COMMIT");
+      const done = await handle.waitFor(task.id, { timeout: 20 });
+      expect(done).toMatchObject({ status: "COMPLETED", result: { product: 20 } });
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("enqueueMany with using({ transaction }) writes the batch in the transaction; a rollback leaves nothing", async () => {
+    await env.startWorker({ tasks: [multiply] });
+    const createTasks = vi.spyOn(env.client, "createTasks");
+    const c = await inTransaction();
+    try {
+      const handle = multiply.using({ client: env.client, transaction: c });
+      const tasks = await handle.enqueueMany([
+        [1, 2],
+        [3, 4],
+      ]);
+      expect(createTasks).toHaveBeenCalledTimes(1);
+      expect(createTasks.mock.calls[0]![1]).toEqual({ transaction: c });
+      const ids = tasks.map((t) => t.id);
+      expect(await exists(ids)).toBe(0);
+      await c.query("COMMIT");
+      const done = await Promise.all(ids.map((id) => handle.waitFor(id, { timeout: 20 })));
+      expect(done.map((t) => t?.result?.product)).toEqual([2, 12]);
+
+      await c.query("BEGIN");
+      const rolledBack = await handle.enqueueMany([[5, 6]]);
+      await c.query("ROLLBACK");
+      expect(await exists(rolledBack.map((t) => t.id))).toBe(0);
+    } finally {
+      createTasks.mockRestore();
+      await c.end();
+    }
   });
 });

@@ -1,5 +1,7 @@
 // Compile-time checks of defineTask's JSON constraint, run by `npm run typecheck` (not by vitest): each line
 // marked as expecting an error must fail to compile, every other line must compile.
+import type { Transaction } from "kysely";
+import type pg from "pg";
 import {
   defineTask,
   DummyClient,
@@ -64,7 +66,7 @@ defineTask("t.holes", (xs: (string | undefined)[]) => xs.length);
 const add = defineTask("t.addTwo", (a: number, b: number) => a + b);
 const send = defineTask("t.send", async (to: string, subject?: string) => ({ sent: true, to, subject: subject ?? "" }));
 
-export async function handles(client: TaskClient): Promise<void> {
+export async function handles(client: TaskClient, trx: Transaction<unknown>, pgClient: pg.PoolClient): Promise<void> {
   const one: Task<number> = await add.enqueue(1, 2);
   const many: Task<number>[] = await add.enqueueMany([
     [1, 2],
@@ -79,6 +81,10 @@ export async function handles(client: TaskClient): Promise<void> {
   const n: number | undefined = (await add.getResult(one.id))?.result ?? undefined;
   const to: string | undefined = (await send.waitFor(sent.id, { timeout: 1 }))?.result?.to;
   void [many, n, to];
+  // The enqueue options a user's code passes in production, to any client.
+  const debounced: TaskHandle<[number, number], number> = add.using({ uniqueKey: "k", uniqueMode: "replace" });
+  await debounced.using({ meta: { requestId: "r" }, transaction: trx }).enqueue(1, 2);
+  await add.using({ transaction: pgClient, client: new DummyClient() }).enqueueMany([[1, 2]]);
 
   // @ts-expect-error enqueue checks the parameters
   await add.enqueue(1);
@@ -96,6 +102,10 @@ export async function handles(client: TaskClient): Promise<void> {
   add.using({ isolation: "thread" });
   // @ts-expect-error a client is a TaskClient
   add.using({ client: {} });
+  // @ts-expect-error uniqueMode is "keep" or "replace"
+  add.using({ uniqueKey: "k", uniqueMode: "debounce" });
+  // @ts-expect-error meta is an object
+  add.using({ meta: "tenant-1" });
   void [wrong, nope];
 }
 

@@ -19,6 +19,7 @@ import {
   setDefaultClient,
   SkiplockClient,
   taskContext,
+  TaskCancelledError,
   TaskNameMismatchError,
   TaskNotFoundError,
   TaskTimeoutError,
@@ -381,6 +382,225 @@ describe("handles on a test client", () => {
       [[3, 4], "math", 2],
     ]);
     expect(await add.using({ client: dummy }).enqueueMany([])).toEqual([]);
+  });
+});
+
+describe("the options production code relies on", () => {
+  it("uniqueKey keep: a live task with the key is returned instead of a new one; a final one frees the key", async () => {
+    const dummy = new DummyClient();
+    const first = await dummy.createTask("sync", ["a"], { uniqueKey: "sync:1", meta: { by: "first" } });
+    const again = await dummy.createTask("sync", ["b"], { uniqueKey: "sync:1", priority: 9 });
+    expect(again).toEqual(first); // unchanged: args, priority and meta are the first call's
+    expect(await dummy.createTask("other.name", [], { uniqueKey: "sync:1" })).toEqual(first); // keys span names
+    expect(dummy.tasks).toHaveLength(1);
+    await dummy.cancelTask(first.id);
+    const fresh = await dummy.createTask("sync", ["c"], { uniqueKey: "sync:1" });
+    expect(fresh).toMatchObject({ id: "2", args: ["c"], status: "PENDING", uniqueKey: "sync:1" });
+    await dummy.runAll({ tasks: { sync: () => "done" } });
+    expect((await dummy.createTask("sync", ["d"], { uniqueKey: "sync:1" })).id).toBe("3");
+  });
+
+  it("uniqueKey keep with ImmediateClient: a running holder is returned, not run again", async () => {
+    const handler = vi.fn(async (n: number) => {
+      if (n === 1) return (await createTask("job", [2], { uniqueKey: "job" })).status; // its own key: itself
+      return n;
+    });
+    setDefaultClient(new ImmediateClient({ tasks: { job: handler } }));
+    const task = await createTask("job", [1], { uniqueKey: "job" });
+    expect(task).toMatchObject({ id: "1", status: "COMPLETED", result: "PROGRESS" });
+    expect(handler).toHaveBeenCalledTimes(1);
+    expect(await createTask("job", [3], { uniqueKey: "job" })).toMatchObject({ id: "2", result: 3 });
+  });
+
+  it("uniqueKey replace: a PENDING holder takes the new args, runAt, priority and meta (debounce)", async () => {
+    const dummy = new DummyClient();
+    const first = await dummy.createTask("index", [1], { uniqueKey: "ix", queue: "search", meta: { n: 1 }, delay: 5 });
+    const at = new Date(Date.now() + 60_000);
+    const replaced = await dummy.createTask("index", [2], {
+      uniqueKey: "ix",
+      uniqueMode: "replace",
+      priority: 7,
+      runAt: at,
+    });
+    expect(replaced).toMatchObject({ id: first.id, args: [2], priority: 7, runAt: at, meta: {}, queue: "search" });
+    expect(replaced.updatedAt.getTime()).toBeGreaterThanOrEqual(first.updatedAt.getTime());
+    // No runAt or delay: due now, as the database's now() makes it.
+    const now = await dummy.createTask("index", [3], { uniqueKey: "ix", uniqueMode: "replace", meta: { n: 3 } });
+    expect(now.runAt.getTime()).toBeLessThanOrEqual(Date.now());
+    expect(dummy.tasks.map((t) => [t.id, t.args, t.meta])).toEqual([["1", [3], { n: 3 }]]);
+    await expect(dummy.createTask("index", [], { uniqueMode: "replace" })).rejects.toThrow(InvalidOptionError);
+  });
+
+  it("uniqueKey replace on a running holder leaves it and queues a new task, which holds the key", async () => {
+    const dummy = new DummyClient();
+    setDefaultClient(dummy);
+    const index = defineTask("index", async (n: number) => {
+      if (n === 1) await index.using({ uniqueKey: "ix", uniqueMode: "replace" }).enqueue(2);
+      return n;
+    });
+    await index.using({ uniqueKey: "ix" }).enqueue(1);
+    expect((await dummy.runAll({ tasks: [index] })).map((t) => [t.id, t.status, t.result])).toEqual([
+      ["1", "COMPLETED", 1], // ran with its own args
+    ]);
+    expect(dummy.tasks.map((t) => [t.id, t.args, t.status])).toEqual([
+      ["1", [1], "COMPLETED"],
+      ["2", [2], "PENDING"],
+    ]);
+    expect((await index.using({ uniqueKey: "ix" }).enqueue(3)).id).toBe("2");
+  });
+
+  it("one key twice in a batch acts as two enqueues in turn: both get the one task", async () => {
+    const dummy = new DummyClient();
+    const [a, b, c] = await dummy.createTasks([
+      { name: "t", args: [1], uniqueKey: "k" },
+      { name: "t", args: [2], uniqueKey: "k", uniqueMode: "replace", priority: 3 },
+      { name: "t", args: [3], uniqueKey: "k" },
+    ]);
+    expect([a!.id, b!.id, c!.id]).toEqual(["1", "1", "1"]);
+    expect(c).toMatchObject({ args: [2], priority: 3 });
+    expect(dummy.tasks).toHaveLength(1);
+    const immediate = new ImmediateClient({ tasks: { t: (n: number) => n } });
+    const ran = await immediate.createTasks([
+      { name: "t", args: [1], uniqueKey: "k" },
+      { name: "t", args: [2], uniqueKey: "k", uniqueMode: "replace" },
+    ]);
+    expect(ran.map((t) => [t.id, t.status, t.result])).toEqual([
+      ["1", "COMPLETED", 2],
+      ["1", "COMPLETED", 2],
+    ]);
+  });
+
+  it("stores meta, queue, priority and runAt as the real client does", async () => {
+    const dummy = new DummyClient();
+    const at = new Date(Date.now() + 3600_000);
+    const task = await dummy.createTask("x", [], {
+      meta: { tenant: "t1", tags: ["a"] },
+      queue: "q",
+      priority: -5,
+      runAt: at,
+    });
+    expect(task).toMatchObject({ meta: { tenant: "t1", tags: ["a"] }, queue: "q", priority: -5, runAt: at });
+    expect((await dummy.createTask("x")).meta).toEqual({});
+    await expect(dummy.createTask("x", [], { meta: [] as never })).rejects.toThrow(NotJsonError);
+    await expect(dummy.createTask("x", [], { priority: 101 })).rejects.toThrow(InvalidOptionError);
+    await expect(dummy.createTask("x", [], { runAt: at, delay: 1 })).rejects.toThrow(InvalidOptionError);
+  });
+
+  it("runAll runs in the order a worker claims: priority, then runAt, then id; tasks not yet due run too", async () => {
+    const dummy = new DummyClient();
+    const soon = new Date(Date.now() + 1000);
+    await dummy.createTasks([
+      { name: "t", args: ["low"], priority: -1 },
+      { name: "t", args: ["later"], delay: 3600 },
+      { name: "t", args: ["now-b"] },
+      { name: "t", args: ["high"], priority: 10, delay: 60 },
+      { name: "t", args: ["soon"], runAt: soon },
+    ]);
+    await dummy.createTask("t", ["now-a"], { runAt: new Date(Date.now() - 1000) });
+    const done = await dummy.runAll({ tasks: { t: (s: string) => s } });
+    expect(done.map((t) => t.result)).toEqual(["high", "now-a", "now-b", "soon", "later", "low"]);
+  });
+
+  it("runAll picks each next task afresh: one a handler replaced runs with its new values at its new place", async () => {
+    const dummy = new DummyClient();
+    setDefaultClient(dummy);
+    const step = defineTask("step", async (s: string) => {
+      if (s === "first") await step.using({ uniqueKey: "b", uniqueMode: "replace", priority: 9 }).enqueue("b-new");
+      if (s === "c") await cancelTask("4");
+      return s;
+    });
+    await step.using({ priority: 5 }).enqueue("first");
+    await step.using({ uniqueKey: "b" }).enqueue("b-old");
+    await step.using({ priority: 1 }).enqueue("c");
+    await step.enqueue("cancelled by c");
+    const done = await dummy.runAll({ tasks: [step] });
+    expect(done.map((t) => t.result)).toEqual(["first", "b-new", "c"]);
+    expect((await dummy.getTask("4"))?.status).toBe("CANCELLED");
+  });
+
+  it("accepts a transaction and does not use it: the task is kept (and run) at once", async () => {
+    const trx = { isTransaction: true, withoutPlugins: () => ({}) } as never; // what a caller's kysely trx looks like
+    const immediate = new ImmediateClient({ tasks: [add] });
+    expect((await add.using({ client: immediate, transaction: trx }).enqueue(1, 2)).result).toBe(3);
+    expect((await add.using({ client: immediate, transaction: trx }).enqueueMany([[2, 2]]))[0]?.result).toBe(4);
+    const dummy = new DummyClient();
+    await dummy.createTasks([{ name: "x" }], { transaction: trx });
+    await dummy.createTask("x", [], { transaction: trx });
+    expect(dummy.tasks).toHaveLength(2);
+    await expect(dummy.createTasks([], { transacton: trx } as never)).rejects.toThrow(UnknownOptionError);
+  });
+
+  it("cancelTask on a running task fires its signal with TaskCancelledError; the task ends CANCELLED", async () => {
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const reasons: unknown[] = [];
+    const client = new ImmediateClient({
+      tasks: {
+        wait: () =>
+          new Promise((_, reject) => {
+            const { signal } = taskContext();
+            signal.addEventListener("abort", () => (reasons.push(signal.reason), reject(signal.reason as Error)));
+            started();
+          }),
+      },
+      propagateErrors: true, // a cancelled task did not fail: nothing is thrown
+    });
+    const enqueued = client.createTask("wait");
+    await running;
+    const waiting = client.waitForCompletion("1");
+    expect(await client.cancelTask("1")).toMatchObject({ status: "PROGRESS", cancelRequested: true });
+    const task = await enqueued;
+    expect(reasons).toEqual([expect.any(TaskCancelledError)]);
+    expect(task).toMatchObject({
+      status: "CANCELLED",
+      error: "TaskCancelledError: the task was cancelled",
+      result: null,
+      cancelRequested: true,
+      errors: [],
+    });
+    expect(task.finishedAt).not.toBeNull();
+    expect(await waiting).toEqual(task);
+    expect(await client.cancelTask("1")).toEqual(task); // final: unchanged
+  });
+
+  it("ImmediateClient does not run a task of a batch that a handler before it cancelled", async () => {
+    const ran: string[] = [];
+    const client = new ImmediateClient({
+      tasks: {
+        t: async (s: string) => {
+          ran.push(s);
+          if (s === "a") await client.cancelTask("2");
+        },
+      },
+    });
+    const done = await client.createTasks([
+      { name: "t", args: ["a"] },
+      { name: "t", args: ["b"] },
+      { name: "t", args: ["c"] },
+    ]);
+    expect(ran).toEqual(["a", "c"]);
+    expect(done.map((t) => t.status)).toEqual(["COMPLETED", "CANCELLED", "COMPLETED"]);
+  });
+
+  it("a handler that returns successfully after a cancel leaves its task COMPLETED (the work was done)", async () => {
+    const dummy = new DummyClient();
+    setDefaultClient(dummy);
+    const work = defineTask("work", async () => {
+      const ctx = taskContext();
+      await cancelTask(ctx.id); // as if someone cancelled it meanwhile
+      return ctx.signal.aborted ? "finished anyway" : "not told";
+    });
+    const stop = defineTask("stop", async () => {
+      await cancelTask(taskContext().id);
+      throw new Error("stopped on my own terms"); // any failure after the request ends it CANCELLED
+    });
+    await work.enqueue();
+    await stop.enqueue();
+    const done = await dummy.runAll({ tasks: [work, stop] });
+    expect(done.map((t) => [t.name, t.status, t.result, t.error])).toEqual([
+      ["work", "COMPLETED", "finished anyway", null],
+      ["stop", "CANCELLED", null, "TaskCancelledError: the task was cancelled"],
+    ]);
   });
 });
 

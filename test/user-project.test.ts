@@ -62,11 +62,15 @@ it("the fixture app's own tests pass with ImmediateClient and DummyClient, and i
       "passed",
     ],
     [
-      "signUp, its tasks recorded and run on request (DummyClient) enqueues one email and one credit task per user, then they run",
+      "signUp, its tasks recorded and run on request (DummyClient) enqueues one email and one credit task per user, then they run in priority order",
       "passed",
     ],
     [
       "signUp, its tasks recorded and run on request (DummyClient) resendWelcome schedules the email an hour ahead, at priority 10",
+      "passed",
+    ],
+    [
+      "profileEdited, debounced by a unique key a burst of edits makes one reindex, with the last fields, run once",
       "passed",
     ],
   ]);

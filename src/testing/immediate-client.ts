@@ -16,11 +16,12 @@ const OPTION_KEYS = ["tasks", "propagateErrors"] as const satisfies readonly (ke
  * A client for tests that runs each task's handler inside createTask and returns the task finished: COMPLETED with
  * its result as JSON returns it, or FAILED with the error's text. No Postgres, no Redis, no worker.
  *
- * As a worker would: arguments are checked as the real client checks them, the handler gets them through JSON and
- * has its taskContext() (`progress` and `setMeta` are recorded on the task), its signal fires at the task's timeout,
- * and a task whose name no handler has fails with UnknownTaskError. Unlike a worker: each task runs once, at once
- * (no retry, whatever `maxRetries`; `runAt` and `delay` are recorded, not waited for; thread isolation is ignored),
- * and a task the handler enqueues runs before the handler goes on.
+ * As a worker would: arguments and options are checked as the real client checks them, the handler gets them
+ * through JSON and has its taskContext() (`progress` and `setMeta` are recorded on the task), its signal fires at
+ * the task's timeout and at a cancelTask, and a task whose name no handler has fails with UnknownTaskError. A
+ * uniqueKey held by a live task returns that task, unrun. Unlike a worker: each task runs once, at once (no retry,
+ * whatever `maxRetries`; `runAt` and `delay` are recorded, not waited for; thread isolation is ignored; a
+ * `transaction` is not used), and a task the handler enqueues runs before the handler goes on.
  */
 export class ImmediateClient extends MemoryClient {
   readonly #registry: Map<string, Registered>;
@@ -34,6 +35,9 @@ export class ImmediateClient extends MemoryClient {
   }
 
   protected async enqueued(tasks: Task<unknown>[]): Promise<void> {
-    for (const task of tasks) await this.run(task, this.#registry.get(task.name)?.handler, this.#propagateErrors);
+    for (const task of tasks) {
+      if (task.status !== "PENDING") continue; // in a batch, cancelled by a handler that ran before it
+      await this.run(task, this.#registry.get(task.name)?.handler, this.#propagateErrors);
+    }
   }
 }

@@ -1,16 +1,23 @@
-import { HandlerError, TaskTimeoutError, UnknownTaskError } from "../errors.js";
+import { HandlerError, TaskCancelledError, TaskTimeoutError, UnknownTaskError } from "../errors.js";
 import { checkMetaPatch, checkProgress } from "../report-checks.js";
 import type { Task } from "../task.js";
 import { contextStorage, type TaskContext } from "../worker/context.js";
 import { MAX_TIMER_MS } from "../worker/deadlines.js";
+import { errorLine } from "../worker/executor.js";
 import { describeError, resultOutcome } from "../worker/outcome.js";
 import type { Handler } from "../worker/registry.js";
+
+/** An attempt running in a test mode, as cancelTask sees it. */
+export interface InlineAttempt {
+  /** Fires the handler's signal with a TaskCancelledError; any failure from then on ends the task CANCELLED. */
+  cancel(): void;
+}
 
 /**
  * A test mode's task context: what a worker's gives, with `progress` and `setMeta` recorded straight on the task
  * (there is no row to write them to).
  */
-class RecordingContext implements TaskContext {
+class RecordingContext implements TaskContext, InlineAttempt {
   readonly id: string;
   readonly name: string;
   readonly queue: string;
@@ -21,6 +28,8 @@ class RecordingContext implements TaskContext {
   readonly schedule: TaskContext["schedule"];
   readonly #controller = new AbortController();
   readonly #task: Task<unknown>;
+  /** Set once cancelTask asked this attempt to stop. */
+  cancelled: TaskCancelledError | null = null;
 
   constructor(task: Task<unknown>, workerId: string) {
     this.id = task.id;
@@ -42,6 +51,11 @@ class RecordingContext implements TaskContext {
     this.#controller.abort(reason);
   }
 
+  cancel(): void {
+    if (this.cancelled) return;
+    this.abort((this.cancelled = new TaskCancelledError()));
+  }
+
   /** Records the progress on the task: `fraction` 0..1 and an optional message, checked as a worker checks them. */
   progress(fraction: number, message?: string): Promise<void> {
     checkProgress(fraction, message);
@@ -59,12 +73,16 @@ class RecordingContext implements TaskContext {
 /**
  * Runs one attempt of `task` (PENDING, changed in place) as a worker would: its arguments through JSON, its context
  * as `this` and through taskContext(), its signal fired at the timeout. The task ends COMPLETED with the result as
- * JSON returns it, or FAILED with the error's text; the error itself is returned too, for `propagateErrors`.
+ * JSON returns it, or FAILED with the error's text; the error itself is returned too, for `propagateErrors`. While
+ * it runs the attempt is in `running`, under the task's id: cancelled there, a failure ends it CANCELLED (and is
+ * not returned: the task did not fail), a success still COMPLETED, as with a worker. There is no cancelGrace: a
+ * handler that ignores its signal runs on until it settles or its timeout.
  */
 export async function runInline(
   task: Task<unknown>,
   handler: Handler | undefined,
   workerId: string,
+  running: Map<string, InlineAttempt>,
 ): Promise<{ error: unknown } | null> {
   const started = new Date();
   Object.assign(task, {
@@ -78,15 +96,26 @@ export async function runInline(
   let error: unknown;
   let value: unknown;
   let failed = false;
+  const ctx = new RecordingContext(task, workerId);
+  running.set(task.id, ctx);
   try {
     if (!handler) throw new UnknownTaskError(task.name);
-    value = await callWithTimeout(task, handler, new RecordingContext(task, workerId));
+    value = await callWithTimeout(task, handler, ctx);
   } catch (err) {
     failed = true;
     error = err;
+  } finally {
+    running.delete(task.id);
   }
   const finished = new Date();
   const duration = (finished.getTime() - started.getTime()) / 1000;
+  if (failed && ctx.cancelled) {
+    // As the worker writes a cancelled attempt: the request's reason as the error, no result, not in `errors`.
+    const error = errorLine(ctx.cancelled);
+    Object.assign(task, { status: "CANCELLED", error, result: null, finishedAt: finished, updatedAt: finished });
+    task.duration = duration;
+    return null;
+  }
   if (!failed) {
     const outcome = resultOutcome(value, duration);
     if (outcome.kind === "completed") {
