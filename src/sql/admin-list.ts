@@ -10,7 +10,7 @@ import { TASK_COLUMNS, type TaskRow, type TaskStatus } from "../task.js";
  * (migration 0005), so listing a few failures among a million completed rows reads only those. `status = ANY(...)`
  * in one branch would instead sort every matching row. With no status, one branch merges both partitions' primary
  * keys backwards. Queue, name and meta filters are checked on the rows read: on finished rows they read newest first
- * until the page fills, so a filter that matches few of many COMPLETED rows reads far back (see docs/drafts/admin.md).
+ * until the page fills, so a filter that matches few of many COMPLETED rows reads far back (see docs/task-api.md, Managing tasks).
  * The text is built from which filters are given, every value a parameter; not prepared, so each call is planned
  * with its values (partition pruning and the partial index need the status known at planning).
  */
