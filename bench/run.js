@@ -1274,7 +1274,7 @@ async function main() {
           (x) => x.enqueueConcurrent.rate,
         ),
         floorLines(rounds),
-        ...(failures.length > 0 ? [`FAILED sessions (left out of the medians):\n${failures.join("\n")}`] : []),
+        ...(failures.length > 0 ? [`FAILED (left out of the medians):\n${failures.join("\n")}`] : []),
       ].join("\n\n"),
     );
   }
