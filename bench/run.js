@@ -435,6 +435,7 @@ async function commitToStart(ns, child) {
   tx.on("error", () => {}); // a lost connection fails the next probe
   await tx.connect();
   try {
+    const started = nowMs();
     const timed = await paced(config.txSamples, config.txWarmup, async (k) => {
       const i = 20_000_000 + k;
       const t0 = nowMs();
@@ -466,6 +467,8 @@ async function commitToStart(ns, child) {
       transactionP99Ms: percentile(txMs, 99),
       // Handlers that started before COMMIT was sent: a task must not run before its transaction commits.
       startedBeforeCommit: timed.filter((x) => x.beforeCommit).length,
+      // The whole series, warm-up included: what the scenario adds to a run.
+      seconds: (nowMs() - started) / 1000,
     };
   } catch (err) {
     return { error: /** @type {Error} */ (err).message.split("\n")[0] };
