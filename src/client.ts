@@ -1,7 +1,11 @@
+import { EventEmitter } from "node:events";
 import { inspect } from "node:util";
+import type { Kysely, Transaction } from "kysely";
+import { CommitWatcher } from "./commit-watcher.js";
 import {
   redactedConnection,
   resolveConnection,
+  resolveQueueAllowList,
   validateDays,
   validateInteger,
   validateSeconds,
@@ -10,11 +14,12 @@ import {
 } from "./config.js";
 import { migrate, type MigrateResult } from "./db/migrate.js";
 import { Store } from "./db/store.js";
-import { InvalidOptionError, TaskNotFoundError } from "./errors.js";
+import { InvalidOptionError, QueueNotAllowedError, TaskNotFoundError } from "./errors.js";
+import { InsertBatcher } from "./insert-batcher.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createNotifier, publishWakes, type Notifier } from "./notify/index.js";
 import { cancelPendingTask } from "./sql/cancel.js";
-import { insertTasks } from "./sql/insert.js";
+import { writeTasks, type Inserted } from "./sql/insert.js";
 import { purgeTasks } from "./sql/purge.js";
 import { payloadLimit } from "./json.js";
 import { assertKnownKeys } from "./options.js";
@@ -32,6 +37,7 @@ import {
   type TaskRow,
   type TaskSpec,
 } from "./task.js";
+import { transactionQueryable, type TransactionLike } from "./transaction.js";
 
 export interface ClientOptions extends ConnectionOptions {
   logger?: Logger;
@@ -46,7 +52,53 @@ export interface ClientOptions extends ConnectionOptions {
   unref?: boolean;
   /** Largest args of one task, in bytes of UTF-8 JSON; larger are refused with PayloadTooLargeError. Default 32 MiB. */
   maxArgsBytes?: number;
+  /**
+   * The queues this client may enqueue to; a task for any other is refused with QueueNotAllowedError before anything
+   * is written. Default: SKIPLOCK_QUEUES (comma-separated); absent or empty allows any queue.
+   */
+  queues?: readonly string[];
 }
+
+/** What a client emits (`client.on("task:enqueued", ({ task }) => …)`). */
+export interface ClientEvents {
+  /**
+   * A task was created, or a PENDING one updated by uniqueMode "replace" (`replaced`), and its write has committed:
+   * at once for the client's own writes and `client.transaction`; for a caller's transaction, when the client sees
+   * that transaction commit (never for one rolled back). Not emitted when a "keep" returns an existing task.
+   * Listeners run before createTask returns; one that throws is logged and does not fail the enqueue.
+   */
+  "task:enqueued": [{ task: Task; replaced: boolean }];
+}
+
+/** The argument of `client.transaction(fn)`: the open transaction, for the caller's own queries and for enqueueing. */
+export interface ClientTransaction {
+  /** kysely on the transaction, for the caller's own tables (untyped: `tx.db.insertInto("orders")…`). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the caller's tables are not skiplock's to type.
+  readonly db: Transaction<any>;
+  /** createTask in this transaction: the task exists, and can run, once the transaction commits. */
+  createTask<R = JsonValue>(
+    name: string,
+    args?: readonly unknown[],
+    options?: TransactionTaskOptions,
+  ): Promise<Task<R>>;
+  /** createTasks in this transaction. */
+  createTasks(specs: readonly TaskSpec[]): Promise<Task[]>;
+}
+
+/** createTask's options inside `client.transaction` (the transaction is already given). */
+export type TransactionTaskOptions = Omit<TaskOptions, "transaction">;
+
+/** createTasks' options. */
+export interface CreateTasksOptions {
+  /** Write the tasks in this open transaction (see TaskOptions.transaction). */
+  transaction?: TransactionLike;
+}
+
+/**
+ * Inserts running at once before createTask calls start sharing one (see insert-batcher.ts): 64 concurrent callers
+ * ran at N tasks/s with 1, against M with 4, on the project's machine (see docs/architecture.md).
+ */
+const SHARED_INSERTS_IN_FLIGHT = 1;
 
 const CLIENT_OPTION_KEYS = [
   "databaseUrl",
@@ -57,7 +109,9 @@ const CLIENT_OPTION_KEYS = [
   "poolSize",
   "unref",
   "maxArgsBytes",
+  "queues",
 ] as const satisfies readonly (keyof ClientOptions)[];
+const TRANSACTION_TASK_OPTION_KEYS = TASK_OPTION_KEYS.filter((k) => k !== "transaction");
 
 export interface WaitOptions {
   /** Seconds to wait; resolves `null` after them. Default: no limit. */
@@ -81,7 +135,7 @@ let internalsOf: (client: SkiplockClient) => ClientInternals;
  * Nothing connects before the first call that needs it: a client can be made at import time, and one that is only
  * made and closed opens no connection.
  */
-export class SkiplockClient {
+export class SkiplockClient extends EventEmitter<ClientEvents> {
   readonly #config: ConnectionConfig;
   readonly #store: Store;
   readonly #notifier: Notifier;
@@ -89,10 +143,21 @@ export class SkiplockClient {
   readonly #pollInterval: number;
   readonly #waiters: Waiters;
   readonly #maxArgsBytes: number;
+  readonly #queues: ReadonlySet<string> | null;
+  readonly #batcher: InsertBatcher;
+  #watcher: CommitWatcher<Inserted> | null = null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see ClientTransaction.db
+  #userDb: Kysely<any> | null = null;
 
   constructor(options: ClientOptions = {}) {
+    super();
+    // EventEmitter's bookkeeping stays out of Object.keys and spreads, as the client's other internals do.
+    for (const key of ["_events", "_eventsCount", "_maxListeners"]) {
+      if (Object.prototype.hasOwnProperty.call(this, key)) Object.defineProperty(this, key, { enumerable: false });
+    }
     assertKnownKeys("new SkiplockClient", options, CLIENT_OPTION_KEYS);
     this.#config = resolveConnection(options);
+    this.#queues = resolveQueueAllowList(options.queues);
     this.#maxArgsBytes = payloadLimit("maxArgsBytes", options.maxArgsBytes);
     this.logger = options.logger ?? consoleLogger();
     this.#pollInterval = validateSeconds("pollInterval", options.pollInterval ?? 1, 0.01);
@@ -110,6 +175,7 @@ export class SkiplockClient {
       unref: options.unref ?? false,
     });
     this.#waiters = new Waiters(this.#store.pool, this.#store.tasks, this.#notifier);
+    this.#batcher = new InsertBatcher(async (specs) => (await this.#write(specs)).tasks, SHARED_INSERTS_IN_FLIGHT);
   }
 
   static {
@@ -121,31 +187,135 @@ export class SkiplockClient {
     return migrate({ databaseUrl: this.#config.databaseUrl, schema: this.#config.schema });
   }
 
-  /** Enqueues one task. `args` are the handler's parameters and must be JSON; they are checked before any write. */
+  /**
+   * Enqueues one task. `args` are the handler's parameters and must be JSON; they are checked before any write.
+   * Calls made while another insert is running share the next insert (see insert-batcher.ts); a call with
+   * `transaction` writes in that transaction instead.
+   */
   async createTask<R = JsonValue>(
     name: string,
     args: readonly unknown[] = [],
     options: TaskOptions = {},
   ): Promise<Task<R>> {
     assertKnownKeys("createTask", options, TASK_OPTION_KEYS);
-    const [task] = await this.#insert([prepareTask({ ...options, name, args }, "args", this.#maxArgsBytes)]);
-    return task as Task<R>;
+    const { transaction, ...taskOptions } = options ?? {};
+    const spec = prepareTask({ ...taskOptions, name, args }, "args", this.#maxArgsBytes);
+    this.#assertQueueAllowed(spec.queue, "createTask");
+    if (transaction !== undefined) return (await this.#writeIn(transaction, [spec], null))[0] as Task<R>;
+    return (await this.#batcher.add(spec)) as Task<R>;
   }
 
-  /** Enqueues many tasks in one round trip; returns them in the order given. Nothing is written if any is invalid. */
-  async createTasks(specs: readonly TaskSpec[]): Promise<Task[]> {
+  /**
+   * Enqueues many tasks in one round trip; returns them in the order given. Nothing is written if any is invalid.
+   * With `transaction`, writes them in that transaction.
+   */
+  async createTasks(specs: readonly TaskSpec[], options: CreateTasksOptions = {}): Promise<Task[]> {
     if (!Array.isArray(specs)) throw new TypeError("createTasks expects an array of task specs");
-    const prepared = specs.map((s, i) => prepareTask(s, `specs[${i}].args`, this.#maxArgsBytes));
+    assertKnownKeys("createTasks", options, ["transaction"]);
+    const prepared = this.#prepareAll(specs);
     if (prepared.length === 0) return [];
-    return this.#insert(prepared);
+    if (options?.transaction !== undefined) return this.#writeIn(options.transaction, prepared, null);
+    return (await this.#write(prepared)).tasks;
   }
 
-  async #insert(prepared: TaskInsert[]): Promise<Task[]> {
+  /**
+   * Runs `fn` in a transaction on this client's pool and commits when it resolves (rolls back and rethrows when it
+   * throws). `tx.db` is kysely on that transaction for the caller's own tables; `tx.createTask` and `tx.createTasks`
+   * write in it. The bell rings for the tasks once the transaction has committed.
+   */
+  async transaction<T>(fn: (tx: ClientTransaction) => Promise<T>): Promise<T> {
+    if (typeof fn !== "function") throw new TypeError("transaction expects a function (tx) => Promise");
+    const written: Inserted[] = [];
+    // Without the schema plugin of skiplock's own kysely: the caller's tables are not in skiplock's schema.
+    this.#userDb ??= this.#store.db.withoutPlugins();
+    const result = await this.#userDb.transaction().execute((trx) =>
+      fn({
+        db: trx,
+        createTask: async <R = JsonValue>(name: string, args: readonly unknown[] = [], options = {}) => {
+          assertKnownKeys("tx.createTask", options, TRANSACTION_TASK_OPTION_KEYS);
+          const spec = prepareTask({ ...options, name, args }, "args", this.#maxArgsBytes);
+          this.#assertQueueAllowed(spec.queue, "tx.createTask");
+          return (await this.#writeIn(trx, [spec], written))[0] as Task<R>;
+        },
+        createTasks: async (specs) => {
+          if (!Array.isArray(specs)) throw new TypeError("createTasks expects an array of task specs");
+          const prepared = this.#prepareAll(specs);
+          return prepared.length === 0 ? [] : this.#writeIn(trx, prepared, written);
+        },
+      }),
+    );
+    this.#committed(written);
+    return result;
+  }
+
+  #prepareAll(specs: readonly TaskSpec[]): TaskInsert[] {
+    return specs.map((s, i) => {
+      const p = prepareTask(s, `specs[${i}].args`, this.#maxArgsBytes);
+      this.#assertQueueAllowed(p.queue, `createTasks specs[${i}]`);
+      return p;
+    });
+  }
+
+  #assertQueueAllowed(queue: string, where: string): void {
+    if (this.#queues !== null && !this.#queues.has(queue)) {
+      throw new QueueNotAllowedError(queue, [...this.#queues], where);
+    }
+  }
+
+  /** Writes on the client's pool (autocommit, or one transaction of its own) and rings the bell after. */
+  async #write(prepared: TaskInsert[]): Promise<Inserted> {
     // The doorbell connects while the insert runs, so the first wake-up need not wait for it.
     void this.#notifier.start();
-    const tasks = await insertTasks(this.#store.pool, this.#store.tasks, prepared);
-    publishWakes(this.#notifier, tasks); // the insert has committed (autocommit)
-    return tasks;
+    const inserted = await writeTasks(this.#store.pool, this.#store.tasks, prepared);
+    this.#committed([inserted]); // the insert has committed
+    return inserted;
+  }
+
+  /**
+   * Writes in the caller's transaction. Inside `client.transaction` (`own`), the bell rings after its commit;
+   * otherwise the commit watcher rings it once it sees the caller's transaction commit.
+   */
+  async #writeIn(transaction: unknown, prepared: TaskInsert[], own: Inserted[] | null): Promise<Task[]> {
+    const q = transactionQueryable(transaction);
+    void this.#notifier.start();
+    const watch = own === null && (this.#config.redisUrl !== undefined || this.listenerCount("task:enqueued") > 0);
+    const inserted = await writeTasks(q, this.#store.tasks, prepared, watch);
+    if (own) own.push(inserted);
+    else if (watch && inserted.xid !== null && inserted.changed.length > 0) {
+      this.#watcher ??= new CommitWatcher<Inserted>(
+        this.#store.pool,
+        (committed) => this.#committed(committed),
+        this.logger,
+      );
+      this.#watcher.watch(inserted.xid, [inserted]);
+    }
+    return inserted.tasks;
+  }
+
+  /** After the commit of these writes: wake-ups, and task:enqueued to its listeners. */
+  #committed(writes: Inserted[]): void {
+    for (const w of writes) {
+      if (w.changed.length === 0) continue;
+      publishWakes(this.#notifier, w.changed);
+      if (this.listenerCount("task:enqueued") > 0) this.#emitEnqueued(w);
+    }
+  }
+
+  /** Each listener is called on its own: one that throws (or rejects) is logged and never fails the enqueue. */
+  #emitEnqueued(w: Inserted): void {
+    const onError = (err: unknown) =>
+      this.logger.error("a task:enqueued listener threw", { error: err instanceof Error ? err.message : String(err) });
+    for (const task of w.changed) {
+      const data = { task, replaced: w.replaced?.has(task) ?? false };
+      for (const listener of this.rawListeners("task:enqueued")) {
+        try {
+          const r = (listener as (d: typeof data) => unknown).call(this, data);
+          if (r instanceof Promise) r.catch(onError);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    }
   }
 
   /** The task, or null when no task has that id. */
@@ -216,6 +386,7 @@ export class SkiplockClient {
   /** Closes the connections; pending `waitForCompletion` calls reject with code CLIENT_CLOSED. */
   async close(): Promise<void> {
     this.#waiters.close();
+    await this.#watcher?.stop(); // its last look rings for transactions that committed just before
     await Promise.all([this.#notifier.stop(), this.#store.close()]);
   }
 
@@ -273,8 +444,8 @@ export function createTask<R = JsonValue>(
   return getDefaultClient().createTask<R>(name, args, options);
 }
 
-export function createTasks(specs: readonly TaskSpec[]): Promise<Task[]> {
-  return getDefaultClient().createTasks(specs);
+export function createTasks(specs: readonly TaskSpec[], options?: CreateTasksOptions): Promise<Task[]> {
+  return getDefaultClient().createTasks(specs, options);
 }
 
 export function getTask<R = JsonValue>(id: string): Promise<Task<R> | null> {

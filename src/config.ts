@@ -203,3 +203,24 @@ export function resolveConnection(options: ConnectionOptions = {}, env = process
   const schema = validateSchemaName(options.schema ?? (env.SKIPLOCK_SCHEMA || DEFAULT_SCHEMA));
   return connectionConfig(databaseUrl, redisUrl, schema);
 }
+
+/**
+ * A client's queue allow-list: the `queues` option, else SKIPLOCK_QUEUES (comma-separated), each name validated.
+ * Null (any queue) when neither is given or the list is empty.
+ */
+export function resolveQueueAllowList(option: unknown, env = process.env): ReadonlySet<string> | null {
+  let names: unknown[];
+  if (option !== undefined) {
+    if (!Array.isArray(option)) {
+      throw new InvalidOptionError("queues", `expected an array of queue names, got ${describeValue(option)}`);
+    }
+    names = option;
+  } else {
+    names = (env.SKIPLOCK_QUEUES ?? "")
+      .split(",")
+      .map((q) => q.trim())
+      .filter((q) => q !== "");
+  }
+  if (names.length === 0) return null;
+  return new Set(names.map((q) => validateQueueName(q)));
+}

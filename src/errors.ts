@@ -157,3 +157,30 @@ export class UnknownOptionError extends InvalidOptionError {
     this.validOptions = validOptions;
   }
 }
+
+// Enqueueing: the queue allow-list and the caller's own transaction (client.ts, transaction.ts).
+
+/** A task for a queue the client's allow-list (`queues`, SKIPLOCK_QUEUES) does not name; nothing was written. */
+export class QueueNotAllowedError extends SkiplockError {
+  readonly queue: string;
+  /** The queues this client may enqueue to. */
+  readonly allowed: readonly string[];
+  constructor(queue: string, allowed: readonly string[], where = "createTask") {
+    super(
+      "QUEUE_NOT_ALLOWED",
+      `${where}: queue ${JSON.stringify(queue)} is not allowed by this client (queues: ${allowed.join(", ")})`,
+    );
+    this.queue = queue;
+    this.allowed = allowed;
+  }
+}
+
+/**
+ * The `transaction` given to createTask or createTasks cannot take the insert: it was committed or rolled back, its
+ * client was closed, it is aborted (a statement in it failed), or the client is not inside BEGIN at all.
+ */
+export class TransactionNotOpenError extends SkiplockError {
+  constructor(problem: string, options?: { cause?: unknown }) {
+    super("TRANSACTION_NOT_OPEN", `cannot enqueue in the given transaction: ${problem}`, options);
+  }
+}

@@ -28,3 +28,7 @@ export {
 export { DEFAULT_QUEUE, DEFAULT_SCHEMA, DEFAULT_TIMEOUT, type ConnectionOptions } from "./config.js";
 export { consoleLogger, silentLogger, type Logger } from "./logger.js";
 export * from "./errors.js";
+// Enqueueing: unique keys, meta, the caller's transaction, the queue allow-list, task:enqueued.
+export type { ClientEvents, ClientTransaction, CreateTasksOptions, TransactionTaskOptions } from "./client.js";
+export { MAX_PRIORITY, MIN_PRIORITY, type UniqueMode } from "./task.js";
+export type { TransactionLike } from "./transaction.js";

@@ -1,6 +1,7 @@
 import {
   DEFAULT_QUEUE,
   DEFAULT_TIMEOUT,
+  describeValue,
   validateInteger,
   validateQueueName,
   validateSeconds,
@@ -9,6 +10,7 @@ import {
 import { InvalidOptionError, InvalidTaskIdError, NotJsonError } from "./errors.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, toJsonText } from "./json.js";
 import { assertKnownKeys } from "./options.js";
+import type { TransactionLike } from "./transaction.js";
 
 export const TASK_STATUSES = ["PENDING", "PROGRESS", "COMPLETED", "FAILED", "CANCELLED"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -80,7 +82,7 @@ export interface TaskError {
 export interface TaskOptions {
   /** Queue name, default "default". */
   queue?: string;
-  /** Higher runs first; default 0. */
+  /** An integer in -100..100; higher runs first; default 0. */
   priority?: number;
   /** Seconds one attempt may run; default 300. */
   timeout?: number;
@@ -90,9 +92,30 @@ export interface TaskOptions {
   runAt?: Date;
   /** Not before this many seconds from now. */
   delay?: number;
+  /**
+   * At most one live task per key: while a task with this key is PENDING or PROGRESS, another enqueue with it
+   * returns that task (`uniqueMode: "keep"`) or updates it (`"replace"`). Keys are shared by all task names and
+   * queues; once the task is final the key is free again.
+   */
+  uniqueKey?: string;
+  /**
+   * With `uniqueKey`: "keep" (default) returns the live task as it is; "replace" gives a still-PENDING task this
+   * call's args, runAt, priority and meta (debounce), and queues a new task when the holder is already running.
+   */
+  uniqueMode?: UniqueMode;
+  /** A JSON object stored with the task (a request id, a tenant, a link); at most 64 KiB of JSON. */
+  meta?: { [key: string]: unknown };
+  /**
+   * Write the task in this open transaction: a kysely `Transaction` or a node-postgres `Client`/`PoolClient` after
+   * BEGIN. The task exists, and can run, only once the caller commits.
+   */
+  transaction?: TransactionLike;
 }
 
-export interface TaskSpec extends TaskOptions {
+export type UniqueMode = "keep" | "replace";
+
+/** A task as createTasks takes it: the options of one task (a transaction is createTasks' own second argument). */
+export interface TaskSpec extends Omit<TaskOptions, "transaction"> {
   name: string;
   args?: readonly unknown[];
 }
@@ -118,8 +141,19 @@ export interface TaskDefinitionLike {
 }
 
 /** Every key of TaskOptions, for refusing unknown ones at run time (a key missing here fails the typecheck below). */
-export const TASK_OPTION_KEYS = ["queue", "priority", "timeout", "maxRetries", "runAt", "delay"] as const;
-const TASK_SPEC_KEYS: readonly string[] = ["name", "args", ...TASK_OPTION_KEYS];
+export const TASK_OPTION_KEYS = [
+  "queue",
+  "priority",
+  "timeout",
+  "maxRetries",
+  "runAt",
+  "delay",
+  "uniqueKey",
+  "uniqueMode",
+  "meta",
+  "transaction",
+] as const;
+const TASK_SPEC_KEYS: readonly string[] = ["name", "args", ...TASK_OPTION_KEYS.filter((k) => k !== "transaction")];
 // Compiles only while TASK_OPTION_KEYS lists every option of TaskOptions.
 const everyOptionListed: Exclude<keyof TaskOptions, (typeof TASK_OPTION_KEYS)[number]> extends never ? true : never =
   true;
@@ -143,9 +177,20 @@ export interface TaskInsert {
   runAt: Date | null;
   /** Seconds after the database's now(); 0 when runAt is given or neither is. */
   delay: number;
+  uniqueKey: string | null;
+  /** uniqueMode "replace" (only with a uniqueKey). */
+  replace: boolean;
+  /** The meta object as JSON text, or null for none ({}). */
+  metaJson: string | null;
 }
 
-const MAX_PRIORITY = 2 ** 31 - 1;
+/** Priorities are small integers, higher first: enough levels to order work, few enough to reason about. */
+export const MIN_PRIORITY = -100;
+export const MAX_PRIORITY = 100;
+/** The longest uniqueKey, in characters: keys are btree index entries, which must stay well under 2,700 bytes. */
+export const MAX_UNIQUE_KEY_LENGTH = 512;
+/** The most JSON text a task's meta may be, in UTF-8 bytes: meta is for small labels, not payloads. */
+export const MAX_META_BYTES = 64 * 1024;
 
 /**
  * Validates a task spec before anything is written. Throws a typed error naming the problem: an unknown option key
@@ -163,7 +208,7 @@ export function prepareTask(spec: TaskSpec, where = "args", maxArgsBytes = DEFAU
   if (!Array.isArray(args)) throw new NotJsonError(where, "task arguments must be an array (the handler's parameters)");
   const argsJson = toJsonText(args, where, maxArgsBytes, "maxArgsBytes");
   const queue = validateQueueName(spec.queue ?? DEFAULT_QUEUE);
-  const priority = validateInteger("priority", spec.priority ?? 0, -MAX_PRIORITY, MAX_PRIORITY);
+  const priority = validateInteger("priority", spec.priority ?? 0, MIN_PRIORITY, MAX_PRIORITY);
   const timeout = validateSeconds("timeout", spec.timeout ?? DEFAULT_TIMEOUT, 0.001);
   const maxRetries =
     spec.maxRetries === undefined ? null : validateInteger("maxRetries", spec.maxRetries, 0, 1_000_000);
@@ -190,7 +235,43 @@ export function prepareTask(spec: TaskSpec, where = "args", maxArgsBytes = DEFAU
     runAt = spec.runAt;
   }
   const delay = spec.delay === undefined ? 0 : validateSeconds("delay", spec.delay);
-  return { name, argsJson, queue, priority, timeout, maxRetries, runAt, delay };
+  const uniqueKey = spec.uniqueKey === undefined ? null : validateUniqueKey(spec.uniqueKey);
+  const replace = validateUniqueMode(spec.uniqueMode, uniqueKey) === "replace";
+  const metaJson = spec.meta === undefined ? null : metaText(spec.meta, where.replace(/args$/, "meta"));
+  return { name, argsJson, queue, priority, timeout, maxRetries, runAt, delay, uniqueKey, replace, metaJson };
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function validateUniqueKey(key: unknown): string {
+  if (typeof key !== "string" || key.length === 0 || key.length > MAX_UNIQUE_KEY_LENGTH) {
+    throw new InvalidOptionError(
+      "uniqueKey",
+      `expected a string of 1 to ${MAX_UNIQUE_KEY_LENGTH} characters, got ${describeValue(key)}`,
+    );
+  }
+  // Postgres text cannot hold NUL, and a lone surrogate has no UTF-8 form.
+  if (key.includes("\0") || LONE_SURROGATE.test(key)) {
+    throw new InvalidOptionError("uniqueKey", "a NUL character or a lone UTF-16 surrogate cannot be stored");
+  }
+  return key;
+}
+
+function validateUniqueMode(mode: unknown, uniqueKey: string | null): UniqueMode {
+  if (mode === undefined) return "keep";
+  if (mode !== "keep" && mode !== "replace") {
+    throw new InvalidOptionError("uniqueMode", `expected "keep" or "replace", got ${describeValue(mode)}`);
+  }
+  if (uniqueKey === null) throw new InvalidOptionError("uniqueMode", "needs a uniqueKey");
+  return mode;
+}
+
+/** meta checked as args are (NotJsonError with the path, PayloadTooLargeError), and a plain object. */
+function metaText(meta: unknown, path: string): string {
+  if (meta === null || typeof meta !== "object" || Array.isArray(meta)) {
+    throw new NotJsonError(path, `meta must be a plain object, got ${describeValue(meta)}`);
+  }
+  return toJsonText(meta, path, MAX_META_BYTES, "the meta limit");
 }
 
 /** Task ids are bigints rendered as strings; anything else is refused before it reaches SQL. */
@@ -290,13 +371,13 @@ export function insertedTask(p: TaskInsert, id: string, args: JsonValue[], creat
     finishedAt: null,
     duration: null,
     attempt: 0,
-    uniqueKey: null,
+    uniqueKey: p.uniqueKey,
     workerId: null,
     heartbeatAt: null,
     cancelRequested: false,
     progress: null,
     errors: [],
-    meta: {},
+    meta: p.metaJson === null ? {} : (JSON.parse(p.metaJson) as { [key: string]: JsonValue }),
   };
 }
 

@@ -117,7 +117,7 @@ describe("task options", () => {
     expect((err as UnknownOptionError).code).toBe("INVALID_OPTION");
     expect(err.message).toBe(
       "invalid option retries: not an option of createTask (did you mean maxRetries?); " +
-        "valid options are name, args, queue, priority, timeout, maxRetries, runAt, delay",
+        "valid options are name, args, queue, priority, timeout, maxRetries, runAt, delay, uniqueKey, uniqueMode, meta",
     );
     expect(thrown(() => prepareTask({ name: "x", qeue: "a" } as never, "specs[2].args")).message).toMatch(
       /^invalid option qeue: not an option of createTasks specs\[2\] \(did you mean queue\?\)/,

@@ -28,6 +28,8 @@ export interface TasksTable {
   progress: ColumnType<StoredProgress | null, string | null, string | null>;
   errors: ColumnType<StoredError[], string | undefined, string>;
   meta: ColumnType<{ [key: string]: JsonValue }, string | undefined, string>;
+  /** A running task whose unique key was handed on to a newer task (uniqueMode "replace"); see migration 0006. */
+  unique_superseded: Generated<boolean>;
 }
 
 export interface MigrationsTable {

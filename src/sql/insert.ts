@@ -2,6 +2,8 @@ import pg from "pg";
 import { perTable, run, type Queryable } from "../db/statements.js";
 import { STATEMENT_JSON_CHARS } from "../json.js";
 import { compareIds, insertedTask, type JsonValue, type Task, type TaskInsert } from "../task.js";
+import { insertUnique } from "./insert-unique.js";
+import { toRecordset } from "./recordset.js";
 
 /*
  * A batch travels as one JSON document (args are JSON text already) that jsonb_to_recordset() turns into rows, and
@@ -11,47 +13,80 @@ import { compareIds, insertedTask, type JsonValue, type Task, type TaskInsert } 
  * microsecond) or now() plus a delay, so delays do not depend on the client's clock; ids are drawn in input order.
  * See docs/architecture.md, Enqueueing.
  */
-const insertBatch = perTable(
-  "insert",
-  (tasks) => `WITH inserted AS (
-     INSERT INTO ${tasks} (name, args, queue, priority, timeout, max_retries, run_at)
-     SELECT d.n, d.a, d.q, d.p, d.t, d.m, coalesce(d.r, now() + d.d * interval '1 second', now())
-       FROM jsonb_to_recordset($1::jsonb) AS d(n text, a jsonb, q text, p int, t float8, m int, r timestamptz, d float8)
+const batchText = (tasks: string, extra: string) => `WITH inserted AS (
+     INSERT INTO ${tasks} (name, args, queue, priority, timeout, max_retries, run_at, meta)
+     SELECT d.n, d.a, d.q, d.p, d.t, d.m, coalesce(d.r, now() + d.d * interval '1 second', now()), coalesce(d.x, '{}')
+       FROM jsonb_to_recordset($1::jsonb)
+         AS d(n text, a jsonb, q text, p int, t float8, m int, r timestamptz, d float8, x jsonb)
      RETURNING id, nullif(run_at, created_at) AS run_at, args)
    SELECT id, run_at, args FROM inserted
-   UNION ALL SELECT NULL, now(), NULL`,
-);
+   UNION ALL SELECT NULL, now(), ${extra}`;
+const insertBatch = perTable("insert", (tasks) => batchText(tasks, "NULL"));
+/* In a caller's transaction the extra row also carries the transaction's id, for the commit watcher. */
+const insertBatchXid = perTable("insert_xid", (tasks) => batchText(tasks, "to_jsonb(pg_current_xact_id()::text)"));
 
 /* One task goes as plain parameters: about 7% sooner (median) than the batch statement given one task. */
-const insertOne = perTable(
-  "insert_one",
-  (tasks) => `INSERT INTO ${tasks} (name, args, queue, priority, timeout, max_retries, run_at)
-   VALUES ($1, $2::jsonb, $3, $4, $5, $6, coalesce($7::timestamptz, now() + $8::float8 * interval '1 second'))
-   RETURNING id, created_at, nullif(run_at, created_at) AS run_at, args`,
-);
+const oneText = (tasks: string, extra: string) => `INSERT INTO ${tasks}
+     (name, args, queue, priority, timeout, max_retries, run_at, meta)
+   VALUES ($1, $2::jsonb, $3, $4, $5, $6, coalesce($7::timestamptz, now() + $8::float8 * interval '1 second'),
+     coalesce($9::jsonb, '{}'))
+   RETURNING id, created_at, nullif(run_at, created_at) AS run_at, args${extra}`;
+const insertOne = perTable("insert_one", (tasks) => oneText(tasks, ""));
+const insertOneXid = perTable("insert_one_xid", (tasks) => oneText(tasks, ", pg_current_xact_id()::text AS xid"));
 
 interface InsertedRow {
   id: string | null;
   created_at?: Date;
   run_at: Date | null;
-  args: JsonValue[];
+  /** In the extra row of a batch in a caller's transaction: the transaction id (see insertBatchXid). */
+  args: JsonValue[] | string | null;
+  xid?: string;
+}
+
+/** What an insert did: the tasks in the order given, and the caller's transaction id when asked for. */
+export interface Inserted {
+  tasks: Task[];
+  /** The tasks this insert created or changed (a task kept by its unique key is left out), each once. */
+  changed: Task[];
+  /** Of `changed`, the PENDING tasks that uniqueMode "replace" updated; null when none. */
+  replaced: Set<Task> | null;
+  /** The transaction's id (pg_current_xact_id) when `withXid` was asked and something was written. */
+  xid: string | null;
 }
 
 /**
- * Inserts the tasks and returns them, as a read of each row would, in the order given. Specs whose args add up to
- * more than one statement carries (STATEMENT_JSON_CHARS) go in several statements, in one transaction when `q` is a
- * pool (given a client, in whatever transaction it is in).
+ * Inserts the tasks and returns them, as a read of each row would, in the order given. Tasks without a unique key
+ * take the fast statements above; those with one go through insertUnique. Specs whose args add up to more than one
+ * statement carries (STATEMENT_JSON_CHARS), or that need both kinds of statement, go in one transaction when `q` is
+ * a pool (given a client, in whatever transaction it is in). `withXid` (a caller's transaction) also returns the
+ * transaction's id.
  */
+export async function writeTasks(q: Queryable, tasks: string, specs: TaskInsert[], withXid = false): Promise<Inserted> {
+  let keyed = 0;
+  for (const s of specs) if (s.uniqueKey !== null) keyed++;
+  if (keyed === 0) {
+    const chunks = chunkByArgs(specs);
+    if (chunks.length === 1) return insertChunk(q, tasks, specs, withXid);
+    return inTransaction(q, (c) => insertChunks(c, tasks, chunks, withXid));
+  }
+  if (keyed === specs.length && specs.length === 1 && !withXid) return insertUnique(q, tasks, specs);
+  return inTransaction(q, (c) => insertMixed(c, tasks, specs, withXid));
+}
+
+/** writeTasks' tasks alone: what each spec ended as, in the order given. */
 export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert[]): Promise<Task[]> {
-  const chunks = chunkByArgs(specs);
-  if (chunks.length === 1) return insertChunk(q, tasks, specs);
-  if (!(q instanceof pg.Pool)) return insertChunks(q, tasks, chunks);
+  return (await writeTasks(q, tasks, specs)).tasks;
+}
+
+/** Runs `fn` in one transaction: a pool's own, or the one a given client is in. */
+async function inTransaction<T>(q: Queryable, fn: (q: Queryable) => Promise<T>): Promise<T> {
+  if (!(q instanceof pg.Pool)) return fn(q);
   const client = await q.connect();
   try {
     await client.query("BEGIN");
-    const inserted = await insertChunks(client, tasks, chunks);
+    const result = await fn(client);
     await client.query("COMMIT");
-    return inserted;
+    return result;
   } catch (err) {
     await client.query("ROLLBACK").catch(() => {});
     throw err;
@@ -60,10 +95,34 @@ export async function insertTasks(q: Queryable, tasks: string, specs: TaskInsert
   }
 }
 
-async function insertChunks(q: Queryable, tasks: string, chunks: TaskInsert[][]): Promise<Task[]> {
+async function insertChunks(q: Queryable, tasks: string, chunks: TaskInsert[][], withXid: boolean): Promise<Inserted> {
   const inserted: Task[] = [];
-  for (const chunk of chunks) inserted.push(...(await insertChunk(q, tasks, chunk)));
-  return inserted;
+  let xid: string | null = null;
+  for (const chunk of chunks) {
+    const r = await insertChunk(q, tasks, chunk, withXid);
+    inserted.push(...r.tasks);
+    xid ??= r.xid;
+  }
+  return { tasks: inserted, changed: inserted, replaced: null, xid };
+}
+
+/** Tasks with and without unique keys: each kind by its own statements, put back in the order given. */
+async function insertMixed(q: Queryable, tasks: string, specs: TaskInsert[], withXid: boolean): Promise<Inserted> {
+  const plain: TaskInsert[] = [];
+  const keyed: TaskInsert[] = [];
+  for (const s of specs) (s.uniqueKey === null ? plain : keyed).push(s);
+  const p = plain.length > 0 ? await insertChunks(q, tasks, chunkByArgs(plain), withXid) : null;
+  const k = await insertUnique(q, tasks, keyed);
+  let xid = p?.xid ?? null;
+  if (withXid && xid === null && k.changed.length > 0) {
+    const { rows } = await q.query<{ xid: string }>({ text: "SELECT pg_current_xact_id()::text AS xid" });
+    xid = rows[0]!.xid;
+  }
+  const ordered: Task[] = [];
+  let pi = 0;
+  let ki = 0;
+  for (const s of specs) ordered.push(s.uniqueKey === null ? p!.tasks[pi++]! : k.tasks[ki++]!);
+  return { tasks: ordered, changed: p ? [...p.tasks, ...k.changed] : k.changed, replaced: k.replaced, xid };
 }
 
 /** `specs` in order, cut where their args would exceed STATEMENT_JSON_CHARS (a larger one goes alone). */
@@ -87,10 +146,10 @@ function chunkByArgs(specs: TaskInsert[]): TaskInsert[][] {
   return chunks;
 }
 
-async function insertChunk(q: Queryable, tasks: string, specs: TaskInsert[]): Promise<Task[]> {
+async function insertChunk(q: Queryable, tasks: string, specs: TaskInsert[], withXid: boolean): Promise<Inserted> {
   if (specs.length === 1) {
     const s = specs[0]!;
-    const { rows } = await run<InsertedRow>(q, insertOne(tasks), [
+    const { rows } = await run<InsertedRow>(q, (withXid ? insertOneXid : insertOne)(tasks), [
       s.name,
       s.argsJson,
       s.queue,
@@ -99,49 +158,29 @@ async function insertChunk(q: Queryable, tasks: string, specs: TaskInsert[]): Pr
       s.maxRetries,
       s.runAt,
       s.delay,
+      s.metaJson,
     ]);
     const r = rows[0]!;
-    return [insertedTask(s, r.id!, r.args, r.created_at!, r.run_at)];
+    const inserted = [insertedTask(s, r.id!, r.args as JsonValue[], r.created_at!, r.run_at)];
+    return { tasks: inserted, changed: inserted, replaced: null, xid: r.xid ?? null };
   }
-  const { rows } = await run<InsertedRow>(q, insertBatch(tasks), [toRecordset(specs)]);
+  const { rows } = await run<InsertedRow>(q, (withXid ? insertBatchXid : insertBatch)(tasks), [toRecordset(specs)]);
   let now: Date | undefined;
+  let xid: string | null = null;
   const inserted: InsertedRow[] = [];
   for (const r of rows) {
-    if (r.id === null) now = r.run_at!;
-    else inserted.push(r);
+    if (r.id === null) {
+      now = r.run_at!;
+      xid = r.args as string | null;
+    } else inserted.push(r);
   }
   if (!now || inserted.length !== specs.length) {
     throw new Error(`the insert returned ${inserted.length} rows for ${specs.length} tasks`);
   }
   inserted.sort((a, b) => compareIds(a.id!, b.id!));
   const createdAt = now;
-  return inserted.map((r, i) => insertedTask(specs[i]!, r.id!, r.args, new Date(createdAt.getTime()), r.run_at));
-}
-
-/** The batch as a JSON array of records keyed as the statement's column list; absent keys are nulls. */
-function toRecordset(specs: TaskInsert[]): string {
-  let json = "[";
-  for (let i = 0; i < specs.length; i++) {
-    const s = specs[i]!;
-    // Names and queues are validated identifiers and numbers are finite, so this is valid JSON; args is JSON text.
-    json += `${i === 0 ? "" : ","}{"n":${JSON.stringify(s.name)},"a":${s.argsJson},"q":${JSON.stringify(s.queue)}`;
-    json += `,"p":${s.priority},"t":${s.timeout}`;
-    if (s.maxRetries !== null) json += `,"m":${s.maxRetries}`;
-    if (s.runAt !== null) json += `,"r":"${timestampText(s.runAt)}"`;
-    if (s.delay !== 0) json += `,"d":${s.delay}`;
-    json += "}";
-  }
-  return json + "]";
-}
-
-/**
- * ISO 8601 in UTC, as Postgres reads it. toISOString writes years outside 1–9999 as ±YYYYYY, which Postgres does not
- * read: those get plain digits, and years before 1 (JavaScript's 0 is 1 BC) the " BC" suffix.
- */
-function timestampText(d: Date): string {
-  const iso = d.toISOString();
-  const year = d.getUTCFullYear();
-  if (year >= 1 && year <= 9999) return iso;
-  const rest = iso.slice(iso.indexOf("-", 1));
-  return year < 1 ? `${String(1 - year).padStart(4, "0")}${rest} BC` : `${year}${rest}`;
+  const result = inserted.map((r, i) =>
+    insertedTask(specs[i]!, r.id!, r.args as JsonValue[], new Date(createdAt.getTime()), r.run_at),
+  );
+  return { tasks: result, changed: result, replaced: null, xid };
 }
