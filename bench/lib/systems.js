@@ -121,10 +121,7 @@ export function skiplockNamespace(schema, options = {}) {
       drainFrom ??= created[0]?.id ?? null;
     },
     async enqueueInTransaction(tx, name, i) {
-      // Typed loosely so the benchmark also runs against a build without the option (the probe then reports that).
-      /** @type {Record<string, unknown>} */
-      const options = { transaction: tx };
-      await client.createTask(name, [i], options);
+      await client.createTask(name, [i], { transaction: tx });
     },
     startWorker(o) {
       const args = [
