@@ -96,7 +96,7 @@ const config = quick
       enqueueOneTasks: 300,
       enqueueWarmup: 20,
       concurrentCallers: 64,
-      concurrentTasks: 1_000,
+      concurrentSeconds: 0.5,
       latencySamples: 100,
       latencyWarmup: 10,
       latencyGapMs: 5,
@@ -120,12 +120,12 @@ const config = quick
       enqueueOneTasks: 2_000,
       enqueueWarmup: 20,
       concurrentCallers: 64,
-      concurrentTasks: 2_000,
+      concurrentSeconds: 1,
       latencySamples: 500,
       latencyWarmup: 20,
       latencyGapMs: 5,
-      txSamples: 200,
-      txWarmup: 20,
+      txSamples: 150,
+      txWarmup: 15,
       healthFinishedRows: 1_000_000,
       healthRounds: 5,
       healthDrainTasks: 20_000,
@@ -250,19 +250,21 @@ async function enqueueWithoutWorker(sys) {
 
 /**
  * `concurrentCallers` async callers in this process, each enqueueing one task at a time in a loop (awaiting each
- * call) until `concurrentTasks` calls have been made between them. Two calls per caller first, untimed, open the
- * connections. No batching API is used: whatever the calls share, the library shares on its own.
+ * call), for `concurrentSeconds`: no call starts after that, and the rate counts the calls made over the time from
+ * the first call to the last one settling. A window rather than a count of calls keeps the cost of a slow system
+ * bounded. Two calls per caller first, untimed, open the connections. No batching API is used: whatever the calls
+ * share, the library shares on its own.
  * @param {Namespace} ns
  * @param {number} from  the first task number to use
  */
 async function enqueueConcurrently(ns, from) {
   const callers = config.concurrentCallers;
   let next = from;
-  /** @param {number} end @param {number[] | null} callMs */
-  const run = (end, callMs) =>
+  /** @param {() => boolean} more @param {number[] | null} callMs */
+  const run = (more, callMs) =>
     Promise.all(
       Array.from({ length: callers }, async () => {
-        while (next < end) {
+        while (more()) {
           const i = next++;
           const t = nowMs();
           await ns.enqueueOne("noop", i);
@@ -270,12 +272,13 @@ async function enqueueConcurrently(ns, from) {
         }
       }),
     );
-  await run(from + 2 * callers, null);
-  const timedFrom = next;
+  const warm = from + 2 * callers;
+  await run(() => next < warm, null);
   /** @type {number[]} */
   const callMs = [];
   const t0 = nowMs();
-  await run(timedFrom + config.concurrentTasks, callMs);
+  const until = t0 + config.concurrentSeconds * 1000;
+  await run(() => nowMs() < until, callMs);
   const seconds = (nowMs() - t0) / 1000;
   return {
     callers,
