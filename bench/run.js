@@ -95,9 +95,13 @@ const config = quick
       batchSize: 1_000,
       enqueueOneTasks: 300,
       enqueueWarmup: 20,
+      concurrentCallers: 64,
+      concurrentSeconds: 0.5,
       latencySamples: 100,
       latencyWarmup: 10,
       latencyGapMs: 5,
+      txSamples: 50,
+      txWarmup: 10,
       healthFinishedRows: 100_000,
       healthRounds: 1,
       healthDrainTasks: 5_000,
@@ -115,9 +119,13 @@ const config = quick
       batchSize: 1_000,
       enqueueOneTasks: 2_000,
       enqueueWarmup: 20,
+      concurrentCallers: 64,
+      concurrentSeconds: 1,
       latencySamples: 500,
       latencyWarmup: 20,
       latencyGapMs: 5,
+      txSamples: 120,
+      txWarmup: 10,
       healthFinishedRows: 1_000_000,
       healthRounds: 5,
       healthDrainTasks: 20_000,
@@ -220,10 +228,11 @@ async function serverVersions() {
 // Scenarios
 
 /**
- * Enqueues one task at a time (each awaited) into a fresh namespace with no worker.
+ * Enqueues without a worker, into a fresh namespace: one task at a time (each awaited), then from
+ * `concurrentCallers` concurrent callers.
  * @param {System} sys
  */
-async function enqueueOneAtATime(sys) {
+async function enqueueWithoutWorker(sys) {
   const ns = await sys.open();
   try {
     for (let i = 0; i < config.enqueueWarmup; i++) await ns.enqueueOne("noop", i);
@@ -231,10 +240,54 @@ async function enqueueOneAtATime(sys) {
     const t0 = nowMs();
     for (let i = 0; i < n; i++) await ns.enqueueOne("noop", config.enqueueWarmup + i);
     const seconds = (nowMs() - t0) / 1000;
-    return { tasks: n, seconds, rate: n / seconds };
+    const enqueueOne = { tasks: n, seconds, rate: n / seconds };
+    const enqueueConcurrent = await enqueueConcurrently(ns, config.enqueueWarmup + n);
+    return { enqueueOne, enqueueConcurrent };
   } finally {
     await ns.drop();
   }
+}
+
+/**
+ * `concurrentCallers` async callers in this process, each enqueueing one task at a time in a loop (awaiting each
+ * call), for `concurrentSeconds`: no call starts after that, and the rate counts the calls made over the time from
+ * the first call to the last one settling. A window rather than a count of calls keeps the cost of a slow system
+ * bounded. Two calls per caller first, untimed, open the connections. No batching API is used: whatever the calls
+ * share, the library shares on its own.
+ * @param {Namespace} ns
+ * @param {number} from  the first task number to use
+ */
+async function enqueueConcurrently(ns, from) {
+  const callers = config.concurrentCallers;
+  let next = from;
+  /** @param {() => boolean} more @param {number[] | null} callMs */
+  const run = (more, callMs) =>
+    Promise.all(
+      Array.from({ length: callers }, async () => {
+        while (more()) {
+          const i = next++;
+          const t = nowMs();
+          await ns.enqueueOne("noop", i);
+          callMs?.push(nowMs() - t);
+        }
+      }),
+    );
+  const warm = from + 2 * callers;
+  await run(() => next < warm, null);
+  /** @type {number[]} */
+  const callMs = [];
+  const t0 = nowMs();
+  const until = t0 + config.concurrentSeconds * 1000;
+  await run(() => nowMs() < until, callMs);
+  const seconds = (nowMs() - t0) / 1000;
+  return {
+    callers,
+    tasks: callMs.length,
+    seconds,
+    rate: callMs.length / seconds,
+    callP50Ms: percentile(callMs, 50),
+    callP99Ms: percentile(callMs, 99),
+  };
 }
 
 /**
@@ -308,7 +361,7 @@ async function drain(ns, expect, o) {
         workerRssAtEndMiB: mem?.rss ?? NaN,
         postgresCpuSeconds: pgCpu - a.pg,
         redisCpuSeconds: redis - a.redis,
-        startupSeconds: /** @type {number} */ (child.firstAt - child.spawnedAt) / 1000,
+        startupSeconds: ((child.firstAt ?? NaN) - child.spawnedAt) / 1000,
         ...(end.detail ?? {}),
       },
     };
@@ -372,6 +425,62 @@ async function idleLatency(ns, child, samples, warmup) {
 }
 
 /**
+ * Enqueue inside a transaction: on a connection of its own, the producer runs BEGIN, enqueues one `ping` the way the
+ * system's docs recommend within a transaction, and COMMITs; latency runs from the COMMIT returning to the handler's
+ * start. Paced like the idle-latency probes, against the same idle worker. Null for a system with no such way.
+ * @param {Namespace} ns
+ * @param {WorkerChild} child
+ */
+async function commitToStart(ns, child) {
+  const enqueue = ns.enqueueInTransaction;
+  if (!enqueue) return null;
+  const tx = new pg.Client({ connectionString: DATABASE_URL, application_name: "skiplock bench producer" });
+  tx.on("error", () => {}); // a lost connection fails the next probe
+  await tx.connect();
+  try {
+    const started = nowMs();
+    const timed = await paced(config.txSamples, config.txWarmup, async (k) => {
+      const i = 20_000_000 + k;
+      const t0 = nowMs();
+      await tx.query("BEGIN");
+      try {
+        await enqueue(tx, "ping", i);
+      } catch (err) {
+        await tx.query("ROLLBACK");
+        throw err;
+      }
+      const t1 = nowMs();
+      await tx.query("COMMIT");
+      const t2 = nowMs();
+      await child.waitFor(`ping ${i} to start`, () => child.starts.has(i), 15_000);
+      const ts = /** @type {number} */ (child.starts.get(i));
+      child.starts.delete(i);
+      return { lat: ts - t2, tx: t2 - t0, beforeCommit: ts < t1 };
+    });
+    const lat = timed.map((x) => x.lat);
+    const txMs = timed.map((x) => x.tx);
+    return {
+      samples: config.txSamples,
+      p50Ms: percentile(lat, 50),
+      p90Ms: percentile(lat, 90),
+      p99Ms: percentile(lat, 99),
+      maxMs: Math.max(...lat),
+      // BEGIN to COMMIT returned, the enqueue included: what the producer's transaction took.
+      transactionP50Ms: percentile(txMs, 50),
+      transactionP99Ms: percentile(txMs, 99),
+      // Handlers that started before COMMIT was sent: a task must not run before its transaction commits.
+      startedBeforeCommit: timed.filter((x) => x.beforeCommit).length,
+      // The whole series, warm-up included: what the scenario adds to a run.
+      seconds: (nowMs() - started) / 1000,
+    };
+  } catch (err) {
+    return { error: /** @type {Error} */ (err).message.split("\n")[0] };
+  } finally {
+    await tx.end().catch(() => {});
+  }
+}
+
+/**
  * The floor under any durable enqueue on this machine: a bare one-row INSERT into a one-column table, committed with
  * the server's own settings (so it waits for its WAL flush), paced like the idle-latency probes, on a connection of
  * its own; and a `SELECT 1`, the bare round trip. Measured once a round, the same for every system: it shows how
@@ -414,12 +523,16 @@ async function commitFloor(samples, warmup) {
 }
 
 /**
- * One system's turn in a round: enqueue one at a time, batch pre-queue, drain, idle latency.
+ * One system's turn in a round: enqueue one at a time and from concurrent callers, batch pre-queue, drain, idle
+ * latency, commit-to-start latency.
  * @param {System} sys
  */
 async function session(sys) {
-  const enqueueOne = await enqueueOneAtATime(sys);
-  log(`  ${sys.name}: enqueue one at a time ${fmt(enqueueOne.rate)}/s`);
+  const { enqueueOne, enqueueConcurrent } = await enqueueWithoutWorker(sys);
+  log(
+    `  ${sys.name}: enqueue one at a time ${fmt(enqueueOne.rate)}/s, ` +
+      `from ${enqueueConcurrent.callers} concurrent callers ${fmt(enqueueConcurrent.rate)}/s`,
+  );
   const ns = await sys.open();
   /** @type {WorkerChild | null} */
   let child = null;
@@ -438,7 +551,11 @@ async function session(sys) {
     await adminPool.query("CHECKPOINT").catch((err) => log(`CHECKPOINT refused (${err.message}); going on`));
     const latency = await idleLatency(ns, child, config.latencySamples, config.latencyWarmup);
     log(`  ${sys.name}: idle latency p50 ${latency.p50Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms`);
-    return { enqueueOne, batch, drain: d.drain, latency };
+    const txLatency = await commitToStart(ns, child);
+    if (txLatency && "error" in txLatency) log(`  ${sys.name}: enqueue in a transaction failed: ${txLatency.error}`);
+    else if (txLatency)
+      log(`  ${sys.name}: commit to start p50 ${txLatency.p50Ms.toFixed(2)} ms, p99 ${txLatency.p99Ms.toFixed(2)} ms`);
+    return { enqueueOne, enqueueConcurrent, batch, drain: d.drain, latency, ...(txLatency ? { txLatency } : {}) };
   } finally {
     await child?.stop();
     await ns.drop();
@@ -850,7 +967,25 @@ const METRICS = [
   },
   { key: "latencyP50", label: "idle latency p50 (ms)", get: (s) => s.latency.p50Ms, better: "lower" },
   { key: "latencyP99", label: "idle latency p99 (ms)", get: (s) => s.latency.p99Ms, better: "lower" },
+  {
+    key: "txLatencyP50",
+    label: "enqueue in a transaction, commit to start p50 (ms)",
+    get: (s) => s.txLatency?.p50Ms ?? NaN,
+    better: "lower",
+  },
+  {
+    key: "txLatencyP99",
+    label: "enqueue in a transaction, commit to start p99 (ms)",
+    get: (s) => s.txLatency?.p99Ms ?? NaN,
+    better: "lower",
+  },
   { key: "enqueueOneRate", label: "enqueue one at a time (tasks/s)", get: (s) => s.enqueueOne.rate, better: "higher" },
+  {
+    key: "enqueueConcurrentRate",
+    label: `enqueue from ${config.concurrentCallers} concurrent callers (tasks/s)`,
+    get: (s) => s.enqueueConcurrent.rate,
+    better: "higher",
+  },
   {
     key: "batchRate",
     label: `batch enqueue x${fmtK(config.batchSize)} (tasks/s)`,
@@ -956,7 +1091,12 @@ function comparisonTable(summary, systems) {
       ...systems.map((s) => fmt(summary.medians[s.name]?.[m.key]?.median ?? NaN)),
       ...peers.map((p) => {
         const r = summary.ratios[p.name]?.[m.key] ?? NaN;
-        return Number.isFinite(r) ? `${r.toFixed(2)}x` : "n/a";
+        if (Number.isFinite(r)) return `${r.toFixed(2)}x`;
+        // "-": a side with no value (the peer cannot do this, or every session failed); "n/a": below resolution.
+        const measured = [summary.medians.skiplock, summary.medians[p.name]].every((x) =>
+          Number.isFinite(x?.[m.key]?.median ?? NaN),
+        );
+        return measured ? "n/a" : "-";
       }),
     ]);
   }
@@ -1114,23 +1254,33 @@ async function main() {
             `  ${s.label.padEnd(16)} ${rounds.map((r) => (r.results[s.name] ? fmt(get(r.results[s.name])) : "failed")).join("  ")}`,
         )
         .join("\n")}`;
-    const failures = rounds.flatMap((r) =>
-      Object.entries(r.errors).map(([name, e]) => `  round ${r.round} ${name}: ${e.split("\n")[0]}`),
-    );
+    const failures = rounds.flatMap((r) => [
+      ...Object.entries(r.errors).map(([name, e]) => `  round ${r.round} ${name}: ${e.split("\n")[0]}`),
+      // A failed commit-to-start probe leaves the rest of its session measured.
+      ...Object.entries(r.results)
+        .filter(([, x]) => x.txLatency?.error !== undefined)
+        .map(([name, x]) => `  round ${r.round} ${name}, enqueue in a transaction: ${x.txLatency.error}`),
+    ]);
     sections.push(
       [
         comparisonTable(summary, systems),
         ...(systems.length > 1 && systems.some((s) => s.name === "skiplock")
           ? [
               "ratio = skiplock median / peer median: where higher is better a ratio above 1 favours skiplock, where lower is\n" +
-                "better a ratio below 1 does. n/a: the peer's value is below what /proc and INFO can resolve (about 0.05 s).",
+                "better a ratio below 1 does. n/a: the peer's value is below what /proc and INFO can resolve (about 0.05 s).\n" +
+                "-: not measured (BullMQ cannot enqueue inside a Postgres transaction) or every session of it failed.",
             ]
           : []),
         perRound("drain rate per round (tasks/s)", (x) => x.drain.rate),
         perRound("idle latency p50 per round (ms)", (x) => x.latency.p50Ms),
         perRound("idle latency p99 per round (ms)", (x) => x.latency.p99Ms),
+        perRound("enqueue in a transaction, commit to start p50 per round (ms)", (x) => x.txLatency?.p50Ms ?? NaN),
+        perRound(
+          `enqueue from ${config.concurrentCallers} concurrent callers per round (tasks/s)`,
+          (x) => x.enqueueConcurrent.rate,
+        ),
         floorLines(rounds),
-        ...(failures.length > 0 ? [`FAILED sessions (left out of the medians):\n${failures.join("\n")}`] : []),
+        ...(failures.length > 0 ? [`FAILED (left out of the medians):\n${failures.join("\n")}`] : []),
       ].join("\n\n"),
     );
   }

@@ -36,6 +36,9 @@ const BULLMQ_WORKER = fileURLToPath(new URL("../workers/bullmq.js", import.meta.
  * @property {string} id
  * @property {(name: "noop" | "ping", i: number) => Promise<void>} enqueueOne
  * @property {(name: "noop", from: number, count: number) => Promise<void>} enqueueBatch
+ * @property {((tx: pg.Client, name: "ping", i: number) => Promise<void>) | null} enqueueInTransaction  enqueues on
+ *   `tx`, a connection of the caller's that is inside BEGIN, as the system's docs recommend; null where the system
+ *   cannot enqueue in a Postgres transaction (BullMQ)
  * @property {(o: StartOptions) => WorkerChild} startWorker
  * @property {(expect: number, child: WorkerChild, timeoutMs: number) => Promise<DrainEnd>} waitDrained
  * @property {() => Promise<void>} drop
@@ -80,7 +83,8 @@ export async function skiplockSystem() {
     label: "skiplock",
     version: pkg.version,
     settings:
-      "CLI `skiplock run-worker --concurrency 32` (defaults: pool 4, poll 1 s, heartbeat 5 s), Redis wake-ups on",
+      "CLI `skiplock run-worker --concurrency 32` (defaults: pool 4, poll 1 s, heartbeat 5 s), Redis wake-ups on; " +
+      "producer: new SkiplockClient with its defaults (pool 10)",
     async open() {
       const schema = `bench_sk_${uniqueSuffix()}`;
       await migrate({ databaseUrl: DATABASE_URL, schema });
@@ -95,13 +99,9 @@ export async function skiplockSystem() {
  * @returns {Namespace & { client: SkiplockClient, schema: string, tasks: string }}
  */
 export function skiplockNamespace(schema, options = {}) {
-  const client = new SkiplockClient({
-    databaseUrl: DATABASE_URL,
-    redisUrl: REDIS_URL,
-    schema,
-    logger: silentLogger,
-    poolSize: 4,
-  });
+  // The client's own defaults (a pool of 10, as graphile-worker's makeWorkerUtils and pg.Pool have): only the
+  // concurrent callers use more than one connection at a time.
+  const client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema, logger: silentLogger });
   const tasks = `"${schema}".tasks`;
   /** The first id enqueued since the last drain: a drain is timed over the tasks from there on. */
   /** @type {string | null} */
@@ -119,6 +119,9 @@ export function skiplockNamespace(schema, options = {}) {
       for (let i = from; i < from + count; i++) specs.push({ name, args: [i] });
       const created = await client.createTasks(specs);
       drainFrom ??= created[0]?.id ?? null;
+    },
+    async enqueueInTransaction(tx, name, i) {
+      await client.createTask(name, [i], { transaction: tx });
     },
     startWorker(o) {
       const args = [
@@ -194,7 +197,7 @@ export async function graphileSystem() {
     name: "graphile",
     label: "graphile-worker",
     version: await versionOf("graphile-worker"),
-    settings: `run({ concurrency: 32 }) with preset.worker ${JSON.stringify(GRAPHILE_PRESET)}; addJob/addJobs via makeWorkerUtils (one reused pool)`,
+    settings: `run({ concurrency: 32 }) with preset.worker ${JSON.stringify(GRAPHILE_PRESET)}; addJob/addJobs via makeWorkerUtils (one reused pool, 10 connections); in a transaction, SELECT add_job(…) on the producer's connection`,
     async open() {
       const schema = `bench_gw_${uniqueSuffix()}`;
       const utils = await makeWorkerUtils({ connectionString: DATABASE_URL, schema, logger: quietGraphileLogger });
@@ -209,6 +212,13 @@ export async function graphileSystem() {
           const specs = [];
           for (let i = from; i < from + count; i++) specs.push({ identifier: name, payload: { i } });
           await utils.addJobs(specs);
+        },
+        async enqueueInTransaction(tx, name, i) {
+          // graphile-worker's documented way to enqueue in a transaction: its SQL function on the same connection.
+          await tx.query(`SELECT "${schema}".add_job(identifier => $1::text, payload => $2::json)`, [
+            name,
+            JSON.stringify({ i }),
+          ]);
         },
         startWorker(o) {
           return new WorkerChild(
@@ -238,7 +248,7 @@ export async function graphileSystem() {
           const emptyAt = nowMs();
           const first = /** @type {number} */ (child.firstAt);
           return {
-            seconds: /** @type {number} */ (child.doneAt - first) / 1000,
+            seconds: ((child.doneAt ?? NaN) - first) / 1000,
             doneAt,
             detail: {
               tableEmptySeconds: (emptyAt - first) / 1000,
@@ -293,6 +303,7 @@ export async function bullmqSystem() {
           for (let i = from; i < from + count; i++) jobs.push({ name: jobName, data: { i } });
           await queue.addBulk(jobs);
         },
+        enqueueInTransaction: null, // Redis has no share in a Postgres transaction
         startWorker(o) {
           return new WorkerChild(
             "bullmq",
@@ -313,7 +324,7 @@ export async function bullmqSystem() {
           if (completed < expect)
             throw new Error(`bullmq ${name}: expected ${expect} completed jobs, found ${completed}`);
           const first = /** @type {number} */ (child.firstAt);
-          return { seconds: /** @type {number} */ (child.doneAt - first) / 1000, doneAt, detail: { completed } };
+          return { seconds: ((child.doneAt ?? NaN) - first) / 1000, doneAt, detail: { completed } };
         },
         async drop() {
           await queue.obliterate({ force: true });
