@@ -264,7 +264,7 @@ describe("run-worker --cancel-grace", () => {
 });
 
 describe("a cancel requested before the worker heard it", () => {
-  it("a handler that fails meanwhile is not retried", async () => {
+  it("a handler that fails meanwhile is not retried: the task ends CANCELLED, its error kept", async () => {
     const started = deferred();
     const gate = deferred();
     let runs = 0;
@@ -289,10 +289,39 @@ describe("a cancel requested before the worker heard it", () => {
     gate.resolve();
     const done = await waitFor("the task to end", async () => {
       const t = await env.client.getTask(task.id);
-      return t?.status === "FAILED" || t?.status === "PENDING" ? t : null;
+      return t?.status === "CANCELLED" || t?.status === "FAILED" || t?.status === "PENDING" ? t : null;
     });
-    expect(done).toMatchObject({ status: "FAILED", retryCount: 0 });
+    expect(done).toMatchObject({ status: "CANCELLED", retryCount: 0 });
     expect(done!.error).toMatch(/failed on its own/);
+    expect(runs).toBe(1);
+  });
+});
+
+describe("a cancel requested, then the worker stops before hearing it", () => {
+  it("the hand-back ends the task CANCELLED: no other worker runs it again", async () => {
+    const started = deferred();
+    let runs = 0;
+    // No Redis and a slow heartbeat: the worker has not heard the request when it stops.
+    const first = await startWorker({
+      redisUrl: null,
+      heartbeatInterval: 5,
+      staleAfter: 30,
+      shutdownTimeout: 0.2,
+      tasks: {
+        waits: async () => {
+          runs++;
+          started.resolve();
+          await new Promise(() => {}); // never settles: stop() hands it back
+        },
+      },
+    });
+    const task = await env.client.createTask("waits");
+    await started.promise;
+    expect((await env.client.cancelTask(task.id)).cancelRequested).toBe(true);
+    await first.stop();
+    expect(await env.client.getTask(task.id)).toMatchObject({ status: "CANCELLED" });
+    await startWorker({ tasks: { waits: () => runs++ } });
+    expect(await finished(task)).toMatchObject({ status: "CANCELLED" });
     expect(runs).toBe(1);
   });
 });

@@ -51,7 +51,8 @@ const completeOneStatement = perTable(
  * after min(base * 2^retry_count, max) seconds times a random factor in [0.5, 1), so a burst of failures does not
  * come back as a burst. Each failure is appended to `errors` (errors-column.ts).
  */
-// A task whose cancel was requested is not retried, even when it failed before its worker heard the request.
+// A task whose cancel was requested is not retried: it ends CANCELLED (as in the sweep), even when it failed before
+// its worker heard the request.
 const RETRY = "(NOT d.final AND NOT t.cancel_requested AND t.retry_count < coalesce(t.max_retries, 0))";
 const failStatement = perTable(
   "fail",
@@ -61,7 +62,7 @@ const failStatement = perTable(
        AS d(id, attempt, error, duration, final, type, message, delay)
    ), ${held(tasks, "$8")}
    UPDATE ${tasks} t
-      SET status = CASE WHEN ${RETRY} THEN 'PENDING' ELSE 'FAILED' END,
+      SET status = CASE WHEN t.cancel_requested THEN 'CANCELLED' WHEN ${RETRY} THEN 'PENDING' ELSE 'FAILED' END,
           retry_count = t.retry_count + ${RETRY}::int,
           run_at = CASE WHEN ${RETRY}
                         THEN now() + coalesce(d.delay, least($6::float8 * power(2, t.retry_count), $7::float8)
@@ -151,13 +152,13 @@ export async function completeTasks(
 
 export interface FailedRow {
   id: string;
-  /** PENDING: will be retried at run_at. */
-  status: "PENDING" | "FAILED";
+  /** PENDING: will be retried at run_at; CANCELLED: its cancel had been requested. */
+  status: "PENDING" | "FAILED" | "CANCELLED";
   queue: string;
   run_at: Date;
 }
 
-/** Returns the changed rows by id: PENDING (will retry at run_at) or FAILED. */
+/** Returns the changed rows by id: PENDING (will retry at run_at), FAILED, or CANCELLED (cancel requested). */
 export async function failTasks(
   q: Queryable,
   tasks: string,

@@ -5,7 +5,8 @@ import type { Isolation } from "../task.js";
 import type { Registered } from "./registry.js";
 import type { Completer } from "./completer.js";
 import type { Listening, Signal } from "./events.js";
-import { contextData, InlineRunner, type AttemptSupport, type Execution } from "./executor.js";
+import { TaskCancelledError } from "../errors.js";
+import { contextData, errorLine, InlineRunner, type AttemptSupport, type Execution } from "./executor.js";
 import { runningTask } from "./running-task.js";
 import type { Outcome } from "./outcome.js";
 import type { Slots } from "./slots.js";
@@ -47,6 +48,8 @@ export class Attempts {
   readonly #o: AttemptsOptions;
   readonly #inline: InlineRunner;
   #drained: (() => void) | null = null;
+  /** Prefetched attempts (id to attempt) whose cancel was requested before they started. */
+  readonly #cancelAsked = new Map<string, number>();
 
   constructor(options: AttemptsOptions) {
     this.#o = options;
@@ -55,12 +58,31 @@ export class Attempts {
 
   /** Starts a claimed row's attempt in a free slot. */
   begin(row: ClaimedRow): void {
+    if (this.#cancelAsked.size > 0 && this.#cancelAsked.get(row.id) === row.attempt) return this.#cancelUnstarted(row);
     if (row.attempt - 1 > row.retry_count) return this.#startRecorded(row);
     this.#run(row);
     this.#o.completer.started(row);
   }
 
   start(): void {}
+
+  /** A prefetched attempt whose cancel was requested before it started: it ends CANCELLED instead of running. */
+  cancelBeforeStart(id: string, attempt: number): void {
+    this.#cancelAsked.set(id, attempt);
+  }
+
+  #cancelUnstarted(row: ClaimedRow): void {
+    this.#cancelAsked.delete(row.id);
+    const e = new TaskCancelledError("the task was cancelled before it started");
+    this.#o.completer.cancel({
+      id: row.id,
+      attempt: row.attempt,
+      error: errorLine(e),
+      duration: 0,
+      task: runningTask(row, this.#o.workerId, this.#o.maxRetries),
+    });
+    this.#slotFreed(null);
+  }
 
   /** Lets running attempts finish for up to shutdownTimeout, then hands the rest back (their signals fire). */
   async stop(): Promise<void> {

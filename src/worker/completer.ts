@@ -258,8 +258,9 @@ export class Completer {
       }
       if (releases.length > 0) {
         // A release carries nothing but the lease: an error on it is never the row's own.
-        await releaseTasks(this.#q, this.#tasks, this.#workerId, releases);
+        const released = await releaseTasks(this.#q, this.#tasks, this.#workerId, releases);
         done.releases = releases.length;
+        for (const r of released) if (r.cancelled) finished.push(r.id);
       }
       if (cancels.length > 0) {
         // Like a release, a cancellation carries the lease and a short text of ours: an error is never the row's own.
@@ -310,6 +311,11 @@ export class Completer {
         if (failedHeard && f.row) {
           const { error, type = "", message = "", duration } = f;
           this.#signal("task:failed", { task: runningTask(f.row, this.#workerId), error, type, message, duration });
+        }
+      } else if (row.status === "CANCELLED") {
+        finished.push(f.id);
+        if (f.row && this.#listening("task:cancelled")) {
+          this.#signal("task:cancelled", { task: runningTask(f.row, this.#workerId), duration: f.duration });
         }
       } else {
         this.#notifier.publishWake(row.queue, 1, row.run_at.getTime());

@@ -123,7 +123,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       held: () => this.#held(),
       onFailing: () => this.#contact.lost(),
       onRestored: () => this.#contact.restored(),
-      onCancelRequested: (claims) => claims.forEach((c) => cancelRunning(this.#slots, c.id, c.attempt)),
+      onCancelRequested: (claims) => claims.forEach((c) => this.#cancelRequested(c.id, c.attempt)),
     });
     this.#reports = new ReportWriter({ ...db, workerId: this.id, maxRetries: c.maxRetries, notifier: this.#notifier });
     this.#slots = new Slots(c.concurrency);
@@ -270,6 +270,18 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
   }
 
   /** Every lease this worker holds: running, ready to start, or with its outcome not yet written. */
+  /**
+   * cancelTask asked to stop attempt `attempt` of task `id` (through Redis, or the heartbeat). Running here: its signal
+   * fires. Claimed here and not started yet: it ends CANCELLED when its turn comes, without running. Elsewhere: not
+   * this worker's to stop.
+   */
+  #cancelRequested(id: string, attempt: number): void {
+    if (cancelRunning(this.#slots, id, attempt)) return;
+    if (this.#fetcher.buffered.some((c) => c.id === id && c.attempt === attempt)) {
+      this.#attempts.cancelBeforeStart(id, attempt);
+    }
+  }
+
   #held(): Claim[] {
     return [...this.#slots.all().map((e) => e.row), ...this.#fetcher.buffered, ...this.#completer.held()];
   }
@@ -321,7 +333,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
         dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
       ),
       this.#notifier.onReconnect(() => this.#fetcher.wake()),
-      this.#notifier.onCancel((id, attempt) => cancelRunning(this.#slots, id, attempt)),
+      this.#notifier.onCancel((id, attempt) => this.#cancelRequested(id, attempt)),
       this.#notifier.onStatus((status) => this.#signal(`redis:${status}`)),
     );
     await this.#notifier.ready(); // wake-ups sent from now on are heard
