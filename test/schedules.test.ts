@@ -100,6 +100,12 @@ describe("declaring schedules", () => {
     ],
     ["args JSON cannot carry", [{ name: "b", cron: "* * * * *", task: "tick", args: [10n] }], "args", /BigInt/i],
     ["a negative backfill", [{ name: "b", cron: "* * * * *", task: "tick", backfill: -1 }], "backfill", /seconds/],
+    [
+      "a handle from using()",
+      [{ name: "b", cron: "* * * * *", task: tick.using({ priority: 9 }) } as unknown as Schedule],
+      "task",
+      /a handle from using\(\) is not a task definition/,
+    ],
   ];
   it.each(bad)("refuses %s at start with one line, storing nothing", async (_what, schedules, field, message) => {
     const worker = new Worker({ databaseUrl: f.databaseUrl, schema: f.schema, logger: quiet, tasks, schedules });

@@ -128,6 +128,12 @@ describe("ImmediateClient", () => {
         badProgress: async () => {
           await (taskContext() as any).progress(2);
         },
+        destructured: async () => {
+          // As in a worker, the methods work unbound.
+          const { progress, setMeta } = taskContext();
+          await progress(1, "done");
+          await setMeta({ unbound: true });
+        },
       },
     });
     const task = await client.createTask("report", [7], { queue: "reports", maxRetries: 2 });
@@ -137,6 +143,12 @@ describe("ImmediateClient", () => {
     const bad = await client.createTask("badProgress");
     expect(bad).toMatchObject({ status: "FAILED", errors: [expect.objectContaining({ type: "InvalidOptionError" })] });
     expect(() => taskContext()).toThrow(/outside a running task/);
+    const unbound = await client.createTask("destructured");
+    expect(unbound).toMatchObject({
+      status: "COMPLETED",
+      progress: { fraction: 1, message: "done" },
+      meta: { unbound: true },
+    });
   });
 
   it("fails a task whose name has no handler, as a worker would (or throws it with propagateErrors)", async () => {

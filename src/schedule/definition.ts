@@ -162,6 +162,14 @@ function resolveSchedule(d: unknown, at: string, registered: (task: string) => b
   if (typeof task !== "string") {
     throw new InvalidScheduleError(who, "task", "must be a task name or a task made with defineTask");
   }
+  // A handle from using() carries options a schedule would silently drop: give the definition or the name.
+  if (handle !== null && !("handler" in handle)) {
+    throw new InvalidScheduleError(
+      who,
+      "task",
+      "a handle from using() is not a task definition: give the defineTask handle (and the schedule's own queue, priority …) or the task's name",
+    );
+  }
   if (!registered(task)) {
     throw new InvalidScheduleError(who, "task", `${JSON.stringify(task)} is not a task this worker runs`);
   }

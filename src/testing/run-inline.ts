@@ -56,18 +56,20 @@ class RecordingContext implements TaskContext, InlineAttempt {
     this.abort((this.cancelled = new TaskCancelledError()));
   }
 
+  // Fields, not methods, so that `const { progress, setMeta } = taskContext()` works as it does in a worker.
+
   /** Records the progress on the task: `fraction` 0..1 and an optional message, checked as a worker checks them. */
-  progress(fraction: number, message?: string): Promise<void> {
+  readonly progress = (fraction: number, message?: string): Promise<void> => {
     checkProgress(fraction, message);
     this.#task.progress = { fraction, message: message ?? null, at: new Date() };
     return Promise.resolve();
-  }
+  };
 
   /** Merges `patch` (a JSON object) into the task's meta, key by key, checked as a worker checks it. */
-  setMeta(patch: { [key: string]: unknown }): Promise<void> {
+  readonly setMeta = (patch: { [key: string]: unknown }): Promise<void> => {
     this.#task.meta = { ...this.#task.meta, ...checkMetaPatch(patch) };
     return Promise.resolve();
-  }
+  };
 }
 
 /**
