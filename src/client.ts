@@ -243,7 +243,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    * With `transaction`, writes them in that transaction.
    */
   async createTasks(specs: readonly TaskSpec[], options: CreateTasksOptions = {}): Promise<Task[]> {
-    if (!Array.isArray(specs)) throw new TypeError("createTasks expects an array of task specs");
+    if (!Array.isArray(specs)) throw new InvalidOptionError("specs", "createTasks expects an array of task specs");
     assertKnownKeys("createTasks", options, ["transaction"]);
     const prepared = this.#prepareAll(specs);
     if (prepared.length === 0) return [];
@@ -257,7 +257,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    * write in it. The bell rings for the tasks once the transaction has committed.
    */
   async transaction<T>(fn: (tx: ClientTransaction) => Promise<T>): Promise<T> {
-    if (typeof fn !== "function") throw new TypeError("transaction expects a function (tx) => Promise");
+    if (typeof fn !== "function") throw new InvalidOptionError("fn", "transaction expects a function (tx) => Promise");
     const written: Inserted[] = [];
     // Without the schema plugin of skiplock's own kysely: the caller's tables are not in skiplock's schema.
     this.#userDb ??= this.#store.db.withoutPlugins();
@@ -271,7 +271,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
           return (await this.#writeIn(trx, [spec], written))[0] as Task<R>;
         },
         createTasks: async (specs) => {
-          if (!Array.isArray(specs)) throw new TypeError("createTasks expects an array of task specs");
+          if (!Array.isArray(specs))
+            throw new InvalidOptionError("specs", "createTasks expects an array of task specs");
           const prepared = this.#prepareAll(specs);
           return prepared.length === 0 ? [] : this.#writeIn(trx, prepared, written);
         },
@@ -571,10 +572,17 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
 
   /** Enqueues the schedule's task once, now, outside its tick sequence, and returns the task. */
   async triggerSchedule(name: string): Promise<Task> {
-    const row = await schedules.triggerSchedule(this.#store.pool, quoteIdent(this.#store.schema), scheduleName(name));
+    const schedule = scheduleName(name);
+    const schema = quoteIdent(this.#store.schema);
+    if (this.#queues !== null) {
+      // The allow-list holds for a trigger too, checked before anything is written.
+      const stored = (await schedules.listSchedules(this.#store.pool, schema)).find((s) => s.name === schedule);
+      if (stored) this.#assertQueueAllowed(stored.queue, "triggerSchedule");
+    }
+    const row = await schedules.triggerSchedule(this.#store.pool, schema, schedule);
     const task = rowToTask(found(name, row));
     void this.#notifier.start();
-    publishWakes(this.#notifier, [task]);
+    this.#committed([{ tasks: [task], changed: [task], replaced: null, xid: null }]);
     return task;
   }
 

@@ -83,7 +83,7 @@ export function defineTask<A extends unknown[], R>(
 ): TaskDefinition<A, R> {
   validateTaskName(name);
   if (typeof handler !== "function")
-    throw new TypeError(`defineTask(${JSON.stringify(name)}): handler must be a function`);
+    throw new InvalidOptionError("handler", `defineTask(${JSON.stringify(name)}): handler must be a function`);
   assertKnownKeys(`defineTask(${JSON.stringify(name)})`, options, DEFINE_OPTION_KEYS);
   const { isolation, backoff, retryOn, ...taskOptions } = options;
   validateIsolation(isolation, `defineTask(${JSON.stringify(name)})`);
@@ -113,7 +113,9 @@ function makeHandle<A extends unknown[], R>(
     enqueue: (...args: A): Promise<T> => clientNow().createTask<Awaited<R>>(name, args, options),
     enqueueMany: (argsList: readonly A[]): Promise<T[]> => {
       if (!Array.isArray(argsList)) {
-        return Promise.reject(new TypeError(`${name}.enqueueMany expects an array of argument lists`));
+        return Promise.reject(
+          new InvalidOptionError("argsList", `${name}.enqueueMany expects an array of argument lists`),
+        );
       }
       const specs = argsList.map((args) => ({ ...specOptions, name, args }));
       return clientNow().createTasks(specs, batchOptions) as Promise<T[]>;

@@ -54,7 +54,7 @@ export abstract class MemoryClient implements TaskClient {
   }
 
   async createTasks(specs: readonly TaskSpec[], options: CreateTasksOptions = {}): Promise<Task[]> {
-    if (!Array.isArray(specs)) throw new TypeError("createTasks expects an array of task specs");
+    if (!Array.isArray(specs)) throw new InvalidOptionError("specs", "createTasks expects an array of task specs");
     assertKnownKeys("createTasks", options, ["transaction"]);
     const prepared = specs.map((s, i) => prepareTask(s, `specs[${i}].args`)); // all checked before any is kept
     // In turn, as the real client does with one key given twice in a batch: the later spec finds the first's task.
