@@ -3,6 +3,7 @@ import { DEFAULT_QUEUE, DEFAULT_TIMEOUT, validateSeconds } from "../config.js";
 import { InvalidOptionError, InvalidScheduleError, SkiplockError } from "../errors.js";
 import { assertKnownKeys } from "../options.js";
 import { prepareTask } from "../task.js";
+import type { StoredScheduleSpec } from "../sql/schedule-reconcile.js";
 
 /** A task made with defineTask (or a handle on one), as a schedule names it: its `enqueue` carries the argument types. */
 export interface ScheduledTaskHandle<A extends unknown[] = unknown[]> {
@@ -63,17 +64,7 @@ const SCHEDULE_KEYS = [
 const SCHEDULE_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}$/;
 
 /** A schedule checked, with its cron parsed: what the scheduler runs and the table stores. */
-export interface ResolvedSchedule {
-  name: string;
-  cron: string;
-  timezone: string;
-  task: string;
-  argsJson: string;
-  queue: string;
-  priority: number;
-  timeout: number;
-  maxRetries: number | null;
-  backfill: number;
+export interface ResolvedSchedule extends StoredScheduleSpec {
   /** The parsed cron, read in `timezone`. */
   pattern: Cron;
 }

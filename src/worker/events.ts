@@ -103,8 +103,7 @@ export type Listening = (name: WorkerEventName) => boolean;
 
 export const nobodyListens: Listening = () => false;
 
-/** Events about one task, emitted per task: not forwarded to a parent process unless asked (forward-events.ts). */
-export const TASK_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set([
+const TASK_EVENTS = [
   "task:started",
   "task:progress",
   "task:completed",
@@ -112,17 +111,14 @@ export const TASK_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set([
   "task:retrying",
   "task:cancelled",
   "task:swept",
-]);
+] as const satisfies readonly WorkerEventName[];
+
+/** Events about one task, emitted per task: not forwarded to a parent process unless asked (forward-events.ts). */
+export const TASK_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set(TASK_EVENTS);
 
 /** Every event name, for code that forwards them all (run-worker to its parent process). */
 export const WORKER_EVENT_NAMES = [
-  "task:started",
-  "task:progress",
-  "task:completed",
-  "task:failed",
-  "task:retrying",
-  "task:cancelled",
-  "task:swept",
+  ...TASK_EVENTS,
   "worker:error",
   "worker:started",
   "worker:stopping",
