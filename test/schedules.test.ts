@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import {
   defineTask,
   InvalidScheduleError,
+  SkiplockClient,
   ScheduleNotFoundError,
   taskContext,
   Worker,
@@ -257,6 +258,25 @@ describe("steering schedules", () => {
 
     await expect(f.client.pauseSchedule("no-such")).rejects.toBeInstanceOf(ScheduleNotFoundError);
     await expect(f.client.triggerSchedule("no-such")).rejects.toMatchObject({ code: "SCHEDULE_NOT_FOUND" });
+  });
+
+  it("a trigger goes through the client's queue allow-list and emits task:enqueued", async () => {
+    await f.startWorker({ schedules: [{ name: "listed", cron: "0 0 1 1 *", task: tick }] });
+    const strict = new SkiplockClient({ databaseUrl: f.databaseUrl, schema: f.schema, queues: ["elsewhere"] });
+    const open = new SkiplockClient({ databaseUrl: f.databaseUrl, schema: f.schema });
+    try {
+      await expect(strict.triggerSchedule("listed")).rejects.toMatchObject({ code: "QUEUE_NOT_ALLOWED" });
+      const enqueued: string[] = [];
+      open.on("task:enqueued", ({ task }) => enqueued.push(task.id));
+      const task = await open.triggerSchedule("listed");
+      expect(enqueued).toEqual([task.id]);
+      const { rows } = await f.pool.query(
+        `SELECT count(*)::int AS n FROM "${f.schema}".tasks WHERE schedule_name = 'listed'`,
+      );
+      expect(rows[0].n).toBe(1); // the refused trigger wrote nothing
+    } finally {
+      await Promise.all([strict.close(), open.close()]);
+    }
   });
 
   it("marks a schedule the code no longer declares removed, and a changed cron starts anew", async () => {
