@@ -65,9 +65,10 @@ export interface FetcherOptions {
   quiet?: () => boolean;
   /**
    * Called when a claim sent while nothing ran, nothing was held and `quiet()` said so came back empty: no task of
-   * the worker's queues is due (runUntilIdle, `--burst`).
+   * the worker's queues is due (runUntilIdle, `--burst`). `claim` numbers the claim (see claimsSent), so a caller can
+   * tell an answer to a claim sent after it began waiting from one sent before a task it just enqueued committed.
    */
-  drained?: () => void;
+  drained?: (claim: number) => void;
 }
 
 export class Fetcher {
@@ -106,10 +107,17 @@ export class Fetcher {
   #lookTimer: NodeJS.Timeout | null = null;
   /** Rows started so far, against `limit`. */
   #started = 0;
+  /** Claims sent so far. */
+  #claimsSent = 0;
 
   constructor(options: FetcherOptions) {
     this.#o = options;
     this.#slots = options.slots;
+  }
+
+  /** Claims sent so far: the number the next one gets, less one. */
+  get claimsSent(): number {
+    return this.#claimsSent;
   }
 
   /** Rows claimed and not yet started. */
@@ -214,6 +222,7 @@ export class Fetcher {
         this.#timedWake = false;
         let rows: ClaimedRow[];
         const sentAt = Date.now();
+        const claim = ++this.#claimsSent;
         const quietAtSend = held === 0 && slots.count === 0 && this.#o.drained !== undefined && this.#o.quiet!();
         try {
           rows = await this.#o.claim(want);
@@ -227,7 +236,7 @@ export class Fetcher {
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
         // arrived while the claim was in flight: it set #maybeWork again).
         if (rows.length === want) this.#maybeWork = true;
-        if (rows.length === 0 && quietAtSend) this.#o.drained!();
+        if (rows.length === 0 && quietAtSend) this.#o.drained!(claim);
         rows = this.#dropReclaimed(rows);
         // Started rows leave the arrays here, or they would keep every row claimed since they were last empty.
         if (this.#head > 0) {

@@ -66,7 +66,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     void (this.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args);
   readonly #listening: Listening = (name) => this.listenerCount(name) > 0;
   /** Callers of runUntilIdle waiting for the worker to find nothing due (or to reach maxTasks). */
-  #idleWaiters: (() => void)[] = [];
+  #idleWaiters: { after: number; resolve: () => void }[] = [];
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   #stopPromise: Promise<void> | null = null;
   /** The services started so far, in order; stopped in reverse. */
@@ -180,7 +180,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       signal: this.#signal,
       limit: c.maxTasks,
       quiet: () => this.#completer.pending === 0 && !this.#completer.writing,
-      drained: () => this.#idle(),
+      drained: (claim) => this.#idle(claim),
     });
   }
 
@@ -229,7 +229,8 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     if (this.#state === "new") await this.start();
     if (this.#state === "running") {
       await new Promise<void>((resolve) => {
-        this.#idleWaiters.push(resolve);
+        // Only a claim sent from now on counts: one in flight may predate a task the caller just enqueued.
+        this.#idleWaiters.push({ after: this.#fetcher.claimsSent, resolve });
         // A claim now, sent while nothing runs, tells whether anything is due.
         if (this.#slots.count === 0) this.#fetcher.wake();
       });
@@ -244,16 +245,18 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
   #allSlotsFree(): void {
     if (this.#state !== "running" || this.#fetcher.holding > 0) return;
     if (this.#fetcher.exhausted) {
-      this.#idle();
+      this.#idle(Infinity);
       void this.stop();
     } else if (this.#idleWaiters.length > 0) {
       void this.#completer.whenIdle().then(() => this.#fetcher.wake());
     }
   }
 
-  /** Nothing is due: free the callers of runUntilIdle. */
-  #idle(): void {
-    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  /** Claim number `claim` found nothing due: free the callers of runUntilIdle that were waiting before it was sent. */
+  #idle(claim: number): void {
+    const waiting = this.#idleWaiters;
+    this.#idleWaiters = waiting.filter((w) => w.after >= claim);
+    for (const w of waiting) if (w.after < claim) w.resolve();
   }
 
   /**
