@@ -51,7 +51,7 @@ describe("the worker registry", () => {
       return r && r.running === 1 && r.lastSeenAt > started.lastSeenAt ? r : undefined;
     });
     // And it keeps being refreshed while nothing else happens.
-    await waitFor("another refresh", async () => (await rowOf(worker.id))!.lastSeenAt > busy.lastSeenAt);
+    await waitFor("another refresh", async () => (await rowOf(worker.id))!.lastSeenAt > busy!.lastSeenAt);
     release();
     await env.finished(task);
     await waitFor("the running count back to 0", async () => (await rowOf(worker.id))!.running === 0);
@@ -73,7 +73,7 @@ describe("the worker registry", () => {
       const r = await rowOf(id);
       return r?.status === "lost" ? r : undefined;
     });
-    expect(lost.stoppedAt).toBeNull();
+    expect(lost!.stoppedAt).toBeNull();
   });
 
   it("prunes rows stopped or lost more than a day ago when a worker starts, and keeps recent ones", async () => {
