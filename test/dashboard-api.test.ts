@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
 import express from "express";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createDashboard, type Dashboard } from "../src/index.js";
@@ -339,6 +340,36 @@ describe("mounting", () => {
     });
     expect(await echo.json()).toEqual({ hi: 1 });
   });
+});
+
+describe("the examples", () => {
+  for (const [file, base] of [
+    ["dashboard-http.js", "/admin"],
+    ["dashboard-express.js", "/ops"],
+  ] as const) {
+    it(`examples/${file} serves the API under ${base}`, async () => {
+      const p = spawnProc(process.execPath, [fileURLToPath(new URL(`../examples/${file}`, import.meta.url))], {
+        DATABASE_URL,
+        SKIPLOCK_SCHEMA: env.schema,
+        SKIPLOCK_DASHBOARD_TOKEN: TOKEN,
+        PORT: "0",
+      });
+      try {
+        await p.waitForOutput(/listening on http:\/\/127\.0\.0\.1:\d+/);
+        const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(p.output())![1]!;
+        const t = await enqueue();
+        const r = await fetch(`${url}${base}/api/tasks/${t.id}/cancel`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}` },
+        });
+        expect(r.status).toBe(200);
+        expect(await (await fetch(`${url}/`)).text()).toBe("the app\n");
+        expect((await fetch(`${url}${base}/api/stats`)).status).toBe(401);
+      } finally {
+        await stopProc(p);
+      }
+    });
+  }
 });
 
 describe("skiplock dashboard", () => {

@@ -9,7 +9,6 @@ export const ORIGIN = "http://127.0.0.1:4680";
 export interface Answer {
   status: number;
   headers: Headers;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each test reads the fields its route returns.
   body: any;
 }
 
