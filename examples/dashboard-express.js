@@ -13,7 +13,9 @@ app.get("/", (_req, res) => res.send("the app\n"));
 
 const port = Number(process.env.PORT ?? 3000);
 const server = app.listen(port, "127.0.0.1", () =>
-  console.log(`listening on http://127.0.0.1:${server.address().port}/ops/`),
+  console.log(
+    `listening on http://127.0.0.1:${/** @type {import("node:net").AddressInfo} */ (server.address()).port}/ops/`,
+  ),
 );
 
 for (const signal of ["SIGINT", "SIGTERM"]) {

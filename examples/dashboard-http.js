@@ -15,7 +15,11 @@ const server = createServer((req, res) => {
 });
 
 const port = Number(process.env.PORT ?? 3000);
-server.listen(port, "127.0.0.1", () => console.log(`listening on http://127.0.0.1:${server.address().port}/admin/`));
+server.listen(port, "127.0.0.1", () =>
+  console.log(
+    `listening on http://127.0.0.1:${/** @type {import("node:net").AddressInfo} */ (server.address()).port}/admin/`,
+  ),
+);
 
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.once(signal, () => {

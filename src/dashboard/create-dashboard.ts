@@ -1,14 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { getRequestListener } from "@hono/node-server";
-import { Hono } from "hono";
 import { SkiplockClient } from "../client.js";
 import { InvalidOptionError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { assertKnownKeys } from "../options.js";
-import { apiRoutes } from "./api.js";
 import { Credentials } from "./auth.js";
-import { pageRoutes } from "./pages/index.js";
-import { errorResponse, refuse } from "./responses.js";
+import { errorResponse } from "./responses.js";
 import { withSecurityHeaders } from "./security-headers.js";
 
 export interface DashboardOptions {
@@ -112,41 +108,44 @@ export function createDashboard(options: DashboardOptions = {}): Dashboard {
     logger.warn("dashboard without a token: it answers only requests to localhost, 127.0.0.1 or ::1");
   }
 
-  const root = new Hono();
-  const app = basePath === "/" ? root : root.basePath(basePath);
-  app.route(
-    "/api",
-    apiRoutes({
-      client,
-      credentials,
-      guard: { credentials, readOnly: options.readOnly ?? false, allowedOrigins: options.allowedOrigins ?? [] },
-      cookiePath: basePath,
-      secureCookie: options.secureCookie ?? "auto",
-      logger,
-    }),
-  );
-  pageRoutes(app);
-  root.notFound(() => errorResponse(refuse(404, "NOT_FOUND", "no such route"), logger));
-  root.onError((err) => errorResponse(err, logger));
-
+  const ctx = {
+    client,
+    credentials,
+    guard: { credentials, readOnly: options.readOnly ?? false, allowedOrigins: options.allowedOrigins ?? [] },
+    cookiePath: basePath,
+    secureCookie: options.secureCookie ?? "auto",
+    logger,
+  };
+  // The router and the Node adapter load on the first request: importing skiplock (every worker does) stays light.
+  let router: Promise<{ fetch: (r: Request) => Response | Promise<Response> }> | null = null;
   const fetch = async (request: Request): Promise<Response> => {
     let res: Response;
     try {
-      res = await root.fetch(request);
+      router ??= import("./router.js").then((m) => m.buildRouter(basePath, ctx));
+      res = await (await router).fetch(request);
     } catch (err) {
       res = errorResponse(err, logger);
     }
     return withSecurityHeaders(res);
   };
 
-  const nodeListener = getRequestListener(fetch, { overrideGlobalObjects: false });
+  let nodeListener: Promise<(req: IncomingMessage, res: ServerResponse) => Promise<void>> | null = null;
   const under = (path: string) => basePath === "/" || path === basePath || path.startsWith(`${basePath}/`);
   const listener = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
     // Express strips its mount path from req.url and keeps the whole path in originalUrl.
     const original = (req as { originalUrl?: unknown }).originalUrl;
     if (typeof original === "string") req.url = original;
     if (next && !under(new URL(req.url ?? "/", "http://x").pathname)) return next();
-    void nodeListener(req, res);
+    // Told not to replace the global Request and Response, which the adapter does by default.
+    nodeListener ??= import("@hono/node-server").then((m) =>
+      m.getRequestListener(fetch, { overrideGlobalObjects: false }),
+    );
+    void nodeListener
+      .then((handle) => handle(req, res))
+      .catch((err: unknown) => {
+        logger.error("dashboard request failed", { error: err instanceof Error ? err.message : String(err) });
+        if (!res.headersSent) res.writeHead(500).end();
+      });
   };
 
   return {
