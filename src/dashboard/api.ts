@@ -4,17 +4,11 @@ import { TaskNotFoundError, TaskStateError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { validateTaskId, type Task, type TaskOptions } from "../task.js";
 import { SESSION_COOKIE, SESSION_SECONDS, type Credentials } from "./auth.js";
+import { MAX_BULK_IDS, TASK_ACTIONS, type TaskAction } from "./actions.js";
 import { readJsonBody } from "./body.js";
 import { cookieOf, guard, type AuthedBy, type GuardOptions } from "./guard.js";
 import { errorStatus, json, refuse } from "./responses.js";
 import { StatsCache } from "./stats.js";
-
-/** The task actions, one task at a time or in bulk. Each is one compare-and-set in the database (the client's). */
-export const TASK_ACTIONS = ["retry", "cancel", "run-now", "delete"] as const;
-export type TaskAction = (typeof TASK_ACTIONS)[number];
-
-/** Most ids one bulk request acts on. */
-export const MAX_BULK_IDS = 1000;
 
 export interface ApiContext {
   client: SkiplockClient;
