@@ -44,8 +44,10 @@ async function connect() {
     connectionString: cfg.databaseUrl,
     application_name: "skiplock heartbeat",
     keepAlive: true,
-    // A connection that stopped answering must not stop the beats for good.
+    // A connection that stopped answering, or a connect that gets no answer (the registry's refresh connects even
+    // while nothing is held), must not stop the beats for good.
     query_timeout: Math.max(5000, cfg.interval * 2000),
+    connectionTimeoutMillis: Math.max(5000, cfg.interval * 2000),
   });
   c.on("error", () => {});
   await c.connect();
@@ -93,9 +95,12 @@ async function beat() {
   if (!stopped) timer = setTimeout(beat, (failing ? Math.min(cfg.interval, 0.5) : cfg.interval) * 1000);
 }
 
-/** The registry row's refresh. Its failure is not the beat's: the registry only informs the dashboard. */
+/**
+ * The registry row's refresh. Its failure is not the beat's: the registry only informs the dashboard. Skipped while
+ * the beat is failing, so a connection attempt of its own never holds up the beats' retries.
+ */
 async function refreshSeen() {
-  if (!cfg.seen || stopped) return;
+  if (!cfg.seen || stopped || failing) return;
   try {
     client ??= await connect();
     await client.query({ ...cfg.seen, values: [cfg.workerId, running] });
