@@ -44,6 +44,7 @@ import { requestCancel } from "./sql/cancel.js";
 import { writeTasks, type Inserted } from "./sql/insert.js";
 import { purgeTasks } from "./sql/purge.js";
 import * as schedules from "./sql/schedule-admin.js";
+import { listWorkerRows, type WorkerInfo } from "./sql/workers.js";
 import { payloadLimit } from "./json.js";
 import { assertKnownKeys } from "./options.js";
 import { Waiters } from "./waiters.js";
@@ -584,6 +585,15 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     void this.#notifier.start();
     this.#committed([{ tasks: [task], changed: [task], replaced: null, xid: null }]);
     return task;
+  }
+
+  /**
+   * The worker registry: every worker started against this schema in the last day, live first, each with its host,
+   * pid, queues, concurrency, running tasks and last heartbeat. `status` is "lost" once a worker has not been seen
+   * for longer than its staleAfter, "stopped" after a clean stop.
+   */
+  listWorkers(): Promise<WorkerInfo[]> {
+    return listWorkerRows(this.#store.pool, this.#store.workers);
   }
 
   /** Closes the connections; pending `waitForCompletion` calls reject with code CLIENT_CLOSED. */

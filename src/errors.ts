@@ -293,3 +293,18 @@ export class ScheduleNotFoundError extends SkiplockError {
     this.schedule = name;
   }
 }
+
+// The dashboard (dashboard/).
+
+/**
+ * A dashboard request refused before it reached the database: not signed in (401), a missing CSRF token, a foreign
+ * Origin, read-only mode, no token off loopback (403), a malformed or oversized body (400, 413, 415), an unknown
+ * route (404). `status` is the HTTP status it answers with; the message never carries a token or a cookie.
+ */
+export class DashboardRequestError extends SkiplockError {
+  readonly status: number;
+  constructor(status: number, code: string, message: string) {
+    super(code, message);
+    this.status = status;
+  }
+}

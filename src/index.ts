@@ -55,3 +55,7 @@ export type { RunningTask, WorkerEventName, WorkerEvents } from "./worker/events
 // Schedules.
 export type { CheckedSchedules, Schedule, ScheduleFields, ScheduledTaskHandle } from "./schedule/definition.js";
 export type { ScheduleInfo } from "./sql/schedule-admin.js";
+
+// The dashboard and the worker registry.
+export { createDashboard, type Dashboard, type DashboardOptions, type DashboardStats } from "./dashboard/index.js";
+export type { WorkerInfo } from "./sql/workers.js";

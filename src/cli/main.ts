@@ -10,6 +10,7 @@ import { Worker } from "../worker/worker.js";
 import { aliasOptions, errorLine } from "./errors.js";
 import { addTaskCommands } from "./task-commands.js";
 import { addSchedulesCommand } from "./schedules-command.js";
+import { addDashboardCommand } from "./dashboard-command.js";
 import { packageVersion } from "./version.js";
 
 interface ConnectionFlags {
@@ -254,6 +255,7 @@ export function buildProgram(): Command {
 
   addTaskCommands(program, { withConnection, connectionOptions });
   addSchedulesCommand(withConnection(program.command("schedules")), connectionOptions);
+  addDashboardCommand(withConnection(program.command("dashboard")), connectionOptions);
 
   return program;
 }

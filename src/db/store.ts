@@ -53,6 +53,8 @@ export class Store {
   readonly schema: string;
   /** `"schema".tasks`, for raw SQL. */
   readonly tasks: string;
+  /** `"schema".workers`, the worker registry. */
+  readonly workers: string;
   /** Not enumerable, and redacted when the store is printed: it may hold a password. */
   declare readonly databaseUrl: string;
   #closed = false;
@@ -60,6 +62,7 @@ export class Store {
   constructor(options: StoreOptions) {
     this.schema = validateSchemaName(options.schema);
     this.tasks = `${quoteIdent(this.schema)}.tasks`;
+    this.workers = `${quoteIdent(this.schema)}.workers`;
     Object.defineProperty(this, "databaseUrl", { value: options.databaseUrl, enumerable: false });
     const classify: Classify = (err) => classifyDatabaseError(err, options.databaseUrl, this.schema);
     const poolOptions = (max: number): PoolOptions => ({

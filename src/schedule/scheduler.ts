@@ -96,6 +96,11 @@ export class Scheduler {
     return scheduler;
   }
 
+  /** The names of the schedules this scheduler runs. */
+  get names(): readonly string[] {
+    return this.#names;
+  }
+
   /** Runs the first check (enqueueing the missed ticks within each schedule's backfill), then keeps checking. */
   async start(): Promise<void> {
     if (this.#names.length === 0) return;

@@ -9,7 +9,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
 import { retryMoved } from "../db/moved-rows.js";
 
-/** @type {{ databaseUrl: string, statement: { name?: string, text: string }, workerId: string, interval: number, grace: number }} */
+/** @type {{ databaseUrl: string, statement: { name?: string, text: string }, seen?: { name?: string, text: string }, workerId: string, interval: number, grace: number }} */
 const cfg = workerData;
 /** @type {pg.Client | null} */
 let client = null;
@@ -30,6 +30,8 @@ let addedAttempts = [];
 /** The last list update received (numbered by the main thread), reported with each beat it is part of. */
 let seq = 0;
 let failing = false;
+/** Tasks running on the worker, as of the last whole list. */
+let running = 0;
 
 /** @param {string} list @param {string[]} added */
 function joined(list, added) {
@@ -42,8 +44,10 @@ async function connect() {
     connectionString: cfg.databaseUrl,
     application_name: "skiplock heartbeat",
     keepAlive: true,
-    // A connection that stopped answering must not stop the beats for good.
+    // A connection that stopped answering, or a connect that gets no answer (the registry's refresh connects even
+    // while nothing is held), must not stop the beats for good.
     query_timeout: Math.max(5000, cfg.interval * 2000),
+    connectionTimeoutMillis: Math.max(5000, cfg.interval * 2000),
   });
   c.on("error", () => {});
   await c.connect();
@@ -86,14 +90,32 @@ async function beat() {
       parentPort?.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
     }
   }
+  await refreshSeen();
   // After a failure, try again soon: once Postgres answers, the beats it missed should land at once.
   if (!stopped) timer = setTimeout(beat, (failing ? Math.min(cfg.interval, 0.5) : cfg.interval) * 1000);
 }
 
+/**
+ * The registry row's refresh. Its failure is not the beat's: the registry only informs the dashboard. Skipped while
+ * the beat is failing, so a connection attempt of its own never holds up the beats' retries.
+ */
+async function refreshSeen() {
+  if (!cfg.seen || stopped || failing) return;
+  try {
+    client ??= await connect();
+    await client.query({ ...cfg.seen, values: [cfg.workerId, running] });
+  } catch {
+    const c = client;
+    client = null;
+    c?.end().catch(() => {});
+  }
+}
+
 parentPort?.on(
   "message",
-  async (/** @type {{ type: string, ids?: string, attempts?: string, seq?: number }} */ msg) => {
+  async (/** @type {{ type: string, ids?: string, attempts?: string, seq?: number, running?: number }} */ msg) => {
     if (msg.seq !== undefined) seq = msg.seq;
+    if (msg.running !== undefined) running = msg.running;
     if (msg.type === "set") {
       listIds = msg.ids ?? "";
       listAttempts = msg.attempts ?? "";

@@ -1,12 +1,17 @@
 import { Worker as Thread } from "node:worker_threads";
 import type { Logger } from "../logger.js";
 import { heartbeatStatement } from "../sql/heartbeat.js";
+import { workerSeenStatement } from "../sql/workers.js";
 import type { Claim } from "../task.js";
 import { noSignal, type Signal } from "./events.js";
 
 export interface HeartbeatOptions {
   databaseUrl: string;
   tasks: string;
+  /** `"schema".workers`: the registry row the thread refreshes at every beat. */
+  workers?: string;
+  /** Tasks running now, recorded in the registry row. */
+  running?: () => number;
   workerId: string;
   /** Seconds between beats. */
   interval: number;
@@ -73,14 +78,14 @@ function parseClaims(text: string): Claim[] {
 const RESYNC_AFTER = 8192;
 
 /** Two comma-joined strings: cloning them to the thread costs a copy, where arrays of strings cost one per item. */
-function message(type: "add" | "set", claims: readonly Claim[], seq: number) {
+function message(type: "add" | "set", claims: readonly Claim[], seq: number, running?: number) {
   const ids = new Array<string>(claims.length);
   const attempts = new Array<number>(claims.length);
   for (let i = 0; i < claims.length; i++) {
     ids[i] = claims[i]!.id;
     attempts[i] = claims[i]!.attempt;
   }
-  return { type, ids: ids.join(","), attempts: attempts.join(","), seq };
+  return { type, ids: ids.join(","), attempts: attempts.join(","), seq, running };
 }
 
 /**
@@ -108,9 +113,10 @@ export class Heartbeat {
   }
 
   start(): void {
-    const { databaseUrl, tasks, workerId, interval, grace, logger } = this.#options;
+    const { databaseUrl, tasks, workers, workerId, interval, grace, logger } = this.#options;
+    const seen = workers === undefined ? undefined : workerSeenStatement(workers);
     const thread = new Thread(new URL("./heartbeat-thread.js", import.meta.url), {
-      workerData: { databaseUrl, statement: heartbeatStatement(tasks), workerId, interval, grace },
+      workerData: { databaseUrl, statement: heartbeatStatement(tasks), seen, workerId, interval, grace },
     });
     thread.unref();
     const signal = this.#options.signal ?? noSignal;
@@ -183,7 +189,7 @@ export class Heartbeat {
 
   #sync(): void {
     this.#added = 0;
-    this.#thread?.postMessage(message("set", this.#options.held(), ++this.#seq));
+    this.#thread?.postMessage(message("set", this.#options.held(), ++this.#seq, this.#options.running?.()));
   }
 
   async stop(): Promise<void> {

@@ -16,6 +16,7 @@ import { Attempts } from "./attempts.js";
 import { cancelRunning } from "./cancels.js";
 import { Fetcher } from "./fetcher.js";
 import { Heartbeat } from "./heartbeat.js";
+import { Presence } from "./presence.js";
 import { ClusterLock } from "./lock.js";
 import { resolveWorkerOptions, type WorkerConfig, type WorkerOptions } from "./options.js";
 import { buildRegistry, loadHandlers, queuesOf, type Registered } from "./registry.js";
@@ -56,6 +57,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
   readonly #lock: ClusterLock;
   readonly #completer: Completer;
   readonly #heartbeat: Heartbeat;
+  readonly #presence: Presence;
   readonly #reports: ReportWriter;
   readonly #sweeper: Sweeper;
   readonly #attempts: Attempts;
@@ -65,6 +67,8 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
   readonly #signal: Signal = (name, ...args) =>
     void (this.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args);
   readonly #listening: Listening = (name) => this.listenerCount(name) > 0;
+  /** The schedules this worker runs, for its registry row. */
+  #scheduleNames: readonly string[] = [];
   /** Callers of runUntilIdle waiting for the worker to find nothing due (or to reach maxTasks). */
   #idleWaiters: { after: number; resolve: () => void }[] = [];
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
@@ -117,6 +121,8 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     this.#heartbeat = new Heartbeat({
       ...db,
       databaseUrl: this.#c.connection.databaseUrl,
+      workers: this.#store.workers,
+      running: () => this.#slots.count,
       workerId: this.id,
       interval: c.heartbeatInterval,
       grace: c.staleAfter,
@@ -124,6 +130,19 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       onFailing: () => this.#contact.lost(),
       onRestored: () => this.#contact.restored(),
       onCancelRequested: (claims) => claims.forEach((c) => this.#cancelRequested(c.id, c.attempt)),
+    });
+    this.#presence = new Presence({
+      q: this.#store.pool,
+      workers: this.#store.workers,
+      logger: this.logger,
+      record: () => ({
+        id: this.id,
+        queues: this.queues,
+        concurrency: this.concurrency,
+        schedules: this.#scheduleNames,
+        heartbeatInterval: c.heartbeatInterval,
+        staleAfter: c.staleAfter,
+      }),
     });
     this.#reports = new ReportWriter({ ...db, workerId: this.id, maxRetries: c.maxRetries, notifier: this.#notifier });
     this.#slots = new Slots(c.concurrency);
@@ -341,7 +360,9 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     );
     await this.#notifier.ready(); // wake-ups sent from now on are heard
     this.#state = "running";
+    this.#scheduleNames = scheduler?.names ?? [];
     const services: Service[] = [
+      this.#presence,
       this.#heartbeat,
       this.#completer,
       this.#reports,

@@ -1,0 +1,72 @@
+import { createServer } from "node:http";
+import { InvalidArgumentError, type Command } from "commander";
+import { SkiplockClient } from "../client.js";
+import type { ConnectionOptions } from "../config.js";
+import { createDashboard } from "../dashboard/create-dashboard.js";
+import { isLoopbackHost } from "../dashboard/guard.js";
+import { SkiplockError } from "../errors.js";
+import { consoleLogger } from "../logger.js";
+
+const port = (value: string): number => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n > 65535) throw new InvalidArgumentError("expected a port (0 to 65535)");
+  return n;
+};
+
+/**
+ * `skiplock dashboard`: serves the dashboard and its JSON API until SIGINT/SIGTERM. Without a token it serves only on
+ * a loopback address; a non-loopback --host without one is refused before anything listens.
+ */
+export function addDashboardCommand(
+  cmd: Command,
+  connection: (flags: Record<string, unknown>) => ConnectionOptions,
+): Command {
+  return cmd
+    .description("serve the dashboard and its JSON API (bound to 127.0.0.1 unless --host says otherwise)")
+    .option("--port <n>", "port to listen on", port, 4680)
+    .option("--host <address>", "address to listen on; anything but loopback needs a token", "127.0.0.1")
+    .option(
+      "--token <token>",
+      "secret for API calls and signing in (prefer $SKIPLOCK_DASHBOARD_TOKEN: flags show in ps)",
+    )
+    .option("--read-only", "refuse every action (retry, cancel, delete, run now, purge, enqueue, schedules)", false)
+    .option("--base-path <path>", "path to serve under, e.g. /admin behind a proxy", "/")
+    .action(async (flags: Record<string, unknown>) => {
+      const token = (flags.token as string | undefined) || process.env.SKIPLOCK_DASHBOARD_TOKEN || undefined;
+      const host = flags.host as string;
+      if (token === undefined && !isLoopbackHost(host)) {
+        throw new SkiplockError(
+          "INVALID_ARGS",
+          `refusing to serve on ${host} without a token: set SKIPLOCK_DASHBOARD_TOKEN (or --token), or keep --host 127.0.0.1`,
+        );
+      }
+      const logger = consoleLogger();
+      const client = new SkiplockClient({ ...connection(flags), logger });
+      const dashboard = createDashboard({
+        client,
+        ...(token !== undefined ? { token } : {}),
+        readOnly: flags.readOnly as boolean,
+        basePath: flags.basePath as string,
+        logger,
+      });
+      const server = createServer(dashboard.listener);
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(flags.port as number, host, resolve);
+      });
+      const address = server.address();
+      const actualPort = typeof address === "object" && address ? address.port : (flags.port as number);
+      const shownHost = host.includes(":") ? `[${host}]` : host;
+      const path = dashboard.basePath === "/" ? "/" : `${dashboard.basePath}/`;
+      process.stdout.write(`skiplock dashboard: http://${shownHost}:${actualPort}${path}\n`);
+      const stop = (signal: NodeJS.Signals) => {
+        logger.info(`${signal}: stopping the dashboard`);
+        server.close();
+        server.closeAllConnections();
+        void client.close().then(() => process.exit(0));
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      await new Promise<never>(() => {}); // serves until a signal
+    });
+}

@@ -1,0 +1,159 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { SkiplockClient } from "../client.js";
+import { InvalidOptionError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { assertKnownKeys } from "../options.js";
+import { Credentials } from "./auth.js";
+import { errorResponse } from "./responses.js";
+import { withSecurityHeaders } from "./security-headers.js";
+
+export interface DashboardOptions {
+  /** The client the dashboard reads and acts through; default one from the environment, closed by `close()`. */
+  client?: SkiplockClient;
+  /**
+   * The secret API calls send as `Authorization: Bearer <token>` and browsers sign in with (16 characters or more).
+   * Without one, the dashboard answers only requests addressed to a loopback host.
+   */
+  token?: string;
+  /** Refuse every action (403) and say so in api/stats. */
+  readOnly?: boolean;
+  /** The path the dashboard is served under, as the browser sees it: `/` (default) or `/admin`. */
+  basePath?: string;
+  /**
+   * Origins besides the request's own that may send state-changing requests signed in by cookie: the public origin
+   * when a proxy terminates TLS (`https://ops.example.com`).
+   */
+  allowedOrigins?: readonly string[];
+  /** Mark the session cookie Secure: `"auto"` (default) when the request came over https. */
+  secureCookie?: boolean | "auto";
+  /** Default: the client's. */
+  logger?: Logger;
+}
+
+const OPTION_KEYS = [
+  "client",
+  "token",
+  "readOnly",
+  "basePath",
+  "allowedOrigins",
+  "secureCookie",
+  "logger",
+] as const satisfies readonly (keyof DashboardOptions)[];
+
+export const MIN_TOKEN_LENGTH = 16;
+
+export interface Dashboard {
+  /** A web-standard handler: for Hono, Bun, Deno, or any server built on Request and Response. */
+  fetch(request: Request): Promise<Response>;
+  /**
+   * A Node `(req, res)` listener for `http.createServer` or Express (`app.use(dashboard.listener)` or
+   * `app.use("/admin", dashboard.listener)` with basePath "/admin"). In Express, requests outside the base path go
+   * to `next`.
+   */
+  listener(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
+  /** The normalized base path: `/` or `/admin`. */
+  readonly basePath: string;
+  /** Closes the client the dashboard made (one given in the options is left open). */
+  close(): Promise<void>;
+}
+
+/** `/`, or the path without its trailing slash; every segment plain. */
+function normalizeBasePath(value: unknown): string {
+  if (value === undefined) return "/";
+  if (typeof value !== "string" || !/^\/([A-Za-z0-9._~-]+\/?)*$/.test(value) || /(^|\/)\.\.?(\/|$)/.test(value)) {
+    throw new InvalidOptionError("basePath", "expected a path such as / or /admin (letters, digits, . _ ~ -)");
+  }
+  return value.length > 1 ? value.replace(/\/$/, "") : value;
+}
+
+function checkOptions(o: DashboardOptions): void {
+  assertKnownKeys("createDashboard", o, OPTION_KEYS);
+  if (o.client !== undefined && !(o.client instanceof SkiplockClient)) {
+    throw new InvalidOptionError("client", "expected a SkiplockClient");
+  }
+  // The token itself never goes into a message.
+  if (
+    o.token !== undefined &&
+    (typeof o.token !== "string" || o.token.length < MIN_TOKEN_LENGTH || /\s/.test(o.token))
+  ) {
+    throw new InvalidOptionError(
+      "token",
+      `expected a string of ${MIN_TOKEN_LENGTH} characters or more, without spaces`,
+    );
+  }
+  if (o.readOnly !== undefined && typeof o.readOnly !== "boolean") {
+    throw new InvalidOptionError("readOnly", "expected true or false");
+  }
+  if (o.secureCookie !== undefined && typeof o.secureCookie !== "boolean" && o.secureCookie !== "auto") {
+    throw new InvalidOptionError("secureCookie", 'expected true, false or "auto"');
+  }
+  const origins = o.allowedOrigins ?? [];
+  if (!Array.isArray(origins) || origins.some((x) => typeof x !== "string" || !/^https?:\/\/[^/\s]+$/.test(x))) {
+    throw new InvalidOptionError("allowedOrigins", "expected origins such as https://ops.example.com (no path)");
+  }
+}
+
+/**
+ * The dashboard's server: the JSON API under `<basePath>/api` (and, later, its pages), as a web-standard `fetch`
+ * handler and a Node listener. See docs/drafts/api.md for mounting it and running it safely.
+ */
+export function createDashboard(options: DashboardOptions = {}): Dashboard {
+  checkOptions(options);
+  const basePath = normalizeBasePath(options.basePath);
+  const ownClient = options.client === undefined;
+  const client = options.client ?? new SkiplockClient();
+  const logger = options.logger ?? client.logger;
+  const credentials = options.token === undefined ? null : new Credentials(options.token);
+  if (credentials === null) {
+    logger.warn("dashboard without a token: it answers only requests to localhost, 127.0.0.1 or ::1");
+  }
+
+  const ctx = {
+    client,
+    credentials,
+    guard: { credentials, readOnly: options.readOnly ?? false, allowedOrigins: options.allowedOrigins ?? [] },
+    cookiePath: basePath,
+    secureCookie: options.secureCookie ?? "auto",
+    logger,
+  };
+  // The router and the Node adapter load on the first request: importing skiplock (every worker does) stays light.
+  let router: Promise<{ fetch: (r: Request) => Response | Promise<Response> }> | null = null;
+  const fetch = async (request: Request): Promise<Response> => {
+    let res: Response;
+    try {
+      router ??= import("./router.js").then((m) => m.buildRouter(basePath, ctx));
+      res = await (await router).fetch(request);
+    } catch (err) {
+      res = errorResponse(err, logger);
+    }
+    return withSecurityHeaders(res);
+  };
+
+  let nodeListener: Promise<(req: IncomingMessage, res: ServerResponse) => Promise<void>> | null = null;
+  const under = (path: string) => basePath === "/" || path === basePath || path.startsWith(`${basePath}/`);
+  const listener = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
+    // Express strips its mount path from req.url and keeps the whole path in originalUrl.
+    const original = (req as { originalUrl?: unknown }).originalUrl;
+    if (typeof original === "string") req.url = original;
+    if (next && !under(new URL(req.url ?? "/", "http://x").pathname)) return next();
+    // Told not to replace the global Request and Response, which the adapter does by default.
+    nodeListener ??= import("@hono/node-server").then((m) =>
+      m.getRequestListener(fetch, { overrideGlobalObjects: false }),
+    );
+    void nodeListener
+      .then((handle) => handle(req, res))
+      .catch((err: unknown) => {
+        logger.error("dashboard request failed", { error: err instanceof Error ? err.message : String(err) });
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+  };
+
+  return {
+    fetch,
+    listener,
+    basePath,
+    close: async () => {
+      if (ownClient) await client.close();
+    },
+  };
+}

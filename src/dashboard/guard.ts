@@ -1,0 +1,83 @@
+import { CSRF_HEADER, sameSecret, SESSION_COOKIE, type Credentials } from "./auth.js";
+import { refuse } from "./responses.js";
+
+/*
+ * Who may make a request (see docs/drafts/api.md, Running it safely):
+ * - with a token: an `Authorization: Bearer` header with the token, or a session cookie; a state-changing request
+ *   signed in by cookie must also come from an allowed Origin and carry the session's CSRF token;
+ * - without a token: only requests addressed to a loopback host (which also defeats DNS rebinding: a foreign site's
+ *   name that resolves to 127.0.0.1 still arrives with its own name in Host), and a state-changing request that
+ *   names an Origin must name an allowed one.
+ */
+
+export type AuthedBy = "none" | "bearer" | "cookie";
+
+export interface GuardOptions {
+  credentials: Credentials | null;
+  readOnly: boolean;
+  /** Origins besides the request's own that may send state-changing requests (a TLS proxy's public origin). */
+  allowedOrigins: readonly string[];
+}
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK_HOSTS.has(hostname.toLowerCase()) || /^127(\.\d{1,3}){3}$/.test(hostname);
+}
+
+/** A cookie's value from the Cookie header, or null. */
+export function cookieOf(req: Request, name: string): string | null {
+  for (const part of (req.headers.get("cookie") ?? "").split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return null;
+}
+
+/**
+ * Checks a request to the API and tells how it was authenticated; throws a DashboardRequestError (401, 403) when it
+ * may not go on. `session` is for the sign-in and sign-out routes, which need no credentials but do check the Origin.
+ */
+export function guard(req: Request, o: GuardOptions, route: "api" | "session"): AuthedBy {
+  const url = new URL(req.url);
+  const changing = !SAFE_METHODS.has(req.method);
+  const origin = req.headers.get("origin");
+  const allowed = (given: string) => given === url.origin || o.allowedOrigins.includes(given);
+  const foreign = () =>
+    refuse(403, "FOREIGN_ORIGIN", "this request comes from another site (its Origin is not the dashboard's)");
+  let by: AuthedBy = "none";
+  if (o.credentials === null) {
+    if (!isLoopbackHost(url.hostname)) {
+      throw refuse(403, "LOOPBACK_ONLY", "this dashboard has no token: it answers only on localhost, 127.0.0.1 or ::1");
+    }
+    if (changing && origin !== null && !allowed(origin)) throw foreign();
+  } else if (route === "session") {
+    if (origin !== null && !allowed(origin)) throw foreign();
+  } else {
+    const authorization = req.headers.get("authorization");
+    if (authorization !== null) {
+      if (!o.credentials.bearerMatches(authorization)) {
+        throw refuse(401, "UNAUTHORIZED", "wrong token: send Authorization: Bearer <token>");
+      }
+      by = "bearer";
+    } else {
+      const cookie = cookieOf(req, SESSION_COOKIE);
+      if (cookie === null || !o.credentials.verify(cookie)) {
+        throw refuse(401, "UNAUTHORIZED", "sign in (POST api/session) or send Authorization: Bearer <token>");
+      }
+      if (changing) {
+        if (origin === null || !allowed(origin)) throw foreign();
+        const csrf = req.headers.get(CSRF_HEADER);
+        if (csrf === null || !sameSecret(csrf, o.credentials.csrfFor(cookie))) {
+          throw refuse(403, "CSRF_TOKEN", `missing or wrong ${CSRF_HEADER} header (GET api/session gives it)`);
+        }
+      }
+      by = "cookie";
+    }
+  }
+  if (o.readOnly && changing && route === "api") {
+    throw refuse(403, "READ_ONLY", "this dashboard is read-only: actions are refused");
+  }
+  return by;
+}
