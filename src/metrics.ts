@@ -12,8 +12,9 @@ import type { WorkerEvents } from "./worker/events.js";
 export interface MetricsOptions {
   /**
    * A prom-client Registry to put skiplock's metrics in (your own, beside your metrics); default a registry of the
-   * worker's own, never prom-client's global one, so two workers in a process and your metrics never collide. One
-   * registry takes one worker's metrics: for several, give each its own and `Registry.merge` them.
+   * worker's own, never prom-client's global one, so two workers in a process and your metrics never collide (to
+   * serve yours with a worker's, `Registry.merge([worker.metricsRegistry, yours])`). One registry takes one worker's
+   * metrics.
    */
   registry?: Registry;
   /** Seconds the task counts and oldest-due ages are kept between scrapes; default 5. */
@@ -132,7 +133,7 @@ export class WorkerMetrics {
       if (this.registry.getSingleMetric(name)) {
         throw new InvalidOptionError(
           "metrics.registry",
-          `already holds ${name} (another worker's?): give each worker its own registry and Registry.merge them`,
+          `already holds ${name} (another worker's?): one registry takes one worker's metrics; leave the others their own`,
         );
       }
     }
