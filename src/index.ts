@@ -59,4 +59,11 @@ export type { ScheduleInfo } from "./sql/schedule-admin.js";
 // Operations: Prometheus metrics and logs.
 export { DEFAULT_DURATION_BUCKETS, UNKNOWN_TASK, type MetricsOptions } from "./metrics.js";
 export { serveMetrics, type MetricsServer, type MetricsServerOptions } from "./metrics-server.js";
-export { LOG_FORMATS, LOG_LEVELS, pinoLogger, type LogFormat, type LogLevel, type PinoLoggerOptions } from "./logger.js";
+export {
+  LOG_FORMATS,
+  LOG_LEVELS,
+  pinoLogger,
+  type LogFormat,
+  type LogLevel,
+  type PinoLoggerOptions,
+} from "./logger.js";

@@ -70,7 +70,7 @@ function sameToken(given: string, expected: string): boolean {
  * Serves `GET /metrics` in Prometheus text format, on a loopback address unless told otherwise (then only with a
  * bearer token). Nothing else is served: other paths get 404, other methods 405.
  */
-export function serveMetrics(options: MetricsServerOptions): Promise<MetricsServer> {
+export async function serveMetrics(options: MetricsServerOptions): Promise<MetricsServer> {
   const o = checked(options);
   const expected = o.token === null ? null : `Bearer ${o.token}`;
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -96,7 +96,7 @@ export function serveMetrics(options: MetricsServerOptions): Promise<MetricsServ
     );
   };
   const server = createServer(handle);
-  return new Promise((resolve, reject) => {
+  return new Promise<MetricsServer>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port, o.host, () => {
       server.off("error", reject);
