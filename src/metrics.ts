@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Gauge, Registry } from "prom-client";
+import { TaskTally, type Outcome } from "./metrics-tally.js";
 import { countTasksIn, DEFAULT_EXACT_LIMIT } from "./admin.js";
 import { InvalidOptionError } from "./errors.js";
 import type { Logger } from "./logger.js";
@@ -36,8 +37,6 @@ export const DEFAULT_DURATION_BUCKETS = [
 
 /** The name label of a task whose name this worker has no handler for: names come from rows, ids never go in labels. */
 export const UNKNOWN_TASK = "(unknown)";
-
-export type Outcome = "completed" | "failed" | "retried" | "cancelled" | "swept";
 
 /** What the metrics read from the worker: its events, its registered names, what runs, and its database. */
 export interface MetricsSource {
@@ -111,8 +110,8 @@ class Cached<T> {
 }
 
 /**
- * A worker's Prometheus metrics (prom-client), fed by its task events: a task costs one counter increment and one
- * histogram observation, nothing else. The gauges of the database (`skiplock_tasks`, the oldest due task's age) are
+ * A worker's Prometheus metrics (prom-client), fed by its task events: ending a task costs a few additions
+ * (metrics-tally.ts), nothing else. The gauges of the database (`skiplock_tasks`, the oldest due task's age) are
  * read when scraped, through a cache, with statements that stay cheap on a big table; the running gauge is read from
  * the worker's slots when scraped.
  */
@@ -195,33 +194,17 @@ export class WorkerMetrics {
         for (const queue of source.runningQueues()) this.inc({ queue });
       },
     });
-    const processed = new Counter({
-      name: "skiplock_tasks_processed_total",
-      help: "Task attempts this worker ended, by outcome: completed, failed (for good), retried, cancelled; swept: a lost worker's task this worker took back.",
-      labelNames: ["queue", "name", "outcome"],
-      registers,
-    });
-    const duration = new Histogram({
-      name: "skiplock_task_duration_seconds",
-      help: "Seconds a task's attempt ran, whatever its outcome.",
-      labelNames: ["queue", "name"],
-      buckets: options.durationBuckets,
-      registers,
-    });
-
+    const tally = new TaskTally(this.registry, options.durationBuckets);
     const name = (n: string) => (source.knows(n) ? n : UNKNOWN_TASK);
     const ended =
       (outcome: Outcome) =>
-      ({ task, duration: seconds }: { task: { queue: string; name: string }; duration: number }) => {
-        const labels = { queue: task.queue, name: name(task.name) };
-        duration.observe(labels, seconds);
-        processed.inc({ ...labels, outcome });
-      };
+      ({ task, duration }: { task: { queue: string; name: string }; duration: number }) =>
+        tally.ended(task.queue, name(task.name), outcome, duration);
     source.on("task:completed", ended("completed"));
     source.on("task:failed", ended("failed"));
     source.on("task:retrying", ended("retried"));
     source.on("task:cancelled", ended("cancelled"));
-    source.on("task:swept", (t) => processed.inc({ queue: t.queue, name: name(t.name), outcome: "swept" }));
+    source.on("task:swept", (t) => tally.counted(t.queue, name(t.name), "swept"));
   }
 
   /** The metrics in Prometheus text format (every metric of the registry, yours too when you gave yours). */

@@ -83,6 +83,16 @@ describe("worker.metrics()", () => {
     expect(count({ queue: "default", name: "flaky" })).toBe(2);
     expect(count({ queue: "default", name: "ok" })).toBe(1);
     expect(valueOf(m, "skiplock_task_duration_seconds_bucket", { queue: "default", name: "ok", le: "+Inf" })).toBe(1);
+    // Buckets are cumulative, and the JSON form agrees with the text.
+    const buckets = m.filter((s) => s.name === "skiplock_task_duration_seconds_bucket" && s.labels.name === "flaky");
+    expect(buckets.map((s) => s.value)).toEqual([...buckets.map((s) => s.value)].sort((a, b) => a - b));
+    expect(buckets.at(-1)).toMatchObject({ labels: { le: "+Inf" }, value: 2 });
+    const json = await worker.metricsRegistry!.getMetricsAsJSON();
+    const histogram = json.find((x) => x.name === "skiplock_task_duration_seconds")!;
+    expect(histogram.type).toBe("histogram");
+    expect(histogram.values).toContainEqual(
+      expect.objectContaining({ metricName: "skiplock_task_duration_seconds_count", value: 2 }),
+    );
 
     expect(valueOf(m, "skiplock_tasks", { queue: "default", status: "COMPLETED" })).toBe(2);
     expect(valueOf(m, "skiplock_tasks", { queue: "default", status: "FAILED" })).toBe(2);
