@@ -54,8 +54,8 @@ export interface MetricsSource {
 
 /** Checks `metrics` options, naming the wrong one. */
 export function resolveMetricsOptions(options: MetricsOptions | boolean | undefined): Required<MetricsOptions> | null {
-  if (options === false) return null;
-  const o = options === true || options === undefined ? {} : options;
+  if (options === false || options === undefined) return null;
+  const o = options === true ? {} : options;
   if (typeof o !== "object" || o === null) throw new InvalidOptionError("metrics", "expected true, false or an object");
   assertKnownKeys("metrics", o, METRICS_OPTION_KEYS);
   if (o.registry !== undefined && !(o.registry instanceof Registry)) {

@@ -131,8 +131,8 @@ describe("worker.metrics()", () => {
   });
 
   it("gives each worker its own registry, or registers into yours", async () => {
-    const a = new Worker({ databaseUrl: f.databaseUrl, schema: f.schema, tasks, logger: quiet });
-    const b = new Worker({ databaseUrl: f.databaseUrl, schema: f.schema, tasks, logger: quiet });
+    const a = new Worker({ databaseUrl: f.databaseUrl, schema: f.schema, tasks, logger: quiet, metrics: true });
+    const b = new Worker({ databaseUrl: f.databaseUrl, schema: f.schema, tasks, logger: quiet, metrics: true });
     expect(a.metricsRegistry).not.toBe(b.metricsRegistry);
     const mine = new Registry();
     const own = new Worker({
@@ -158,12 +158,14 @@ describe("worker.metrics()", () => {
     for (const w of [a, b, own]) await w.stop();
   });
 
-  it("with metrics: false, adds no listener and serves nothing", async () => {
-    const worker = new Worker({ databaseUrl: f.databaseUrl, schema: f.schema, tasks, logger: quiet, metrics: false });
-    expect(worker.metricsRegistry).toBeNull();
-    expect(await worker.metrics()).toBe("");
-    expect(worker.listenerCount("task:completed")).toBe(0);
-    await worker.stop();
+  it("without metrics (the default), adds no listener and refuses metrics() clearly", async () => {
+    for (const metrics of [undefined, false]) {
+      const worker = new Worker({ databaseUrl: f.databaseUrl, schema: f.schema, tasks, logger: quiet, metrics });
+      expect(worker.metricsRegistry).toBeNull();
+      await expect(worker.metrics()).rejects.toThrow(InvalidOptionError);
+      expect(worker.listenerCount("task:completed")).toBe(0);
+      await worker.stop();
+    }
   });
 
   it("refuses bad metrics options, naming them", () => {

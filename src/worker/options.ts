@@ -81,8 +81,9 @@ export interface WorkerOptions<S extends readonly Schedule[] = readonly Schedule
    */
   schedules?: CheckedSchedules<S>;
   /**
-   * Prometheus metrics (`worker.metrics()`, `run-worker --metrics-port`): true (default), false (none: the worker
-   * adds no listener), or options: your own prom-client `registry`, `cacheSeconds`, `durationBuckets`.
+   * Prometheus metrics (`worker.metrics()`, `run-worker --metrics-port`): true, or options (your own prom-client
+   * `registry`, `cacheSeconds`, `durationBuckets`). Default false: no listener, nothing counted; metrics cost about
+   * 1 µs of CPU per task (docs/architecture.md, Metrics).
    */
   metrics?: boolean | MetricsOptions;
 }

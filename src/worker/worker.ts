@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { Registry } from "prom-client";
 import { assertSchemaReady } from "../db/migrate.js";
+import { InvalidOptionError } from "../errors.js";
 import { Store } from "../db/store.js";
 import { warnIfNoAutovacuum } from "../db/vacuum.js";
 import { logsAt, type Logger } from "../logger.js";
@@ -208,13 +209,18 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
   /**
    * This worker's metrics in Prometheus text format (see docs: skiplock_tasks, skiplock_tasks_processed_total,
    * skiplock_task_duration_seconds, skiplock_queue_oldest_due_seconds, skiplock_worker_running); with your own
-   * `metrics.registry`, every metric in it. Empty when the worker was made with `metrics: false`.
+   * `metrics.registry`, every metric in it. Rejects with InvalidOptionError for a worker made without `metrics`.
    */
   metrics(): Promise<string> {
-    return this.#metrics?.text() ?? Promise.resolve("");
+    if (!this.#metrics) {
+      return Promise.reject(
+        new InvalidOptionError("metrics", "this worker was made without metrics: new Worker({ metrics: true, … })"),
+      );
+    }
+    return this.#metrics.text();
   }
 
-  /** The prom-client Registry holding this worker's metrics (null with `metrics: false`), e.g. for Registry.merge. */
+  /** The prom-client Registry holding this worker's metrics (null without `metrics`), e.g. for Registry.merge. */
   get metricsRegistry(): Registry | null {
     return this.#metrics?.registry ?? null;
   }
