@@ -33,14 +33,17 @@ export class TaskTally {
 
   constructor(registry: Registry, bounds: number[]) {
     this.#bounds = bounds;
-    const tally = this;
+    // The metrics read the tallies when scraped, and clear them when the registry resets its metrics.
+    const processed = () => this.#processed();
+    const durations = () => this.#durations();
+    const clear = () => this.#byQueue.clear();
     new (class extends Counter<"queue" | "name" | "outcome"> {
       override async get() {
-        return { ...(await super.get()), values: tally.#processed() };
+        return { ...(await super.get()), values: processed() };
       }
       override reset(): void {
         super.reset();
-        tally.#byQueue.clear();
+        clear();
       }
     })({
       name: "skiplock_tasks_processed_total",
@@ -50,7 +53,7 @@ export class TaskTally {
     });
     new (class extends Histogram<"queue" | "name"> {
       override async get() {
-        const values = tally.#durations() as MetricValueWithName<"queue" | "name">[];
+        const values = durations() as MetricValueWithName<"queue" | "name">[];
         return {
           ...DURATION,
           type: "histogram" as unknown as MetricType, // the enum is a type only: prom-client exports no value for it
@@ -65,7 +68,7 @@ export class TaskTally {
       }
       override reset(): void {
         super.reset();
-        tally.#byQueue.clear();
+        clear();
       }
     })({
       ...DURATION,

@@ -117,10 +117,8 @@ class Cached<T> {
  */
 export class WorkerMetrics {
   readonly registry: Registry;
-  readonly #source: MetricsSource;
 
   constructor(source: MetricsSource, options: Required<MetricsOptions>) {
-    this.#source = source;
     const registers = [(this.registry = options.registry)];
     for (const name of [
       "skiplock_tasks",
