@@ -51,8 +51,8 @@ export interface PinoLoggerOptions {
 }
 
 /**
- * skiplock's default logger: pino, one JSON object a line on stderr (`{"level":40,"time":…,"name":"skiplock",
- * "msg":"…",…fields}`). A password in a URL that reaches a line (in a message, a field, an error's text) is replaced
+ * skiplock's default logger: pino, one JSON object a line on stderr (`{"level":40,"time":"…","pid":…,
+ * "hostname":"…","msg":"…",…fields}`). A password in a URL that reaches a line (in a message, a field, an error's text) is replaced
  * by `***` on the way out, whatever the format.
  */
 export function pinoLogger(options: PinoLoggerOptions = {}): Logger {
@@ -69,7 +69,7 @@ export function pinoLogger(options: PinoLoggerOptions = {}): Logger {
   const p = pino(
     {
       level,
-      name: "skiplock",
+      // No `name: "skiplock"`: lines about a task carry the task's name under that key.
       timestamp: pino.stdTimeFunctions.isoTime,
       // Every line, fields and all, is redacted as the text it is written as.
       hooks: { streamWrite: redactSecrets },
@@ -145,7 +145,7 @@ const LEVEL_NAMES: Record<number, string> = {
   50: "ERROR",
   60: "FATAL",
 };
-const OWN_KEYS = new Set(["level", "time", "msg", "name", "pid", "hostname"]);
+const OWN_KEYS = new Set(["level", "time", "msg", "pid", "hostname"]);
 
 /** One pino JSON line as `12:00:00.000 WARN  message key=value …` (strings as they are unless they hold a space). */
 function prettyLine(json: string): string {

@@ -1,7 +1,14 @@
 // The default logger (pino JSON on stderr, or pretty lines), a user's own pino, and what the worker logs per task.
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { PermanentError, pinoLogger, SkiplockClient, type Logger, type WorkerOptions } from "../src/index.js";
+import {
+  PermanentError,
+  pinoLogger,
+  SkiplockClient,
+  taskContext,
+  type Logger,
+  type WorkerOptions,
+} from "../src/index.js";
 import { resolveLogger } from "../src/logger.js";
 import { waitFor } from "./helpers.js";
 import { workerFixture } from "./worker-fixture.js";
@@ -34,7 +41,6 @@ describe("pinoLogger", () => {
     expect(out.lines[0]).not.toMatch(SECRET);
     expect(out.json()[0]).toMatchObject({
       level: 40,
-      name: "skiplock",
       msg: "cannot reach postgres://app:***@db/app",
       url: "redis://:***@cache:6379",
       q: "?password=***",
@@ -46,10 +52,15 @@ describe("pinoLogger", () => {
   it("pretty: one readable line, no JSON, no secret", () => {
     const out = capture();
     const log = pinoLogger({ level: "debug", format: "pretty", destination: out });
-    log.error("failed at postgres://app:s3cret@db/app", { task: "12", queue: "mail", error: "Error: two words" });
+    log.error("failed at postgres://app:s3cret@db/app", {
+      task: "12",
+      name: "email.send",
+      queue: "mail",
+      error: "Error: two words",
+    });
     expect(out.lines).toHaveLength(1);
     expect(out.lines[0]).toMatch(
-      /^\d\d:\d\d:\d\d\.\d{3} ERROR failed at postgres:\/\/app:\*\*\*@db\/app task=12 queue=mail error="Error: two words"\n$/,
+      /^\d\d:\d\d:\d\d\.\d{3} ERROR failed at postgres:\/\/app:\*\*\*@db\/app task=12 name=email.send queue=mail error="Error: two words"\n$/,
     );
   });
 
@@ -93,6 +104,9 @@ describe("what a worker logs about tasks", () => {
     boom: () => {
       throw new PermanentError("no");
     },
+    flaky: () => {
+      if (taskContext().attempt === 1) throw new Error("first time");
+    },
   };
 
   it("at debug, one line per state change, each with the task's id, name, queue and attempt", async () => {
@@ -101,7 +115,8 @@ describe("what a worker logs about tasks", () => {
     const ended = recordEvents(worker, ["task:completed", "task:failed"]);
     const ok = await f.client.createTask("ok", []);
     const boom = await f.client.createTask("boom", [], { queue: "default" });
-    await waitFor("both tasks ended", () => ended.length === 2);
+    const flaky = await f.client.createTask("flaky", [], { maxRetries: 1 });
+    await waitFor("the tasks ended", () => ended.length === 3);
     const about = (id: string) => out.json().filter((l) => l.task === id);
     for (const [t, states] of [
       [ok, ["task started", "task completed"]],
@@ -111,6 +126,13 @@ describe("what a worker logs about tasks", () => {
       expect(debug.map((l) => l.msg)).toEqual(states);
       for (const l of debug) expect(l).toMatchObject({ task: t.id, name: t.name, queue: "default", attempt: 1 });
     }
+    const again = about(flaky.id).filter((l) => l.level === 20);
+    expect(again.map((l) => [l.msg, l.attempt])).toEqual([
+      ["task started", 1],
+      ["task retrying", 1],
+      ["task started", 2],
+      ["task completed", 2],
+    ]);
     // The warning about the failed attempt names the task the same way.
     const warning = about(boom.id).find((l) => l.level === 40);
     expect(warning).toMatchObject({ task: boom.id, name: "boom", queue: "default", attempt: 1 });
