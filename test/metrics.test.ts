@@ -2,8 +2,8 @@
 import { Counter, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { InvalidOptionError, PermanentError, Worker, type WorkerOptions } from "../src/index.js";
-import { quiet, waitFor } from "./helpers.js";
-import { recordEvents } from "./worker-events.js";
+import { insertCrashedTasks, quiet, waitFor } from "./helpers.js";
+import { nextEvent, recordEvents } from "./worker-events.js";
 import { workerFixture } from "./worker-fixture.js";
 
 const f = workerFixture({
@@ -119,6 +119,16 @@ describe("worker.metrics()", () => {
     expect(valueOf(m, "skiplock_tasks", { queue: "default", status: "PROGRESS" })).toBe(1);
     release!();
     await f.finished(blocking);
+  });
+
+  it("counts the tasks of lost workers its sweep took back as swept", async () => {
+    await insertCrashedTasks(f.pool, f.schema, 2, { name: "ok", maxRetries: 0 });
+    await insertCrashedTasks(f.pool, f.schema, 1, { name: "gone.task", maxRetries: 0 });
+    const worker = await f.startWorker({ tasks, heartbeatInterval: 0.1, staleAfter: 0.5 });
+    await nextEvent(worker, "swept");
+    const m = parse(await worker.metrics());
+    expect(valueOf(m, "skiplock_tasks_processed_total", { name: "ok", outcome: "swept" })).toBe(2);
+    expect(valueOf(m, "skiplock_tasks_processed_total", { name: "(unknown)", outcome: "swept" })).toBe(1);
   });
 
   it("caches the database gauges between scrapes", async () => {

@@ -28,7 +28,7 @@ export function logTaskEvents(worker: Emitter, logger: Logger): void {
   worker.on("task:cancelled", ({ task, duration }) =>
     logger.debug("task cancelled", { ...taskFields(task), duration }),
   );
-  worker.on("task:swept", ({ id, name, queue, outcome, workerId }) =>
-    logger.debug("task swept", { task: id, name, queue, outcome, from: workerId }),
+  worker.on("task:swept", ({ id, name, queue, attempt, outcome, workerId }) =>
+    logger.debug("task swept", { task: id, name, queue, attempt, outcome, from: workerId }),
   );
 }
