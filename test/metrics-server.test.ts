@@ -97,6 +97,29 @@ describe("run-worker --metrics-port", () => {
     );
   });
 
+  it("logs JSON lines by default, readable lines with --log-format pretty, task lines only at debug", async () => {
+    for (const args of [["--log-level", "debug"], ["--log-format", "pretty", "--log-level", "debug"], []]) {
+      const p = await procs.start(args);
+      const task = await f.client.createTask("multiply", [2, 3]);
+      expect(await f.client.waitForCompletion(task.id, { timeout: 20 })).toMatchObject({ status: "COMPLETED" });
+      await stopProc(p);
+      const lines = p.output().trimEnd().split("\n");
+      if (args.includes("pretty")) {
+        for (const l of lines) expect(l).toMatch(/^\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO |WARN |ERROR) \S/);
+        expect(lines.filter((l) => l.includes(` task=${task.id} `))).not.toEqual([]);
+      } else {
+        const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+        const about = entries.filter((e) => e.task === task.id);
+        if (args.includes("debug")) {
+          expect(about.length).toBeGreaterThanOrEqual(2);
+          for (const e of about) expect(e).toMatchObject({ level: 20, name: "multiply", queue: "default", attempt: 1 });
+        } else {
+          expect(about).toEqual([]);
+        }
+      }
+    }
+  });
+
   it("refuses an unknown --log-level or --log-format", async () => {
     for (const args of [
       ["--log-level", "loud"],
