@@ -23,18 +23,17 @@ import {
   UniqueKeyConflictError,
 } from "./errors.js";
 import { InsertBatcher } from "./insert-batcher.js";
-import { consoleLogger, type Logger } from "./logger.js";
+import { resolveLogger, type Logger } from "./logger.js";
 import { createNotifier, publishWakes, type Notifier } from "./notify/index.js";
-import { countFinishedTasks, countLiveTasks, countUnsuccessfulTasks, finishedStatisticsOf } from "./sql/admin-count.js";
 import { deleteFinishedTask } from "./sql/admin-delete.js";
 import { listTaskRows } from "./sql/admin-list.js";
 import { retryFinishedTask } from "./sql/admin-retry.js";
 import { runPendingTaskNow } from "./sql/admin-run-now.js";
 import { readTaskState, type TaskState } from "./sql/admin-state.js";
 import {
+  countTasksIn,
   exactLimitOf,
   listFilter,
-  taskCounts,
   type CountTasksOptions,
   type ListTasksOptions,
   type TaskCounts,
@@ -191,7 +190,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     this.#config = resolveConnection(options);
     this.#queues = resolveQueueAllowList(options.queues);
     this.#maxArgsBytes = payloadLimit("maxArgsBytes", options.maxArgsBytes);
-    this.logger = options.logger ?? consoleLogger();
+    this.logger = resolveLogger(options.logger);
     this.#pollInterval = validateSeconds("pollInterval", options.pollInterval ?? 1, 0.01);
     this.#store = new Store({
       databaseUrl: this.#config.databaseUrl,
@@ -522,19 +521,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    * (`exact: false`, `estimated` names them). Cheap whatever the table's size.
    */
   async countTasks(options: CountTasksOptions = {}): Promise<TaskCounts> {
-    const cap = exactLimitOf(options);
     const { pool, tasks, schema } = this.#store;
-    const [live, stats] = await Promise.all([countLiveTasks(pool, tasks), finishedStatisticsOf(pool, tasks, schema)]);
-    // Statistics that put the finished rows well past the cap spare reading `cap` rows only to learn that.
-    if (!stats || stats.rows <= cap * 1.5) {
-      const done = await countFinishedTasks(pool, tasks, cap);
-      if (done) return taskCounts([...live, ...done], null, []);
-      // Many rows and no statistics yet (never analyzed): count them all this once rather than guess.
-      if (!stats) return taskCounts([...live, ...(await countFinishedTasks(pool, tasks, null))!], null, []);
-    }
-    const unsuccessful = await countUnsuccessfulTasks(pool, tasks, cap);
-    if (unsuccessful) return taskCounts([...live, ...unsuccessful], stats, ["COMPLETED"]);
-    return taskCounts(live, stats, ["COMPLETED", "FAILED", "CANCELLED"]);
+    return countTasksIn(pool, tasks, schema, exactLimitOf(options));
   }
 
   /** Where task `id` stands, once a management call changed nothing; TaskNotFoundError when it is no task. */

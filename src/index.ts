@@ -59,3 +59,15 @@ export type { ScheduleInfo } from "./sql/schedule-admin.js";
 // The dashboard and the worker registry.
 export { createDashboard, type Dashboard, type DashboardOptions, type DashboardStats } from "./dashboard/index.js";
 export type { WorkerInfo } from "./sql/workers.js";
+
+// Operations: Prometheus metrics and logs.
+export { DEFAULT_DURATION_BUCKETS, UNKNOWN_TASK, type MetricsOptions } from "./metrics.js";
+export { serveMetrics, type MetricsServer, type MetricsServerOptions } from "./metrics-server.js";
+export {
+  LOG_FORMATS,
+  LOG_LEVELS,
+  pinoLogger,
+  type LogFormat,
+  type LogLevel,
+  type PinoLoggerOptions,
+} from "./logger.js";

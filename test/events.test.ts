@@ -102,9 +102,16 @@ describe("task events", () => {
     await nextEvent(worker, "swept");
     expect(seen.map(([, d]) => d)).toEqual(
       expect.arrayContaining([
-        { id: ids[0], name: "recorded", queue: "default", outcome: "failed", workerId: CRASHED_WORKER },
-        { id: ids[1], name: "recorded", queue: "default", outcome: "failed", workerId: CRASHED_WORKER },
-        { id: requeued, name: "recorded", queue: "elsewhere", outcome: "handed-back", workerId: CRASHED_WORKER },
+        { id: ids[0], name: "recorded", queue: "default", attempt: 1, outcome: "failed", workerId: CRASHED_WORKER },
+        { id: ids[1], name: "recorded", queue: "default", attempt: 1, outcome: "failed", workerId: CRASHED_WORKER },
+        {
+          id: requeued,
+          name: "recorded",
+          queue: "elsewhere",
+          attempt: 1,
+          outcome: "handed-back",
+          workerId: CRASHED_WORKER,
+        },
       ]),
     );
   });

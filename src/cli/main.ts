@@ -4,7 +4,8 @@ import { SkiplockClient } from "../client.js";
 import type { ConnectionOptions } from "../config.js";
 import { migrate } from "../db/migrate.js";
 import { SkiplockError, TaskNotFoundError } from "../errors.js";
-import { consoleLogger } from "../logger.js";
+import { consoleLogger, LOG_FORMATS, LOG_LEVELS, pinoLogger, type LogFormat, type LogLevel } from "../logger.js";
+import { checkMetricsServerOptions, serveMetrics } from "../metrics-server.js";
 import { resolveConnection } from "../config.js";
 import { Worker } from "../worker/worker.js";
 import { aliasOptions, errorLine } from "./errors.js";
@@ -81,7 +82,14 @@ export function buildProgram(): Command {
   });
 
   withConnection(
-    aliasOptions(program.command("run-worker"), { maxRetries: "--retry", tasksModule: "--tasks", queues: "--queue" })
+    aliasOptions(program.command("run-worker"), {
+      maxRetries: "--retry",
+      tasksModule: "--tasks",
+      queues: "--queue",
+      port: "--metrics-port",
+      host: "--metrics-host",
+      token: "--metrics-token",
+    })
       .description("claim and run tasks until SIGINT/SIGTERM (or, with --burst or --max-tasks, until done)")
       .requiredOption("--tasks <module>", "JS module exporting the task handlers")
       .option("--concurrency <n>", "tasks run at once", integer, 1)
@@ -109,6 +117,19 @@ export function buildProgram(): Command {
         "with an IPC channel, also forward the per-task events (task:*) to the parent",
         false,
       )
+      .option("--metrics-port <port>", "serve Prometheus metrics at GET /metrics on this port", integer)
+      .option("--metrics-host <host>", "address for --metrics-port; beyond loopback it needs a token", "127.0.0.1")
+      .option("--metrics-token <token>", "bearer token scrapes must send (default: $SKIPLOCK_METRICS_TOKEN)")
+      .addOption(
+        new Option("--log-level <level>", "lowest level logged (default: $SKIPLOCK_LOG_LEVEL or info)").choices(
+          LOG_LEVELS,
+        ),
+      )
+      .addOption(
+        new Option("--log-format <format>", "json: one object a line; pretty: for a terminal")
+          .choices(LOG_FORMATS)
+          .default("json"),
+      )
       .addOption(
         new Option(
           "--isolation <mode>",
@@ -118,7 +139,22 @@ export function buildProgram(): Command {
           .default("inline"),
       ),
   ).action(async (flags: ConnectionFlags & Record<string, unknown>) => {
-    const logger = consoleLogger();
+    const logger = pinoLogger({
+      ...(flags.logLevel !== undefined ? { level: flags.logLevel as LogLevel } : {}),
+      format: flags.logFormat as LogFormat,
+    });
+    const metricsToken =
+      (flags.metricsToken as string | undefined) ?? (process.env.SKIPLOCK_METRICS_TOKEN || undefined);
+    const metricsServer =
+      flags.metricsPort === undefined
+        ? null
+        : {
+            port: flags.metricsPort as number,
+            host: flags.metricsHost as string,
+            ...(metricsToken !== undefined ? { token: metricsToken } : {}),
+          };
+    // Refused before anything starts: a non-loopback host without a token, a bad port.
+    if (metricsServer) checkMetricsServerOptions(metricsServer);
     const worker = new Worker({
       ...connectionOptions(flags),
       tasksModule: flags.tasks as string,
@@ -134,11 +170,21 @@ export function buildProgram(): Command {
       ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
       ...(flags.maxTasks !== undefined ? { maxTasks: flags.maxTasks as number } : {}),
       logger,
+      metrics: metricsServer !== null,
     });
     forwardEventsToParent(worker, { taskEvents: flags.ipcTaskEvents as boolean });
     // Drain modes end the process once the worker has stopped on its own, as after SIGTERM.
     const ended = new Promise<void>((resolve) => worker.once("worker:stopped", resolve));
     await worker.start();
+    if (metricsServer) {
+      try {
+        const served = await serveMetrics({ ...metricsServer, metrics: () => worker.metrics(), logger });
+        logger.info("serving metrics", { url: served.url, auth: metricsServer.token ? "bearer token" : "none" });
+      } catch (err) {
+        await worker.stop();
+        throw new SkiplockError("METRICS_SERVER", `cannot serve metrics: ${(err as Error).message}`);
+      }
+    }
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       signals++;

@@ -8,6 +8,7 @@ import type { Listening, Signal } from "./events.js";
 import { TaskCancelledError } from "../errors.js";
 import { contextData, errorLine, InlineRunner, type AttemptSupport, type Execution } from "./executor.js";
 import { runningTask } from "./running-task.js";
+import { taskFields } from "./task-log.js";
 import type { Outcome } from "./outcome.js";
 import type { Slots } from "./slots.js";
 import type { ThreadPool } from "./thread-pool.js";
@@ -35,7 +36,7 @@ export interface AttemptsOptions {
   signal: Signal;
   listening: Listening;
   /** Reports a fault outside any one task's outcome (a retry policy that threw) as worker:error. */
-  report: (error: Error, during: string) => void;
+  report: (error: Error, during: string, task?: Record<string, unknown>) => void;
 }
 
 /**
@@ -128,7 +129,10 @@ export class Attempts {
       },
       (err: Error) => {
         slots.remove(pending);
-        this.#o.logger.warn("could not record a task's start; handing it back", { task: row.id, error: err.message });
+        this.#o.logger.warn("could not record a task's start; handing it back", {
+          ...taskFields(row),
+          error: err.message,
+        });
         handBack();
         this.#slotFreed(null);
       },
@@ -167,9 +171,7 @@ export class Attempts {
         break;
       case "failed":
         this.#o.logger.warn("task attempt failed", {
-          task: row.id,
-          name: row.name,
-          attempt: row.attempt,
+          ...taskFields(row),
           error: outcome.error.split("\n", 1)[0],
         });
         this.#failed(row, outcome);
@@ -235,6 +237,6 @@ export class Attempts {
 
   #policyFailed(row: ClaimedRow, what: "retryOn" | "backoff", err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
-    this.#o.report(error, `${what} of task ${row.name} (${row.id})`);
+    this.#o.report(error, `${what} of task ${row.name} (${row.id})`, taskFields(row));
   }
 }

@@ -13,8 +13,9 @@ import { cancelTasks, type Cancellation } from "../sql/cancel.js";
 import { recordStarts } from "../sql/start.js";
 import { STORED_MESSAGE_CHARS } from "../sql/errors-column.js";
 import type { Claim, JsonValue } from "../task.js";
-import { nobodyListens, noSignal, type Listening, type RunningTask, type Signal } from "./events.js";
+import { nobodyListens, noSignal, type Listening, type RunningTask, type Signal, type WorkerEvents } from "./events.js";
 import { runningTask } from "./running-task.js";
+import { taskFields } from "./task-log.js";
 import { writeIsolating } from "./isolate.js";
 import { OutcomeQueue, storableError } from "./outcome-queue.js";
 
@@ -128,7 +129,7 @@ export class Completer {
         assertJsonSize(json, "result", this.#maxResultBytes, "maxResultBytes");
       } catch (err) {
         const e = err as PayloadTooLargeError;
-        this.#log.warn("task result too large to store; failing the task", { task: c.id, error: e.message });
+        this.#log.warn("task result too large to store; failing the task", { ...fieldsOf(c), error: e.message });
         return this.fail({
           id: c.id,
           attempt: c.attempt,
@@ -332,8 +333,7 @@ export class Completer {
   #completed(batch: WithRow<Completion>[], stale: Set<string> | null): void {
     for (const c of batch) {
       if (stale?.has(c.id) || !c.row) continue;
-      const result = JSON.parse(c.resultJson) as JsonValue;
-      this.#signal("task:completed", { task: runningTask(c.row, this.#workerId), result, duration: c.duration });
+      this.#signal("task:completed", completedEvent(runningTask(c.row, this.#workerId), c.resultJson, c.duration));
     }
   }
 
@@ -368,18 +368,14 @@ export class Completer {
       throw err;
     }
     this.#log.error("Postgres refused a task's outcome; the task is failed instead", {
-      task: claim.id,
-      attempt: claim.attempt,
+      ...fieldsOf(claim),
       error: e.message,
     });
     this.#signal("outcome:refused", { id: claim.id, attempt: claim.attempt, error: e.message });
   }
 
-  #stale(c: Claim, what: "completion" | "failure"): void {
-    this.#log.warn(`${what} discarded: task ${c.id} attempt ${c.attempt} is no longer this worker's`, {
-      task: c.id,
-      attempt: c.attempt,
-    });
+  #stale(c: WithRow<Claim>, what: "completion" | "failure"): void {
+    this.#log.warn(`${what} discarded: task ${c.id} attempt ${c.attempt} is no longer this worker's`, fieldsOf(c));
     this.#signal("outcome:discarded", { id: c.id, attempt: c.attempt, kind: what });
   }
 
@@ -410,6 +406,26 @@ export class Completer {
     clearTimeout(timer);
     return done;
   }
+}
+
+/**
+ * task:completed's data, its result parsed when first read: a listener that only counts (metrics) never pays for
+ * parsing a large result. An own enumerable getter, so the event serializes (IPC, JSON) with its result.
+ */
+function completedEvent(task: RunningTask, resultJson: string, duration: number): WorkerEvents["task:completed"][0] {
+  let result: JsonValue | undefined;
+  return {
+    task,
+    get result(): JsonValue {
+      return (result ??= JSON.parse(resultJson) as JsonValue);
+    },
+    duration,
+  };
+}
+
+/** A task's log fields: id, name, queue and attempt (the name and queue when the outcome carries its row). */
+function fieldsOf(c: WithRow<Claim>): Record<string, unknown> {
+  return c.row ? taskFields(c.row) : { task: c.id, attempt: c.attempt };
 }
 
 /** The name and message of an error text whose first line reads "Name: message" (as skiplock writes its own). */

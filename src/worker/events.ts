@@ -40,6 +40,8 @@ export interface WorkerEvents {
       id: string;
       name: string;
       queue: string;
+      /** The attempt the lost worker held. */
+      attempt: number;
       outcome: "requeued" | "handed-back" | "failed" | "cancelled";
       workerId: string | null;
     },

@@ -1,6 +1,7 @@
 import { isTransientError } from "../db/errors.js";
 import { RetryDelay } from "../retry-delay.js";
 import type { Logger } from "../logger.js";
+import { taskFields } from "./task-log.js";
 import type { ClaimedRow } from "../sql/claim.js";
 import type { Release } from "../sql/release.js";
 import type { Claim } from "../task.js";
@@ -315,10 +316,7 @@ export class Fetcher {
       if (!held.has(leaseKey(row))) return true;
       this.#o.logger.warn(
         "claimed a task this worker is already running (its first claim was lost); not starting it twice",
-        {
-          task: row.id,
-          attempt: row.attempt,
-        },
+        taskFields(row),
       );
       this.#o.signal("claim:duplicate", { id: row.id, attempt: row.attempt });
       return false;

@@ -8,6 +8,7 @@ import { writeReports, type Report } from "../sql/progress.js";
 import type { JsonValue } from "../task.js";
 import { noSignal, type Signal, type WorkerEvents } from "./events.js";
 import { runningTask } from "./running-task.js";
+import { taskFields } from "./task-log.js";
 
 /** At most one write per task in this many milliseconds, however often its handler reports. */
 export const REPORT_INTERVAL_MS = 1000;
@@ -125,9 +126,10 @@ export class ReportWriter {
     while (e.progress !== null || e.meta !== null) {
       if (await this.#write([e])) break;
       if (performance.now() >= until) {
-        this.#o.logger.error("could not record a task's last progress before its outcome; going on without it", {
-          task: e.row.id,
-        });
+        this.#o.logger.error(
+          "could not record a task's last progress before its outcome; going on without it",
+          taskFields(e.row),
+        );
         break;
       }
       await new Promise((r) => setTimeout(r, Math.min(REPORT_INTERVAL_MS, until - performance.now())));

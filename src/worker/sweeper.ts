@@ -110,7 +110,8 @@ export class Sweeper {
               : t.charged
                 ? "requeued"
                 : "handed-back";
-        signal("task:swept", { id: t.id, name: t.name, queue: t.queue, outcome, workerId: t.worker_id });
+        const { id, name, queue, attempt } = t;
+        signal("task:swept", { id, name, queue, attempt, outcome, workerId: t.worker_id });
       }
     }
     this.#o.notifier.publishFinished([...failed, ...cancelled]);

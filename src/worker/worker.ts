@@ -1,8 +1,11 @@
 import { EventEmitter } from "node:events";
+import type { Registry } from "prom-client";
 import { assertSchemaReady } from "../db/migrate.js";
+import { InvalidOptionError } from "../errors.js";
 import { Store } from "../db/store.js";
 import { warnIfNoAutovacuum } from "../db/vacuum.js";
-import type { Logger } from "../logger.js";
+import { logsAt, type Logger } from "../logger.js";
+import { WorkerMetrics } from "../metrics.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
 import { claimTasks } from "../sql/claim.js";
 import type { Schedule } from "../schedule/definition.js";
@@ -11,7 +14,7 @@ import { recordStarts } from "../sql/start.js";
 import type { Claim } from "../task.js";
 import { Completer } from "./completer.js";
 import { Contact } from "./contact.js";
-import type { Listening, Signal, WorkerEventName, WorkerEvents } from "./events.js";
+import type { Listening, RunningTask, Signal, WorkerEventName, WorkerEvents } from "./events.js";
 import { Attempts } from "./attempts.js";
 import { cancelRunning } from "./cancels.js";
 import { Fetcher } from "./fetcher.js";
@@ -24,6 +27,7 @@ import { ReportWriter } from "./reports.js";
 import type { Service } from "./service.js";
 import { Slots } from "./slots.js";
 import { Sweeper } from "./sweeper.js";
+import { logTaskEvents, taskFields } from "./task-log.js";
 import { tasksModuleUrl } from "./tasks-module.js";
 import type { ThreadPool } from "./thread-pool.js";
 
@@ -64,6 +68,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
   readonly #slots: Slots;
   readonly #fetcher: Fetcher;
   readonly #contact = new Contact();
+  readonly #metrics: WorkerMetrics | null;
   readonly #signal: Signal = (name, ...args) =>
     void (this.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args);
   readonly #listening: Listening = (name) => this.listenerCount(name) > 0;
@@ -165,7 +170,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       logger: this.logger,
       signal: this.#signal,
       listening: this.#listening,
-      report: (error, during) => this.#report(error, during),
+      report: (error, during, task) => this.#report(error, during, task),
     });
     this.#sweeper = new Sweeper({
       ...db,
@@ -201,6 +206,42 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       quiet: () => this.#completer.pending === 0 && !this.#completer.writing,
       drained: (claim) => this.#idle(claim),
     });
+    this.#metrics = c.metrics && this.#createMetrics(c.metrics);
+    if (logsAt(this.logger, "debug")) logTaskEvents(this, this.logger);
+  }
+
+  #createMetrics(options: NonNullable<WorkerConfig["metrics"]>): WorkerMetrics {
+    const store = this.#store;
+    return new WorkerMetrics(
+      {
+        on: (event, listener) => this.on(event as WorkerEventName, listener as (...a: unknown[]) => void),
+        knows: (name) => this.#registry.has(name),
+        queues: () => this.queues,
+        runningQueues: () => this.#slots.all().map((e) => e.row.queue),
+        db: () => (this.#state === "running" ? store : null),
+        logger: this.logger,
+      },
+      options,
+    );
+  }
+
+  /**
+   * This worker's metrics in Prometheus text format (see docs: skiplock_tasks, skiplock_tasks_processed_total,
+   * skiplock_task_duration_seconds, skiplock_queue_oldest_due_seconds, skiplock_worker_running); with your own
+   * `metrics.registry`, every metric in it. Rejects with InvalidOptionError for a worker made without `metrics`.
+   */
+  metrics(): Promise<string> {
+    if (!this.#metrics) {
+      return Promise.reject(
+        new InvalidOptionError("metrics", "this worker was made without metrics: new Worker({ metrics: true, … })"),
+      );
+    }
+    return this.#metrics.text();
+  }
+
+  /** The prom-client Registry holding this worker's metrics (null without `metrics`), e.g. for Registry.merge. */
+  get metricsRegistry(): Registry | null {
+    return this.#metrics?.registry ?? null;
   }
 
   /**
@@ -216,26 +257,28 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     for (const listener of this.rawListeners(name) as ((...a: unknown[]) => unknown)[]) {
       try {
         const r = listener.apply(this, args);
-        if (r instanceof Promise) r.catch((err: unknown) => this.#listenerFailed(name, err));
+        if (r instanceof Promise) r.catch((err: unknown) => this.#listenerFailed(name, err, args[0]));
       } catch (err) {
-        this.#listenerFailed(name, err);
+        this.#listenerFailed(name, err, args[0]);
       }
     }
     return true;
   }
 
-  #listenerFailed(name: WorkerEventName, err: unknown): void {
+  #listenerFailed(name: WorkerEventName, err: unknown, data: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
     if (name === "worker:error") {
       this.logger.error("a worker:error listener threw", { error: error.message });
       return;
     }
-    this.#report(error, `a ${name} listener`);
+    // A task event's listener: the line names the task.
+    const task = (data as { task?: RunningTask } | undefined)?.task;
+    this.#report(error, `a ${name} listener`, task && taskFields(task));
   }
 
   /** A fault outside any one task's outcome: logged, and emitted as worker:error. The worker goes on. */
-  #report(error: Error, during: string): void {
-    this.logger.error(`error in ${during}`, { worker: this.id, error: error.message });
+  #report(error: Error, during: string, task?: Record<string, unknown>): void {
+    this.logger.error(`error in ${during}`, { worker: this.id, ...task, error: error.message });
     this.#signal("worker:error", { error, during });
   }
 
