@@ -508,7 +508,8 @@ export function analyze({ specs, rows, ledger, trace, events, t0, shutdownTimeou
   for (const e of events) {
     if (e.kind !== "worker-start") continue;
     const line = (logOf.get(/** @type {number} */ (e.pid)) ?? "").split("\n").find((l) => l.includes("worker started"));
-    if (line) startups.push(Date.parse(line.slice(0, 24)) - e.at);
+    // Workers log JSON (pino, its time as ISO text); a pretty or console line starts with the time.
+    if (line) startups.push(Date.parse(line.startsWith("{") ? JSON.parse(line).time : line.slice(0, 24)) - e.at);
   }
   startups.sort((a, b) => a - b);
   const workerStartup = {
