@@ -44,7 +44,23 @@ it("the fixture app's own tests pass with ImmediateClient and DummyClient, and i
   }).catch((err: { stdout: string; stderr: string }) => ({ ...err, failed: true }));
 
   const run = await vitest;
-  expect(run, `${run.stdout}\n${run.stderr}`).not.toHaveProperty("failed");
+  // On a failure, the fixture's own assertion messages (its JSON report) say what went wrong.
+  const reportPath = join(project, "results.json");
+  const failures = () =>
+    existsSync(reportPath)
+      ? JSON.stringify(
+          (
+            JSON.parse(readFileSync(reportPath, "utf8")) as {
+              testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[];
+            }
+          ).testResults
+            .flatMap((f) => f.assertionResults)
+            .filter((r) => r.status !== "passed"),
+          null,
+          2,
+        )
+      : "";
+  expect(run, `${run.stdout}\n${run.stderr}\n${failures()}`).not.toHaveProperty("failed");
   const report = JSON.parse(readFileSync(join(project, "results.json"), "utf8")) as {
     success: boolean;
     numTotalTests: number;
