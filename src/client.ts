@@ -49,6 +49,7 @@ import { assertKnownKeys } from "./options.js";
 import { Waiters } from "./waiters.js";
 import {
   FINAL_STATUSES,
+  prepareCreateTask,
   prepareTask,
   TASK_OPTION_KEYS,
   rowToTask,
@@ -228,9 +229,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     args: readonly unknown[] = [],
     options: TaskOptions = {},
   ): Promise<Task<R>> {
-    assertKnownKeys("createTask", options, TASK_OPTION_KEYS);
-    const { transaction, ...taskOptions } = options ?? {};
-    const spec = prepareTask({ ...taskOptions, name, args }, "args", this.#maxArgsBytes);
+    const { spec, transaction } = prepareCreateTask(name, args, options, this.#maxArgsBytes);
     this.#assertQueueAllowed(spec.queue, "createTask");
     if (transaction !== undefined) return (await this.#writeIn(transaction, [spec], null))[0] as Task<R>;
     // A keyed insert may wait for another transaction that holds its key: it goes alone, holding up no other call.
@@ -243,7 +242,6 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    * With `transaction`, writes them in that transaction.
    */
   async createTasks(specs: readonly TaskSpec[], options: CreateTasksOptions = {}): Promise<Task[]> {
-    if (!Array.isArray(specs)) throw new InvalidOptionError("specs", "createTasks expects an array of task specs");
     assertKnownKeys("createTasks", options, ["transaction"]);
     const prepared = this.#prepareAll(specs);
     if (prepared.length === 0) return [];
@@ -271,8 +269,6 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
           return (await this.#writeIn(trx, [spec], written))[0] as Task<R>;
         },
         createTasks: async (specs) => {
-          if (!Array.isArray(specs))
-            throw new InvalidOptionError("specs", "createTasks expects an array of task specs");
           const prepared = this.#prepareAll(specs);
           return prepared.length === 0 ? [] : this.#writeIn(trx, prepared, written);
         },
@@ -282,7 +278,9 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     return result;
   }
 
+  /** Every spec checked (the queue allow-list too) before any is written. */
   #prepareAll(specs: readonly TaskSpec[]): TaskInsert[] {
+    if (!Array.isArray(specs)) throw new InvalidOptionError("specs", "createTasks expects an array of task specs");
     return specs.map((s, i) => {
       const p = prepareTask(s, `specs[${i}].args`, this.#maxArgsBytes);
       this.#assertQueueAllowed(p.queue, `createTasks specs[${i}]`);

@@ -277,6 +277,21 @@ function metaText(meta: unknown, path: string): string {
   return toJsonText(meta, path, MAX_META_BYTES, "the meta limit");
 }
 
+/**
+ * createTask's arguments checked, as every client checks them: the spec ready for the insert, and the transaction
+ * given (the writer checks that one).
+ */
+export function prepareCreateTask(
+  name: string,
+  args: readonly unknown[],
+  options: TaskOptions,
+  maxArgsBytes?: number,
+): { spec: TaskInsert; transaction: TaskOptions["transaction"] } {
+  assertKnownKeys("createTask", options, TASK_OPTION_KEYS);
+  const { transaction, ...taskOptions } = options ?? {};
+  return { spec: prepareTask({ ...taskOptions, name, args }, "args", maxArgsBytes), transaction };
+}
+
 /** Task ids are bigints rendered as strings; anything else is refused before it reaches SQL. */
 export function validateTaskId(id: unknown): string {
   const s = typeof id === "number" && Number.isSafeInteger(id) ? String(id) : id;

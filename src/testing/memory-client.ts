@@ -7,8 +7,8 @@ import {
   compareIds,
   FINAL_STATUSES,
   insertedTask,
+  prepareCreateTask,
   prepareTask,
-  TASK_OPTION_KEYS,
   validateTaskId,
   type JsonValue,
   type Task,
@@ -46,9 +46,8 @@ export abstract class MemoryClient implements TaskClient {
     args: readonly unknown[] = [],
     options: TaskOptions = {},
   ): Promise<Task<R>> {
-    assertKnownKeys("createTask", options, TASK_OPTION_KEYS);
-    const { transaction: _, ...rest } = options as TaskOptions & { transaction?: unknown };
-    const { task, created } = this.#keep(prepareTask({ ...rest, name, args }));
+    // The transaction is accepted and not used: there is no database (see the class comment).
+    const { task, created } = this.#keep(prepareCreateTask(name, args, options).spec);
     if (created) await this.enqueued([task]);
     return copy(task) as Task<R>;
   }
