@@ -31,6 +31,10 @@ export function addDashboardCommand(
     )
     .option("--read-only", "refuse every action (retry, cancel, delete, run now, purge, enqueue, schedules)", false)
     .option("--base-path <path>", "path to serve under, e.g. /admin behind a proxy", "/")
+    .option(
+      "--metrics-token <token>",
+      "a separate token for scraping <base>/metrics (prefer $SKIPLOCK_METRICS_TOKEN); the dashboard's token works too",
+    )
     .action(async (flags: Record<string, unknown>) => {
       const token = (flags.token as string | undefined) || process.env.SKIPLOCK_DASHBOARD_TOKEN || undefined;
       const host = flags.host as string;
@@ -40,11 +44,14 @@ export function addDashboardCommand(
           `refusing to serve on ${host} without a token: set SKIPLOCK_DASHBOARD_TOKEN (or --token), or keep --host 127.0.0.1`,
         );
       }
+      const metricsToken =
+        (flags.metricsToken as string | undefined) || process.env.SKIPLOCK_METRICS_TOKEN || undefined;
       const logger = consoleLogger();
       const client = new SkiplockClient({ ...connection(flags), logger });
       const dashboard = createDashboard({
         client,
         ...(token !== undefined ? { token } : {}),
+        ...(metricsToken !== undefined ? { metricsToken } : {}),
         readOnly: flags.readOnly as boolean,
         basePath: flags.basePath as string,
         logger,

@@ -26,6 +26,11 @@ export interface DashboardOptions {
   allowedOrigins?: readonly string[];
   /** Mark the session cookie Secure: `"auto"` (default) when the request came over https. */
   secureCookie?: boolean | "auto";
+  /**
+   * A token Prometheus sends to scrape `<basePath>/metrics` (8 characters or more), so the scraper never holds the
+   * dashboard's token; the dashboard's token is accepted there too.
+   */
+  metricsToken?: string;
   /** Default: the client's. */
   logger?: Logger;
 }
@@ -37,6 +42,7 @@ const OPTION_KEYS = [
   "basePath",
   "allowedOrigins",
   "secureCookie",
+  "metricsToken",
   "logger",
 ] as const satisfies readonly (keyof DashboardOptions)[];
 
@@ -81,6 +87,12 @@ function checkOptions(o: DashboardOptions): void {
       `expected a string of ${MIN_TOKEN_LENGTH} characters or more, without spaces`,
     );
   }
+  if (
+    o.metricsToken !== undefined &&
+    (typeof o.metricsToken !== "string" || o.metricsToken.length < 8 || /\s/.test(o.metricsToken))
+  ) {
+    throw new InvalidOptionError("metricsToken", "expected a string of 8 characters or more, without spaces");
+  }
   if (o.readOnly !== undefined && typeof o.readOnly !== "boolean") {
     throw new InvalidOptionError("readOnly", "expected true or false");
   }
@@ -114,6 +126,7 @@ export function createDashboard(options: DashboardOptions = {}): Dashboard {
     guard: { credentials, readOnly: options.readOnly ?? false, allowedOrigins: options.allowedOrigins ?? [] },
     cookiePath: basePath,
     secureCookie: options.secureCookie ?? "auto",
+    metricsCredentials: options.metricsToken === undefined ? null : new Credentials(options.metricsToken),
     logger,
   };
   // The router and the Node adapter load on the first request: importing skiplock (every worker does) stays light.
