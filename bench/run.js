@@ -35,6 +35,7 @@ import {
   sleep,
   uniqueSuffix,
 } from "./lib/util.js";
+import { dashboardLists, listsTable } from "./lines/dashboard-lists.js";
 
 /** @typedef {import("./lib/systems.js").System} System */
 /** @typedef {import("./lib/systems.js").Namespace} Namespace */
@@ -63,7 +64,7 @@ if (flags.help) {
   --quick              small counts (about a minute); writes bench/results/quick.json unless --out
   --only a,b           systems to run: skiplock, graphile, bullmq (default: all three)
   --rounds N           rounds of the comparison (default 5, quick 2)
-  --skip a,b           scenarios to skip: compare, health, memory
+  --skip a,b           scenarios to skip: compare, health, memory, lists
   --out FILE           where to write the JSON (default bench/results/latest.json)
   --profile            run the skiplock drain workers under node --cpu-prof (bench/results/profiles/)
 `);
@@ -85,7 +86,7 @@ const skip = new Set(
     .filter(Boolean),
 );
 for (const s of skip)
-  if (!["compare", "health", "memory"].includes(s)) throw new Error(`--skip: unknown scenario ${s}`);
+  if (!["compare", "health", "memory", "lists"].includes(s)) throw new Error(`--skip: unknown scenario ${s}`);
 
 const config = quick
   ? {
@@ -1305,6 +1306,10 @@ async function main() {
         `  V8 old space at each twentieth (the worker's own report): ${mem.oldSpaceMiB.map((x) => x.toFixed(0)).join(" ")} MiB` +
         ` (heap total ${fmt(Math.min(...mem.heapTotalMiB))}–${fmt(Math.max(...mem.heapTotalMiB))} MiB)`,
     );
+  }
+  if (only.includes("skiplock") && !skip.has("lists")) {
+    out.lists = await dashboardLists({ finished: quick ? 100_000 : 1_000_000, samples: quick ? 10 : 30, log });
+    sections.push(listsTable(out.lists));
   }
   const codeAtEnd = codeIdentity();
   if (codeAtEnd.distDigest !== code.distDigest) {

@@ -71,3 +71,6 @@ export {
   type LogLevel,
   type PinoLoggerOptions,
 } from "./logger.js";
+
+// The dashboard's trigger endpoints (api/run, api/run-one, api/execute/:id): their settings and their answer.
+export type { RunDueResult, RunnerSettings, TaskRun } from "./runner/run-due.js";

@@ -9,8 +9,9 @@ import { readJsonBody } from "./body.js";
 import { cookieOf, guard, type AuthedBy, type GuardOptions } from "./guard.js";
 import { errorStatus, json, refuse } from "./responses.js";
 import { StatsCache } from "./stats.js";
+import { triggerRoutes, type TriggerContext } from "./trigger-routes.js";
 
-export interface ApiContext {
+export interface ApiContext extends TriggerContext {
   client: SkiplockClient;
   guard: GuardOptions;
   credentials: Credentials | null;
@@ -210,6 +211,9 @@ export function apiRoutes(ctx: ApiContext): Hono<Env> {
   api.post("/schedules/:name/trigger", async (c) =>
     json({ task: await client.triggerSchedule(c.req.param("name")) }, 201),
   );
+
+  // api/run, api/run-one, api/execute/:id: behind the guard above, and only when the dashboard was given tasks.
+  api.route("/", triggerRoutes(ctx));
 
   return api;
 }

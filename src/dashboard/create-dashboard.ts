@@ -1,8 +1,12 @@
+import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SkiplockClient } from "../client.js";
 import { InvalidOptionError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { assertKnownKeys } from "../options.js";
+import type { RunnerSettings, TaskRunner } from "../runner/run-due.js";
+import type { WorkerEvents } from "../worker/events.js";
+import type { TaskMap } from "../worker/registry.js";
 import { Credentials } from "./auth.js";
 import { errorResponse } from "./responses.js";
 import { withSecurityHeaders } from "./security-headers.js";
@@ -33,6 +37,20 @@ export interface DashboardOptions {
   metricsToken?: string;
   /** Default: the client's. */
   logger?: Logger;
+  /**
+   * The handlers a worker's tasks module gives (`{ name: fn }`, `{ key: defineTask(…) }`, or an array of
+   * definitions), as `new Worker({ tasks })` takes them. With them (or `tasksModule`) the trigger endpoints exist:
+   * `POST api/run`, `api/run-one` and `api/execute/:id` claim and run due tasks inside the request.
+   */
+  tasks?: TaskMap;
+  /** A module exporting the handlers (as `run-worker --tasks`), resolved from the working directory. */
+  tasksModule?: string;
+  /**
+   * How the trigger endpoints run tasks, with a worker's defaults: `maxRetries`, `heartbeatInterval`, `staleAfter`
+   * (use your workers' value: a `run` call sweeps lost tasks with it), `cancelGrace`, `retryBackoff`,
+   * `maxResultBytes`, `isolation`.
+   */
+  runOptions?: RunnerSettings;
 }
 
 const OPTION_KEYS = [
@@ -44,6 +62,9 @@ const OPTION_KEYS = [
   "secureCookie",
   "metricsToken",
   "logger",
+  "tasks",
+  "tasksModule",
+  "runOptions",
 ] as const satisfies readonly (keyof DashboardOptions)[];
 
 export const MIN_TOKEN_LENGTH = 16;
@@ -59,7 +80,12 @@ export interface Dashboard {
   listener(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
   /** The normalized base path: `/` or `/admin`. */
   readonly basePath: string;
-  /** Closes the client the dashboard made (one given in the options is left open). */
+  /**
+   * The worker events of the tasks the trigger endpoints run (`task:started`, `task:completed`, `task:failed`,
+   * `task:retrying`, `task:cancelled`, `task:progress`, `task:swept`, `worker:error`…), as a Worker emits them.
+   */
+  readonly events: EventEmitter<WorkerEvents>;
+  /** Closes the client the dashboard made (one given in the options is left open) and the trigger runner's threads. */
   close(): Promise<void>;
 }
 
@@ -99,10 +125,56 @@ function checkOptions(o: DashboardOptions): void {
   if (o.secureCookie !== undefined && typeof o.secureCookie !== "boolean" && o.secureCookie !== "auto") {
     throw new InvalidOptionError("secureCookie", 'expected true, false or "auto"');
   }
+  if (o.tasks !== undefined && (o.tasks === null || typeof o.tasks !== "object")) {
+    throw new InvalidOptionError(
+      "tasks",
+      "expected { name: handler }, { key: defineTask(…) } or an array of definitions",
+    );
+  }
+  if (o.tasksModule !== undefined && (typeof o.tasksModule !== "string" || o.tasksModule === "")) {
+    throw new InvalidOptionError("tasksModule", "expected the path of a module exporting task handlers");
+  }
   const origins = o.allowedOrigins ?? [];
   if (!Array.isArray(origins) || origins.some((x) => typeof x !== "string" || !/^https?:\/\/[^/\s]+$/.test(x))) {
     throw new InvalidOptionError("allowedOrigins", "expected origins such as https://ops.example.com (no path)");
   }
+}
+
+/**
+ * The runner behind the trigger endpoints, loaded on their first call (a dashboard without `tasks` never loads it);
+ * null without tasks. Its events are emitted on `events`; a listener that throws is logged, the task goes on.
+ */
+function triggerRunner(
+  o: DashboardOptions,
+  client: SkiplockClient,
+  logger: Logger,
+  events: EventEmitter<WorkerEvents>,
+): { get: () => Promise<TaskRunner>; close: () => Promise<void> } | null {
+  if (o.tasks === undefined && o.tasksModule === undefined) return null;
+  let runner: Promise<TaskRunner> | null = null;
+  const get = () =>
+    (runner ??= import("../runner/run-due.js").then((m) =>
+      m.createTaskRunner({
+        client,
+        logger,
+        ...(o.tasks !== undefined ? { tasks: o.tasks } : {}),
+        ...(o.tasksModule !== undefined ? { tasksModule: o.tasksModule } : {}),
+        ...(o.runOptions !== undefined ? { settings: o.runOptions } : {}),
+        signal: (name, ...args) => void (events.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args),
+        listening: (name) => events.listenerCount(name) > 0,
+      }),
+    )).catch((err: unknown) => {
+      runner = null; // a bad tasks map is reported at each call, not cached
+      throw err;
+    });
+  return {
+    get,
+    close: async () => {
+      const r = runner;
+      runner = null;
+      if (r) await (await r.catch(() => null))?.close();
+    },
+  };
 }
 
 /**
@@ -120,8 +192,11 @@ export function createDashboard(options: DashboardOptions = {}): Dashboard {
     logger.warn("dashboard without a token: it answers only requests to localhost, 127.0.0.1 or ::1");
   }
 
+  const events = new EventEmitter<WorkerEvents>();
+  const runner = triggerRunner(options, client, logger, events);
   const ctx = {
     client,
+    runner: runner?.get ?? null,
     credentials,
     guard: { credentials, readOnly: options.readOnly ?? false, allowedOrigins: options.allowedOrigins ?? [] },
     cookiePath: basePath,
@@ -165,7 +240,9 @@ export function createDashboard(options: DashboardOptions = {}): Dashboard {
     fetch,
     listener,
     basePath,
+    events,
     close: async () => {
+      await runner?.close();
       if (ownClient) await client.close();
     },
   };
