@@ -195,7 +195,8 @@ export function pageRoutes(app: Hono, ctx: ApiContext): PageRoutes {
   pages.get("/", async (c) => {
     const env = viewer(c);
     if (env instanceof Response) return env;
-    return send(overviewPage(env, await data.get()));
+    const [d, workers] = await Promise.all([data.get(), client.listWorkers()]);
+    return send(overviewPage(env, d, workers));
   });
 
   pages.get("/tasks/:view", async (c) => {

@@ -66,6 +66,7 @@ export function layout(env: PageEnv, o: PageOptions): Html {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="referrer" content="same-origin" />
+        <link rel="icon" href="data:," />
         <title>${o.title} · skiplock</title>
         <link rel="stylesheet" href="${env.assets.css}" />
         <script src="${env.assets.js}" defer></script>

@@ -1,6 +1,7 @@
 import type { MinuteCounts } from "../../sql/stats.js";
+import type { WorkerInfo } from "../../sql/workers.js";
 import { TASK_STATUSES } from "../../task.js";
-import { href, html, number, seconds, utc, type Html, type PageEnv } from "./html.js";
+import { href, html, number, seconds, utc, when, type Html, type PageEnv } from "./html.js";
 import { layout } from "./layout.js";
 import { navCounts, type PageData } from "./page-data.js";
 
@@ -34,7 +35,38 @@ function throughputChart(minutes: readonly MinuteCounts[]): Html {
   </svg>`;
 }
 
-export function overviewPage(env: PageEnv, d: PageData): Html {
+function liveWorkerTable(env: PageEnv, workers: readonly WorkerInfo[]): Html {
+  const live = workers.filter((w) => w.status === "live");
+  if (live.length === 0) return html`<p class="empty">No live worker: nothing is being run.</p>`;
+  const rows = live.map(
+    (w) =>
+      html`<tr>
+        <td class="mono">${w.id}</td>
+        <td>${w.host}</td>
+        <td class="num">${w.pid}</td>
+        <td>${w.queues.join(", ")}</td>
+        <td class="num">${w.running} / ${w.concurrency}</td>
+        <td>${when(env, w.lastSeenAt)}</td>
+      </tr>`,
+  );
+  return html`<table class="grid">
+    <thead>
+      <tr>
+        <th>Worker</th>
+        <th>Host</th>
+        <th class="num">PID</th>
+        <th>Queues</th>
+        <th class="num">Running</th>
+        <th>Last heartbeat</th>
+      </tr>
+    </thead>
+    <tbody>
+      ${rows}
+    </tbody>
+  </table>`;
+}
+
+export function overviewPage(env: PageEnv, d: PageData, workers: readonly WorkerInfo[]): Html {
   const { counts, perMinute, oldestDue, liveWorkers } = d.stats;
   const est = (s: string) => (counts.estimated.includes(s as never) ? "~" : "");
   const hour = perMinute.reduce((a, m) => ({ ok: a.ok + m.completed, bad: a.bad + m.failed }), { ok: 0, bad: 0 });
@@ -112,6 +144,10 @@ export function overviewPage(env: PageEnv, d: PageData): Html {
               tasks are not counted one by one.
             </p>`
       }
+    </section>
+    <section>
+      <h2>Live workers</h2>
+      ${liveWorkerTable(env, workers)}
     </section>`;
   return layout(env, { title: "Overview", nav: "overview", counts: navCounts(d), live: true, body });
 }
