@@ -339,9 +339,46 @@ describe("signing in and form posts without JavaScript", () => {
   it("pauses, resumes and triggers a schedule from its page", async () => {
     const d = make();
     const { cookie, csrf } = await signIn(d);
-    const missing = await post(d, "/schedules/none/pause", [["_csrf", csrf]], { cookie, origin: ORIGIN });
+    const worker = await env.startWorker({
+      tasks: { tick: () => null },
+      schedules: [{ name: "nightly", cron: "30 2 * * *", task: "tick", args: ['<b>"x"</b>'] }],
+    });
+    const page = await get(d, "/schedules", { cookie });
+    expect(page.text).toContain("<strong>nightly</strong>");
+    expect(page.text).toContain("30 2 * * *");
+    expect(page.text).toContain("&lt;b&gt;");
+    const form = [["_csrf", csrf]] as [string, string][];
+    const paused = await post(d, "/schedules/nightly/pause", form, { cookie, origin: ORIGIN });
+    expect(paused.headers.get("location")).toBe("/schedules?done=pause");
+    expect((await env.client.listSchedules())[0]?.paused).toBe(true);
+    expect((await get(d, "/schedules?done=pause", { cookie })).text).toContain("The schedule is paused.");
+    await post(d, "/schedules/nightly/resume", form, { cookie, origin: ORIGIN });
+    expect((await env.client.listSchedules())[0]?.paused).toBe(false);
+    const triggered = await post(d, "/schedules/nightly/trigger", form, { cookie, origin: ORIGIN });
+    expect(triggered.headers.get("location")).toMatch(/^\/task\/\d+\?done=trigger$/);
+    const missing = await post(d, "/schedules/none/pause", form, { cookie, origin: ORIGIN });
     expect(missing.status).toBe(404);
     expect(missing.text).toContain("none");
+    await worker.stop();
+  });
+
+  it("without a token: serves loopback only, takes same-origin form posts and refuses foreign ones", async () => {
+    const d = createDashboard({ client: env.client, logger: quiet, basePath: "/ops" });
+    const t = await failedTask();
+    expect((await get(d, "/ops", {})).status).toBe(200);
+    const slash = await get(d, "/ops/", {});
+    expect([slash.status, slash.headers.get("location")]).toEqual([308, "/ops"]);
+    expect((await get(d, "/ops/login", {})).headers.get("location")).toBe("/ops");
+    const page = await get(d, `/ops/task/${t.id}`, {});
+    expect(page.text).not.toContain("_csrf");
+    expect(page.text).not.toContain("Sign out");
+    const rebound = await d.fetch(new Request(`http://evil.example/ops/task/${t.id}`));
+    expect(rebound.status).toBe(403);
+    const foreign = await post(d, `/ops/task/${t.id}/retry`, [], { origin: "https://evil.example" });
+    expect(foreign.status).toBe(403);
+    expect((await env.client.getTask(t.id))?.status).toBe("FAILED");
+    const ok = await post(d, `/ops/task/${t.id}/retry`, [], { origin: ORIGIN });
+    expect([ok.status, ok.headers.get("location")]).toEqual([303, `/ops/task/${t.id}?done=retry`]);
   });
 });
 

@@ -21,6 +21,8 @@ export function buildRouter(basePath: string, ctx: ApiContext): Hono {
     guard(c.req.raw, ctx.guard, "api");
     return events.stream(c.req.raw.signal);
   });
+  // The pages link to the base path without its slash; one typed with it lands there too.
+  if (basePath !== "/") root.get(`${basePath}/`, (c) => c.redirect(basePath, 308));
   root.notFound(() => errorResponse(refuse(404, "NOT_FOUND", "no such route"), ctx.logger));
   root.onError((err) => errorResponse(err, ctx.logger));
   return root;
