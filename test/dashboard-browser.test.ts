@@ -178,6 +178,37 @@ describe.skipIf(missingTools("chromium"))("the dashboard in Chromium", () => {
       expect(await page.textContent("main")).toContain("reports/2026-11.csv");
       expect((await env.client.getTask(report.id))?.status).toBe("COMPLETED");
 
+      // A hidden tab closes its stream; shown again, it reopens it.
+      const setVisibility = (state: string) =>
+        page.evaluate((s) => {
+          Object.defineProperty(document, "visibilityState", { value: s, configurable: true });
+          document.dispatchEvent(new Event("visibilitychange"));
+        }, state);
+      await setVisibility("hidden");
+      await page.waitForSelector("#live-status.paused");
+      expect(await page.textContent("#live-status")).toBe("paused");
+      await setVisibility("visible");
+      await page.waitForSelector("#live-status:not(.paused)");
+
+      // A bulk action from the list: tick two, confirm on the next page, read what was done.
+      await page.goto(`${origin}/tasks/running`);
+      await page.waitForSelector(`a[href="/task/${mail.id}"]`);
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-running.png"), fullPage: true });
+      await page.goto(`${origin}/tasks/failed`);
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-failed.png"), fullPage: true });
+      const history = await page.getAttribute(
+        `tbody tr:not(:has(a[href="/task/${evil.id}"])) input[name="id"]`,
+        "value",
+      );
+      await page.check(`input[name="id"][value="${evil.id}"]`);
+      await page.check(`input[name="id"][value="${history}"]`);
+      await page.click('.bulk button[value="delete"]');
+      await page.waitForSelector("h1:has-text('Delete 2 tasks?')");
+      await page.click('form.confirm button[type="submit"]');
+      await page.waitForSelector(".notice.ok");
+      expect(await page.textContent(".notice.ok")).toBe("2 deleted");
+      expect(await env.client.getTask(evil.id)).toBeNull();
+
       expect(dialogs).toEqual([]);
       expect(problems).toEqual([]);
     } finally {
