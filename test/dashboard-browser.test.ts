@@ -181,8 +181,9 @@ describe.skipIf(missingTools("chromium"))("the dashboard in Chromium", () => {
       // A hidden tab closes its stream; shown again, it reopens it.
       const setVisibility = (state: string) =>
         page.evaluate((s) => {
-          Object.defineProperty(document, "visibilityState", { value: s, configurable: true });
-          document.dispatchEvent(new Event("visibilitychange"));
+          const doc = (globalThis as any).document;
+          Object.defineProperty(doc, "visibilityState", { value: s, configurable: true });
+          doc.dispatchEvent(new Event("visibilitychange"));
         }, state);
       await setVisibility("hidden");
       await page.waitForSelector("#live-status.paused");

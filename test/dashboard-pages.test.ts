@@ -470,6 +470,26 @@ describe("api/events", () => {
     expect((await env.finished(t)).result).toBe(5);
   });
 
+  it("says when a queue it knows gets a new task", async () => {
+    const d = make();
+    await env.client.createTask("job", [], { queue: "inbox" }); // the overview's counts name the queue
+    const res = await d.fetch(new Request(`${ORIGIN}/api/events`, { headers: { authorization: `Bearer ${TOKEN}` } }));
+    let subscribed = false;
+    const seen = readEvents(res.body!, (e) => {
+      if (e.event === "hello") subscribed = true;
+      return e.event === "change" && e.data.wake === true;
+    });
+    // The stream subscribes to the queues' wake channels once it has read them: enqueue until one is heard.
+    const enqueue = setInterval(() => {
+      if (subscribed) void env.client.createTask("job", [], { queue: "inbox" });
+    }, 200);
+    try {
+      expect((await seen).at(-1)).toMatchObject({ event: "change", data: { wake: true } });
+    } finally {
+      clearInterval(enqueue);
+    }
+  });
+
   it("refreshes on a timer without Redis", async () => {
     const client = new SkiplockClient({ databaseUrl: env.databaseUrl, schema: env.schema, logger: quiet });
     try {
