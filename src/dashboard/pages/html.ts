@@ -73,12 +73,20 @@ export function seconds(s: number): string {
   return `${Math.floor(a / 86400)} d ${Math.floor((a % 86400) / 3600)} h`;
 }
 
-/** "3 min 20 s ago" or "in 5 s", relative to the page's time. */
+/** A span as a glance reads it, its largest unit and the next: 42 s, 5 min, 3 h 5 min, 2 d 3 h. */
+export function roughly(s: number): string {
+  const a = Math.abs(s);
+  if (a < 60) return `${Math.round(a)} s`;
+  if (a < 3600) return `${Math.floor(a / 60)} min`;
+  if (a < 86400) return `${Math.floor(a / 3600)} h ${Math.floor((a % 3600) / 60)} min`;
+  return `${Math.floor(a / 86400)} d ${Math.floor((a % 86400) / 3600)} h`;
+}
+
+/** "5 min ago" or "in 42 s", relative to the page's time. */
 export function relative(env: PageEnv, d: Date): string {
   const s = (env.now - d.getTime()) / 1000;
   if (Math.abs(s) < 1) return "now";
-  const span = seconds(Math.abs(s) < 60 ? Math.round(Math.abs(s)) : Math.abs(s));
-  return s >= 0 ? `${span} ago` : `in ${span}`;
+  return s >= 0 ? `${roughly(s)} ago` : `in ${roughly(s)}`;
 }
 
 /** A `<time>` showing how long ago (or ahead), with the exact UTC time as its title; "—" for none. */
