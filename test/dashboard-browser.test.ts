@@ -197,6 +197,10 @@ describe.skipIf(missingTools("chromium"))("the dashboard in Chromium", () => {
       await page.goto(`${origin}/tasks/running`);
       await page.waitForSelector(`a[href="/task/${mail.id}"]`);
       await page.screenshot({ path: join(ARTIFACTS, "dashboard-running.png"), fullPage: true });
+      await page.click(`a[href="/task/${mail.id}"]`);
+      await page.waitForSelector("h1 .status-badge.progress");
+      expect(await page.textContent("main")).toContain("sent 600 of 1,000");
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-running-task.png"), fullPage: true });
       await page.goto(`${origin}/tasks/failed`);
       await page.screenshot({ path: join(ARTIFACTS, "dashboard-failed.png"), fullPage: true });
       const history = await page.getAttribute(

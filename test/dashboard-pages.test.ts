@@ -110,6 +110,12 @@ describe("views", () => {
     const workers = await get(d, "/workers");
     expect(workers.text).toMatch(/class="status-badge completed"\s*>\s*live\s*</);
     expect((await get(d, "/schedules")).status).toBe(200);
+    const css = /href="(\/assets\/app\.css\?v=[0-9a-f]+)"/.exec(overview.text)![1]!;
+    const asset = await get(d, css, {}); // served without a session: it holds nothing private
+    expect([asset.status, asset.headers.get("content-type")]).toEqual([200, "text/css; charset=utf-8"]);
+    expect(asset.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+    expect((await get(d, "/assets/app.js", {})).headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+    expect((await get(d, "/assets/..%2Fpage-data.ts", {})).status).toBe(404);
     expect((await get(d, "/tasks/nothing")).status).toBe(404);
     expect((await get(d, "/task/424242424")).status).toBe(404);
     expect((await get(d, "/task/abc")).status).toBe(400);
