@@ -27,6 +27,8 @@ export interface PageOptions {
   counts?: Partial<Record<NavKey, string>>;
   /** The page follows the server's events and refreshes its content (see assets/app.js). */
   live?: boolean;
+  /** The task a task page shows: its live redraw waits for news of that task (or the timer). */
+  taskId?: string;
   notices?: readonly Notice[];
   body: Html;
 }
@@ -71,7 +73,7 @@ export function layout(env: PageEnv, o: PageOptions): Html {
         <link rel="stylesheet" href="${env.assets.css}" />
         <script src="${env.assets.js}" defer></script>
       </head>
-      <body data-base="${env.base}" data-live="${o.live ? "on" : "off"}">
+      <body data-base="${env.base}" data-live="${o.live ? "on" : "off"}" data-task="${o.taskId ?? ""}">
         <header>
           <a class="brand" href="${link(env, "/")}">skiplock</a>
           <nav>${nav}</nav>

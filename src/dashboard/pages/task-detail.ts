@@ -142,6 +142,7 @@ export function taskPage(env: PageEnv, t: Task, data: PageData, notices: Notice[
     nav: list as never,
     counts: navCounts(data),
     live,
+    taskId: t.id,
     notices,
     body,
   });

@@ -114,7 +114,15 @@
     source.addEventListener("doorbell", (e) => {
       show(JSON.parse(e.data).doorbell ? "live" : "live (polling)");
     });
-    source.addEventListener("change", schedule);
+    source.addEventListener("change", (e) => {
+      // A task's page changes only with news of that task; a list or the overview with any.
+      const task = body.dataset.task;
+      const news = JSON.parse(e.data);
+      // "…" stands for ids past the most one event names.
+      const names = (id) => news.finished.includes(id) || news.progress.includes(id);
+      if (task && !names(task) && !names("…")) return;
+      schedule();
+    });
     source.addEventListener("refresh", schedule);
     source.addEventListener("error", () => show("reconnecting…", true));
   }
