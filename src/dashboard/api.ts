@@ -1,10 +1,10 @@
 import { Hono } from "hono";
 import type { PurgeTasksOptions, SkiplockClient } from "../client.js";
-import { TaskNotFoundError, TaskStateError } from "../errors.js";
+import { TaskNotFoundError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { validateTaskId, type Task, type TaskOptions } from "../task.js";
+import { validateTaskId, type TaskOptions } from "../task.js";
 import { SESSION_COOKIE, SESSION_SECONDS, type Credentials } from "./auth.js";
-import { MAX_BULK_IDS, TASK_ACTIONS, type TaskAction } from "./actions.js";
+import { MAX_BULK_IDS, runTaskAction, TASK_ACTIONS, type TaskAction } from "./actions.js";
 import { readJsonBody } from "./body.js";
 import { cookieOf, guard, type AuthedBy, type GuardOptions } from "./guard.js";
 import { errorStatus, json, refuse } from "./responses.js";
@@ -23,26 +23,6 @@ export interface ApiContext extends TriggerContext {
 }
 
 type Env = { Variables: { authedBy: AuthedBy } };
-
-/** Runs one action on one task; a task that is not in a state the action takes is refused (TaskStateError). */
-async function act(client: SkiplockClient, action: TaskAction, id: string): Promise<Task> {
-  switch (action) {
-    case "retry":
-      return client.retryTask(id);
-    case "run-now":
-      return client.runTaskNow(id);
-    case "delete":
-      return client.deleteTask(id);
-    case "cancel": {
-      // cancelTask returns a task that already finished unchanged; the dashboard says it was not cancelled.
-      const task = await client.cancelTask(id);
-      if (task.status === "COMPLETED" || task.status === "FAILED") {
-        throw new TaskStateError(id, "cancel", task.status, ["PENDING", "PROGRESS"]);
-      }
-      return task;
-    }
-  }
-}
 
 /** A query parameter as listTasks takes it: absent, or its value (a comma-separated or repeated status). */
 function listQuery(url: URL): Record<string, unknown> {
@@ -159,7 +139,7 @@ export function apiRoutes(ctx: ApiContext): Hono<Env> {
     // One at a time: each is its own compare-and-set, and a bulk action should not take the whole pool.
     for (const id of new Set(valid)) {
       try {
-        const task = await act(client, action, id);
+        const task = await runTaskAction(client, action, id);
         results.push({ id, ok: true, status: task.status });
       } catch (err) {
         const e = errorStatus(err);
@@ -178,10 +158,12 @@ export function apiRoutes(ctx: ApiContext): Hono<Env> {
     if (!task) throw new TaskNotFoundError(id);
     return json({ task });
   });
-  api.delete("/tasks/:id", async (c) => json({ task: await act(client, "delete", validateTaskId(c.req.param("id"))) }));
+  api.delete("/tasks/:id", async (c) =>
+    json({ task: await runTaskAction(client, "delete", validateTaskId(c.req.param("id"))) }),
+  );
   for (const action of ["retry", "cancel", "run-now"] as const) {
     api.post(`/tasks/:id/${action}`, async (c) =>
-      json({ task: await act(client, action, validateTaskId(c.req.param("id"))) }),
+      json({ task: await runTaskAction(client, action, validateTaskId(c.req.param("id"))) }),
     );
   }
 

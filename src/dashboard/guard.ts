@@ -35,11 +35,21 @@ export function cookieOf(req: Request, name: string): string | null {
   return null;
 }
 
+/** The hidden field an HTML form (the pages, without JavaScript) carries the CSRF token in. */
+export const CSRF_FIELD = "_csrf";
+
 /**
- * Checks a request to the API and tells how it was authenticated; throws a DashboardRequestError (401, 403) when it
- * may not go on. `session` is for the sign-in and sign-out routes, which need no credentials but do check the Origin.
+ * Checks a request to the API or a page and tells how it was authenticated; throws a DashboardRequestError (401, 403)
+ * when it may not go on. `session` is for the sign-in and sign-out routes, which need no credentials but do check the
+ * Origin. `formCsrf` is the CSRF_FIELD of a form post, taken when the request has no CSRF header: a page's form
+ * signed in by cookie carries the same session-bound token the header would, and its Origin is checked all the same.
  */
-export function guard(req: Request, o: GuardOptions, route: "api" | "session"): AuthedBy {
+export function guard(
+  req: Request,
+  o: GuardOptions,
+  route: "api" | "session",
+  formCsrf: string | null = null,
+): AuthedBy {
   const url = new URL(req.url);
   const changing = !SAFE_METHODS.has(req.method);
   const origin = req.headers.get("origin");
@@ -68,9 +78,13 @@ export function guard(req: Request, o: GuardOptions, route: "api" | "session"): 
       }
       if (changing) {
         if (origin === null || !allowed(origin)) throw foreign();
-        const csrf = req.headers.get(CSRF_HEADER);
+        const csrf = req.headers.get(CSRF_HEADER) ?? formCsrf;
         if (csrf === null || !sameSecret(csrf, o.credentials.csrfFor(cookie))) {
-          throw refuse(403, "CSRF_TOKEN", `missing or wrong ${CSRF_HEADER} header (GET api/session gives it)`);
+          throw refuse(
+            403,
+            "CSRF_TOKEN",
+            `missing or wrong CSRF token: the ${CSRF_HEADER} header (GET api/session gives it) or a form's ${CSRF_FIELD} field; reload the page and try again`,
+          );
         }
       }
       by = "cookie";

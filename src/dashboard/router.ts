@@ -1,16 +1,30 @@
 import { Hono } from "hono";
+import { clientInternals } from "../client.js";
 import { apiRoutes, type ApiContext } from "./api.js";
+import { DashboardEvents } from "./events.js";
+import { guard } from "./guard.js";
 import { metricsRoute, type MetricsRouteContext } from "./metrics-route.js";
 import { pageRoutes } from "./pages/index.js";
 import { errorResponse, refuse } from "./responses.js";
 
-/** The dashboard's routes under its base path: the API under `api/`, the pages beside it. */
+/** The dashboard's routes under its base path: the API under `api/`, the event stream, the pages beside them. */
 export function buildRouter(basePath: string, ctx: ApiContext & MetricsRouteContext): Hono {
   const root = new Hono();
   const app = basePath === "/" ? root : root.basePath(basePath);
   app.route("/api", apiRoutes(ctx));
   metricsRoute(app, ctx);
-  pageRoutes(app);
+  const { data } = pageRoutes(app, ctx);
+  const events = new DashboardEvents({
+    notifier: clientInternals(ctx.client).notifier,
+    logger: ctx.logger,
+    queues: async () => Object.keys((await data.get()).stats.counts.queues),
+  });
+  app.get("/api/events", (c) => {
+    guard(c.req.raw, ctx.guard, "api");
+    return events.stream(c.req.raw.signal);
+  });
+  // The pages link to the base path without its slash; one typed with it lands there too.
+  if (basePath !== "/") root.get(`${basePath}/`, (c) => c.redirect(basePath, 308));
   root.notFound(() => errorResponse(refuse(404, "NOT_FOUND", "no such route"), ctx.logger));
   root.onError((err) => errorResponse(err, ctx.logger));
   return root;
