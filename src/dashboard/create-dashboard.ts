@@ -178,8 +178,9 @@ function triggerRunner(
 }
 
 /**
- * The dashboard's server: the JSON API under `<basePath>/api` (and, later, its pages), as a web-standard `fetch`
- * handler and a Node listener. See docs/drafts/api.md for mounting it and running it safely.
+ * The dashboard's server: its pages under `<basePath>`, the JSON API under `<basePath>/api` and the database gauges at
+ * `<basePath>/metrics`, as a web-standard `fetch` handler and a Node listener. The README's "Dashboard and JSON API"
+ * says how to mount it and run it safely.
  */
 export function createDashboard(options: DashboardOptions = {}): Dashboard {
   checkOptions(options);

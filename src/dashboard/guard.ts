@@ -2,7 +2,7 @@ import { CSRF_HEADER, sameSecret, SESSION_COOKIE, type Credentials } from "./aut
 import { refuse } from "./responses.js";
 
 /*
- * Who may make a request (see docs/drafts/api.md, Running it safely):
+ * Who may make a request (see the README, "Running it safely in production"):
  * - with a token: an `Authorization: Bearer` header with the token, or a session cookie; a state-changing request
  *   signed in by cookie must also come from an allowed Origin and carry the session's CSRF token;
  * - without a token: only requests addressed to a loopback host (which also defeats DNS rebinding: a foreign site's
