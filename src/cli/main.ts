@@ -18,10 +18,12 @@ interface ConnectionFlags {
   databaseUrl?: string;
   redisUrl?: string;
   schema?: string;
+  pgbouncer?: boolean;
 }
 
-function connectionOptions(flags: ConnectionFlags): ConnectionOptions {
-  const o: ConnectionOptions = {};
+function connectionOptions(flags: ConnectionFlags): ConnectionOptions & { pgbouncer?: boolean } {
+  const o: ConnectionOptions & { pgbouncer?: boolean } = {};
+  if (flags.pgbouncer !== undefined) o.pgbouncer = flags.pgbouncer;
   if (flags.databaseUrl !== undefined) o.databaseUrl = flags.databaseUrl;
   if (flags.redisUrl !== undefined) o.redisUrl = flags.redisUrl;
   if (flags.schema !== undefined) o.schema = flags.schema;
@@ -34,6 +36,10 @@ function withConnection(cmd: Command, options: { redis: boolean } = { redis: tru
   if (options.redis) {
     cmd.option("--redis-url <url>", "Redis URL for wake-ups (default: $REDIS_URL; without it, poll only)");
   }
+  cmd.option(
+    "--pgbouncer",
+    "Postgres is reached through PgBouncer in transaction pooling mode (default: $SKIPLOCK_PGBOUNCER)",
+  );
   return cmd.option("--schema <name>", "schema holding the tasks table (default: $SKIPLOCK_SCHEMA or skiplock)");
 }
 
