@@ -12,6 +12,7 @@ import {
   FAST_SWEEP,
   quiet,
   readLedger,
+  runCli,
   startWorkerProcess,
   stopProc,
   taskRows,
@@ -192,6 +193,30 @@ describe.skipIf(skip)("through PgBouncer, pool_mode = transaction", () => {
     } finally {
       await env.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     }
+  });
+
+  it("serves the CLI commands given --pgbouncer", async () => {
+    await startWorker({ tasks: { multiply: (a: number, b: number) => a * b } });
+    const flags = ["--database-url", bouncer.url, "--schema", env.schema, "--pgbouncer"];
+    const migrated = await runCli(["migrate", ...flags]);
+    expect(migrated).toMatchObject({ code: 0, stdout: `schema "${env.schema}" is up to date\n` });
+    const enqueued = await runCli([
+      "enqueue",
+      "multiply",
+      "[3, 5]",
+      "--wait",
+      "20",
+      "--redis-url",
+      env.redisUrl,
+      ...flags,
+    ]);
+    expect(enqueued.code).toBe(0);
+    const task = JSON.parse(enqueued.stdout) as Task;
+    expect(task).toMatchObject({ status: "COMPLETED", result: 15 });
+    const status = await runCli(["status", task.id, ...flags]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ id: task.id, status: "COMPLETED" });
+    const purged = await runCli(["purge", "--days", "0", "--dry-run", ...flags]);
+    expect(purged).toMatchObject({ code: 0, stdout: expect.stringMatching(/^would delete \d+ tasks/) as string });
   });
 
   describe("a worker process killed with SIGKILL", () => {

@@ -115,6 +115,11 @@ export function buildProgram(): Command {
         30,
       )
       .option("--prefetch <n>", "most claimed tasks held ready beyond the free slots while tasks are short", integer)
+      .option(
+        "--pool-size <n>",
+        "Postgres connections for outcome writes and sweeps (default 4); claims and the heartbeat add one each",
+        integer,
+      )
       .option("--cancel-grace <s>", "seconds a cancelled task may take to stop before it is abandoned", seconds, 10)
       .option("--burst", "exit (0) once no task is due: none claimable in its queues and none running", false)
       .option("--max-tasks <n>", "exit (0) after running this many tasks; claims no more than that", integer)
@@ -174,6 +179,7 @@ export function buildProgram(): Command {
       shutdownTimeout: flags.shutdownTimeout as number,
       cancelGrace: flags.cancelGrace as number,
       ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
+      ...(flags.poolSize !== undefined ? { poolSize: flags.poolSize as number } : {}),
       ...(flags.maxTasks !== undefined ? { maxTasks: flags.maxTasks as number } : {}),
       logger,
       metrics: metricsServer !== null,
