@@ -6,7 +6,15 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "../src/db/migrate.js";
 import { resolvePgbouncer } from "../src/db/pgbouncer.js";
-import { SkiplockClient, taskContext, TaskCancelledError, Worker, type Logger, type Task } from "../src/index.js";
+import {
+  PoolerSessionError,
+  SkiplockClient,
+  taskContext,
+  TaskCancelledError,
+  Worker,
+  type Logger,
+  type Task,
+} from "../src/index.js";
 import {
   DATABASE_URL,
   FAST_SWEEP,
@@ -314,11 +322,13 @@ describe.skipIf(skip)("the pgbouncer option", () => {
 
   it("is needed: without it, named statements fail when clients share server connections", async () => {
     const err = await takeTurns(open(bouncer.url, false), open(bouncer.url, false));
-    expect(err).not.toBeNull();
+    expect(err).toBeInstanceOf(PoolerSessionError);
+    expect((err as PoolerSessionError).code).toBe("POOLER_SESSION");
     expect(messages(err)).toMatch(/prepared statement "skiplock_\w+" (does not exist|already exists)/);
+    expect((err as Error).message).toMatch(/set pgbouncer: true \(SKIPLOCK_PGBOUNCER=1, --pgbouncer\)/);
   });
 
-  it("is needed by workers too: without it their claims fail and are retried", async () => {
+  it("is needed by workers too: without it their claims fail, are retried, and the log says what to set", async () => {
     const problems = problemLogger();
     const options = {
       databaseUrl: bouncer.url,
@@ -345,6 +355,7 @@ describe.skipIf(skip)("the pgbouncer option", () => {
     } finally {
       await Promise.all(workers.map((w) => w.stop()));
     }
+    expect(problems.lines.join("\n")).toMatch(/set pgbouncer: true/);
     expect(problems.lines.join("\n")).toMatch(/prepared statement \\"skiplock_\w+\\" (does not exist|already exists)/);
   });
 

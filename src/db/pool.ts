@@ -1,6 +1,7 @@
 import type { PostgresPool, PostgresPoolClient } from "kysely";
 import pg from "pg";
 import { markConnectFailed } from "./errors.js";
+import { sessionLost } from "./pgbouncer.js";
 import type { Queryable } from "./statements.js";
 
 /**
@@ -173,7 +174,7 @@ export function pooledQueries(pool: pg.Pool, timeoutMs?: number, setup?: string,
             if (timer) clearTimeout(timer);
             // A connection that failed a query, or gave no answer, is closed rather than reused.
             release(err ?? undefined);
-            if (err) reject(err);
+            if (err) reject(sessionLost(err));
             else resolve(result!);
           };
           if (timeoutMs) {
