@@ -88,6 +88,23 @@ describe.skipIf(skip)("through PgBouncer, pool_mode = transaction", () => {
     expect(await client.getTask(task.id)).toMatchObject({ status: "COMPLETED", result: 42 });
   });
 
+  it("enqueues in client.transaction and in the caller's own transaction", async () => {
+    await startWorker({ tasks: { multiply: (a: number, b: number) => a * b } });
+    const inClient = await client.transaction((tx) => tx.createTask("multiply", [2, 4]));
+    const own = new pg.Client({ connectionString: bouncer.url });
+    await own.connect();
+    let inOwn: Task;
+    try {
+      await own.query("BEGIN");
+      inOwn = await client.createTask("multiply", [3, 4], { transaction: own });
+      await own.query("COMMIT");
+    } finally {
+      await own.end();
+    }
+    expect(await finished(inClient)).toMatchObject({ status: "COMPLETED", result: 8 });
+    expect(await finished(inOwn)).toMatchObject({ status: "COMPLETED", result: 12 });
+  });
+
   it("drains 600 tasks with two workers sharing four server connections: each runs exactly once", async () => {
     const runs = new Map<string, number>();
     const tasks = {
