@@ -392,5 +392,8 @@ describe.skipIf(skip)("the pgbouncer option", () => {
     expect(resolvePgbouncer(false, { SKIPLOCK_PGBOUNCER: "1" })).toBe(false);
     expect(() => resolvePgbouncer(undefined, { SKIPLOCK_PGBOUNCER: "yes please" })).toThrow(/SKIPLOCK_PGBOUNCER/);
     expect(() => open(DATABASE_URL, "yes" as unknown as boolean)).toThrow(/invalid option pgbouncer/);
+    expect(() => new Worker({ databaseUrl: DATABASE_URL, tasks: {}, pgbouncer: 1 as unknown as boolean })).toThrow(
+      /invalid option pgbouncer/,
+    );
   });
 });
