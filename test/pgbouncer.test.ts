@@ -1,7 +1,8 @@
 // Workers and clients through a real PgBouncer in transaction pooling mode (pool_mode = transaction, four server
 // connections shared by every client of the file): enqueue and wait, a drain where each task runs exactly once,
 // retries, timeouts, cancel, unique keys, schedules, purge, migrate, and a worker process killed with SIGKILL. Also
-// what goes wrong without `pgbouncer: true`, and that the option changes nothing on a direct connection.
+// what goes wrong without `pgbouncer: true` (failed statements, and session settings left for other clients), and
+// that the option changes nothing on a direct connection.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "../src/db/migrate.js";
@@ -374,6 +375,44 @@ describe.skipIf(skip)("the pgbouncer option", () => {
     }
     expect(problems.lines.join("\n")).toMatch(/set pgbouncer: true/);
     expect(problems.lines.join("\n")).toMatch(/prepared statement \\"skiplock_\w+\\" (does not exist|already exists)/);
+  });
+
+  it("is needed for the application's sake: without it skiplock's session settings reach other clients", async () => {
+    // One server connection: whatever skiplock leaves on it, the next client gets.
+    const direct = open(DATABASE_URL, false);
+    for (const pgbouncer of [false, true]) {
+      const single = new PrivatePgBouncer({ targetUrl: DATABASE_URL, poolSize: 1 });
+      await single.start();
+      const app = new pg.Client({ connectionString: single.url });
+      const worker = new Worker({
+        databaseUrl: single.url,
+        redisUrl: null,
+        schema,
+        pgbouncer,
+        pollInterval: 0.05,
+        logger: quiet,
+        tasks: { ran: () => null },
+      });
+      try {
+        await worker.start();
+        const task = await direct.createTask("ran");
+        await waitFor("the task to run", async () => (await direct.getTask(task.id))?.status === "COMPLETED");
+        await app.connect();
+        const { rows } = await app.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
+        const timeout = await app.query<{ statement_timeout: string }>("SHOW statement_timeout");
+        if (pgbouncer) {
+          expect(rows[0]!.synchronous_commit).toBe("on");
+          expect(timeout.rows[0]!.statement_timeout).toBe("0");
+        } else {
+          expect(rows[0]!.synchronous_commit).toBe("off");
+          expect(timeout.rows[0]!.statement_timeout).toBe("27s");
+        }
+      } finally {
+        await worker.stop();
+        await app.end().catch(() => {});
+        await single.stop();
+      }
+    }
   });
 
   it("makes the same turns succeed", async () => {
