@@ -114,7 +114,8 @@ export class Store {
 
   /**
    * How many connections `claimConnection` has opened so far. A new one after the first means the last one died:
-   * perhaps with a Postgres crash that undid the latest claims (see claimTasks).
+   * perhaps with a Postgres crash that undid the latest claims (see claimTasks). Stays 0 with `pgbouncer`: claims
+   * then commit synchronously, so no crash undoes one (see sessionSetup).
    */
   get claimConnectionsOpened(): number {
     return this.#claimConnectionsOpened;
