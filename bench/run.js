@@ -23,6 +23,7 @@ import {
 } from "./lib/systems.js";
 import pg from "pg";
 import { migrate } from "../dist/src/index.js";
+import { pgbouncerDrains, pgbouncerSection } from "./lines/pgbouncer.js";
 import {
   DATABASE_URL,
   REDIS_URL,
@@ -64,7 +65,7 @@ if (flags.help) {
   --quick              small counts (about a minute); writes bench/results/quick.json unless --out
   --only a,b           systems to run: skiplock, graphile, bullmq (default: all three)
   --rounds N           rounds of the comparison (default 5, quick 2)
-  --skip a,b           scenarios to skip: compare, health, memory, lists
+  --skip a,b           scenarios to skip: compare, health, memory, lists, pgbouncer
   --out FILE           where to write the JSON (default bench/results/latest.json)
   --profile            run the skiplock drain workers under node --cpu-prof (bench/results/profiles/)
 `);
@@ -86,7 +87,9 @@ const skip = new Set(
     .filter(Boolean),
 );
 for (const s of skip)
-  if (!["compare", "health", "memory", "lists"].includes(s)) throw new Error(`--skip: unknown scenario ${s}`);
+  if (!["compare", "health", "memory", "lists", "pgbouncer"].includes(s)) {
+    throw new Error(`--skip: unknown scenario ${s}`);
+  }
 
 const config = quick
   ? {
@@ -1310,6 +1313,11 @@ async function main() {
   if (only.includes("skiplock") && !skip.has("lists")) {
     out.lists = await dashboardLists({ finished: quick ? 100_000 : 1_000_000, samples: quick ? 10 : 30, log });
     sections.push(listsTable(out.lists));
+  }
+  if (only.includes("skiplock") && !skip.has("pgbouncer")) {
+    const drains = { rounds: config.rounds, tasks: config.drainTasks, concurrency: config.concurrency };
+    out.pgbouncer = await pgbouncerDrains({ ...drains, batchSize: config.batchSize, drain, log });
+    sections.push(pgbouncerSection(out.pgbouncer));
   }
   const codeAtEnd = codeIdentity();
   if (codeAtEnd.distDigest !== code.distDigest) {

@@ -70,6 +70,7 @@ const RETRYABLE: readonly TaskStatus[] = ["FAILED", "CANCELLED"];
 /** Postgres' unique_violation. */
 const UNIQUE_VIOLATION = "23505";
 import { transactionQueryable } from "./transaction.js";
+import { resolvePgbouncer } from "./db/pgbouncer.js";
 
 export interface ClientOptions extends ConnectionOptions {
   logger?: Logger;
@@ -80,6 +81,11 @@ export interface ClientOptions extends ConnectionOptions {
   pollInterval?: number;
   /** Most Postgres connections this client opens; default 10. */
   poolSize?: number;
+  /**
+   * Connect through PgBouncer in transaction pooling mode (`pool_mode = transaction`): unnamed statements, no session
+   * settings. Default SKIPLOCK_PGBOUNCER (`1` or `true`), else false. Harmless on a direct connection.
+   */
+  pgbouncer?: boolean;
   /** Let the process exit while this client's connections are idle (the module-level default client does). */
   unref?: boolean;
   /** Largest args of one task, in bytes of UTF-8 JSON; larger are refused with PayloadTooLargeError. Default 32 MiB. */
@@ -134,6 +140,7 @@ const CLIENT_OPTION_KEYS = [
   "logger",
   "pollInterval",
   "poolSize",
+  "pgbouncer",
   "unref",
   "maxArgsBytes",
   "queues",
@@ -198,6 +205,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
       schema: this.#config.schema,
       poolSize: options.poolSize ?? 10,
       applicationName: "skiplock client",
+      pgbouncer: resolvePgbouncer(options.pgbouncer),
       allowExitOnIdle: options.unref ?? false,
     });
     this.#notifier = createNotifier({

@@ -308,3 +308,15 @@ export class DashboardRequestError extends SkiplockError {
     this.status = status;
   }
 }
+
+// PgBouncer (db/pgbouncer.ts).
+
+/**
+ * A skiplock prepared statement was missing on the connection, or already there: the connection is shared between
+ * clients, as PgBouncer in transaction pooling mode does. `cause` holds the driver's error (26000 or 42P05).
+ */
+export class PoolerSessionError extends SkiplockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("POOLER_SESSION", message, options);
+  }
+}

@@ -18,10 +18,12 @@ interface ConnectionFlags {
   databaseUrl?: string;
   redisUrl?: string;
   schema?: string;
+  pgbouncer?: boolean;
 }
 
-function connectionOptions(flags: ConnectionFlags): ConnectionOptions {
-  const o: ConnectionOptions = {};
+function connectionOptions(flags: ConnectionFlags): ConnectionOptions & { pgbouncer?: boolean } {
+  const o: ConnectionOptions & { pgbouncer?: boolean } = {};
+  if (flags.pgbouncer !== undefined) o.pgbouncer = flags.pgbouncer;
   if (flags.databaseUrl !== undefined) o.databaseUrl = flags.databaseUrl;
   if (flags.redisUrl !== undefined) o.redisUrl = flags.redisUrl;
   if (flags.schema !== undefined) o.schema = flags.schema;
@@ -34,6 +36,10 @@ function withConnection(cmd: Command, options: { redis: boolean } = { redis: tru
   if (options.redis) {
     cmd.option("--redis-url <url>", "Redis URL for wake-ups (default: $REDIS_URL; without it, poll only)");
   }
+  cmd.option(
+    "--pgbouncer",
+    "Postgres is reached through PgBouncer in transaction pooling mode (default: $SKIPLOCK_PGBOUNCER)",
+  );
   return cmd.option("--schema <name>", "schema holding the tasks table (default: $SKIPLOCK_SCHEMA or skiplock)");
 }
 
@@ -109,6 +115,11 @@ export function buildProgram(): Command {
         30,
       )
       .option("--prefetch <n>", "most claimed tasks held ready beyond the free slots while tasks are short", integer)
+      .option(
+        "--pool-size <n>",
+        "Postgres connections for outcome writes and sweeps (default 4); claims and the heartbeat add one each",
+        integer,
+      )
       .option("--cancel-grace <s>", "seconds a cancelled task may take to stop before it is abandoned", seconds, 10)
       .option("--burst", "exit (0) once no task is due: none claimable in its queues and none running", false)
       .option("--max-tasks <n>", "exit (0) after running this many tasks; claims no more than that", integer)
@@ -168,6 +179,7 @@ export function buildProgram(): Command {
       shutdownTimeout: flags.shutdownTimeout as number,
       cancelGrace: flags.cancelGrace as number,
       ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
+      ...(flags.poolSize !== undefined ? { poolSize: flags.poolSize as number } : {}),
       ...(flags.maxTasks !== undefined ? { maxTasks: flags.maxTasks as number } : {}),
       logger,
       metrics: metricsServer !== null,

@@ -1,5 +1,6 @@
 import { Worker as Thread } from "node:worker_threads";
 import type { Logger } from "../logger.js";
+import { unnamed } from "../db/statements.js";
 import { heartbeatStatement } from "../sql/heartbeat.js";
 import { workerSeenStatement } from "../sql/workers.js";
 import type { Claim } from "../task.js";
@@ -7,6 +8,8 @@ import { noSignal, type Signal } from "./events.js";
 
 export interface HeartbeatOptions {
   databaseUrl: string;
+  /** Through PgBouncer in transaction pooling mode: the thread's statements go unnamed (see SessionlessClient). */
+  pgbouncer?: boolean;
   tasks: string;
   /** `"schema".workers`: the registry row the thread refreshes at every beat. */
   workers?: string;
@@ -114,9 +117,11 @@ export class Heartbeat {
 
   start(): void {
     const { databaseUrl, tasks, workers, workerId, interval, grace, logger } = this.#options;
-    const seen = workers === undefined ? undefined : workerSeenStatement(workers);
+    const named = this.#options.pgbouncer ? unnamed : <S>(s: S) => s;
+    const seen = workers === undefined ? undefined : named(workerSeenStatement(workers));
+    const statement = named(heartbeatStatement(tasks));
     const thread = new Thread(new URL("./heartbeat-thread.js", import.meta.url), {
-      workerData: { databaseUrl, statement: heartbeatStatement(tasks), seen, workerId, interval, grace },
+      workerData: { databaseUrl, statement, seen, workerId, interval, grace },
     });
     thread.unref();
     const signal = this.#options.signal ?? noSignal;

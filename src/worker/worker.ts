@@ -101,6 +101,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       // A claim or outcome write that gets no answer (a connection gone silent) fails and is retried on a fresh one.
       queryTimeout: 30_000,
       claimConnection: true,
+      pgbouncer: c.pgbouncer,
     });
     this.#notifier = createNotifier({
       redisUrl: this.#c.connection.redisUrl,
@@ -126,6 +127,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     this.#heartbeat = new Heartbeat({
       ...db,
       databaseUrl: this.#c.connection.databaseUrl,
+      pgbouncer: c.pgbouncer,
       workers: this.#store.workers,
       running: () => this.#slots.count,
       workerId: this.id,
