@@ -286,6 +286,13 @@ export class NetnsLab {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** Last resort on process exit: synchronous, no waiting. */
+  killNow() {
+    for (const child of this.#spawned) child.kill("SIGKILL");
+    this.#removeNamespaces();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
   #removeNamespaces() {
     for (const ns of [...this.hosts, this.db]) spawnSync("ip", ["netns", "del", ns]);
   }
