@@ -5,7 +5,8 @@
 //      tasks that wait a few milliseconds, in alternating rounds;
 //   2. recovery from a cut: one of two hosts loses its link mid-drain; how long until its tasks are swept and
 //      completed elsewhere, and the surviving host's rate meanwhile.
-// Prints a table and writes bench/results/scale.json. Needs root and `ip`; see bench/README.md "Scale-out".
+// Prints a table and writes bench/scale/latest.json (the record of the last run, committed). Needs root and `ip`;
+// see bench/README.md, "Scale-out across hosts".
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import os from "node:os";
@@ -25,11 +26,11 @@ const { values: flags } = parseArgs({
   options: {
     rounds: { type: "string", default: "3" },
     noop: { type: "string", default: "20000" },
-    nap: { type: "string", default: "8000" },
-    "nap-ms": { type: "string", default: "20" },
+    nap: { type: "string", default: "4000" },
+    "nap-ms": { type: "string", default: "100" },
     concurrency: { type: "string", default: "16" },
     "stale-after": { type: "string", default: "5" },
-    out: { type: "string", default: join(HERE, "..", "results", "scale.json") },
+    out: { type: "string", default: join(HERE, "latest.json") },
     help: { type: "boolean", short: "h", default: false },
   },
   strict: true,
@@ -308,6 +309,8 @@ async function main() {
   say(`  swept after (s):                      ${seconds(cuts.map((c) => c.sweptAfterSeconds))}`);
   say(`  all of them completed elsewhere (s):  ${seconds(cuts.map((c) => c.recoveredAfterSeconds))}`);
   say(`  late outcomes discarded:              ${cuts.map((c) => c.lateOutcomesDiscarded).join(" ")}`);
+  say(`  tasks/s in the 2 s before the cut:    ${cuts.map((c) => c.rateBeforeCut).join(" ")}`);
+  say(`  tasks/s in the 2 s before recovery:   ${cuts.map((c) => c.rateWhileCut).join(" ")}`);
   const record = {
     when: new Date().toISOString(),
     machine: {
