@@ -109,6 +109,10 @@ const purges = [];
 const enqueues = [];
 /** @type {{ at: number, live: number, rss: number[] }[]} one a second */
 const samples = [];
+/** @type {{ at: number, pid: number | undefined, event: string, data: unknown }[]} what the workers reported */
+const workerEvents = [];
+/** @type {{ at: number, stalledForMs: number, live: number, activity: unknown[] }[]} */
+const pauses = [];
 
 /** @type {pg.Pool} */
 let admin = /** @type {any} */ (null);
@@ -166,6 +170,7 @@ async function startWorker(env) {
         startsSeen++;
       }
     } else if (m.event === "worker:started") up = true;
+    else if (m.event) workerEvents.push({ at: Date.now(), pid: child.pid, event: m.event, data: m.data });
   });
   const deadline = Date.now() + 30_000;
   while (!up) {
@@ -321,6 +326,9 @@ async function main() {
   admin.on("error", () => {});
   // Every autovacuum run goes to the log, to say what each did (read at the end).
   await admin.query("ALTER SYSTEM SET log_autovacuum_min_duration = 0");
+  // Lock waits and statements over a second go to the log too: what a pause in the drain waited for.
+  await admin.query("ALTER SYSTEM SET log_lock_waits = on");
+  await admin.query("ALTER SYSTEM SET log_min_duration_statement = 1000");
   await admin.query("SELECT pg_reload_conf()");
   const settings = Object.fromEntries(
     (
@@ -380,9 +388,23 @@ async function main() {
     if (completed > lastDone) {
       lastDone = completed;
       lastProgressAt = Date.now();
-    } else if (live > 0 && Date.now() - lastProgressAt > STALL_MS) {
-      stall = `no task completed for ${STALL_MS / 1000} s with ${live} queued, after ${completed} completed`;
-      break;
+    } else if (live > 0) {
+      const quietMs = Date.now() - lastProgressAt;
+      if (quietMs > STALL_MS) {
+        stall = `no task completed for ${STALL_MS / 1000} s with ${live} queued, after ${completed} completed`;
+        break;
+      }
+      if (quietMs > 3000 && pauses.length < 20 && Date.now() - (pauses.at(-1)?.at ?? 0) > 1000) {
+        // Nothing completed for 3 s with tasks queued: what every connection of the server is doing.
+        const { rows: activity } = await admin.query(
+          `SELECT pid, application_name, state, wait_event_type, wait_event, backend_type,
+                  round(extract(epoch FROM now() - query_start)::numeric, 2)::float8 AS query_seconds,
+                  left(query, 160) AS query, pg_blocking_pids(pid) AS blocked_by
+             FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type <> 'walsender'`,
+        );
+        pauses.push({ at: Date.now(), stalledForMs: quietMs, live, activity });
+        say(`no completion for ${(quietMs / 1000).toFixed(1)} s, ${live} queued`);
+      }
     }
     while (slices.length < SLICES && completed >= Math.floor(((slices.length + 1) * TOTAL) / SLICES)) {
       const s = await slice(slices.length, sliceFrom, Date.now());
@@ -409,7 +431,11 @@ async function main() {
 
   const twice = starts.reduce((n, c) => n + (c > 1 ? 1 : 0), 0);
   const never = starts.reduce((n, c) => n + (c === 0 ? 1 : 0), 0);
-  const autovacuum = readAutovacuumLog(readFileSync(pgLog, "utf8"), SCHEMA);
+  const serverLog = readFileSync(pgLog, "utf8");
+  const autovacuum = readAutovacuumLog(serverLog, SCHEMA);
+  const keptLog = join(os.tmpdir(), "skiplock-soak-postgres.log");
+  writeFileSync(keptLog, serverLog);
+  say(`the server's log: ${keptLog}`);
   const first = slices[0];
   const last = slices.at(-1);
   const record = {
@@ -439,6 +465,9 @@ async function main() {
     producer: { ...produced, achievedRate: produced.enqueued / produced.seconds },
     tasks: { started: startsSeen, ranTwice: twice, neverStarted: never },
     firstToLast: first && last ? compare(first, last) : null,
+    // The first tenth holds the tables' filling: finished rows up to the retention, and dead rows up to the first
+    // autovacuum. From the second tenth on, a flat run keeps these near 1 too.
+    secondToLast: slices[1] && last ? compare(slices[1], last) : null,
     slices,
     purge: {
       runs: purges.length,
@@ -446,12 +475,29 @@ async function main() {
       maxMs: Math.max(0, ...purges.map((x) => x.ms)),
     },
     autovacuum,
+    workerEvents: summarizeEvents(t0),
+    pauses: pauses.map((p) => ({ ...p, t: (p.at - t0) / 1000 })),
     samples: samples.map((s) => ({ t: Math.round((s.at - t0) / 1000), live: s.live, rss: s.rss.map(Math.round) })),
   };
   writeFileSync(OUT, `${JSON.stringify(record, null, 2)}\n`);
   printTable(record);
   say(`written to ${OUT}`);
   return record.verdict === "PASS";
+}
+
+/**
+ * The workers' events (besides task events): counts by name, and the first 50 with their time in the run.
+ * @param {number} t0
+ */
+function summarizeEvents(t0) {
+  /** @type {Record<string, number>} */
+  const counts = {};
+  for (const e of workerEvents) counts[e.event] = (counts[e.event] ?? 0) + 1;
+  const first = workerEvents
+    .filter((e) => e.event !== "beat" && e.event !== "swept")
+    .slice(0, 50)
+    .map((e) => ({ t: (e.at - t0) / 1000, pid: e.pid, event: e.event, data: e.data }));
+  return { counts, first };
 }
 
 /**
