@@ -5,7 +5,7 @@
 // per tenth of the run: the claim latency (enqueue to handler start), the drain rate, the tasks tables' size, dead
 // tuples and autovacuum runs, and the workers' RSS. Prints a table and writes bench/results/soak.json (a run with
 // another --total writes bench/results/soak-<total>.tmp unless --out says otherwise). See bench/README.md, "Soak".
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -442,6 +442,7 @@ async function main() {
     when: new Date(started).toISOString(),
     seconds: (Date.now() - started) / 1000,
     verdict: stall ? "STALL" : twice === 0 && never === 0 ? "PASS" : "FAIL",
+    code: spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim(),
     stall,
     settings: {
       total: TOTAL,
