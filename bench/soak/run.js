@@ -34,6 +34,7 @@ const { values: flags } = parseArgs({
     "wait-every": { type: "string", default: "500" },
     "dashboard-every": { type: "string", default: "3" },
     warmup: { type: "string", default: "5" },
+    "autovacuum-naptime": { type: "string" },
     out: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -50,6 +51,7 @@ if (flags.help) {
   --wait-every N       one task in N gets a waitForCompletion caller (default 500)
   --dashboard-every S  the dashboard reads api/stats and three api/tasks lists every S seconds (default 3)
   --warmup S           before the measured run, S seconds at the same rate, not measured (default 5)
+  --autovacuum-naptime S   the server's autovacuum_naptime (default: Postgres's, 60 s)
   --out FILE           default bench/results/soak.json for the full million, else bench/results/soak-<total>.tmp
 `);
   process.exit(0);
@@ -68,6 +70,8 @@ const PURGE_EVERY = int("purge-every", flags["purge-every"]);
 const WAIT_EVERY = int("wait-every", flags["wait-every"]);
 const DASHBOARD_EVERY = int("dashboard-every", flags["dashboard-every"]);
 const WARMUP = int("warmup", flags.warmup, 0);
+const NAPTIME =
+  flags["autovacuum-naptime"] === undefined ? null : int("autovacuum-naptime", flags["autovacuum-naptime"]);
 const OUT = flags.out ?? join(HERE, "..", "results", TOTAL === 1_000_000 ? "soak.json" : `soak-${TOTAL}.tmp`);
 const SLICES = 10;
 /** No completion for this long while tasks are queued: the run has stalled; it stops and says so. */
@@ -329,6 +333,7 @@ async function main() {
   // Lock waits and statements over a second go to the log too: what a pause in the drain waited for.
   await admin.query("ALTER SYSTEM SET log_lock_waits = on");
   await admin.query("ALTER SYSTEM SET log_min_duration_statement = 1000");
+  if (NAPTIME !== null) await admin.query(`ALTER SYSTEM SET autovacuum_naptime = ${Math.round(NAPTIME)}`);
   await admin.query("SELECT pg_reload_conf()");
   const settings = Object.fromEntries(
     (
@@ -454,6 +459,7 @@ async function main() {
       waitEvery: WAIT_EVERY,
       dashboardEverySeconds: DASHBOARD_EVERY,
       warmupSeconds: WARMUP,
+      autovacuumNaptime: NAPTIME,
     },
     machine: {
       cpus: os.cpus().length,
