@@ -2,7 +2,7 @@ import type { Logger } from "../logger.js";
 import { NullNotifier, type Notifier } from "./notifier.js";
 import { RedisNotifier } from "./redis.js";
 
-export { channels, NullNotifier, type Notifier } from "./notifier.js";
+export { channels, NullNotifier, type Notifier, type WakeListener } from "./notifier.js";
 export { RedisNotifier } from "./redis.js";
 export { publishWakes, type EnqueuedTask } from "./wakes.js";
 

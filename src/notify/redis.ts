@@ -3,8 +3,9 @@ import type { Logger } from "../logger.js";
 import { RedisConnection, type RedisClient } from "./connection.js";
 import { FinishedBacklog } from "./finished-backlog.js";
 import type { StoredProgress } from "../task.js";
-import { channels, type Notifier, type NotifierStatus } from "./notifier.js";
+import { channels, type Notifier, type NotifierStatus, type WakeListener } from "./notifier.js";
 import { PingWatchdog } from "./watchdog.js";
+import { ANNOUNCE_SCRIPT, TAKE_SCRIPT, TOKENS_MARK, WAKE_TOKEN_TTL_MS } from "./wake-tokens.js";
 
 export interface RedisNotifierOptions {
   url: string;
@@ -235,21 +236,46 @@ export class RedisNotifier implements Notifier {
   }
 
   #publish(channel: string, message: string): void {
+    this.#send((pub) => pub.publish(channel, message));
+  }
+
+  /** Sends a command on the publisher now, or once its first connection is up; drops it during an outage. */
+  #send(command: (pub: RedisClient) => Promise<unknown>): void {
     this.#start();
     const pub = this.#pub.client;
     if (this.#closed || !pub) return;
     if (pub.isReady) {
-      pub.publish(channel, message).catch(() => {});
+      command(pub).catch(() => {});
     } else if (!this.#outageLogged) {
       // Still making the first connection (not an outage): send once it is up rather than drop the message.
       void this.#pub.connected(pub)?.then(() => {
-        if (pub.isReady && !this.#closed) pub.publish(channel, message).catch(() => {});
+        if (pub.isReady && !this.#closed) command(pub).catch(() => {});
       });
     }
   }
 
+  /** Tasks due now add wake tokens in the same round trip as the message; a due time sets timers, no tokens. */
   publishWake(queue: string, count: number, dueAt?: number): void {
-    this.#publish(this.#ch.wake(queue), dueAt === undefined ? String(count) : `${count}@${Math.round(dueAt)}`);
+    if (dueAt !== undefined) return this.#publish(this.#ch.wake(queue), `${count}@${Math.round(dueAt)}`);
+    const args = [String(count), String(WAKE_TOKEN_TTL_MS), this.#ch.wake(queue), `${count}${TOKENS_MARK}`];
+    this.#send((pub) => pub.eval(ANNOUNCE_SCRIPT, { keys: [this.#ch.wakeTokens(queue)], arguments: args }));
+  }
+
+  async takeWakeTokens(queue: string, max: number): Promise<number> {
+    const pub = this.#pub.client;
+    if (this.#closed || !pub?.isReady) return max;
+    try {
+      const took = await pub.eval(TAKE_SCRIPT, { keys: [this.#ch.wakeTokens(queue)], arguments: [String(max)] });
+      return Number(took);
+    } catch {
+      return max; // the counter cannot be asked: claim, as every worker did before tokens
+    }
+  }
+
+  spendWakeTokens(queue: string, claimed: number): void {
+    const pub = this.#pub.client;
+    if (this.#closed || !pub?.isReady || claimed <= 0) return;
+    pub.eval(TAKE_SCRIPT, { keys: [this.#ch.wakeTokens(queue)], arguments: [String(claimed)] }).catch(() => {});
   }
 
   publishFinished(ids: readonly string[]): void {
@@ -282,11 +308,13 @@ export class RedisNotifier implements Notifier {
     this.#publish(this.#ch.cancel, `${id}:${attempt}`);
   }
 
-  onWake(queues: readonly string[], listener: (queue: string, count: number, dueAt?: number) => void): () => void {
+  onWake(queues: readonly string[], listener: WakeListener): () => void {
     const offs = queues.map((queue) =>
       this.#listen(this.#ch.wake(queue), (message) => {
         const [count, dueAt] = message.split("@");
-        listener(queue, Number(count) || 1, dueAt === undefined ? undefined : Number(dueAt) || undefined);
+        const tokens = count!.endsWith(TOKENS_MARK);
+        const n = Number(tokens ? count!.slice(0, -TOKENS_MARK.length) : count) || 1;
+        listener(queue, n, dueAt === undefined ? undefined : Number(dueAt) || undefined, tokens);
       }),
     );
     return () => offs.forEach((off) => off());

@@ -14,7 +14,7 @@ import { WakeTimer } from "./wake-timer.js";
  * The claim loop and its prefetch buffer. States and the moves between them:
  *
  *   idle      -> claiming   a wake-up (Redis, a due time, a reconnect), the poll timer, or a freed slot while the
- *                           last claim suggested more work
+ *                           last claim suggested more work; a Redis wake-up with tokens only once one was taken
  *   claiming  -> claiming   a full batch came back and a slot is still free
  *   claiming  -> idle       the rows are in the buffer and the free slots started
  *   claiming  -> backoff    the claim failed; backoff -> claiming after 0.1–5 s with jitter
@@ -62,6 +62,13 @@ export interface FetcherOptions {
   signal: Signal;
   /** Most attempts to start in all (the worker's maxTasks): claims never take more than that; null: no limit. */
   limit?: number | null;
+  /**
+   * Takes up to `max` wake tokens of `queue` (Notifier.takeWakeTokens); absent: every wake-up claims. See
+   * docs/architecture.md, "Wake-ups that do not stampede".
+   */
+  takeWakeTokens?: (queue: string, max: number) => Promise<number>;
+  /** A claim returned `claimed` rows of `queue` beyond the tokens taken for them (Notifier.spendWakeTokens). */
+  spendWakeTokens?: (queue: string, claimed: number) => void;
   /** Whether nothing outside the fetcher is in flight (no outcome waiting to be written), for `drained`. */
   quiet?: () => boolean;
   /**
@@ -110,6 +117,8 @@ export class Fetcher {
   #started = 0;
   /** Claims sent so far. */
   #claimsSent = 0;
+  /** Wake tokens taken per queue since the last claim was sent (see wakeFor). */
+  #tokens = new Map<string, number>();
 
   constructor(options: FetcherOptions) {
     this.#o = options;
@@ -159,6 +168,32 @@ export class Fetcher {
   wake(): void {
     this.#maybeWork = true;
     this.#wakeLoop?.();
+  }
+
+  /**
+   * A wake-up that left wake tokens on `queue`. With free slots the worker takes up to as many as it would claim, and
+   * claims only if it got one: a single new task then makes one idle worker claim, not every one. Without free slots
+   * it claims when one frees, as on any wake-up (a busy worker's claim is not a stampede). Claims are never held back
+   * when the tokens cannot be asked for, or while claims fail (the worker is backing off and would sit on them).
+   */
+  wakeFor(queue: string): void {
+    const take = this.#o.takeWakeTokens;
+    const want = this.#want();
+    if (!take || this.#slots.free === 0 || want <= 0 || this.#failing) return this.wake();
+    void take(queue, want).then((took) => {
+      if (took <= 0 || this.#state !== "running") return;
+      this.#tokens.set(queue, (this.#tokens.get(queue) ?? 0) + took);
+      this.wake();
+    });
+  }
+
+  /** A claim returned `rows`: the rows of each queue beyond the tokens taken for it spend tokens left by others. */
+  #spendTokens(rows: readonly ClaimedRow[], tokens: Map<string, number>): void {
+    const spend = this.#o.spendWakeTokens!;
+    if (rows.length <= sum(tokens)) return;
+    const byQueue = new Map<string, number>();
+    for (const row of rows) byQueue.set(row.queue, (byQueue.get(row.queue) ?? 0) + 1);
+    for (const [queue, n] of byQueue) spend(queue, n - (tokens.get(queue) ?? 0));
   }
 
   /** Tasks become due at `at` (epoch ms): wake then. */
@@ -212,8 +247,7 @@ export class Fetcher {
     while (this.#state === "running") {
       const capacity = slots.concurrency + this.#prefetchTarget();
       const held = this.#buffer.length - this.#head;
-      let want = capacity - slots.count - held;
-      if (this.#o.limit != null) want = Math.min(want, this.#o.limit - this.#started - held);
+      const want = this.#want(capacity);
       // Claim when slots are idle, or (while rows ready to start remain) once half the capacity is missing, so
       // claims come in sizeable batches rather than one row per freed slot.
       const due = held === 0 ? slots.free > 0 : want >= Math.ceil(capacity / 2);
@@ -225,6 +259,8 @@ export class Fetcher {
         const sentAt = Date.now();
         const claim = ++this.#claimsSent;
         const quietAtSend = held === 0 && slots.count === 0 && this.#o.drained !== undefined && this.#o.quiet!();
+        const tokens = this.#tokens;
+        this.#tokens = new Map();
         try {
           rows = await this.#o.claim(want);
           this.#recovered();
@@ -233,10 +269,13 @@ export class Fetcher {
           await this.#failed(err);
           continue;
         }
+        this.#o.signal("claim:answered", { rows: rows.length });
+        if (this.#o.spendWakeTokens) this.#spendTokens(rows, tokens);
         if (timed && rows.length === 0) this.#lookAgain();
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
-        // arrived while the claim was in flight: it set #maybeWork again).
-        if (rows.length === want) this.#maybeWork = true;
+        // arrived while the claim was in flight: it set #maybeWork again). A batch of exactly the tasks its tokens
+        // announced says nothing more: the other announced tasks went to the workers holding the other tokens.
+        if (rows.length === want && sum(tokens) !== rows.length) this.#maybeWork = true;
         if (rows.length === 0 && quietAtSend) this.#o.drained!(claim);
         rows = this.#dropReclaimed(rows);
         // Started rows leave the arrays here, or they would keep every row claimed since they were last empty.
@@ -256,6 +295,13 @@ export class Fetcher {
       }
       await this.#pause(this.#o.pollMs, true);
     }
+  }
+
+  /** How many rows a claim sent now would ask for: the free capacity (slots and prefetch), within `limit`. */
+  #want(capacity = this.#slots.concurrency + this.#prefetchTarget()): number {
+    const held = this.#buffer.length - this.#head;
+    const want = capacity - this.#slots.count - held;
+    return this.#o.limit != null ? Math.min(want, this.#o.limit - this.#started - held) : want;
   }
 
   /** Starts held rows while slots are free. */
@@ -364,6 +410,12 @@ export class Fetcher {
     if (transient) this.#o.contactLost();
     await this.#pause(this.#retry.next(), false);
   }
+}
+
+function sum(counts: Map<string, number>): number {
+  let n = 0;
+  for (const v of counts.values()) n += v;
+  return n;
 }
 
 function leaseKey(c: Claim): string {

@@ -203,6 +203,10 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       logger: this.logger,
       signal: this.#signal,
       limit: c.maxTasks,
+      ...(this.#notifier.takeWakeTokens && {
+        takeWakeTokens: (queue, max) => this.#notifier.takeWakeTokens!(queue, max),
+        spendWakeTokens: (queue, claimed) => this.#notifier.spendWakeTokens?.(queue, claimed),
+      }),
       quiet: () => this.#completer.pending === 0 && !this.#completer.writing,
       drained: (claim) => this.#idle(claim),
     });
@@ -394,9 +398,11 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     }
     this.#queues ??= queuesOf(this.#registry);
     this.#listeners.push(
-      this.#notifier.onWake(this.queues, (_queue, _count, dueAt) =>
-        dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
-      ),
+      this.#notifier.onWake(this.queues, (queue, _count, dueAt, tokens) => {
+        if (dueAt !== undefined) this.#fetcher.wakeAt(dueAt);
+        else if (tokens) this.#fetcher.wakeFor(queue);
+        else this.#fetcher.wake();
+      }),
       this.#notifier.onReconnect(() => this.#fetcher.wake()),
       this.#notifier.onCancel((id, attempt) => this.#cancelRequested(id, attempt)),
       this.#notifier.onStatus((status) => this.#signal(`redis:${status}`)),

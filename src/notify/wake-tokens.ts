@@ -1,0 +1,35 @@
+/*
+ * Wake tokens: how a wake-up wakes about as many workers as there are new tasks, not every idle worker.
+ *
+ * Each queue has a counter in Redis. Announcing `count` tasks due now adds `count` to it and publishes the wake-up
+ * in one script (one round trip, and the counter is up before any worker hears the message). A worker that hears it
+ * with free slots takes up to that many tokens (as many as it would claim) and claims only if it got one; the others
+ * wait for the next wake-up or their poll. A worker whose claim returns more rows of a queue than it took tokens for
+ * spends the difference, so tokens left by tasks that busy workers claimed later do not let idle workers claim in vain.
+ * See docs/architecture.md, "Wake-ups that do not stampede".
+ */
+
+/**
+ * How long tokens outlive the last announcement of their queue. They are taken within milliseconds of it; what is
+ * left after that (tasks claimed by workers without Redis, tokens of a claim that found the task gone) would only let
+ * the next wake-up through to more workers than it needs.
+ */
+export const WAKE_TOKEN_TTL_MS = 2000;
+
+/**
+ * Ends the count of a wake-up that left tokens ("3t"). Workers claim on an unmarked one without asking for tokens, so
+ * publishers that add none (an older version during a rolling upgrade) still wake them; older workers read "3t" as 1.
+ */
+export const TOKENS_MARK = "t";
+
+/** KEYS[1] the counter; ARGV: count, ttl ms, channel, message. Adds the tokens, then publishes. */
+export const ANNOUNCE_SCRIPT = `redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('PUBLISH', ARGV[3], ARGV[4])`;
+
+/** KEYS[1] the counter; ARGV[1] the most to take. Takes what is there up to that (never below zero); returns it. */
+export const TAKE_SCRIPT = `local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n <= 0 then return 0 end
+local t = math.min(n, tonumber(ARGV[1]))
+redis.call('DECRBY', KEYS[1], t)
+return t`;
