@@ -169,7 +169,11 @@ export async function wakesLine(o = {}) {
       }
     }
   }
-  const med = (/** @type {number[]} */ xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const med = (/** @type {number[]} */ xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const mid = (s.length - 1) / 2;
+    return ((s[Math.floor(mid)] ?? NaN) + (s[Math.ceil(mid)] ?? NaN)) / 2;
+  };
   const summary = builds.map((b) => ({
     label: b.label,
     dist: b.dist,

@@ -4,11 +4,15 @@ import { RedisConnection, type RedisClient } from "./connection.js";
 import { FinishedBacklog } from "./finished-backlog.js";
 import type { StoredProgress } from "../task.js";
 import { channels, type Notifier, type NotifierStatus, type WakeListener } from "./notifier.js";
+import type { RedisTlsOptions } from "./redis-tls.js";
 import { PingWatchdog } from "./watchdog.js";
 import { ANNOUNCE_SCRIPT, TAKE_SCRIPT, TOKENS_MARK, WAKE_TOKEN_TTL_MS } from "./wake-tokens.js";
 
 export interface RedisNotifierOptions {
+  /** redis://, rediss://, or a Sentinel group as redis+sentinel:// (see redis-target.ts). */
   url: string;
+  /** CA, client certificate and key for a URL with TLS. */
+  tls?: RedisTlsOptions | undefined;
   schema: string;
   logger: Logger;
   /**
@@ -32,6 +36,7 @@ export interface RedisNotifierOptions {
  */
 export class RedisNotifier implements Notifier {
   readonly #url: string;
+  readonly #tls: RedisTlsOptions | undefined;
   readonly #log: Logger;
   readonly #ch: ReturnType<typeof channels>;
   readonly #pingInterval: number;
@@ -57,12 +62,14 @@ export class RedisNotifier implements Notifier {
 
   constructor(options: RedisNotifierOptions) {
     this.#url = options.url;
+    this.#tls = options.tls;
     this.#log = options.logger;
     this.#ch = channels(options.schema);
     this.#pingInterval = options.pingInterval ?? 5000;
     this.#unref = options.unref ?? false;
     this.#pub = new RedisConnection({
       url: this.#url,
+      tls: this.#tls,
       unref: this.#unref,
       onReady: () => {
         this.#pub.resetRetries();
@@ -99,6 +106,7 @@ export class RedisNotifier implements Notifier {
   #openSubscriber(): void {
     this.#sub = new RedisConnection({
       url: this.#url,
+      tls: this.#tls,
       // SUBSCRIBEs sent while it connects are queued (#subscribeAll).
       offlineQueue: true,
       unref: this.#unref,
@@ -242,14 +250,16 @@ export class RedisNotifier implements Notifier {
   /** Sends a command on the publisher now, or once its first connection is up; drops it during an outage. */
   #send(command: (pub: RedisClient) => Promise<unknown>): void {
     this.#start();
+    if (this.#closed) return;
     const pub = this.#pub.client;
-    if (this.#closed || !pub) return;
-    if (pub.isReady) {
+    if (pub?.isReady) {
       command(pub).catch(() => {});
     } else if (!this.#outageLogged) {
-      // Still making the first connection (not an outage): send once it is up rather than drop the message.
-      void this.#pub.connected(pub)?.then(() => {
-        if (pub.isReady && !this.#closed) command(pub).catch(() => {});
+      // Still making the first connection (not an outage): send once it is up rather than drop the message. With a
+      // Sentinel URL there is no client yet while the master is being looked up.
+      void (pub ? this.#pub.connected(pub) : this.#pub.opening())?.then(() => {
+        const c = this.#pub.client;
+        if (c?.isReady && !this.#closed) command(c).catch(() => {});
       });
     }
   }

@@ -104,10 +104,11 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     });
     this.#notifier = createNotifier({
       redisUrl: this.#c.connection.redisUrl,
+      tls: this.#c.connection.redisTls,
       schema: this.#c.connection.schema,
       logger: this.logger,
     });
-    this.#lock = new ClusterLock(this.#c.connection.redisUrl);
+    this.#lock = new ClusterLock(this.#c.connection.redisUrl, this.#c.connection.redisTls);
     // What the database services share.
     const db = {
       q: this.#store.hotQueries,
