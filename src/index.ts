@@ -71,3 +71,6 @@ export {
   type LogLevel,
   type PinoLoggerOptions,
 } from "./logger.js";
+
+// Scale-out: Redis Sentinel and TLS for the doorbell.
+export type { RedisTlsOptions } from "./notify/redis-tls.js";

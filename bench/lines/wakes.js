@@ -29,6 +29,7 @@ const load = (dist) => import(pathToFileURL(resolve(dist, "src/index.js")).href)
 // ---------------------------------------------------------------------------------------------------------------
 // The worker child: `wakes.js worker DIST SCHEMA`.
 
+/** @param {string} dist @param {string} schema */
 async function workerChild(dist, schema) {
   // The claim statement: a MATERIALIZED pick under SKIP LOCKED whose UPDATE sets PROGRESS.
   const pg = createRequire(resolve(dist, "src/index.js"))("pg");
@@ -93,11 +94,17 @@ async function measure(dist, workers, tasks) {
   const schema = `bench_wakes_${Math.random().toString(16).slice(2, 10)}`;
   await migrate({ databaseUrl: DATABASE_URL, schema });
   const client = new SkiplockClient({ databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, schema, logger: silentLogger });
-  const children = Array.from({ length: workers }, () =>
-    fork(fileURLToPath(import.meta.url), ["worker", dist, schema], { stdio: "ignore" }),
-  );
+  /** @type {import("node:child_process").ChildProcess[]} */
+  const children = [];
   try {
-    await Promise.all(children.map((c) => nextMessage(c, (m) => m.ready)));
+    // Five at a time: twenty processes starting at once on a small, busy machine take longer than a start may.
+    while (children.length < workers) {
+      const batch = Array.from({ length: Math.min(5, workers - children.length) }, () =>
+        fork(fileURLToPath(import.meta.url), ["worker", dist, schema], { stdio: "ignore" }),
+      );
+      children.push(...batch);
+      await Promise.all(batch.map((c) => nextMessage(c, (m) => m.ready, 120_000)));
+    }
     // Each worker's first claim, at its start, is not counted.
     await sleep(500);
     const count = async () => {
@@ -131,8 +138,8 @@ async function measure(dist, workers, tasks) {
       workers,
       tasks,
       claimsPerTask: claims / tasks,
-      latencyP50Ms: latencies[Math.floor(latencies.length / 2)],
-      latencyP90Ms: latencies[Math.floor(latencies.length * 0.9)],
+      latencyP50Ms: latencies[Math.floor(latencies.length / 2)] ?? NaN,
+      latencyP90Ms: latencies[Math.floor(latencies.length * 0.9)] ?? NaN,
     };
   } finally {
     for (const c of children) c.send("stop");

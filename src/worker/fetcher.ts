@@ -190,7 +190,7 @@ export class Fetcher {
   /** A claim returned `rows`: the rows of each queue beyond the tokens taken for it spend tokens left by others. */
   #spendTokens(rows: readonly ClaimedRow[], tokens: Map<string, number>): void {
     const spend = this.#o.spendWakeTokens!;
-    if (rows.length <= sum(tokens)) return;
+    if (rows.length === 0) return;
     const byQueue = new Map<string, number>();
     for (const row of rows) byQueue.set(row.queue, (byQueue.get(row.queue) ?? 0) + 1);
     for (const [queue, n] of byQueue) spend(queue, n - (tokens.get(queue) ?? 0));

@@ -1,0 +1,83 @@
+import { createClient } from "redis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { channels, RedisNotifier } from "../src/notify/index.js";
+import { WAKE_TOKEN_TTL_MS } from "../src/notify/wake-tokens.js";
+import { freePort, quiet, REDIS_URL, uniqueName } from "./helpers.js";
+
+// The wake-token counter itself (src/notify/wake-tokens.ts); test/wakes.stampede.test.ts shows what it does for
+// twenty worker processes.
+
+const schema = uniqueName("tokens");
+const notifier = new RedisNotifier({ url: REDIS_URL, schema, logger: quiet });
+const admin = createClient({ url: REDIS_URL });
+
+beforeAll(async () => {
+  await admin.connect();
+  await notifier.start();
+});
+
+afterAll(async () => {
+  await notifier.stop();
+  await admin.close();
+});
+
+/** The next wake-up heard on `queue`, as the listener gets it. */
+function nextWake(queue: string): Promise<unknown[]> {
+  return new Promise((resolve) => {
+    const off = notifier.onWake([queue], (...args) => {
+      off();
+      resolve(args);
+    });
+  });
+}
+
+describe("wake tokens", () => {
+  it("an announcement adds its count before the message is heard; takes never go below zero", async () => {
+    const heard = nextWake("q1");
+    await notifier.ready();
+    notifier.publishWake("q1", 3);
+    expect(await heard).toEqual(["q1", 3, undefined, true]);
+    expect(await notifier.takeWakeTokens("q1", 2)).toBe(2);
+    expect(await notifier.takeWakeTokens("q1", 5)).toBe(1);
+    expect(await notifier.takeWakeTokens("q1", 5)).toBe(0);
+  });
+
+  it("the counter expires shortly after its queue's last announcement", async () => {
+    const heard = nextWake("q2");
+    await notifier.ready();
+    notifier.publishWake("q2", 1);
+    await heard;
+    const ttl = await admin.pTTL(channels(schema).wakeTokens("q2"));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(WAKE_TOKEN_TTL_MS);
+  });
+
+  it("claims beyond the tokens taken spend the rest, down to zero", async () => {
+    const heard = nextWake("q3");
+    await notifier.ready();
+    notifier.publishWake("q3", 2);
+    await heard;
+    notifier.spendWakeTokens("q3", 5);
+    // The spend is not awaited by its caller; the take after it on the same connection sees it done.
+    expect(await notifier.takeWakeTokens("q3", 5)).toBe(0);
+  });
+
+  it("a wake-up for a due time leaves no tokens: every worker that hears it sets its timer", async () => {
+    const heard = nextWake("q4");
+    await notifier.ready();
+    const at = Date.now() + 60_000;
+    notifier.publishWake("q4", 2, at);
+    expect(await heard).toEqual(["q4", 2, at, false]);
+    expect(await notifier.takeWakeTokens("q4", 5)).toBe(0);
+  });
+
+  it("without Redis, a take gives what was asked: every woken worker claims, as before tokens", async () => {
+    const away = new RedisNotifier({ url: `redis://127.0.0.1:${await freePort()}`, schema, logger: quiet });
+    try {
+      await away.start();
+      expect(await away.takeWakeTokens("q", 4)).toBe(4);
+    } finally {
+      await away.stop();
+    }
+  });
+});
