@@ -3,7 +3,7 @@
 // enqueue -> the handler starts) in the same setting, for the code in dist/ and, with a baseline build (another
 // checkout's built tree, e.g. main's), for that code too, in alternating rounds. Measurements only.
 //
-//   node bench/lines/wakes.js [--baseline DIR] [--rounds N] [--tasks N]   (or `npm run bench` with a hook: run.js)
+//   node bench/lines/wakes.js [--baseline DIR] [--rounds N] [--tasks N] [--workers 1,20]   (or `npm run bench` with a hook: run.js)
 //
 // Claims are counted in each worker process by wrapping pg's Client#query and matching the claim statement's text,
 // so any build can be measured, including one from before the worker reported its claims.
@@ -217,12 +217,18 @@ if (process.argv[2] === "worker") {
   await workerChild(/** @type {string} */ (process.argv[3]), /** @type {string} */ (process.argv[4]));
 } else if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({
-    options: { baseline: { type: "string" }, rounds: { type: "string" }, tasks: { type: "string" } },
+    options: {
+      baseline: { type: "string" },
+      rounds: { type: "string" },
+      tasks: { type: "string" },
+      workers: { type: "string" },
+    },
   });
   const w = await wakesLine({
     ...(values.baseline ? { baseline: values.baseline } : {}),
     ...(values.rounds ? { rounds: Number(values.rounds) } : {}),
     ...(values.tasks ? { tasks: Number(values.tasks) } : {}),
+    ...(values.workers ? { workerCounts: values.workers.split(",").map(Number) } : {}),
     log: (s) => process.stderr.write(`${s}\n`),
   });
   process.stdout.write(`${wakesText(w)}\n`);
