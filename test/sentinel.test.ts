@@ -3,7 +3,8 @@ import { RedisConfigError, SkiplockClient, Worker } from "../src/index.js";
 import { parseRedisTarget } from "../src/notify/redis-target.js";
 import { channels } from "../src/notify/notifier.js";
 import { ClusterLock } from "../src/worker/lock.js";
-import { DATABASE_URL, freshSchema, quiet, waitFor } from "./helpers.js";
+import { createNotifier } from "../src/notify/index.js";
+import { DATABASE_URL, freePort, freshSchema, quiet, startWorkerProcess, stopProc, waitFor } from "./helpers.js";
 import { nextEvent } from "./worker-events.js";
 import { PrivateSentinelGroup, redisCommand } from "./private-sentinel.js";
 import { missingTools } from "./system-tools.js";
@@ -63,6 +64,19 @@ describe("redis+sentinel:// URLs", () => {
       RedisConfigError,
     );
   });
+});
+
+describe("a Sentinel group that cannot be reached", () => {
+  it("is an outage like any other: reported down, wake-ups fall back to claiming, stop() is prompt", async () => {
+    const url = `redis+sentinel://127.0.0.1:${await freePort()},127.0.0.1:${await freePort()}/mymaster`;
+    const notifier = createNotifier({ redisUrl: url, schema: "skiplock", logger: quiet });
+    const down = new Promise<void>((resolve) => notifier.onStatus((s) => s === "down" && resolve()));
+    await notifier.start();
+    await down;
+    expect(notifier.connected).toBe(false);
+    expect(await notifier.takeWakeTokens!("default", 3)).toBe(3);
+    await notifier.stop();
+  }, 30_000);
 });
 
 const missing = missingTools("redis-server", "redis-sentinel");
@@ -128,6 +142,15 @@ describe.skipIf(missing !== null)("Redis Sentinel: the doorbell follows a failov
     await waitFor("the sentinels to promote the replica", async () => (await group.masterPort()) === to, 30_000, 100);
     await nextEvent(worker, "redis:up", undefined, 30_000);
     await roundTrip(4);
+  }, 60_000);
+
+  it("run-worker takes the Sentinel URL from REDIS_URL", async () => {
+    const p = await startWorkerProcess(env.schema, [], { REDIS_URL: group.url });
+    try {
+      expect(p.events.find((e) => e.event === "worker:started")?.data.redis).toBe("connected");
+    } finally {
+      await stopProc(p);
+    }
   }, 60_000);
 
   it("takes the cluster lock on the master the sentinels name", async () => {

@@ -236,10 +236,13 @@ export class RedisNotifier implements Notifier {
    */
   async ready(): Promise<void> {
     if (this.#closed || this.#interrupted) return;
-    const pending = [...this.#pendingSubs];
-    if (pending.length === 0) return;
+    // With a Sentinel URL the subscriber has no client while the master is looked up: its SUBSCRIBEs come after.
+    const opening = this.#sub && !this.#sub.client ? this.#sub.opening() : null;
+    if (!opening && this.#pendingSubs.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(pending), new Promise((r) => (timer = setTimeout(r, 1000)).unref())]);
+    const limit = new Promise((r) => (timer = setTimeout(r, 1000)).unref());
+    if (opening) await Promise.race([opening, limit]);
+    if (!this.#interrupted) await Promise.race([Promise.all([...this.#pendingSubs]), limit]);
     clearTimeout(timer);
   }
 
