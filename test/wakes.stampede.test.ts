@@ -56,6 +56,19 @@ describe("wake-ups with 20 idle worker processes", () => {
     for (const id of ids) expect(runs.get(id)).toBe(1);
   }, 120_000);
 
+  it("delayed tasks, one at a time: at each due time about one worker claims, not all twenty", async () => {
+    const before = claims();
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const task = await client.createTask("recorded", [i], { delay: 0.2 });
+      ids.push(task.id);
+      expect((await client.waitForCompletion(task.id, { timeout: 20 }))?.status).toBe("COMPLETED");
+    }
+    expect((claims() - before) / ids.length).toBeLessThanOrEqual(1.5);
+    const runs = await ledgerRuns();
+    for (const id of ids) expect(runs.get(id)).toBe(1);
+  }, 60_000);
+
   it("a wake-up for five tasks lets about five claims through, not twenty", async () => {
     const before = claims();
     const tasks = await client.createTasks(Array.from({ length: 5 }, (_, i) => ({ name: "recorded", args: [i] })));

@@ -62,13 +62,19 @@ describe("wake tokens", () => {
     expect(await notifier.takeWakeTokens("q3", 5)).toBe(0);
   });
 
-  it("a wake-up for a due time leaves no tokens: every worker that hears it sets its timer", async () => {
+  it("a wake-up for a due time leaves its tokens on a counter of that time, kept until it has passed", async () => {
     const heard = nextWake("q4");
     await notifier.ready();
     const at = Date.now() + 60_000;
     notifier.publishWake("q4", 2, at);
-    expect(await heard).toEqual(["q4", 2, at, false]);
-    expect(await notifier.takeWakeTokens("q4", 5)).toBe(0);
+    expect(await heard).toEqual(["q4", 2, at, true]);
+    expect(await admin.pTTL(channels(schema).wakeTokens("q4", at))).toBeGreaterThan(60_000);
+    expect(await notifier.takeWakeTokens("q4", 5, at)).toBe(2);
+    expect(await notifier.takeWakeTokens("q4", 5, at)).toBe(0);
+  });
+
+  it("a counter that is gone (expired, lost with Redis) gives what was asked: the worker claims", async () => {
+    expect(await notifier.takeWakeTokens("never-announced", 3)).toBe(3);
   });
 
   it("without Redis, a take gives what was asked: every woken worker claims, as before tokens", async () => {

@@ -6,7 +6,7 @@ import type { StoredProgress } from "../task.js";
 import { channels, type Notifier, type NotifierStatus, type WakeListener } from "./notifier.js";
 import type { RedisTlsOptions } from "./redis-tls.js";
 import { PingWatchdog } from "./watchdog.js";
-import { ANNOUNCE_SCRIPT, TAKE_SCRIPT, TOKENS_MARK, WAKE_TOKEN_TTL_MS } from "./wake-tokens.js";
+import { ANNOUNCE_SCRIPT, DUE_TIME_MARGIN_MS, TAKE_SCRIPT, TOKENS_MARK, WAKE_TOKEN_TTL_MS } from "./wake-tokens.js";
 
 export interface RedisNotifierOptions {
   /** redis://, rediss://, or a Sentinel group as redis+sentinel:// (see redis-target.ts). */
@@ -267,21 +267,27 @@ export class RedisNotifier implements Notifier {
     }
   }
 
-  /** Tasks due now add wake tokens in the same round trip as the message; a due time sets timers, no tokens. */
+  /**
+   * Adds wake tokens in the same round trip as the message: for tasks due now on the queue's counter, for tasks due
+   * later on a counter of that due time, which the workers' timers take from when it comes.
+   */
   publishWake(queue: string, count: number, dueAt?: number): void {
-    if (dueAt !== undefined) return this.#publish(this.#ch.wake(queue), `${count}@${Math.round(dueAt)}`);
-    const args = [String(count), String(WAKE_TOKEN_TTL_MS), this.#ch.wake(queue), `${count}${TOKENS_MARK}`];
-    this.#send((pub) => pub.eval(ANNOUNCE_SCRIPT, { keys: [this.#ch.wakeTokens(queue)], arguments: args }));
+    const at = dueAt === undefined ? undefined : Math.round(dueAt);
+    const ttl = at === undefined ? WAKE_TOKEN_TTL_MS : Math.max(at - Date.now(), 0) + DUE_TIME_MARGIN_MS;
+    const message = `${count}${TOKENS_MARK}${at === undefined ? "" : `@${at}`}`;
+    const args = [String(count), String(ttl), this.#ch.wake(queue), message];
+    this.#send((pub) => pub.eval(ANNOUNCE_SCRIPT, { keys: [this.#ch.wakeTokens(queue, at)], arguments: args }));
   }
 
-  async takeWakeTokens(queue: string, max: number): Promise<number> {
+  async takeWakeTokens(queue: string, max: number, dueAt?: number): Promise<number> {
     const pub = this.#pub.client;
     if (this.#closed || !pub?.isReady) return max;
     try {
-      const took = await pub.eval(TAKE_SCRIPT, { keys: [this.#ch.wakeTokens(queue)], arguments: [String(max)] });
-      return Number(took);
+      const key = this.#ch.wakeTokens(queue, dueAt);
+      const took = Number(await pub.eval(TAKE_SCRIPT, { keys: [key], arguments: [String(max)] }));
+      return took < 0 ? max : took; // no counter: claim, as every worker did before tokens
     } catch {
-      return max; // the counter cannot be asked: claim, as every worker did before tokens
+      return max; // the counter cannot be asked: the same
     }
   }
 

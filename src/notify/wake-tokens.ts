@@ -1,7 +1,7 @@
 /*
  * Wake tokens: how a wake-up wakes about as many workers as there are new tasks, not every idle worker.
  *
- * Each queue has a counter in Redis. Announcing `count` tasks due now adds `count` to it and publishes the wake-up
+ * Each queue has a counter in Redis (and one per announced due time). Announcing `count` tasks adds `count` to it and publishes the wake-up
  * in one script (one round trip, and the counter is up before any worker hears the message). A worker that hears it
  * with free slots takes up to that many tokens (as many as it would claim) and claims only if it got one; the others
  * wait for the next wake-up or their poll. A worker whose claim returns more rows of a queue than it took tokens for
@@ -27,8 +27,20 @@ export const ANNOUNCE_SCRIPT = `redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('PUBLISH', ARGV[3], ARGV[4])`;
 
-/** KEYS[1] the counter; ARGV[1] the most to take. Takes what is there up to that (never below zero); returns it. */
-export const TAKE_SCRIPT = `local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+/**
+ * Tokens announced for a due time live until that time (by the publisher's clock) plus this margin, which covers
+ * the offsets between the clocks of the publisher, the database and the workers; a worker that comes later finds no
+ * counter and claims, as without tokens.
+ */
+export const DUE_TIME_MARGIN_MS = 10_000;
+
+/**
+ * KEYS[1] the counter; ARGV[1] the most to take. Takes what is there up to that (never below zero) and returns it;
+ * -1 when there is no counter (expired, or Redis lost it): the caller then claims, as without tokens.
+ */
+export const TAKE_SCRIPT = `local v = redis.call('GET', KEYS[1])
+if not v then return -1 end
+local n = tonumber(v)
 if n <= 0 then return 0 end
 local t = math.min(n, tonumber(ARGV[1]))
 redis.call('DECRBY', KEYS[1], t)

@@ -66,7 +66,7 @@ export interface FetcherOptions {
    * Takes up to `max` wake tokens of `queue` (Notifier.takeWakeTokens); absent: every wake-up claims. See
    * docs/architecture.md, "Wake-ups that do not stampede".
    */
-  takeWakeTokens?: (queue: string, max: number) => Promise<number>;
+  takeWakeTokens?: (queue: string, max: number, dueAt?: number) => Promise<number>;
   /** A claim returned `claimed` rows of `queue` beyond the tokens taken for them (Notifier.spendWakeTokens). */
   spendWakeTokens?: (queue: string, claimed: number) => void;
   /** Whether nothing outside the fetcher is in flight (no outcome waiting to be written), for `drained`. */
@@ -107,7 +107,11 @@ export class Fetcher {
   #connectionsSeen = 0;
   /** Leases held when the claim connection was last replaced, while any of them is still held (see #dropReclaimed). */
   #leasesBeforeReconnect: Set<string> | null = null;
-  readonly #dueTimes = new WakeTimer(() => this.#dueTimeCame(0));
+  readonly #dueTimes = new WakeTimer((passed) => this.#dueTimesPassed(passed));
+  /** Due times announced with wake tokens, and the queues whose counters for that time hold them. */
+  readonly #dueTokens = new Map<number, Set<string>>();
+  /** Due times announced without tokens (an older publisher): any worker that hears one claims when it comes. */
+  readonly #dueOpen = new Set<number>();
   /** Whether a due time (or a look again after one) woke the loop since its last claim. */
   #timedWake = false;
   /** The step of LOOK_AGAIN_MS the next look again takes. */
@@ -157,6 +161,8 @@ export class Fetcher {
     this.#wakeLoop?.();
     await this.#done;
     this.#dueTimes.clear();
+    this.#dueTokens.clear();
+    this.#dueOpen.clear();
     if (this.#lookTimer) clearTimeout(this.#lookTimer);
     this.#lookTimer = null;
     const rows = this.#buffer.slice(this.#head);
@@ -196,9 +202,48 @@ export class Fetcher {
     for (const [queue, n] of byQueue) spend(queue, n - (tokens.get(queue) ?? 0));
   }
 
-  /** Tasks become due at `at` (epoch ms): wake then. */
-  wakeAt(at: number): void {
+  /**
+   * Tasks become due at `at` (epoch ms): wake then. `tokensOf`: the announcement left wake tokens for that time on
+   * this queue's counter, and the worker claims then only if it takes one (as wakeFor does for tasks due now).
+   */
+  wakeAt(at: number, tokensOf?: string): void {
+    if (tokensOf !== undefined && this.#o.takeWakeTokens) {
+      let queues = this.#dueTokens.get(at);
+      if (!queues) this.#dueTokens.set(at, (queues = new Set()));
+      queues.add(tokensOf);
+    } else {
+      this.#dueOpen.add(at);
+    }
     this.#dueTimes.add(at);
+  }
+
+  /** Announced due times passed: claim if one was announced without tokens, or once a token of one is taken. */
+  #dueTimesPassed(passed: readonly number[]): void {
+    let open = false;
+    const gated: [queue: string, at: number][] = [];
+    for (const at of passed) {
+      if (this.#dueOpen.delete(at)) open = true;
+      const queues = this.#dueTokens.get(at);
+      if (!queues) continue;
+      this.#dueTokens.delete(at);
+      for (const queue of queues) gated.push([queue, at]);
+    }
+    const take = this.#o.takeWakeTokens;
+    const want = this.#want();
+    if (open || gated.length === 0 || !take || this.#slots.free === 0 || want <= 0 || this.#failing) {
+      return this.#dueTimeCame(0);
+    }
+    void Promise.all(gated.map(([queue, at]) => take(queue, want, at).then((n) => [queue, n] as const))).then(
+      (taken) => {
+        let got = 0;
+        for (const [queue, n] of taken) {
+          if (n <= 0) continue;
+          got += n;
+          this.#tokens.set(queue, (this.#tokens.get(queue) ?? 0) + n);
+        }
+        if (got > 0 && this.#state === "running") this.#dueTimeCame(0);
+      },
+    );
   }
 
   /** A due time passed (step 0), or a look again after one came (step > 0). */

@@ -205,7 +205,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       signal: this.#signal,
       limit: c.maxTasks,
       ...(this.#notifier.takeWakeTokens && {
-        takeWakeTokens: (queue, max) => this.#notifier.takeWakeTokens!(queue, max),
+        takeWakeTokens: (queue, max, dueAt) => this.#notifier.takeWakeTokens!(queue, max, dueAt),
         spendWakeTokens: (queue, claimed) => this.#notifier.spendWakeTokens?.(queue, claimed),
       }),
       quiet: () => this.#completer.pending === 0 && !this.#completer.writing,
@@ -400,7 +400,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     this.#queues ??= queuesOf(this.#registry);
     this.#listeners.push(
       this.#notifier.onWake(this.queues, (queue, _count, dueAt, tokens) => {
-        if (dueAt !== undefined) this.#fetcher.wakeAt(dueAt);
+        if (dueAt !== undefined) this.#fetcher.wakeAt(dueAt, tokens ? queue : undefined);
         else if (tokens) this.#fetcher.wakeFor(queue);
         else this.#fetcher.wake();
       }),
