@@ -1,9 +1,73 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "redis";
 import { freePort, waitFor } from "./helpers.js";
+
+/**
+ * A private CA, a certificate for 127.0.0.1 signed by it (for the servers) and a client certificate, made by openssl
+ * in `dir`: ca.crt, server.crt/.key, client.crt/.key.
+ */
+export function makeTestCertificates(dir: string): void {
+  const run = (args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")} failed:\n${r.stderr}`);
+  };
+  writeFileSync(join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  const subject = (cn: string) => ["-subj", `/CN=${cn}`];
+  run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    "-days",
+    "1",
+    ...subject("skiplock test CA"),
+  ]);
+  for (const name of ["server", "client"]) {
+    run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, ...subject(name)]);
+    const ext = name === "server" ? ["-extfile", "server.ext"] : [];
+    run([
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "1",
+      ...ext,
+    ]);
+  }
+}
+
+/** Why this redis-server cannot serve TLS (built without it), or null when it can. */
+export function redisWithoutTls(): string | null {
+  const r = spawnSync("redis-server", ["--port", "0", "--tls-port", "1", "--tls-cert-file", "/nonexistent"], {
+    encoding: "utf8",
+    timeout: 5000,
+  });
+  const out = `${r.stdout}${r.stderr}`;
+  if (/Bad directive|wrong number of arguments/i.test(out) && /tls/i.test(out)) {
+    console.warn("skipped: redis-server was built without TLS");
+    return "redis-server was built without TLS";
+  }
+  return null;
+}
+
+/** Client-side TLS options for the servers made with makeTestCertificates, or undefined for plain TCP. */
+let clientTls: { ca: string } | undefined;
 
 /** A program of the group, started in the test's temp dir, with its output kept for a failure's message. */
 class ServerProc {
@@ -45,8 +109,13 @@ class ServerProc {
   }
 }
 
+function socketTo(port: number) {
+  const socket = { port, host: "127.0.0.1", reconnectStrategy: false as const, connectTimeout: 1000 };
+  return clientTls ? { ...socket, tls: true as const, ca: clientTls.ca } : socket;
+}
+
 async function ping(port: number): Promise<boolean> {
-  const c = createClient({ socket: { port, host: "127.0.0.1", reconnectStrategy: false, connectTimeout: 1000 } });
+  const c = createClient({ socket: socketTo(port) });
   c.on("error", () => {});
   try {
     await c.connect();
@@ -60,7 +129,7 @@ async function ping(port: number): Promise<boolean> {
 
 /** Runs one command on the server at `port`. */
 export async function redisCommand(port: number, args: string[]): Promise<unknown> {
-  const c = createClient({ socket: { port, host: "127.0.0.1", reconnectStrategy: false }, RESP: 2 });
+  const c = createClient({ socket: socketTo(port), RESP: 2 });
   c.on("error", () => {});
   await c.connect();
   try {
@@ -81,17 +150,39 @@ export class PrivateSentinelGroup {
   readonly sentinels: ServerProc[] = [];
   readonly dir = mkdtempSync(join(tmpdir(), "skiplock-sentinel-"));
 
+  /** `tls`: every server and sentinel speaks TLS only (certificates from makeTestCertificates in `dir`). */
+  constructor(readonly options: { tls?: boolean } = {}) {}
+
   /** The URL skiplock takes for this group. */
   get url(): string {
-    return `redis+sentinel://${this.sentinels.map((s) => `127.0.0.1:${s.port}`).join(",")}/${this.masterName}`;
+    const scheme = this.options.tls ? "rediss+sentinel" : "redis+sentinel";
+    return `${scheme}://${this.sentinels.map((s) => `127.0.0.1:${s.port}`).join(",")}/${this.masterName}`;
+  }
+
+  /** The CA's PEM, with `tls`. */
+  get ca(): string {
+    return readFileSync(join(this.dir, "ca.crt"), "utf8");
+  }
+
+  /** TLS directives for a server or sentinel: TLS on `port` only, to clients and between the servers. */
+  #tlsArgs(port: number): string[] {
+    if (!this.options.tls) return ["--port", String(port)];
+    const f = (name: string) => join(this.dir, name);
+    return [
+      ...["--port", "0", "--tls-port", String(port), "--tls-replication", "yes", "--tls-auth-clients", "no"],
+      ...["--tls-cert-file", f("server.crt"), "--tls-key-file", f("server.key"), "--tls-ca-cert-file", f("ca.crt")],
+    ];
   }
 
   async start(): Promise<void> {
+    if (this.options.tls) {
+      makeTestCertificates(this.dir);
+      clientTls = { ca: this.ca };
+    }
     const [a, b] = [await freePort(), await freePort()];
     const server = (port: number, extra: string[]) =>
       new ServerProc(port, "redis-server", [
-        "--port",
-        String(port),
+        ...this.#tlsArgs(port),
         "--bind",
         "127.0.0.1",
         "--save",
@@ -121,7 +212,8 @@ export class PrivateSentinelGroup {
           "",
         ].join("\n"),
       );
-      const s = new ServerProc(port, "redis-sentinel", [conf]);
+      // Directives after the file override it: with TLS, port 0 and the TLS port.
+      const s = new ServerProc(port, "redis-sentinel", [conf, ...(this.options.tls ? this.#tlsArgs(port) : [])]);
       await s.start();
       this.sentinels.push(s);
     }
@@ -174,6 +266,7 @@ export class PrivateSentinelGroup {
 
   async stop(): Promise<void> {
     await Promise.all([...this.sentinels, ...this.servers].map((s) => s.kill()));
+    if (this.options.tls) clientTls = undefined;
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -1,5 +1,5 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,77 +7,10 @@ import { RedisConfigError, SkiplockClient, Worker } from "../src/index.js";
 import { resolveConnection } from "../src/config.js";
 import { createNotifier } from "../src/notify/index.js";
 import { DATABASE_URL, freePort, freshSchema, quiet, startWorkerProcess, stopProc, waitFor } from "./helpers.js";
+import { makeTestCertificates, redisWithoutTls } from "./private-sentinel.js";
 import { missingTools } from "./system-tools.js";
 
-/** Why this redis-server cannot serve TLS (built without it), or null when it can. */
-function noTlsSupport(): string | null {
-  const r = spawnSync("redis-server", ["--port", "0", "--tls-port", "1", "--tls-cert-file", "/nonexistent"], {
-    encoding: "utf8",
-    timeout: 5000,
-  });
-  const out = `${r.stdout}${r.stderr}`;
-  if (/Bad directive|wrong number of arguments/i.test(out) && /tls/i.test(out)) {
-    console.warn("skipped: redis-server was built without TLS");
-    return "redis-server was built without TLS";
-  }
-  return null;
-}
-
-const skip = missingTools("redis-server", "openssl") ?? noTlsSupport();
-
-/** A private CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl in `dir`. */
-function makeCertificates(dir: string): void {
-  const run = (args: string[]) => {
-    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")} failed:\n${r.stderr}`);
-  };
-  writeFileSync(join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  run([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=skiplock test CA",
-  ]);
-  for (const name of ["server", "client"]) {
-    run([
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      `/CN=${name}`,
-    ]);
-    run([
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      `${name}.crt`,
-      "-days",
-      "1",
-      ...(name === "server" ? ["-extfile", "server.ext"] : []),
-    ]);
-  }
-}
+const skip = missingTools("redis-server", "openssl") ?? redisWithoutTls();
 
 describe.skipIf(skip !== null)("Redis over TLS (rediss://)", () => {
   const dir = mkdtempSync(join(tmpdir(), "skiplock-tls-"));
@@ -92,7 +25,7 @@ describe.skipIf(skip !== null)("Redis over TLS (rediss://)", () => {
   });
 
   beforeAll(async () => {
-    makeCertificates(dir);
+    makeTestCertificates(dir);
     const port = await freePort();
     url = `rediss://127.0.0.1:${port}`;
     // TLS only, and a client certificate signed by the CA required.
