@@ -10,14 +10,19 @@ import { freePort, quiet, REDIS_URL, uniqueName } from "./helpers.js";
 const schema = uniqueName("tokens");
 const notifier = new RedisNotifier({ url: REDIS_URL, schema, logger: quiet });
 const admin = createClient({ url: REDIS_URL });
+/** Three more listeners on every queue here: four subscribers in all, as four idle workers would be. */
+const others = [1, 2, 3].map(() => new RedisNotifier({ url: REDIS_URL, schema, logger: quiet }));
+const QUEUES = ["q1", "q2", "q3", "q4", "q5"];
 
 beforeAll(async () => {
   await admin.connect();
   await notifier.start();
+  for (const o of others) o.onWake(QUEUES, () => {});
+  await Promise.all(others.map((o) => o.ready()));
 });
 
 afterAll(async () => {
-  await notifier.stop();
+  await Promise.all([notifier.stop(), ...others.map((o) => o.stop())]);
   await admin.close();
 });
 
@@ -75,6 +80,14 @@ describe("wake tokens", () => {
 
   it("a counter that is gone (expired, lost with Redis) gives what was asked: the worker claims", async () => {
     expect(await notifier.takeWakeTokens("never-announced", 3)).toBe(3);
+  });
+
+  it("a count that reaches the workers listening adds no tokens: every one of them may claim at once", async () => {
+    const heard = nextWake("q5");
+    await notifier.ready();
+    notifier.publishWake("q5", 4);
+    expect(await heard).toEqual(["q5", 4, undefined, false]);
+    expect(await admin.exists(channels(schema).wakeTokens("q5"))).toBe(0);
   });
 
   it("without Redis, a take gives what was asked: every woken worker claims, as before tokens", async () => {

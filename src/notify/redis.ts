@@ -269,13 +269,14 @@ export class RedisNotifier implements Notifier {
 
   /**
    * Adds wake tokens in the same round trip as the message: for tasks due now on the queue's counter, for tasks due
-   * later on a counter of that due time, which the workers' timers take from when it comes.
+   * later on a counter of that due time, which the workers' timers take from when it comes. None when there are at
+   * least as many tasks as workers listening (see ANNOUNCE_SCRIPT).
    */
   publishWake(queue: string, count: number, dueAt?: number): void {
     const at = dueAt === undefined ? undefined : Math.round(dueAt);
     const ttl = at === undefined ? WAKE_TOKEN_TTL_MS : Math.max(at - Date.now(), 0) + DUE_TIME_MARGIN_MS;
-    const message = `${count}${TOKENS_MARK}${at === undefined ? "" : `@${at}`}`;
-    const args = [String(count), String(ttl), this.#ch.wake(queue), message];
+    const due = at === undefined ? "" : `@${at}`;
+    const args = [String(count), String(ttl), this.#ch.wake(queue), `${count}${TOKENS_MARK}${due}`, `${count}${due}`];
     this.#send((pub) => pub.eval(ANNOUNCE_SCRIPT, { keys: [this.#ch.wakeTokens(queue, at)], arguments: args }));
   }
 

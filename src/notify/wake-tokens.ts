@@ -1,8 +1,9 @@
 /*
  * Wake tokens: how a wake-up wakes about as many workers as there are new tasks, not every idle worker.
  *
- * Each queue has a counter in Redis (and one per announced due time). Announcing `count` tasks adds `count` to it and publishes the wake-up
- * in one script (one round trip, and the counter is up before any worker hears the message). A worker that hears it
+ * Each queue has a counter in Redis (and one per announced due time). Announcing `count` tasks adds `count` to it and
+ * publishes the wake-up in one script (one round trip, and the counter is up before any worker hears the message),
+ * unless the count reaches the number of workers subscribed. A worker that hears it
  * with free slots takes up to that many tokens (as many as it would claim) and claims only if it got one; the others
  * wait for the next wake-up or their poll. A worker whose claim returns more rows of a queue than it took tokens for
  * spends the difference, so tokens left by tasks that busy workers claimed later do not let idle workers claim in vain.
@@ -22,8 +23,15 @@ export const WAKE_TOKEN_TTL_MS = 2000;
  */
 export const TOKENS_MARK = "t";
 
-/** KEYS[1] the counter; ARGV: count, ttl ms, channel, message. Adds the tokens, then publishes. */
-export const ANNOUNCE_SCRIPT = `redis.call('INCRBY', KEYS[1], ARGV[1])
+/**
+ * KEYS[1] the counter; ARGV: count, ttl ms, channel, the message with tokens, the message without. When the count
+ * reaches the channel's subscribers (every worker of the queue may claim anyway: a single worker, a large batch) it
+ * publishes the plain message and adds nothing, so those wake-ups cost the worker no round trip before its claim.
+ * Otherwise it adds the tokens, then publishes.
+ */
+export const ANNOUNCE_SCRIPT = `local subscribers = redis.call('PUBSUB', 'NUMSUB', ARGV[3])[2]
+if tonumber(ARGV[1]) >= subscribers then return redis.call('PUBLISH', ARGV[3], ARGV[5]) end
+redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('PUBLISH', ARGV[3], ARGV[4])`;
 
