@@ -217,7 +217,11 @@ export class PrivateSentinelGroup {
       await s.start();
       this.sentinels.push(s);
     }
-    // Every sentinel knows the replica (a failover needs one) and the other sentinels (a quorum).
+    await this.watching();
+  }
+
+  /** Resolves once every sentinel knows the replica (a failover needs one) and the other sentinels (a quorum). */
+  async watching(): Promise<void> {
     await waitFor(
       "the sentinels to know the replica and each other",
       async () => {
@@ -231,6 +235,31 @@ export class PrivateSentinelGroup {
       30_000,
       100,
     );
+  }
+
+  /**
+   * Makes the sentinels name the other server as the master without a failover: it stops replicating, and every
+   * sentinel is told to watch it instead. The old master keeps its clients, as one cut off from the sentinels would.
+   * `rejoin()` then makes the old master its replica again.
+   */
+  async moveBehindTheClientsBacks(): Promise<{ from: number; to: number }> {
+    const from = await this.masterPort();
+    const to = this.servers.find((s) => s.port !== from)!.port;
+    await redisCommand(to, ["REPLICAOF", "NO", "ONE"]);
+    for (const s of this.sentinels) {
+      await redisCommand(s.port, ["SENTINEL", "REMOVE", this.masterName]);
+      await redisCommand(s.port, ["SENTINEL", "MONITOR", this.masterName, "127.0.0.1", String(to), "2"]);
+      await redisCommand(s.port, ["SENTINEL", "SET", this.masterName, "down-after-milliseconds", "1000"]);
+      await redisCommand(s.port, ["SENTINEL", "SET", this.masterName, "failover-timeout", "5000"]);
+    }
+    return { from, to };
+  }
+
+  /** The server `from` replicates `to` again, and the sentinels know it. */
+  async rejoin(from: number, to: number): Promise<void> {
+    await redisCommand(from, ["REPLICAOF", "127.0.0.1", String(to)]);
+    await waitFor("the old master in sync as a replica", () => this.#replicaInSync(from), 15_000, 50);
+    await this.watching();
   }
 
   async #replicaInSync(port: number): Promise<boolean> {

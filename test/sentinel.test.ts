@@ -133,6 +133,16 @@ describe.skipIf(missing !== null)("Redis Sentinel: the doorbell follows a failov
     await roundTrip(3);
   }, 60_000);
 
+  it("moves when the sentinels name another master while the old one keeps its clients (cut off from them)", async () => {
+    const down = nextEvent(worker, "redis:down", undefined, 30_000);
+    const { from, to } = await group.moveBehindTheClientsBacks();
+    await down;
+    await nextEvent(worker, "redis:up", undefined, 30_000);
+    await waitFor("the worker subscribed on the new master", async () => (await wakeSubscribers(to)) >= 1, 15_000);
+    await roundTrip(5);
+    await group.rejoin(from, to);
+  }, 90_000);
+
   it("after the master is killed: the sentinels promote the replica and the doorbell follows", async () => {
     const from = await group.masterPort();
     const to = group.servers.find((s) => s.port !== from)!.port;

@@ -6,6 +6,12 @@ import { parseRedisTarget, type RedisTarget } from "./redis-target.js";
 import type { RedisTlsOptions } from "./redis-tls.js";
 import { findMaster, isMaster, type RedisAddress } from "./sentinel.js";
 
+/**
+ * With a Sentinel URL, how often each connection asks the sentinels whether the master moved without dropping it
+ * (one short connection to a sentinel each time).
+ */
+export const MASTER_CHECK_MS = 5000;
+
 /** Waits between attempts to reach Redis again: a tenth of a second at first, at most three seconds. */
 export const REDIS_RECONNECT: RetryDelayPolicy = { firstMs: 100, maxMs: 3000 };
 
@@ -89,6 +95,10 @@ export class RedisConnection {
   #attempt: Promise<void> | null = null;
   /** Counts the attempts to open at the master; only the latest may become the current client. */
   #generation = 0;
+  /** Where each client opened at the master the sentinels named is connected. */
+  readonly #masterAddress = new WeakMap<RedisClient, RedisAddress>();
+  #masterCheck: NodeJS.Timeout | null = null;
+  #checking = false;
   #client: RedisClient | null = null;
   readonly #connecting = new WeakMap<RedisClient, Promise<void>>();
   /** Clients already given up on (a replacement is scheduled). */
@@ -138,6 +148,34 @@ export class RedisConnection {
     if (this.#state !== "new") return;
     this.#state = "started";
     this.#open();
+    if (this.#target.kind === "sentinel") {
+      const target = this.#target;
+      this.#masterCheck = setInterval(() => void this.#checkMaster(target), MASTER_CHECK_MS);
+      this.#masterCheck.unref();
+    }
+  }
+
+  /**
+   * Asks the sentinels whether the master is still where the current client is connected, and moves if not. A
+   * failover normally ends the old master's connections; this covers an old master the sentinels could not reach
+   * (cut off from them, not from us), which keeps its clients, and its pub/sub, until it is reconfigured.
+   */
+  async #checkMaster(target: Extract<RedisTarget, { kind: "sentinel" }>): Promise<void> {
+    const client = this.#client;
+    const at = client && this.#masterAddress.get(client);
+    if (this.#checking || this.#state !== "started" || !at || !client.isReady) return;
+    this.#checking = true;
+    try {
+      const master = await findMaster(target, this.#tls);
+      if (client === this.#client && (master.host !== at.host || master.port !== at.port)) {
+        this.#options.onLost?.(new Error(`the sentinels name another master (${master.host}:${master.port})`));
+        this.replace();
+      }
+    } catch {
+      // No sentinel answered: nothing to compare; the connection itself says whether it works.
+    } finally {
+      this.#checking = false;
+    }
   }
 
   /** The connection is up as its user needs it (a subscriber: its channels confirmed): the next wait is the first. */
@@ -164,6 +202,7 @@ export class RedisConnection {
     if (this.#state === "stopped") return;
     this.#state = "stopped";
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    if (this.#masterCheck) clearInterval(this.#masterCheck);
     // An attempt at the master under way closes its own client once it sees the stop; wait for that, briefly.
     if (this.#target.kind === "sentinel" && this.#attempt) {
       await Promise.race([this.#attempt, new Promise((r) => setTimeout(r, 1000).unref())]);
@@ -201,8 +240,9 @@ export class RedisConnection {
     const generation = ++this.#generation;
     const attempt = (async () => {
       let client: RedisClient | null = null;
+      let master: RedisAddress;
       try {
-        const master = await findMaster(target, this.#tls);
+        master = await findMaster(target, this.#tls);
         if (this.#state !== "started") return;
         client = newClient(target, this.#tls, this.#options.offlineQueue ?? false, master);
         const c = client;
@@ -219,6 +259,7 @@ export class RedisConnection {
         return;
       }
       this.#client = client;
+      this.#masterAddress.set(client, master);
       this.#connecting.set(client, Promise.resolve());
       this.#options.onOpen?.(client);
       if (client.isReady) this.#options.onReady?.(client);
