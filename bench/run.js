@@ -55,6 +55,7 @@ const { values: flags } = parseArgs({
     skip: { type: "string" },
     out: { type: "string" },
     profile: { type: "boolean", default: false },
+    "wakes-baseline": { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
   strict: true,
@@ -65,7 +66,8 @@ if (flags.help) {
   --quick              small counts (about a minute); writes bench/results/quick.json unless --out
   --only a,b           systems to run: skiplock, graphile, bullmq (default: all three)
   --rounds N           rounds of the comparison (default 5, quick 2)
-  --skip a,b           scenarios to skip: compare, health, memory, lists, pgbouncer
+  --skip a,b           scenarios to skip: compare, health, memory, lists, pgbouncer, wakes
+  --wakes-baseline DIR the wakes line also measures the build in DIR/dist (e.g. main's), in alternating rounds
   --out FILE           where to write the JSON (default bench/results/latest.json)
   --profile            run the skiplock drain workers under node --cpu-prof (bench/results/profiles/)
 `);
@@ -87,7 +89,7 @@ const skip = new Set(
     .filter(Boolean),
 );
 for (const s of skip)
-  if (!["compare", "health", "memory", "lists", "pgbouncer"].includes(s)) {
+  if (!["compare", "health", "memory", "lists", "pgbouncer", "wakes"].includes(s)) {
     throw new Error(`--skip: unknown scenario ${s}`);
   }
 
@@ -1318,6 +1320,12 @@ async function main() {
     const drains = { rounds: config.rounds, tasks: config.drainTasks, concurrency: config.concurrency };
     out.pgbouncer = await pgbouncerDrains({ ...drains, batchSize: config.batchSize, drain, log });
     sections.push(pgbouncerSection(out.pgbouncer));
+  }
+  if (only.includes("skiplock") && !skip.has("wakes")) {
+    const { wakesLine, wakesText } = await import("./lines/wakes.js");
+    const baseline = flags["wakes-baseline"];
+    out.wakes = await wakesLine({ ...(baseline ? { baseline } : {}), rounds: quick ? 1 : 3, log });
+    sections.push(wakesText(out.wakes));
   }
   const codeAtEnd = codeIdentity();
   if (codeAtEnd.distDigest !== code.distDigest) {

@@ -136,6 +136,7 @@ const SHARED_INSERTS_IN_FLIGHT = 2;
 const CLIENT_OPTION_KEYS = [
   "databaseUrl",
   "redisUrl",
+  "redisTls",
   "schema",
   "logger",
   "pollInterval",
@@ -210,6 +211,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     });
     this.#notifier = createNotifier({
       redisUrl: this.#config.redisUrl,
+      tls: this.#config.redisTls,
       schema: this.#config.schema,
       logger: this.logger,
       unref: options.unref ?? false,

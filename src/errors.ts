@@ -320,3 +320,12 @@ export class PoolerSessionError extends SkiplockError {
     super("POOLER_SESSION", message, options);
   }
 }
+
+// Redis connections: Sentinel and TLS (notify/).
+
+/**
+ * A Redis URL or Redis TLS option that cannot be used: a malformed `redis+sentinel://` URL (no sentinel, no master
+ * name, a bad port), TLS files that cannot be read, TLS options with a `redis://` URL. Its message never shows a
+ * password. A ConfigError, so code that handles those handles these.
+ */
+export class RedisConfigError extends ConfigError {}

@@ -74,3 +74,6 @@ export {
 
 // The dashboard's trigger endpoints (api/run, api/run-one, api/execute/:id): their settings and their answer.
 export type { RunDueResult, RunnerSettings, TaskRun } from "./runner/run-due.js";
+
+// Scale-out: Redis Sentinel and TLS for the doorbell.
+export type { RedisTlsOptions } from "./notify/redis-tls.js";

@@ -7,6 +7,7 @@ import { SkiplockError, TaskNotFoundError } from "../errors.js";
 import { consoleLogger, LOG_FORMATS, LOG_LEVELS, pinoLogger, type LogFormat, type LogLevel } from "../logger.js";
 import { checkMetricsServerOptions, serveMetrics } from "../metrics-server.js";
 import { resolveConnection } from "../config.js";
+import { readRedisTlsFiles, REDIS_TLS_FILES } from "../notify/redis-tls.js";
 import { Worker } from "../worker/worker.js";
 import { aliasOptions, errorLine } from "./errors.js";
 import { addTaskCommands } from "./task-commands.js";
@@ -17,6 +18,9 @@ import { packageVersion } from "./version.js";
 interface ConnectionFlags {
   databaseUrl?: string;
   redisUrl?: string;
+  redisTlsCa?: string;
+  redisTlsCert?: string;
+  redisTlsKey?: string;
   schema?: string;
   pgbouncer?: boolean;
 }
@@ -26,6 +30,9 @@ function connectionOptions(flags: ConnectionFlags): ConnectionOptions & { pgboun
   if (flags.pgbouncer !== undefined) o.pgbouncer = flags.pgbouncer;
   if (flags.databaseUrl !== undefined) o.databaseUrl = flags.databaseUrl;
   if (flags.redisUrl !== undefined) o.redisUrl = flags.redisUrl;
+  const tlsFiles = { ca: flags.redisTlsCa, cert: flags.redisTlsCert, key: flags.redisTlsKey };
+  const tls = readRedisTlsFiles(tlsFiles, (field) => REDIS_TLS_FILES.find((f) => f.field === field)!.flag);
+  if (tls) o.redisTls = tls;
   if (flags.schema !== undefined) o.schema = flags.schema;
   return o;
 }
@@ -34,7 +41,14 @@ function connectionOptions(flags: ConnectionFlags): ConnectionOptions & { pgboun
 function withConnection(cmd: Command, options: { redis: boolean } = { redis: true }): Command {
   cmd.option("--database-url <url>", "Postgres URL (default: $DATABASE_URL)");
   if (options.redis) {
-    cmd.option("--redis-url <url>", "Redis URL for wake-ups (default: $REDIS_URL; without it, poll only)");
+    cmd.option(
+      "--redis-url <url>",
+      "Redis URL for wake-ups: redis://, rediss:// (TLS) or redis+sentinel://host:port,…/master " +
+        "(default: $REDIS_URL; without it, poll only)",
+    );
+    cmd.option("--redis-tls-ca <file>", "PEM file of the CA that signed Redis's certificate (default: $REDIS_TLS_CA)");
+    cmd.option("--redis-tls-cert <file>", "PEM file of a client certificate for Redis (default: $REDIS_TLS_CERT)");
+    cmd.option("--redis-tls-key <file>", "PEM file of that certificate's key (default: $REDIS_TLS_KEY)");
   }
   cmd.option(
     "--pgbouncer",

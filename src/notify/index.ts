@@ -1,14 +1,19 @@
 import type { Logger } from "../logger.js";
 import { NullNotifier, type Notifier } from "./notifier.js";
 import { RedisNotifier } from "./redis.js";
+import type { RedisTlsOptions } from "./redis-tls.js";
 
-export { channels, NullNotifier, type Notifier } from "./notifier.js";
+export { channels, NullNotifier, type Notifier, type WakeListener } from "./notifier.js";
 export { RedisNotifier } from "./redis.js";
 export { publishWakes, type EnqueuedTask } from "./wakes.js";
+export { parseRedisTarget, type RedisTarget } from "./redis-target.js";
+export type { RedisTlsOptions } from "./redis-tls.js";
 
 /** The Redis doorbell when a URL is configured, otherwise the null one (polling only). */
 export function createNotifier(options: {
   redisUrl: string | undefined;
+  /** TLS settings for a rediss:// or rediss+sentinel:// URL. */
+  tls?: RedisTlsOptions | undefined;
   schema: string;
   logger: Logger;
   unref?: boolean;
@@ -17,6 +22,7 @@ export function createNotifier(options: {
   if (!options.redisUrl) return new NullNotifier();
   return new RedisNotifier({
     url: options.redisUrl,
+    tls: options.tls,
     schema: options.schema,
     logger: options.logger,
     unref: options.unref ?? false,

@@ -58,6 +58,8 @@ export interface WorkerEvents {
   "claim:failed": [{ error: Error; transient: boolean }];
   /** A claim succeeded after failing. */
   "claim:restored": [];
+  /** A claim statement came back with `rows` tasks (tests and benchmarks count claims per task with it). */
+  "claim:answered": [{ rows: number }];
   /** Prefetched tasks handed back because their leases may have been swept (see docs/architecture.md). */
   "buffer:handed-back": [{ tasks: number }];
   /** A claim returned a lease this worker already holds (a claim a Postgres crash undid); not started twice. */
@@ -127,6 +129,7 @@ export const WORKER_EVENT_NAMES = [
   "worker:stopped",
   "claim:failed",
   "claim:restored",
+  "claim:answered",
   "buffer:handed-back",
   "claim:duplicate",
   "beat",

@@ -100,6 +100,7 @@ export interface WorkerOptions<S extends readonly Schedule[] = readonly Schedule
 const WORKER_OPTION_KEYS = [
   "databaseUrl",
   "redisUrl",
+  "redisTls",
   "schema",
   "tasks",
   "tasksModule",

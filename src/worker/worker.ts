@@ -105,10 +105,11 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     });
     this.#notifier = createNotifier({
       redisUrl: this.#c.connection.redisUrl,
+      tls: this.#c.connection.redisTls,
       schema: this.#c.connection.schema,
       logger: this.logger,
     });
-    this.#lock = new ClusterLock(this.#c.connection.redisUrl);
+    this.#lock = new ClusterLock(this.#c.connection.redisUrl, this.#c.connection.redisTls);
     // What the database services share.
     const db = {
       q: this.#store.hotQueries,
@@ -205,6 +206,10 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       logger: this.logger,
       signal: this.#signal,
       limit: c.maxTasks,
+      ...(this.#notifier.takeWakeTokens && {
+        takeWakeTokens: (queue, max, dueAt) => this.#notifier.takeWakeTokens!(queue, max, dueAt),
+        spendWakeTokens: (queue, claimed) => this.#notifier.spendWakeTokens?.(queue, claimed),
+      }),
       quiet: () => this.#completer.pending === 0 && !this.#completer.writing,
       drained: (claim) => this.#idle(claim),
     });
@@ -396,9 +401,11 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     }
     this.#queues ??= queuesOf(this.#registry);
     this.#listeners.push(
-      this.#notifier.onWake(this.queues, (_queue, _count, dueAt) =>
-        dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
-      ),
+      this.#notifier.onWake(this.queues, (queue, _count, dueAt, tokens) => {
+        if (dueAt !== undefined) this.#fetcher.wakeAt(dueAt, tokens ? queue : undefined);
+        else if (tokens) this.#fetcher.wakeFor(queue);
+        else this.#fetcher.wake();
+      }),
       this.#notifier.onReconnect(() => this.#fetcher.wake()),
       this.#notifier.onCancel((id, attempt) => this.#cancelRequested(id, attempt)),
       this.#notifier.onStatus((status) => this.#signal(`redis:${status}`)),
