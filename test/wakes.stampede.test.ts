@@ -12,7 +12,7 @@ let client: SkiplockClient;
 const procs = new WorkerProcs(
   () => env.schema,
   // A poll far beyond the test's length: every claim counted here was made by a wake-up.
-  ["--concurrency", "1", "--poll-interval", "600"],
+  ["--concurrency", "1", "--poll-interval", "600", "--ipc-task-events"],
 );
 const workers: Proc[] = [];
 

@@ -120,6 +120,12 @@ const TASK_EVENTS = [
 /** Events about one task, emitted per task: not forwarded to a parent process unless asked (forward-events.ts). */
 export const TASK_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set(TASK_EVENTS);
 
+/**
+ * Events as frequent as tasks or claims: forwarded to a parent process only with `--ipc-task-events`, since a draining
+ * worker claims hundreds of times a second.
+ */
+export const FREQUENT_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set([...TASK_EVENTS, "claim:answered"]);
+
 /** Every event name, for code that forwards them all (run-worker to its parent process). */
 export const WORKER_EVENT_NAMES = [
   ...TASK_EVENTS,
