@@ -1,13 +1,15 @@
 // The dashboard's answers to requests that try its edges: a spoofed Host from another machine, streams nobody
 // reads, actions on a task that changed since the page showed it, redirects out of the base path, and the trigger
 // endpoints' limits.
-import { request as httpRequest, createServer, type Server } from "node:http";
+import { Agent, request as httpRequest, createServer, type Server } from "node:http";
 import { networkInterfaces } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDashboard } from "../src/index.js";
+import { clientInternals } from "../src/client.js";
+import { DashboardEvents, MAX_STREAMS } from "../src/dashboard/events.js";
 import { guard, isLoopbackAddress, markPeer } from "../src/dashboard/guard.js";
 import { TOKEN } from "./dashboard-fixture.js";
-import { quiet } from "./helpers.js";
+import { quiet, waitFor } from "./helpers.js";
 import { schemaFixture } from "./schema-fixture.js";
 
 const env = schemaFixture({ label: "dashboard_review" });
@@ -93,5 +95,64 @@ describe("without a token, a request from another machine", () => {
       authorization: `Bearer ${TOKEN}`,
     });
     expect(status).toBe(200);
+  });
+});
+
+/** A request to 127.0.0.1:`port` through `agent`; resolves to the status once the headers (and a HEAD's end) came. */
+function ask(port: number, method: string, path: string, agent: Agent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const rq = httpRequest({ host: "127.0.0.1", port, path, method, agent }, (r) => {
+      if (method === "HEAD" || r.statusCode !== 200) {
+        r.resume();
+        r.on("end", () => resolve(r.statusCode!));
+      } else {
+        r.once("data", () => {
+          resolve(r.statusCode!);
+          rq.destroy();
+        });
+      }
+    });
+    rq.on("error", reject);
+    rq.end();
+  });
+}
+
+describe("api/events", () => {
+  it("answers HEAD with the headers alone: a hundred HEADs leave room for a GET's stream", async () => {
+    const d = createDashboard({ client: env.client, logger: quiet });
+    const port = await listenAll(d.listener);
+    const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+    try {
+      const heads = await Promise.all(
+        Array.from({ length: MAX_STREAMS + 10 }, () => ask(port, "HEAD", "/api/events", agent)),
+      );
+      expect(new Set(heads)).toEqual(new Set([200]));
+      expect(await ask(port, "GET", "/api/events", agent)).toBe(200);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it("drops a stream whose first event nobody reads, and keeps one that is read", async () => {
+    const events = new DashboardEvents({
+      notifier: clientInternals(env.client).notifier,
+      logger: quiet,
+      queues: async () => [],
+      maxStreams: 2,
+      unreadMs: 100,
+    });
+    const never = new AbortController();
+    const reader = events.stream(never.signal).body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toContain("event: hello");
+    events.stream(never.signal); // never read
+    expect(events.open).toBe(2);
+    // The unread one's timer runs out after the read one's: once it is dropped, the read one's has been judged.
+    await waitFor("the unread stream to be dropped", () => events.open === 1);
+    expect(() => events.stream(never.signal)).not.toThrow();
+    expect(events.open).toBe(2);
+    events.closeAll();
+    expect(events.open).toBe(0);
+    await reader.cancel();
   });
 });
