@@ -74,3 +74,6 @@ export {
 
 // The dashboard's trigger endpoints (api/run, api/run-one, api/execute/:id): their settings and their answer.
 export type { RunDueResult, RunnerSettings, TaskRun } from "./runner/run-due.js";
+
+// Task actions that act only on the state the caller saw (retryTask, cancelTask, runTaskNow, deleteTask options).
+export type { TaskActionOptions } from "./task-expectation.js";

@@ -4,11 +4,11 @@
 import { Agent, request as httpRequest, createServer, type Server } from "node:http";
 import { networkInterfaces } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
-import { createDashboard } from "../src/index.js";
+import { createDashboard, InvalidOptionError, TaskStateError, type Dashboard } from "../src/index.js";
 import { clientInternals } from "../src/client.js";
 import { DashboardEvents, MAX_STREAMS } from "../src/dashboard/events.js";
 import { guard, isLoopbackAddress, markPeer } from "../src/dashboard/guard.js";
-import { TOKEN } from "./dashboard-fixture.js";
+import { call, expectError, finishTask, ORIGIN, TOKEN } from "./dashboard-fixture.js";
 import { quiet, waitFor } from "./helpers.js";
 import { schemaFixture } from "./schema-fixture.js";
 
@@ -154,5 +154,125 @@ describe("api/events", () => {
     events.closeAll();
     expect(events.open).toBe(0);
     await reader.cancel();
+  });
+});
+
+/** Sets task `id` to a state, as a worker (or another user) would have left it meanwhile. */
+async function setState(id: string, status: string, attempt: number): Promise<void> {
+  await env.pool.query(
+    `UPDATE "${env.schema}".tasks SET status = $2, attempt = $3, worker_id = CASE WHEN $2 = 'PROGRESS' THEN 'w1' END,
+       heartbeat_at = CASE WHEN $2 = 'PROGRESS' THEN now() END, started_at = now(),
+       finished_at = CASE WHEN $2 IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN now() END
+     WHERE id = $1`,
+    [id, status, attempt],
+  );
+}
+
+/** A form post with the bearer token (no CSRF field needed), as the pages' forms send it. */
+async function postForm(d: Dashboard, path: string, fields: [string, string][]) {
+  const res = await d.fetch(
+    new Request(`${ORIGIN}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", authorization: `Bearer ${TOKEN}` },
+      body: new URLSearchParams(fields).toString(),
+      redirect: "manual",
+    }),
+  );
+  return { status: res.status, location: res.headers.get("location"), text: await res.text() };
+}
+
+describe("actions on a task that changed since it was shown", () => {
+  const make = () => createDashboard({ client: env.client, token: TOKEN, logger: quiet });
+
+  it("client: each action with expectStatus or expectAttempt refuses a task not in that state, and changes nothing", async () => {
+    const c = env.client;
+    const done = await c.createTask("job");
+    await finishTask(env, done.id, "COMPLETED");
+    await expect(c.deleteTask(done.id, { expectStatus: "FAILED" })).rejects.toThrow(
+      /cannot delete task \d+: it is COMPLETED, expected FAILED/,
+    );
+    expect(await c.getTask(done.id)).not.toBeNull();
+    await expect(c.retryTask(done.id, { expectStatus: "FAILED" })).rejects.toBeInstanceOf(TaskStateError);
+
+    const failed = await c.createTask("job");
+    await setState(failed.id, "FAILED", 2);
+    await expect(c.retryTask(failed.id, { expectStatus: "FAILED", expectAttempt: 1 })).rejects.toThrow(
+      /ran again since it was shown: attempt 2, not 1/,
+    );
+    expect((await c.getTask(failed.id))?.status).toBe("FAILED");
+    expect((await c.retryTask(failed.id, { expectStatus: "FAILED", expectAttempt: 2 })).status).toBe("PENDING");
+
+    const running = await c.createTask("job");
+    await setState(running.id, "PROGRESS", 1);
+    const refused = await c.cancelTask(running.id, { expectStatus: "PENDING" }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(TaskStateError);
+    expect((refused as TaskStateError).status).toBe("PROGRESS");
+    expect((await c.getTask(running.id))?.cancelRequested).toBe(false);
+    await expect(c.runTaskNow(running.id, { expectStatus: "PENDING" })).rejects.toThrow(
+      /it is PROGRESS, expected PENDING/,
+    );
+    expect((await c.cancelTask(running.id, { expectStatus: "PROGRESS" })).cancelRequested).toBe(true);
+
+    // Without an expectation, as before.
+    expect((await c.deleteTask(done.id)).status).toBe("COMPLETED");
+    await expect(c.deleteTask(failed.id, { expectStatus: "DONE" as never })).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(c.retryTask(failed.id, { expectAttempt: -1 })).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(c.retryTask(failed.id, { bogus: 1 } as never)).rejects.toBeInstanceOf(InvalidOptionError);
+  });
+
+  it("page: Delete from a page that showed FAILED is refused once the task was retried and completed", async () => {
+    const d = make();
+    const t = await env.client.createTask("job", ["keep me"]);
+    await setState(t.id, "FAILED", 1);
+    const page = await d.fetch(
+      new Request(`${ORIGIN}/task/${t.id}`, { headers: { authorization: `Bearer ${TOKEN}` } }),
+    );
+    const html = await page.text();
+    expect(html).toContain('name="expect" value="FAILED"');
+    expect(html).toContain('name="expectAttempt" value="1"');
+    await env.client.retryTask(t.id);
+    await setState(t.id, "COMPLETED", 2);
+    const r = await postForm(d, `/task/${t.id}/delete`, [
+      ["expect", "FAILED"],
+      ["expectAttempt", "1"],
+    ]);
+    expect(r.status).toBe(409);
+    expect(r.text).toMatch(/it is COMPLETED, expected FAILED/);
+    expect(await env.client.getTask(t.id)).not.toBeNull();
+  });
+
+  it("page: bulk Cancel from the due list refuses a task that has started since", async () => {
+    const d = make();
+    const t = await env.client.createTask("job");
+    const list = await d.fetch(new Request(`${ORIGIN}/tasks/due`, { headers: { authorization: `Bearer ${TOKEN}` } }));
+    expect(await list.text()).toContain('name="expect" value="PENDING"');
+    await setState(t.id, "PROGRESS", 1);
+    const fields: [string, string][] = [
+      ["action", "cancel"],
+      ["back", "/tasks/due"],
+      ["expect", "PENDING"],
+      ["id", t.id],
+    ];
+    const confirm = await postForm(d, "/tasks/bulk", fields);
+    expect(confirm.text).toContain('name="expect" value="PENDING"');
+    const r = await postForm(d, "/tasks/bulk", [...fields, ["confirm", "yes"]]);
+    expect(r.status).toBe(200);
+    expect(r.text).toMatch(/0 cancelled, 1 refused/);
+    expect(r.text).toMatch(/it is PROGRESS, expected PENDING/);
+    expect((await env.client.getTask(t.id))?.cancelRequested).toBe(false);
+  });
+
+  it("JSON API: ?expect= and the bulk body's expect refuse a task in another state (409 TASK_STATE)", async () => {
+    const d = make();
+    const t = await env.client.createTask("job");
+    await finishTask(env, t.id, "COMPLETED");
+    expectError(await call(d, "POST", `/api/tasks/${t.id}/retry?expect=FAILED`), 409, "TASK_STATE");
+    expectError(await call(d, "DELETE", `/api/tasks/${t.id}?expect=FAILED`), 409, "TASK_STATE");
+    expectError(await call(d, "POST", `/api/tasks/${t.id}/cancel`, { expect: "PENDING" }), 409, "TASK_STATE");
+    expectError(await call(d, "DELETE", `/api/tasks/${t.id}?expect=nope`), 400, "INVALID_OPTION");
+    const bulk = await call(d, "POST", "/api/tasks/bulk", { action: "delete", ids: [t.id], expect: "FAILED" });
+    expect(bulk.body.counts).toEqual({ ok: 0, refused: 1, byCode: { TASK_STATE: 1 } });
+    expect(await env.client.getTask(t.id)).not.toBeNull();
+    expect((await call(d, "DELETE", `/api/tasks/${t.id}?expect=COMPLETED&expectAttempt=1`)).status).toBe(200);
   });
 });
