@@ -276,3 +276,36 @@ describe("actions on a task that changed since it was shown", () => {
     expect((await call(d, "DELETE", `/api/tasks/${t.id}?expect=COMPLETED&expectAttempt=1`)).status).toBe(200);
   });
 });
+
+describe("api/execute/:id", () => {
+  const make = () =>
+    createDashboard({
+      client: env.client,
+      token: TOKEN,
+      logger: quiet,
+      tasks: { known: async () => "ok" },
+      runOptions: { heartbeatInterval: 0.2, staleAfter: 1 },
+    });
+
+  it("leaves a task it has no handler for PENDING (409 NO_HANDLER), whatever its queue", async () => {
+    const d = make();
+    for (const queue of ["default", "elsewhere"]) {
+      const t = await env.client.createTask("elsewhere.task", [], { queue });
+      const a = await call(d, "POST", `/api/execute/${t.id}`);
+      expectError(a, 409, "NO_HANDLER");
+      expect(a.body.error.message).toContain('no handler for "elsewhere.task"');
+      expect(await env.client.getTask(t.id)).toMatchObject({ status: "PENDING", attempt: 0, error: null });
+    }
+    await d.close();
+  });
+
+  it("claims only from the queues api/run uses unless told otherwise", async () => {
+    const d = make();
+    const other = await env.client.createTask("known", [], { queue: "otherq" });
+    expectError(await call(d, "POST", `/api/execute/${other.id}`), 400, "INVALID_OPTION");
+    expect((await env.client.getTask(other.id))?.status).toBe("PENDING");
+    const ran = await call(d, "POST", `/api/execute/${other.id}?queue=otherq`);
+    expect(ran.body.tasks).toEqual([expect.objectContaining({ id: other.id, outcome: "completed" })]);
+    await d.close();
+  });
+});

@@ -43,7 +43,8 @@ function queuesParam(url: URL): string[] | undefined {
  *   (default 1), claiming none after S seconds (default 10, at most 900);
  * - `POST api/run-one?queue=Q`: the same with N = 1;
  * - `POST api/execute/:id?queue=Q`: claims that task if it is PENDING (due or not) and runs it; 409 when it is not
- *   PENDING, 404 when there is no such task.
+ *   PENDING or has no handler here (NO_HANDLER: it stays PENDING), 404 when there is no such task, 400 when it is
+ *   not on the queues `run` claims from (or on Q).
  */
 export function triggerRoutes(ctx: TriggerContext): Hono {
   const app = new Hono();

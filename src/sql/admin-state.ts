@@ -9,7 +9,7 @@ import { live } from "./live.js";
  */
 const stateStatement = perTable(
   "admin_state",
-  (tasks) => `SELECT t.status, t.attempt, t.unique_key,
+  (tasks) => `SELECT t.status, t.attempt, t.name, t.queue, t.unique_key,
           (SELECT h.id::text FROM ${tasks} h
             WHERE h.unique_key = t.unique_key AND NOT h.unique_superseded AND ${live("h")} AND h.id <> t.id
             LIMIT 1) AS holder
@@ -20,6 +20,8 @@ const stateStatement = perTable(
 export interface TaskState {
   status: TaskStatus;
   attempt: number;
+  name: string;
+  queue: string;
   unique_key: string | null;
   /** Another live task holding this task's unique key, or null. */
   holder: string | null;
