@@ -309,3 +309,40 @@ describe("api/execute/:id", () => {
     await d.close();
   });
 });
+
+describe("redirects after a form or a sign-in", () => {
+  it("never leave the dashboard: back=/admin/..//evil.com and next=/admin/../x fall back under the base path", async () => {
+    const d = createDashboard({ client: env.client, token: TOKEN, logger: quiet, basePath: "/admin" });
+    const bulk = (back: string) =>
+      postForm(d, "/admin/tasks/bulk", [
+        ["action", "retry"],
+        ["back", back],
+      ]);
+    for (const back of [
+      "/admin/..//evil.com",
+      "/admin/%2e%2e//evil.com",
+      "/admin/../x",
+      "//evil.com",
+      "/admin\\..\\x",
+    ]) {
+      const r = await bulk(back);
+      expect(r.status).toBe(303);
+      expect(r.location).toBe("/admin/tasks/failed?done=none-selected");
+    }
+    expect((await bulk("/admin/tasks/due?queue=a")).location).toBe("/admin/tasks/due?queue=a&done=none-selected");
+    expect((await bulk("/admin/x/../tasks/due")).location).toBe("/admin/tasks/due?done=none-selected");
+    for (const next of ["/admin/../x", "/admin/..//evil.com", "https://evil.com/admin"]) {
+      const page = await d.fetch(new Request(`${ORIGIN}/admin/login?next=${encodeURIComponent(next)}`));
+      expect(await page.text()).toContain('name="next" value="/admin"');
+    }
+    const signIn = await d.fetch(
+      new Request(`${ORIGIN}/admin/login`, {
+        method: "POST",
+        headers: { origin: ORIGIN, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token: TOKEN, next: "/admin/../evil" }).toString(),
+        redirect: "manual",
+      }),
+    );
+    expect(signIn.headers.get("location")).toBe("/admin");
+  });
+});
