@@ -3,16 +3,31 @@
 // endpoints' limits.
 import { Agent, request as httpRequest, createServer, type Server } from "node:http";
 import { networkInterfaces } from "node:os";
-import { afterEach, describe, expect, it } from "vitest";
-import { createDashboard, InvalidOptionError, TaskStateError, type Dashboard } from "../src/index.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { createDashboard, InvalidOptionError, SkiplockClient, TaskStateError, type Dashboard } from "../src/index.js";
 import { clientInternals } from "../src/client.js";
 import { DashboardEvents, MAX_STREAMS } from "../src/dashboard/events.js";
 import { guard, isLoopbackAddress, markPeer } from "../src/dashboard/guard.js";
 import { call, expectError, finishTask, ORIGIN, TOKEN } from "./dashboard-fixture.js";
-import { quiet, waitFor } from "./helpers.js";
+import { DATABASE_URL, quiet, waitFor } from "./helpers.js";
+import { PrivatePgBouncer } from "./private-pgbouncer.js";
 import { schemaFixture } from "./schema-fixture.js";
+import { missingTools } from "./system-tools.js";
 
 const env = schemaFixture({ label: "dashboard_review" });
+
+/** The options every heartbeat is built with (trigger calls build one each), recorded by a subclass. */
+const heartbeats = vi.hoisted(() => [] as { pgbouncer?: boolean }[]);
+vi.mock("../src/worker/heartbeat.js", async (original) => {
+  const m = await original<typeof import("../src/worker/heartbeat.js")>();
+  class RecordedHeartbeat extends m.Heartbeat {
+    constructor(options: ConstructorParameters<typeof m.Heartbeat>[0]) {
+      heartbeats.push(options);
+      super(options);
+    }
+  }
+  return { ...m, Heartbeat: RecordedHeartbeat };
+});
 
 let server: Server | null = null;
 afterEach(async () => {
@@ -344,5 +359,46 @@ describe("redirects after a form or a sign-in", () => {
       }),
     );
     expect(signIn.headers.get("location")).toBe("/admin");
+  });
+});
+
+describe.skipIf(missingTools("pgbouncer"))("trigger calls through PgBouncer", () => {
+  const bouncer = new PrivatePgBouncer({ targetUrl: DATABASE_URL, poolSize: 1 });
+  beforeAll(() => bouncer.start());
+  afterAll(() => bouncer.stop());
+
+  it("beat with unnamed statements, as a worker's heartbeat does there", async () => {
+    const client = new SkiplockClient({
+      databaseUrl: bouncer.url,
+      redisUrl: null,
+      schema: env.schema,
+      pgbouncer: true,
+      logger: quiet,
+    });
+    heartbeats.length = 0;
+    const d = createDashboard({
+      client,
+      token: TOKEN,
+      logger: quiet,
+      tasks: { nap: async () => new Promise((r) => setTimeout(r, 300)) },
+      runOptions: { heartbeatInterval: 0.05, staleAfter: 5 },
+    });
+    let beats = 0;
+    const failed: string[] = [];
+    d.events.on("beat", ({ rows }) => void (beats += rows));
+    d.events.on("beat:failed", ({ error }) => void failed.push(error));
+    try {
+      const a = await client.createTask("nap");
+      const b = await client.createTask("nap");
+      const runs = await Promise.all([a, b].map((t) => call(d, "POST", `/api/execute/${t.id}`)));
+      expect(runs.map((r) => r.body.tasks?.[0]?.outcome)).toEqual(["completed", "completed"]);
+      expect(failed).toEqual([]);
+      expect(heartbeats.length).toBeGreaterThanOrEqual(2);
+      expect(heartbeats.every((o) => o.pgbouncer === true)).toBe(true);
+      expect(beats).toBeGreaterThan(0);
+    } finally {
+      await d.close();
+      await client.close();
+    }
   });
 });
