@@ -6,6 +6,7 @@ import { networkInterfaces } from "node:os";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createDashboard, InvalidOptionError, SkiplockClient, TaskStateError, type Dashboard } from "../src/index.js";
 import { clientInternals } from "../src/client.js";
+import { MAX_TRIGGER_CALLS } from "../src/dashboard/trigger-routes.js";
 import { DashboardEvents, MAX_STREAMS } from "../src/dashboard/events.js";
 import { guard, isLoopbackAddress, markPeer } from "../src/dashboard/guard.js";
 import { call, expectError, finishTask, ORIGIN, TOKEN } from "./dashboard-fixture.js";
@@ -321,6 +322,37 @@ describe("api/execute/:id", () => {
     expect((await env.client.getTask(other.id))?.status).toBe("PENDING");
     const ran = await call(d, "POST", `/api/execute/${other.id}?queue=otherq`);
     expect(ran.body.tasks).toEqual([expect.objectContaining({ id: other.id, outcome: "completed" })]);
+    await d.close();
+  });
+});
+
+describe("trigger calls at once", () => {
+  it(`runs at most ${MAX_TRIGGER_CALLS}: one more answers 503 TOO_MANY_RUNS, and room comes back as they answer`, async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const d = createDashboard({
+      client: env.client,
+      token: TOKEN,
+      logger: quiet,
+      tasks: { held: () => gate },
+      runOptions: { heartbeatInterval: 0.2, staleAfter: 5 },
+    });
+    const held = await Promise.all(
+      Array.from({ length: MAX_TRIGGER_CALLS + 1 }, () => env.client.createTask("held", [], { queue: "held" })),
+    );
+    const calls = held.slice(0, MAX_TRIGGER_CALLS).map((t) => call(d, "POST", `/api/execute/${t.id}?queue=held`));
+    await waitFor("the calls' tasks to run", async () => {
+      const tasks = await Promise.all(held.slice(0, MAX_TRIGGER_CALLS).map((t) => env.client.getTask(t.id)));
+      return tasks.every((t) => t?.status === "PROGRESS");
+    });
+    const extra = held[MAX_TRIGGER_CALLS]!;
+    expectError(await call(d, "POST", `/api/execute/${extra.id}?queue=held`), 503, "TOO_MANY_RUNS");
+    expectError(await call(d, "POST", "/api/run?queue=held"), 503, "TOO_MANY_RUNS");
+    expect((await call(d, "GET", "/api/stats")).status).toBe(200);
+    open();
+    for (const a of await Promise.all(calls)) expect(a.body.tasks[0].outcome).toBe("completed");
+    const later = await call(d, "POST", `/api/execute/${extra.id}?queue=held`);
+    expect(later.body.tasks).toEqual([expect.objectContaining({ id: extra.id, outcome: "completed" })]);
     await d.close();
   });
 });
