@@ -357,6 +357,38 @@ describe("trigger calls at once", () => {
   });
 });
 
+describe("a form post", () => {
+  it("is refused on its credentials before its body is read (401/403, not 413 for a large body)", async () => {
+    const big = `id=${"1".repeat(300 * 1024)}`;
+    const post = (d: Dashboard, url: string, headers: Record<string, string>) =>
+      d.fetch(
+        new Request(url, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+          body: big,
+        }),
+      );
+    const withToken = createDashboard({ client: env.client, token: TOKEN, logger: quiet });
+    const wrong = await post(withToken, `${ORIGIN}/tasks/bulk`, { authorization: "Bearer wrong-token-0123456789" });
+    expect(wrong.status).toBe(401);
+    const signIn = await withToken.fetch(
+      new Request(`${ORIGIN}/api/session`, {
+        method: "POST",
+        headers: { origin: ORIGIN, "content-type": "application/json" },
+        body: JSON.stringify({ token: TOKEN }),
+      }),
+    );
+    const cookie = signIn.headers.get("set-cookie")!.split(";")[0]!;
+    const foreign = await post(withToken, `${ORIGIN}/tasks/bulk`, { cookie, origin: "https://evil.example" });
+    expect(foreign.status).toBe(403);
+    const noToken = createDashboard({ client: env.client, logger: quiet });
+    const rebound = await post(noToken, "http://evil.example:4680/tasks/bulk", {});
+    expect(rebound.status).toBe(403);
+    // Signed in properly, the size limit is what answers.
+    expect((await post(withToken, `${ORIGIN}/tasks/bulk`, { authorization: `Bearer ${TOKEN}` })).status).toBe(413);
+  });
+});
+
 describe("redirects after a form or a sign-in", () => {
   it("never leave the dashboard: back=/admin/..//evil.com and next=/admin/../x fall back under the base path", async () => {
     const d = createDashboard({ client: env.client, token: TOKEN, logger: quiet, basePath: "/admin" });

@@ -55,6 +55,11 @@ export function cookieOf(req: Request, name: string): string | null {
   return null;
 }
 
+/** Whether `origin` (a request's Origin header) is the dashboard's own or one of the allowed ones. */
+export function originAllowed(req: Request, o: GuardOptions, origin: string): boolean {
+  return origin === new URL(req.url).origin || o.allowedOrigins.includes(origin);
+}
+
 /** The hidden field an HTML form (the pages, without JavaScript) carries the CSRF token in. */
 export const CSRF_FIELD = "_csrf";
 
@@ -73,7 +78,7 @@ export function guard(
   const url = new URL(req.url);
   const changing = !SAFE_METHODS.has(req.method);
   const origin = req.headers.get("origin");
-  const allowed = (given: string) => given === url.origin || o.allowedOrigins.includes(given);
+  const allowed = (given: string) => originAllowed(req, o, given);
   const foreign = () =>
     refuse(403, "FOREIGN_ORIGIN", "this request comes from another site (its Origin is not the dashboard's)");
   let by: AuthedBy = "none";

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { ApiContext } from "../api.js";
 import { SESSION_COOKIE } from "../auth.js";
-import { cookieOf, CSRF_FIELD, guard } from "../guard.js";
+import { cookieOf, CSRF_FIELD, guard, originAllowed } from "../guard.js";
 import { errorStatus, refuse } from "../responses.js";
 import { DONE_NOTICES } from "./action-pages.js";
 import { asset } from "./assets.js";
@@ -91,17 +91,25 @@ export class PageAccess {
   }
 
   /**
-   * Checks a form post: signed in (before its body is read), then its CSRF field and Origin, and not read-only.
-   * Returns the form.
+   * Checks a form post and returns the form. Everything that needs no form is checked before its body is read: a
+   * bearer token or the loopback rule (the whole guard), or a session's cookie and Origin; then the CSRF field the
+   * form carries.
    */
   async poster(c: Context): Promise<{ env: PageEnv; form: URLSearchParams }> {
     const req = c.req.raw;
     const creds = this.#ctx.credentials;
-    if (creds !== null && req.headers.get("authorization") === null) {
-      const cookie = cookieOf(req, SESSION_COOKIE);
-      if (cookie === null || !creds.verify(cookie)) {
-        throw refuse(401, "UNAUTHORIZED", "your session has ended: sign in again, then repeat the action");
-      }
+    const byCookie = creds !== null && req.headers.get("authorization") === null;
+    if (!byCookie) {
+      guard(req, this.#ctx.guard, "api");
+      return { env: this.envOf(req), form: await readForm(req) };
+    }
+    const cookie = cookieOf(req, SESSION_COOKIE);
+    if (cookie === null || !creds.verify(cookie)) {
+      throw refuse(401, "UNAUTHORIZED", "your session has ended: sign in again, then repeat the action");
+    }
+    const origin = req.headers.get("origin");
+    if (origin === null || !originAllowed(req, this.#ctx.guard, origin)) {
+      throw refuse(403, "FOREIGN_ORIGIN", "this request comes from another site (its Origin is not the dashboard's)");
     }
     const form = await readForm(req);
     guard(req, this.#ctx.guard, "api", form.get(CSRF_FIELD));
