@@ -389,6 +389,28 @@ describe("a form post", () => {
   });
 });
 
+describe("the purge form", () => {
+  it("takes the age as plain decimal days only", async () => {
+    const d = createDashboard({ client: env.client, token: TOKEN, logger: quiet });
+    for (const days of ["0x1f", "1e3", "Infinity", "-1", "", "3.", "1_000"]) {
+      const r = await postForm(d, "/purge", [
+        ["olderThanDays", days],
+        ["status", "COMPLETED"],
+      ]);
+      expect(r.status, days).toBe(400);
+      expect(r.text).toContain("give the age in days, such as 30 or 0.5");
+    }
+    for (const days of ["30", "0.5", " 7 "]) {
+      const r = await postForm(d, "/purge", [
+        ["olderThanDays", days],
+        ["status", "COMPLETED"],
+      ]);
+      expect(r.status, days).toBe(200);
+      expect(r.text).toMatch(/would be deleted/);
+    }
+  });
+});
+
 describe("redirects after a form or a sign-in", () => {
   it("never leave the dashboard: back=/admin/..//evil.com and next=/admin/../x fall back under the base path", async () => {
     const d = createDashboard({ client: env.client, token: TOKEN, logger: quiet, basePath: "/admin" });

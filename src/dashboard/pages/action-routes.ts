@@ -94,9 +94,10 @@ export function actionRoutes(pages: Hono, ctx: ApiContext, access: PageAccess, d
   pages.post("/purge", async (c) => {
     const { env, form } = await access.poster(c);
     const f: PurgeForm = { olderThanDays: (form.get("olderThanDays") ?? "").trim(), statuses: form.getAll("status") };
+    // Plain decimal digits only: Number() would also take 0x1f, 1e3 or Infinity.
     const days = Number(f.olderThanDays);
     try {
-      if (f.olderThanDays === "" || !Number.isFinite(days)) {
+      if (!/^\d{1,7}(\.\d{1,6})?$/.test(f.olderThanDays)) {
         throw refuse(400, "INVALID_OPTION", "give the age in days, such as 30 or 0.5");
       }
       const confirmed = form.get("confirm") === "yes";
