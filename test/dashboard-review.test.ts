@@ -30,6 +30,27 @@ vi.mock("../src/worker/heartbeat.js", async (original) => {
   return { ...m, Heartbeat: RecordedHeartbeat };
 });
 
+/** When set, the next claim by id runs this first and then fails as a row moved under it would (40001). */
+const beforeMovedClaim = vi.hoisted(() => ({ run: null as null | (() => Promise<void>) }));
+vi.mock("../src/sql/claim-by-id.js", async (original) => {
+  const m = await original<typeof import("../src/sql/claim-by-id.js")>();
+  return {
+    ...m,
+    claimTaskById: async (...args: Parameters<typeof m.claimTaskById>) => {
+      const run = beforeMovedClaim.run;
+      if (run === null) return m.claimTaskById(...args);
+      beforeMovedClaim.run = null;
+      await run();
+      throw Object.assign(
+        new Error("tuple to be locked was already moved to another partition due to concurrent update"),
+        {
+          code: "40001",
+        },
+      );
+    },
+  };
+});
+
 let server: Server | null = null;
 afterEach(async () => {
   server?.closeAllConnections();
@@ -312,6 +333,16 @@ describe("api/execute/:id", () => {
       expect(a.body.error.message).toContain('no handler for "elsewhere.task"');
       expect(await env.client.getTask(t.id)).toMatchObject({ status: "PENDING", attempt: 0, error: null });
     }
+    await d.close();
+  });
+
+  it("answers 409, not 500, when a cancel moved the row under the claim", async () => {
+    const d = make();
+    const t = await env.client.createTask("known");
+    beforeMovedClaim.run = async () => void (await env.client.cancelTask(t.id));
+    const a = await call(d, "POST", `/api/execute/${t.id}`);
+    expectError(a, 409, "TASK_STATE");
+    expect(a.body.error.message).toContain("it is CANCELLED, expected PENDING");
     await d.close();
   });
 
