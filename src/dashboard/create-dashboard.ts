@@ -74,7 +74,10 @@ const OPTION_KEYS = [
 export const MIN_TOKEN_LENGTH = 16;
 
 export interface Dashboard {
-  /** A web-standard handler: for Hono, Bun, Deno, or any server built on Request and Response. */
+  /**
+   * A web-standard handler: for Hono, Bun, Deno, or any server built on Request and Response. It cannot see the
+   * connection: without a token it checks only the Host header, so off loopback give the dashboard a token.
+   */
   fetch(request: Request): Promise<Response>;
   /**
    * A Node `(req, res)` listener for `http.createServer` or Express (`app.use(dashboard.listener)` or
