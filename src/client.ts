@@ -71,6 +71,7 @@ const RETRYABLE: readonly TaskStatus[] = ["FAILED", "CANCELLED"];
 const UNIQUE_VIOLATION = "23505";
 import { transactionQueryable } from "./transaction.js";
 import { resolvePgbouncer } from "./db/pgbouncer.js";
+import { checkExpectation, unexpectedState, type TaskActionOptions } from "./task-expectation.js";
 
 export interface ClientOptions extends ConnectionOptions {
   logger?: Logger;
@@ -406,13 +407,14 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    * it at its next heartbeat), fires the handler's signal with a TaskCancelledError, and writes CANCELLED when the
    * handler settles (COMPLETED if it returns successfully anyway), or after its `cancelGrace` if it ignores the
    * signal; `waitForCompletion` tells which. A finished task is returned unchanged. Throws TaskNotFoundError for an
-   * unknown id.
+   * unknown id, and TaskStateError when `options.expectStatus` (or `expectAttempt`) is not the task's now.
    */
-  async cancelTask(id: string): Promise<Task> {
+  async cancelTask(id: string, options?: TaskActionOptions): Promise<Task> {
     const taskId = validateTaskId(id);
+    const expect = checkExpectation(options);
     // The doorbell connects while the request runs, so the worker can be told at once.
     void this.#notifier.start();
-    const row = await requestCancel(this.#store.pool, this.#store.tasks, taskId);
+    const row = await requestCancel(this.#store.pool, this.#store.tasks, taskId, expect);
     if (row) {
       const task = rowToTask(row);
       if (task.status === "CANCELLED") {
@@ -425,6 +427,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     }
     const task = await this.getTask(taskId);
     if (!task) throw new TaskNotFoundError(taskId);
+    const unexpected = unexpectedState(taskId, "cancel", task, expect);
+    if (unexpected) throw unexpected;
     return task;
   }
 
@@ -454,14 +458,16 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    * Moves a FAILED or CANCELLED task back to PENDING, due now, and returns it. Its history stays: `attempt`, `error`,
    * `errors`. A FAILED task's `retryCount` counts this retry, so a task whose retries were spent gets one more
    * attempt. Throws TaskNotFoundError for an unknown id, TaskStateError when the task is in another state (nothing is
-   * changed), and UniqueKeyConflictError when a newer live task holds its unique key.
+   * changed), and UniqueKeyConflictError when a newer live task holds its unique key. With `options.expectStatus`
+   * (or `expectAttempt`), a task not in that status now is refused with TaskStateError too.
    */
-  async retryTask(id: string): Promise<Task> {
+  async retryTask(id: string, options?: TaskActionOptions): Promise<Task> {
     const taskId = validateTaskId(id);
+    const expect = checkExpectation(options);
     for (let tries = 1; ; tries++) {
       let row: TaskRow | null = null;
       try {
-        row = await retryFinishedTask(this.#store.pool, this.#store.tasks, taskId);
+        row = await retryFinishedTask(this.#store.pool, this.#store.tasks, taskId, expect);
       } catch (err) {
         // A concurrent enqueue took the key between the check and the move: read who holds it.
         if ((err as { code?: string }).code !== UNIQUE_VIOLATION || tries >= 3) throw err;
@@ -472,6 +478,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
         return task;
       }
       const state = await this.#stateOf(taskId);
+      const unexpected = unexpectedState(taskId, "retry", state, expect);
+      if (unexpected) throw unexpected;
       if (!RETRYABLE.includes(state.status)) {
         throw new TaskStateError(taskId, "retry", state.status, RETRYABLE);
       }
@@ -485,13 +493,16 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
 
   /**
    * Makes a PENDING task due now (a task already due keeps its place) and returns it. Throws TaskNotFoundError for an
-   * unknown id and TaskStateError for a task that is not PENDING.
+   * unknown id and TaskStateError for a task that is not PENDING (or not as `options` expects).
    */
-  async runTaskNow(id: string): Promise<Task> {
+  async runTaskNow(id: string, options?: TaskActionOptions): Promise<Task> {
     const taskId = validateTaskId(id);
-    const row = await runPendingTaskNow(this.#store.pool, this.#store.tasks, taskId);
+    const expect = checkExpectation(options);
+    const row = await runPendingTaskNow(this.#store.pool, this.#store.tasks, taskId, expect);
     if (!row) {
       const state = await this.#stateOf(taskId);
+      const unexpected = unexpectedState(taskId, "run now", state, expect);
+      if (unexpected) throw unexpected;
       throw new TaskStateError(taskId, "run now", state.status, ["PENDING"]);
     }
     const { was_future: wasFuture, ...taskRow } = row;
@@ -502,13 +513,17 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
 
   /**
    * Deletes a finished task (COMPLETED, FAILED or CANCELLED) and returns it as it was. Throws TaskNotFoundError for
-   * an unknown id and TaskStateError for a PENDING or PROGRESS task: cancel it first.
+   * an unknown id and TaskStateError for a PENDING or PROGRESS task (cancel it first), or one not as `options`
+   * expects.
    */
-  async deleteTask(id: string): Promise<Task> {
+  async deleteTask(id: string, options?: TaskActionOptions): Promise<Task> {
     const taskId = validateTaskId(id);
-    const row = await deleteFinishedTask(this.#store.pool, this.#store.tasks, taskId);
+    const expect = checkExpectation(options);
+    const row = await deleteFinishedTask(this.#store.pool, this.#store.tasks, taskId, expect);
     if (row) return rowToTask(row);
     const state = await this.#stateOf(taskId);
+    const unexpected = unexpectedState(taskId, "delete", state, expect);
+    if (unexpected) throw unexpected;
     throw new TaskStateError(taskId, "delete", state.status, [...FINAL_STATUSES], "cancel it first");
   }
 

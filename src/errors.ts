@@ -329,3 +329,22 @@ export class PoolerSessionError extends SkiplockError {
  * password. A ConfigError, so code that handles those handles these.
  */
 export class RedisConfigError extends ConfigError {}
+
+// The dashboard's trigger endpoints (runner/).
+
+/**
+ * `api/execute/:id` named a task whose name has no handler where the call runs: it is left PENDING, for a worker
+ * that has one, rather than claimed and failed here.
+ */
+export class NoHandlerError extends SkiplockError {
+  readonly id: string;
+  readonly taskName: string;
+  constructor(id: string, taskName: string) {
+    super(
+      "NO_HANDLER",
+      `cannot execute task ${id} here: no handler for ${JSON.stringify(taskName)} among this dashboard's tasks; it stays PENDING for a worker that has one`,
+    );
+    this.id = id;
+    this.taskName = taskName;
+  }
+}

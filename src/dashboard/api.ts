@@ -4,7 +4,7 @@ import { TaskNotFoundError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { validateTaskId, type TaskOptions } from "../task.js";
 import { SESSION_COOKIE, SESSION_SECONDS, type Credentials } from "./auth.js";
-import { MAX_BULK_IDS, runTaskAction, TASK_ACTIONS, type TaskAction } from "./actions.js";
+import { expectationFrom, MAX_BULK_IDS, runTaskAction, TASK_ACTIONS, type TaskAction } from "./actions.js";
 import { readJsonBody } from "./body.js";
 import { cookieOf, guard, type AuthedBy, type GuardOptions } from "./guard.js";
 import { errorStatus, json, refuse } from "./responses.js";
@@ -134,12 +134,14 @@ export function apiRoutes(ctx: ApiContext): Hono<Env> {
       throw refuse(400, "BAD_REQUEST", `ids must be an array of 1 to ${MAX_BULK_IDS} task ids`);
     }
     const valid = ids.map((id) => validateTaskId(id));
+    // `expect`: the status the caller saw the tasks in (a list of one status); each is refused if it is not.
+    const expect = expectationFrom(body.expect, undefined);
     const results: ({ id: string; ok: true; status: string } | { id: string; ok: false; error: object })[] = [];
     const refused: Record<string, number> = {};
     // One at a time: each is its own compare-and-set, and a bulk action should not take the whole pool.
     for (const id of new Set(valid)) {
       try {
-        const task = await runTaskAction(client, action, id);
+        const task = await runTaskAction(client, action, id, expect);
         results.push({ id, ok: true, status: task.status });
       } catch (err) {
         const e = errorStatus(err);
@@ -158,13 +160,22 @@ export function apiRoutes(ctx: ApiContext): Hono<Env> {
     if (!task) throw new TaskNotFoundError(id);
     return json({ task });
   });
-  api.delete("/tasks/:id", async (c) =>
-    json({ task: await runTaskAction(client, "delete", validateTaskId(c.req.param("id"))) }),
-  );
+  // `?expect=STATUS&expectAttempt=N` (or the same fields in a POST's JSON body): act only on the task as last seen.
+  api.delete("/tasks/:id", async (c) => {
+    const id = validateTaskId(c.req.param("id"));
+    const expect = expectationFrom(c.req.query("expect"), c.req.query("expectAttempt"));
+    return json({ task: await runTaskAction(client, "delete", id, expect) });
+  });
   for (const action of ["retry", "cancel", "run-now"] as const) {
-    api.post(`/tasks/:id/${action}`, async (c) =>
-      json({ task: await runTaskAction(client, action, validateTaskId(c.req.param("id"))) }),
-    );
+    api.post(`/tasks/:id/${action}`, async (c) => {
+      const id = validateTaskId(c.req.param("id"));
+      const body = await readJsonBody(c.req.raw);
+      const expect = expectationFrom(
+        body.expect ?? c.req.query("expect"),
+        body.expectAttempt ?? c.req.query("expectAttempt"),
+      );
+      return json({ task: await runTaskAction(client, action, id, expect) });
+    });
   }
 
   api.post("/purge", async (c) => {

@@ -16,7 +16,11 @@ export interface DashboardOptions {
   client?: SkiplockClient;
   /**
    * The secret API calls send as `Authorization: Bearer <token>` and browsers sign in with (16 characters or more).
-   * Without one, the dashboard answers only requests addressed to a loopback host.
+   * Without one there is no sign-in: whoever may reach the dashboard may read and act. It then answers only requests
+   * addressed to a loopback host (localhost, 127.0.0.1, ::1), and through `listener` only connections whose address
+   * is loopback too. The `fetch` handler cannot see the connection and checks only the Host header, which a client
+   * writes itself: served through it on an address other machines reach, or behind a proxy (whose connections are
+   * local), the dashboard needs a token.
    */
   token?: string;
   /** Refuse every action (403) and say so in api/stats. */
@@ -70,7 +74,10 @@ const OPTION_KEYS = [
 export const MIN_TOKEN_LENGTH = 16;
 
 export interface Dashboard {
-  /** A web-standard handler: for Hono, Bun, Deno, or any server built on Request and Response. */
+  /**
+   * A web-standard handler: for Hono, Bun, Deno, or any server built on Request and Response. It cannot see the
+   * connection: without a token it checks only the Host header, so off loopback give the dashboard a token.
+   */
   fetch(request: Request): Promise<Response>;
   /**
    * A Node `(req, res)` listener for `http.createServer` or Express (`app.use(dashboard.listener)` or
@@ -190,7 +197,11 @@ export function createDashboard(options: DashboardOptions = {}): Dashboard {
   const logger = options.logger ?? client.logger;
   const credentials = options.token === undefined ? null : new Credentials(options.token);
   if (credentials === null) {
-    logger.warn("dashboard without a token: it answers only requests to localhost, 127.0.0.1 or ::1");
+    logger.warn(
+      "dashboard without a token: no sign-in, anyone who reaches it may read and act. It answers only requests " +
+        "addressed to localhost, 127.0.0.1 or ::1 and, through the Node listener, from a loopback address; the " +
+        "fetch handler checks only the Host header, and a proxy's connections are local: off this machine, give a token",
+    );
   }
 
   const events = new EventEmitter<WorkerEvents>();
@@ -226,8 +237,15 @@ export function createDashboard(options: DashboardOptions = {}): Dashboard {
     if (typeof original === "string") req.url = original;
     if (next && !under(new URL(req.url ?? "/", "http://x").pathname)) return next();
     // Told not to replace the global Request and Response, which the adapter does by default.
-    nodeListener ??= import("@hono/node-server").then((m) =>
-      m.getRequestListener(fetch, { overrideGlobalObjects: false }),
+    // Each request is marked with its connection's address, which the guard checks when there is no token.
+    nodeListener ??= Promise.all([import("@hono/node-server"), import("./guard.js")]).then(([m, g]) =>
+      m.getRequestListener(
+        (request: Request, env: { incoming: { socket?: { remoteAddress?: string } } }) => {
+          g.markPeer(request, env.incoming.socket?.remoteAddress);
+          return fetch(request);
+        },
+        { overrideGlobalObjects: false },
+      ),
     );
     void nodeListener
       .then((handle) => handle(req, res))

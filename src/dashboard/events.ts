@@ -11,7 +11,9 @@ import { refuse } from "./responses.js";
  * "refresh" event also goes out on a timer: every REFRESH_MS while the doorbell is down, every SAFETY_MS while it is
  * up. Messages arriving together are sent as one event, at most one per BATCH_MS. The doorbell is listened to only
  * while a stream is open. Streams are bounded (MAX_STREAMS: one more is refused with 503), and one whose reader falls
- * behind is closed; a closed tab's stream ends when its connection does.
+ * behind is closed; a closed tab's stream ends when its connection does. A stream whose first event nobody reads
+ * within UNREAD_MS (a client that asked and went away, a server that never sends the body) is closed too, so such
+ * requests cannot fill the bound.
  */
 
 export const MAX_STREAMS = 100;
@@ -19,10 +21,17 @@ const BATCH_MS = 250;
 const REFRESH_MS = 3000;
 const SAFETY_MS = 10_000;
 const PING_MS = 20_000;
+const UNREAD_MS = 15_000;
 /** Events queued for a stream that reads none of them before it is dropped. */
 const MAX_QUEUED = 64;
 /** Most ids one event names; beyond, it says only that many changed. */
 const MAX_IDS = 200;
+
+export const EVENT_STREAM_HEADERS: Readonly<Record<string, string>> = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-store",
+  "x-accel-buffering": "no",
+};
 
 interface Stream {
   controller: ReadableStreamDefaultController<Uint8Array>;
@@ -35,6 +44,8 @@ export interface EventsOptions {
   /** The queues to hear wake-ups of (read at each refresh). */
   queues: () => Promise<string[]>;
   maxStreams?: number;
+  /** Milliseconds a new stream may wait for its first read before it is dropped; default UNREAD_MS. */
+  unreadMs?: number;
 }
 
 export class DashboardEvents {
@@ -65,11 +76,14 @@ export class DashboardEvents {
       throw refuse(503, "TOO_MANY_STREAMS", "too many open event streams: close other dashboard tabs");
     }
     let entry: Stream | null = null;
+    let read = false;
+    let unread: NodeJS.Timeout | null = null;
     const body = new ReadableStream<Uint8Array>({
       start: (controller) => {
         const s: Stream = {
           controller,
           close: () => {
+            if (unread !== null) clearTimeout(unread);
             if (!this.#streams.delete(s)) return;
             signal.removeEventListener("abort", s.close);
             try {
@@ -84,21 +98,23 @@ export class DashboardEvents {
         if (this.#streams.size === 0) this.#start();
         this.#streams.add(s);
         signal.addEventListener("abort", s.close);
+        unread = setTimeout(() => {
+          if (!read) s.close();
+        }, this.#o.unreadMs ?? UNREAD_MS);
+        unread.unref();
         this.#send(
           s,
           `retry: 3000\nevent: hello\ndata: ${JSON.stringify({ doorbell: this.#o.notifier.connected })}\n\n`,
         );
       },
+      // Called once the reader took the first event (the queue holds one before it is asked for more).
+      pull: () => {
+        read = true;
+      },
       cancel: () => entry?.close(),
     });
     if (signal.aborted) entry!.close();
-    return new Response(body, {
-      headers: {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-store",
-        "x-accel-buffering": "no",
-      },
-    });
+    return new Response(body, { headers: EVENT_STREAM_HEADERS });
   }
 
   /** Ends every stream (the dashboard is going away). */

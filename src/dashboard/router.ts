@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { clientInternals } from "../client.js";
 import { apiRoutes, type ApiContext } from "./api.js";
-import { DashboardEvents } from "./events.js";
+import { DashboardEvents, EVENT_STREAM_HEADERS } from "./events.js";
 import { guard } from "./guard.js";
 import { metricsRoute, type MetricsRouteContext } from "./metrics-route.js";
 import { pageRoutes } from "./pages/index.js";
@@ -21,6 +21,8 @@ export function buildRouter(basePath: string, ctx: ApiContext & MetricsRouteCont
   });
   app.get("/api/events", (c) => {
     guard(c.req.raw, ctx.guard, "api");
+    // Hono routes HEAD here too and drops the body unread: only a GET opens a stream.
+    if (c.req.raw.method !== "GET") return new Response(null, { headers: EVENT_STREAM_HEADERS });
     return events.stream(c.req.raw.signal);
   });
   // The pages link to the base path without its slash; one typed with it lands there too.

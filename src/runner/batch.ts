@@ -135,6 +135,8 @@ export class Batch {
     });
     this.#heartbeat = new Heartbeat({
       databaseUrl: deps.databaseUrl,
+      // Through PgBouncer its statements go unnamed, as a worker's do (several calls' threads share server connections).
+      pgbouncer: store.pgbouncer,
       tasks: store.tasks,
       workerId: this.workerId,
       interval: deps.heartbeatInterval,

@@ -1,7 +1,8 @@
 import { performance } from "node:perf_hooks";
 import { clientInternals, type SkiplockClient } from "../client.js";
 import { validateInteger, validateQueueName, validateSeconds } from "../config.js";
-import { InvalidOptionError, TaskNotFoundError, TaskStateError } from "../errors.js";
+import { isMovedRowError } from "../db/moved-rows.js";
+import { InvalidOptionError, NoHandlerError, TaskNotFoundError, TaskStateError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { assertKnownKeys } from "../options.js";
 import { claimTasks } from "../sql/claim.js";
@@ -103,7 +104,8 @@ export interface TaskRunner {
   runDue(options?: RunDueOptions): Promise<RunDueResult>;
   /**
    * Claims task `id` if it is PENDING (due or not) and runs it. TaskNotFoundError when there is no such task,
-   * TaskStateError when it is not PENDING, InvalidOptionError when it is not on one of `queues`.
+   * TaskStateError when it is not PENDING (or changed while being claimed), NoHandlerError when its name has no
+   * handler here, InvalidOptionError when it is not on one of `queues` (default: the queues `runDue` claims from).
    */
   execute(id: string, options?: { queues?: readonly string[] }): Promise<RunDueResult>;
   /** Ends the threads of thread-isolated handlers (the client is the caller's). */
@@ -292,21 +294,44 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     async execute(id, o = {}) {
       const t0 = performance.now();
       const taskId = validateTaskId(id);
-      const queues = checkQueues(o.queues) ?? null;
+      const queues = checkQueues(o.queues) ?? (await this.defaultQueues());
+      // A task this process has no handler for is left to a worker that has one (a name never changes).
+      const before = await readTaskState(store.hotQueries, store.tasks, taskId);
+      if (before === null) throw new TaskNotFoundError(taskId);
+      if (before.status !== "PENDING") throw new TaskStateError(taskId, "execute", before.status, ["PENDING"]);
+      if (!(await handlers()).registry.has(before.name)) throw new NoHandlerError(taskId, before.name);
+      if (!queues.includes(before.queue)) {
+        throw new InvalidOptionError("queue", `task ${taskId} is on queue ${before.queue}, not ${queues.join(", ")}`);
+      }
       const b = await batch(1);
-      const row = await claimTaskById(store.hotQueries, store.tasks, {
-        id: taskId,
-        workerId: b.workerId,
-        defaultMaxRetries: settings.maxRetries,
-        queues,
-      });
+      let row: Awaited<ReturnType<typeof claimTaskById>> = null;
+      try {
+        row = await claimTaskById(store.hotQueries, store.tasks, {
+          id: taskId,
+          workerId: b.workerId,
+          defaultMaxRetries: settings.maxRetries,
+          queues,
+        });
+      } catch (err) {
+        // A cancel (or another change) moved the row to tasks_done under the claim each time `run` tried it: the
+        // state read below says where it went, and the call answers 409 rather than a database error.
+        if (!isMovedRowError(err)) {
+          await b.finish();
+          throw err;
+        }
+      }
       if (row === null) {
         await b.finish();
         const state = await readTaskState(store.hotQueries, store.tasks, taskId);
         if (state === null) throw new TaskNotFoundError(taskId);
         if (state.status !== "PENDING") throw new TaskStateError(taskId, "execute", state.status, ["PENDING"]);
-        if (queues === null) throw new TaskStateError(taskId, "execute", "PROGRESS", ["PENDING"], "claimed meanwhile");
-        throw new InvalidOptionError("queue", `task ${taskId} is not on ${queues.join(", ")}`);
+        throw new TaskStateError(
+          taskId,
+          "execute",
+          state.status,
+          ["PENDING"],
+          "it changed while being claimed: try again",
+        );
       }
       b.begin([row]);
       return result(b, await b.finish(), [], "max", t0);

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { ApiContext } from "../api.js";
 import { SESSION_COOKIE } from "../auth.js";
-import { cookieOf, CSRF_FIELD, guard } from "../guard.js";
+import { cookieOf, CSRF_FIELD, guard, originAllowed } from "../guard.js";
 import { errorStatus, refuse } from "../responses.js";
 import { DONE_NOTICES } from "./action-pages.js";
 import { asset } from "./assets.js";
@@ -32,12 +32,16 @@ export function redirect(to: string): Response {
   return new Response(null, { status: 303, headers: { location: to, "cache-control": "no-store" } });
 }
 
-/** `to` with `?done=<done>` (a key of REDIRECT_NOTICES). */
+/** `to` (a path from safeBack or the routes) with `?done=<done>` (a key of REDIRECT_NOTICES). */
 export function withDone(to: string, done: string): string {
-  const u = new URL(to, "http://x");
+  const u = new URL(to, LOCAL);
   u.searchParams.set("done", done);
-  return u.pathname + u.search;
+  // A path starting with "//" would be read as another host's.
+  return u.pathname.replace(/^\/+/, "/") + u.search;
 }
+
+/** Paths are resolved against a fixed origin: one that names another host resolves elsewhere and is refused. */
+const LOCAL = "http://dashboard.invalid";
 
 export function noticesOf(c: Context): Notice[] {
   const done = c.req.query("done");
@@ -87,32 +91,48 @@ export class PageAccess {
   }
 
   /**
-   * Checks a form post: signed in (before its body is read), then its CSRF field and Origin, and not read-only.
-   * Returns the form.
+   * Checks a form post and returns the form. Everything that needs no form is checked before its body is read: a
+   * bearer token or the loopback rule (the whole guard), or a session's cookie and Origin; then the CSRF field the
+   * form carries.
    */
   async poster(c: Context): Promise<{ env: PageEnv; form: URLSearchParams }> {
     const req = c.req.raw;
     const creds = this.#ctx.credentials;
-    if (creds !== null && req.headers.get("authorization") === null) {
-      const cookie = cookieOf(req, SESSION_COOKIE);
-      if (cookie === null || !creds.verify(cookie)) {
-        throw refuse(401, "UNAUTHORIZED", "your session has ended: sign in again, then repeat the action");
-      }
+    const byCookie = creds !== null && req.headers.get("authorization") === null;
+    if (!byCookie) {
+      guard(req, this.#ctx.guard, "api");
+      return { env: this.envOf(req), form: await readForm(req) };
+    }
+    const cookie = cookieOf(req, SESSION_COOKIE);
+    if (cookie === null || !creds.verify(cookie)) {
+      throw refuse(401, "UNAUTHORIZED", "your session has ended: sign in again, then repeat the action");
+    }
+    const origin = req.headers.get("origin");
+    if (origin === null || !originAllowed(req, this.#ctx.guard, origin)) {
+      throw refuse(403, "FOREIGN_ORIGIN", "this request comes from another site (its Origin is not the dashboard's)");
     }
     const form = await readForm(req);
     guard(req, this.#ctx.guard, "api", form.get(CSRF_FIELD));
     return { env: this.envOf(req), form };
   }
 
-  /** A path to come back to: one under the base path, never another site (`//host`, `\`), else `fallback`. */
+  /**
+   * A path to come back to, else `fallback`: resolved as the browser would (`..` and `%2e%2e` removed), it must stay
+   * on this origin and under the base path, and never start with `//` (another host) or hold `\` or spaces.
+   */
   safeBack(value: string | null | undefined, fallback: string): string {
-    if (typeof value !== "string" || value.length > 2000) return fallback;
-    const ok =
-      (value === this.base || value.startsWith(`${this.base}/`)) &&
-      value.startsWith("/") &&
-      !value.startsWith("//") &&
-      !/[\\\s]/.test(value);
-    return ok ? value : fallback;
+    if (typeof value !== "string" || value.length > 2000 || !value.startsWith("/") || /[\\\s]/.test(value)) {
+      return fallback;
+    }
+    let u: URL;
+    try {
+      u = new URL(value, LOCAL);
+    } catch {
+      return fallback;
+    }
+    const path = u.pathname;
+    const ok = u.origin === LOCAL && !path.startsWith("//") && (path === this.base || path.startsWith(`${this.base}/`));
+    return ok ? path + u.search : fallback;
   }
 
   /** The session cookie's Set-Cookie value (an empty value with Max-Age 0 signs out). */

@@ -34,7 +34,7 @@ export const DONE_NOTICES: Record<string, string> = {
 };
 
 /** The step before a bulk action: what it will do, with a button that posts it again confirmed. */
-export function bulkConfirmPage(env: PageEnv, action: TaskAction, ids: string[], back: string): Html {
+export function bulkConfirmPage(env: PageEnv, action: TaskAction, ids: string[], back: string, expect = ""): Html {
   const body = html`<h1>${ACTION_LABELS[action]} ${number(ids.length)} task${ids.length === 1 ? "" : "s"}?</h1>
     <p class="about">
       Each task is ${PAST[action]} only if it is still in a state that allows it; the others are refused and listed.
@@ -44,6 +44,7 @@ export function bulkConfirmPage(env: PageEnv, action: TaskAction, ids: string[],
       <input type="hidden" name="action" value="${action}" />
       <input type="hidden" name="confirm" value="yes" />
       <input type="hidden" name="back" value="${back}" />
+      ${expect ? html`<input type="hidden" name="expect" value="${expect}" />` : ""}
       ${ids.map((id) => html`<input type="hidden" name="id" value="${id}" />`)}
       <p class="ids mono">
         ${ids.slice(0, 50).join(", ")}${ids.length > 50 ? ` … and ${number(ids.length - 50)} more` : ""}

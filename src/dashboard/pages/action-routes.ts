@@ -1,7 +1,7 @@
 import type { Hono } from "hono";
 import type { PurgeTasksOptions } from "../../client.js";
 import { validateTaskId } from "../../task.js";
-import { MAX_BULK_IDS, TASK_ACTIONS, type TaskAction } from "../actions.js";
+import { expectationFrom, MAX_BULK_IDS, TASK_ACTIONS, type TaskAction } from "../actions.js";
 import type { ApiContext } from "../api.js";
 import { errorStatus, refuse } from "../responses.js";
 import { redirect, send, withDone, type PageAccess } from "./access.js";
@@ -20,12 +20,14 @@ export function actionRoutes(pages: Hono, ctx: ApiContext, access: PageAccess, d
   const { client } = ctx;
 
   pages.post("/task/:id/:action", async (c) => {
-    const { env } = await access.poster(c);
+    const { env, form } = await access.poster(c);
     const id = validateTaskId(c.req.param("id"));
     const action = c.req.param("action") as TaskAction;
     if (!TASK_ACTIONS.includes(action)) throw refuse(404, "NOT_FOUND", `no task action named ${action}`);
+    // The status and attempt the page showed: a task that changed since is refused, not acted on as it is now.
+    const expect = expectationFrom(form.get("expect"), form.get("expectAttempt"));
     try {
-      const task = await runTaskAction(client, action, id);
+      const task = await runTaskAction(client, action, id, expect);
       if (action === "delete") return redirect(withDone(`${env.base}/tasks/${listOf(task, env.now)}`, "delete"));
       return redirect(withDone(`${env.base}/task/${id}`, action));
     } catch (err) {
@@ -49,12 +51,15 @@ export function actionRoutes(pages: Hono, ctx: ApiContext, access: PageAccess, d
     if (ids.length === 0) return redirect(withDone(back, "none-selected"));
     if (ids.length > MAX_BULK_IDS) throw refuse(400, "BAD_REQUEST", `at most ${MAX_BULK_IDS} tasks at once`);
     const valid = ids.map((id) => validateTaskId(id));
-    if (form.get("confirm") !== "yes") return send(bulkConfirmPage(env, action, valid, back));
+    // The list's status, which every task it showed was in: one that has left it since is refused.
+    const expected = form.get("expect") ?? "";
+    if (form.get("confirm") !== "yes") return send(bulkConfirmPage(env, action, valid, back, expected));
+    const expect = expectationFrom(expected, undefined);
     const outcome: BulkOutcome = { action, done: [], refused: [] };
     // One at a time: each its own compare-and-set, and a bulk action should not take the whole pool.
     for (const id of valid) {
       try {
-        await runTaskAction(client, action, id);
+        await runTaskAction(client, action, id, expect);
         outcome.done.push(id);
       } catch (err) {
         const e = errorStatus(err);
@@ -89,9 +94,10 @@ export function actionRoutes(pages: Hono, ctx: ApiContext, access: PageAccess, d
   pages.post("/purge", async (c) => {
     const { env, form } = await access.poster(c);
     const f: PurgeForm = { olderThanDays: (form.get("olderThanDays") ?? "").trim(), statuses: form.getAll("status") };
+    // Plain decimal digits only: Number() would also take 0x1f, 1e3 or Infinity.
     const days = Number(f.olderThanDays);
     try {
-      if (f.olderThanDays === "" || !Number.isFinite(days)) {
+      if (!/^\d{1,7}(\.\d{1,6})?$/.test(f.olderThanDays)) {
         throw refuse(400, "INVALID_OPTION", "give the age in days, such as 30 or 0.5");
       }
       const confirmed = form.get("confirm") === "yes";

@@ -56,7 +56,11 @@ function time(env: PageEnv, d: Date | null): Html {
 
 export function taskPage(env: PageEnv, t: Task, data: PageData, notices: Notice[], live = true): Html {
   const actions = actionsFor(t, env.now).map((a) =>
-    actionButton(env, `/task/${t.id}/${a}`, ACTION_LABELS[a], { danger: a === "delete" }),
+    actionButton(env, `/task/${t.id}/${a}`, ACTION_LABELS[a], {
+      danger: a === "delete",
+      // What the page shows: a task that changed since is refused rather than acted on as it is now.
+      fields: { expect: t.status, expectAttempt: String(t.attempt) },
+    }),
   );
   const progress =
     t.progress === null

@@ -260,6 +260,7 @@ export function listPage(
         ? table
         : html`<form method="post" action="${href(env, "/tasks/bulk")}" data-bulk>
             ${csrfField(env)}<input type="hidden" name="back" value="${here}" />
+            <input type="hidden" name="expect" value="${view.status}" />
             ${bulk}${table}
           </form>`
     }
