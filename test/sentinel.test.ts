@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisConfigError, SkiplockClient, Worker } from "../src/index.js";
+import { clientInternals } from "../src/client.js";
 import { parseRedisTarget } from "../src/notify/redis-target.js";
 import { channels } from "../src/notify/notifier.js";
 import { ClusterLock } from "../src/worker/lock.js";
@@ -151,6 +152,10 @@ describe.skipIf(missing !== null)("Redis Sentinel: the doorbell follows a failov
     await down;
     await waitFor("the sentinels to promote the replica", async () => (await group.masterPort()) === to, 30_000, 100);
     await nextEvent(worker, "redis:up", undefined, 30_000);
+    await waitFor("the worker subscribed on the new master", async () => (await wakeSubscribers(to)) >= 1, 15_000);
+    // The producer's own connection follows on its own schedule; a wake-up published before it did is lost (the
+    // poll, 600 s here, would cover it in production).
+    await waitFor("the client reconnected", () => clientInternals(client).notifier.connected, 30_000);
     await roundTrip(4);
   }, 60_000);
 
