@@ -1,7 +1,7 @@
 import { inspect } from "node:util";
 import { ConfigError, InvalidNameError, InvalidOptionError } from "./errors.js";
-import { parseRedisTarget } from "./notify/redis-target.js";
-import { resolveRedisTls, type RedisTlsOptions } from "./notify/redis-tls.js";
+import { parseRedisTarget } from "./redis-target.js";
+import { resolveRedisTls, type RedisTlsOptions } from "./redis-tls.js";
 
 export const DEFAULT_SCHEMA = "skiplock";
 export const DEFAULT_QUEUE = "default";
@@ -107,7 +107,7 @@ export function validateDatabaseUrl(url: unknown): string {
   return url;
 }
 
-/** Checks a Redis URL: redis://, rediss://, or a Sentinel group as redis+sentinel:// (see notify/redis-target.ts). */
+/** Checks a Redis URL: redis://, rediss://, or a Sentinel group as redis+sentinel:// (see redis-target.ts). */
 export function validateRedisUrl(url: unknown): string {
   return parseRedisTarget(url).url;
 }

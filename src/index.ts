@@ -76,7 +76,7 @@ export {
 export type { RunDueResult, RunnerSettings, TaskRun } from "./runner/run-due.js";
 
 // Scale-out: Redis Sentinel and TLS for the doorbell.
-export type { RedisTlsOptions } from "./notify/redis-tls.js";
+export type { RedisTlsOptions } from "./redis-tls.js";
 
 // Task actions that act only on the state the caller saw (retryTask, cancelTask, runTaskNow, deleteTask options).
 export type { TaskActionOptions } from "./task-expectation.js";

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisConfigError, SkiplockClient, Worker } from "../src/index.js";
 import { clientInternals } from "../src/client.js";
-import { parseRedisTarget } from "../src/notify/redis-target.js";
+import { parseRedisTarget } from "../src/redis-target.js";
 import { channels } from "../src/notify/notifier.js";
 import { ClusterLock } from "../src/worker/lock.js";
 import { createNotifier } from "../src/notify/index.js";

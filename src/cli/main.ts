@@ -7,7 +7,7 @@ import { SkiplockError, TaskNotFoundError } from "../errors.js";
 import { consoleLogger, LOG_FORMATS, LOG_LEVELS, pinoLogger, type LogFormat, type LogLevel } from "../logger.js";
 import { checkMetricsServerOptions, serveMetrics } from "../metrics-server.js";
 import { resolveConnection } from "../config.js";
-import { readRedisTlsFiles, REDIS_TLS_FILES } from "../notify/redis-tls.js";
+import { readRedisTlsFiles, REDIS_TLS_FILES } from "../redis-tls.js";
 import { Worker } from "../worker/worker.js";
 import { aliasOptions, errorLine } from "./errors.js";
 import { addTaskCommands } from "./task-commands.js";

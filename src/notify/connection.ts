@@ -2,8 +2,8 @@ import { inspect } from "node:util";
 import { createClient } from "redis";
 import { redactUrl } from "../config.js";
 import { retryDelay, type RetryDelayPolicy } from "../retry-delay.js";
-import { parseRedisTarget, type RedisTarget } from "./redis-target.js";
-import type { RedisTlsOptions } from "./redis-tls.js";
+import { parseRedisTarget, type RedisTarget } from "../redis-target.js";
+import type { RedisTlsOptions } from "../redis-tls.js";
 import { findMaster, isMaster, type RedisAddress } from "./sentinel.js";
 
 /**
@@ -55,7 +55,7 @@ function newClient(
 export type RedisClient = ReturnType<typeof newClient>;
 
 export interface RedisConnectionOptions {
-  /** redis://, rediss://, or a Sentinel group as redis+sentinel:// (see redis-target.ts). */
+  /** redis://, rediss://, or a Sentinel group as redis+sentinel:// (see src/redis-target.ts). */
   url: string;
   /** CA, client certificate and key for a URL with TLS. */
   tls?: RedisTlsOptions | undefined;

@@ -1,13 +1,13 @@
 import type { Logger } from "../logger.js";
 import { NullNotifier, type Notifier } from "./notifier.js";
 import { RedisNotifier } from "./redis.js";
-import type { RedisTlsOptions } from "./redis-tls.js";
+import type { RedisTlsOptions } from "../redis-tls.js";
 
 export { channels, NullNotifier, type Notifier, type WakeListener } from "./notifier.js";
 export { RedisNotifier } from "./redis.js";
 export { publishWakes, type EnqueuedTask } from "./wakes.js";
-export { parseRedisTarget, type RedisTarget } from "./redis-target.js";
-export type { RedisTlsOptions } from "./redis-tls.js";
+export { parseRedisTarget, type RedisTarget } from "../redis-target.js";
+export type { RedisTlsOptions } from "../redis-tls.js";
 
 /** The Redis doorbell when a URL is configured, otherwise the null one (polling only). */
 export function createNotifier(options: {

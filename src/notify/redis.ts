@@ -4,12 +4,12 @@ import { RedisConnection, type RedisClient } from "./connection.js";
 import { FinishedBacklog } from "./finished-backlog.js";
 import type { StoredProgress } from "../task.js";
 import { channels, type Notifier, type NotifierStatus, type WakeListener } from "./notifier.js";
-import type { RedisTlsOptions } from "./redis-tls.js";
+import type { RedisTlsOptions } from "../redis-tls.js";
 import { PingWatchdog } from "./watchdog.js";
 import { ANNOUNCE_SCRIPT, DUE_TIME_MARGIN_MS, TAKE_SCRIPT, TOKENS_MARK, WAKE_TOKEN_TTL_MS } from "./wake-tokens.js";
 
 export interface RedisNotifierOptions {
-  /** redis://, rediss://, or a Sentinel group as redis+sentinel:// (see redis-target.ts). */
+  /** redis://, rediss://, or a Sentinel group as redis+sentinel:// (see src/redis-target.ts). */
   url: string;
   /** CA, client certificate and key for a URL with TLS. */
   tls?: RedisTlsOptions | undefined;

@@ -1,6 +1,6 @@
 import { createClient } from "redis";
-import type { RedisTarget } from "./redis-target.js";
-import type { RedisTlsOptions } from "./redis-tls.js";
+import type { RedisTarget } from "../redis-target.js";
+import type { RedisTlsOptions } from "../redis-tls.js";
 
 export interface RedisAddress {
   host: string;

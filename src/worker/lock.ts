@@ -1,6 +1,6 @@
 import Redlock, { ResourceLockedError, type Lock } from "redlock";
 import { RedisConnection } from "../notify/connection.js";
-import type { RedisTlsOptions } from "../notify/redis-tls.js";
+import type { RedisTlsOptions } from "../redis-tls.js";
 
 /**
  * redlock talks to Redis through an ioredis-shaped `eval`/`evalsha(script, numKeys, args)` interface; this is that

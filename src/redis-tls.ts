@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { RedisConfigError } from "../errors.js";
+import { RedisConfigError } from "./errors.js";
 import { parseRedisTarget } from "./redis-target.js";
 
 /** TLS settings for a rediss:// or rediss+sentinel:// URL, as Node's `tls.connect` takes them. */

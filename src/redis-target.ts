@@ -1,4 +1,4 @@
-import { RedisConfigError } from "../errors.js";
+import { RedisConfigError } from "./errors.js";
 
 /**
  * Where the doorbell's connections go, read from the Redis URL:
