@@ -46,7 +46,7 @@ export class Pool extends pg.Pool {
   readonly #classify: Classify;
 
   constructor(config: pg.PoolConfig, classify: Classify) {
-    super({ ...config, Client });
+    super({ Client, ...config });
     this.#classify = classify;
   }
 

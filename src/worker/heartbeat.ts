@@ -1,12 +1,17 @@
 import { Worker as Thread } from "node:worker_threads";
+import type { Queryable } from "../db/statements.js";
+import { isEmbeddedUrl } from "../embedded/url.js";
 import type { Logger } from "../logger.js";
 import { heartbeatStatement } from "../sql/heartbeat.js";
 import { workerSeenStatement } from "../sql/workers.js";
 import type { Claim } from "../task.js";
 import { noSignal, type Signal } from "./events.js";
+import { InlineBeats } from "./heartbeat-inline.js";
 
 export interface HeartbeatOptions {
   databaseUrl: string;
+  /** The worker's pool: on the embedded database (a `pglite:` URL) the beats run on it, on the main thread. */
+  q?: Queryable;
   tasks: string;
   /** `"schema".workers`: the registry row the thread refreshes at every beat. */
   workers?: string;
@@ -95,7 +100,7 @@ function message(type: "add" | "set", claims: readonly Claim[], seq: number, run
  */
 export class Heartbeat {
   readonly #options: HeartbeatOptions;
-  #thread: Thread | null = null;
+  #thread: Thread | InlineBeats | null = null;
   #failing = false;
   #stopped = false;
   #syncTimer: NodeJS.Timeout | null = null;
@@ -115,9 +120,12 @@ export class Heartbeat {
   start(): void {
     const { databaseUrl, tasks, workers, workerId, interval, grace, logger } = this.#options;
     const seen = workers === undefined ? undefined : workerSeenStatement(workers);
-    const thread = new Thread(new URL("./heartbeat-thread.js", import.meta.url), {
-      workerData: { databaseUrl, statement: heartbeatStatement(tasks), seen, workerId, interval, grace },
-    });
+    const beat = { statement: heartbeatStatement(tasks), seen, workerId, interval, grace };
+    // The embedded database's one session lives in this thread: a thread of the beat's own cannot reach it.
+    const thread =
+      isEmbeddedUrl(databaseUrl) && this.#options.q
+        ? new InlineBeats(this.#options.q, beat)
+        : new Thread(new URL("./heartbeat-thread.js", import.meta.url), { workerData: { databaseUrl, ...beat } });
     thread.unref();
     const signal = this.#options.signal ?? noSignal;
     thread.on("message", (msg: BeatMessage) => {

@@ -1,0 +1,158 @@
+import { join } from "node:path";
+import type { PGlite } from "@electric-sql/pglite";
+import type { PglitePgConnection } from "@electric-sql/pglite/node-postgres";
+import { Gate } from "./gate.js";
+import { loadPglite, type PgliteModules } from "./load.js";
+import { lockDirectory } from "./lock.js";
+import { parseEmbeddedUrl, type EmbeddedPlace } from "./url.js";
+
+/** An open embedded database: one PGlite instance, shared by everything in the process that uses its URL. */
+export interface EmbeddedDatabase {
+  readonly place: EmbeddedPlace;
+  readonly pglite: PGlite;
+  /** A pg connection (for `new pg.Client({ connection })`) that talks to the instance through its gate. */
+  connection(): PglitePgConnection;
+}
+
+interface Entry {
+  refs: number;
+  /** The instance, opened on first use. */
+  opened: Promise<EmbeddedDatabase> | null;
+}
+
+interface Registry {
+  entries: Map<string, Entry>;
+  /** Instances being closed, by key: the next instance of a key opens after its close (its directory lock). */
+  closing: Map<string, Promise<void>>;
+  /** A freshly made, empty in-memory cluster's files: later in-memory instances start from it, skipping initdb. */
+  emptyCluster: Promise<Blob> | null;
+}
+
+// Process-wide: two copies of this module (sources and build, or a test runner's per-file module graphs) still
+// share one instance per database, which is what keeps two PGlite instances off one directory.
+const REGISTRY = Symbol.for("skiplock.embedded.registry");
+const registry: Registry = ((globalThis as Record<symbol, Registry | undefined>)[REGISTRY] ??= {
+  entries: new Map(),
+  closing: new Map(),
+  emptyCluster: null,
+});
+
+/** A share of an embedded database: `open()` it when needed, `release()` it once (the last one closes it). */
+export interface EmbeddedRef {
+  readonly place: EmbeddedPlace;
+  open(): Promise<EmbeddedDatabase>;
+  release(): Promise<void>;
+}
+
+/**
+ * Takes a share of the embedded database at `url` (`pglite:memory` or `pglite:<directory>`). Nothing is opened
+ * before `open()`: a client made and closed without a query loads nothing. The instance is closed, and a
+ * directory's lock released, when its last share is released; an in-memory database is then gone.
+ */
+export function acquireEmbedded(url: string): EmbeddedRef {
+  const place = parseEmbeddedUrl(url);
+  let entry = registry.entries.get(place.key);
+  if (!entry) registry.entries.set(place.key, (entry = { refs: 0, opened: null }));
+  entry.refs++;
+  const held = entry;
+  let released = false;
+  return {
+    place,
+    open() {
+      if (released) return Promise.reject(new Error("this embedded database share was released"));
+      held.opened ??= openDatabase(place);
+      return held.opened;
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      if (--held.refs > 0) return;
+      const opened = held.opened;
+      held.opened = null;
+      if (registry.entries.get(place.key) === held) registry.entries.delete(place.key);
+      if (!opened) return;
+      const closing = opened.then(
+        (db) => closeDatabase(db),
+        () => {}, // it never opened: nothing to close
+      );
+      registry.closing.set(place.key, closing);
+      try {
+        await closing;
+      } finally {
+        if (registry.closing.get(place.key) === closing) registry.closing.delete(place.key);
+      }
+    },
+  };
+}
+
+const unlocks = new WeakMap<EmbeddedDatabase, () => void>();
+
+async function openDatabase(place: EmbeddedPlace): Promise<EmbeddedDatabase> {
+  await registry.closing.get(place.key);
+  const modules = await loadPglite();
+  let unlock: (() => void) | null = null;
+  let pglite: PGlite;
+  if (place.directory === null) {
+    pglite = await modules.PGlite.create({ loadDataDir: await emptyCluster(modules) });
+  } else {
+    unlock = lockDirectory(place.directory);
+    try {
+      pglite = await modules.PGlite.create(join(place.directory, "pgdata"));
+    } catch (err) {
+      unlock();
+      throw err;
+    }
+  }
+  const db = database(place, pglite, modules);
+  if (unlock) unlocks.set(db, unlock);
+  return db;
+}
+
+function emptyCluster(modules: PgliteModules): Promise<Blob> {
+  registry.emptyCluster ??= (async () => {
+    const first = await modules.PGlite.create();
+    try {
+      return await first.dumpDataDir("none");
+    } finally {
+      await first.close();
+    }
+  })().catch((err: unknown) => {
+    registry.emptyCluster = null;
+    throw err;
+  });
+  return registry.emptyCluster;
+}
+
+function database(place: EmbeddedPlace, pglite: PGlite, modules: PgliteModules): EmbeddedDatabase {
+  const gate = new Gate(pglite);
+  // One session: a statement prepared by one connection exists for all of them (pg skips its Parse then).
+  const parsed = {};
+  class GatedConnection extends modules.PglitePgConnection {
+    override end(): void {
+      super.end();
+      void gate.abandon(this);
+    }
+  }
+  return {
+    place,
+    pglite,
+    connection() {
+      // The adapter calls `execProtocolStream` on what it is given: here, the gate, on this connection's behalf.
+      const via = {
+        waitReady: pglite.waitReady,
+        execProtocolStream: (message: Uint8Array) => gate.exec(connection, message),
+      };
+      const connection: PglitePgConnection = new GatedConnection({ pglite: via as unknown as PGlite });
+      connection.parsedStatements = parsed;
+      return connection;
+    },
+  };
+}
+
+async function closeDatabase(db: EmbeddedDatabase): Promise<void> {
+  try {
+    await db.pglite.close();
+  } finally {
+    unlocks.get(db)?.();
+  }
+}
