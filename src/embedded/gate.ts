@@ -59,13 +59,16 @@ export class Gate {
     const queued = this.#queue.findIndex((w) => w.owner === owner);
     if (queued !== -1) this.#queue.splice(queued, 1);
     if (this.#holder !== owner) return;
+    // Held by no connection meanwhile: one reused at once (a pool's next caller) queues like any other.
+    const ending = {};
+    this.#holder = ending;
     try {
       await this.#pglite.execProtocolStream(SYNC, { throwOnError: false });
       if (this.#pglite.isInTransaction()) await this.#pglite.exec("ROLLBACK");
     } catch {
       // A closed instance: nothing is left to end.
     }
-    this.#release(owner);
+    this.#release(ending);
   }
 
   #acquire(owner: object): Promise<void> {

@@ -39,5 +39,6 @@ export function openEmbeddedPool(ref: EmbeddedRef, max: number, classify: Classi
     classify,
   );
   pool.on("error", () => {});
+  pool.on("release", (_err, client) => void db?.released((client as unknown as { connection: unknown }).connection));
   return pool;
 }

@@ -12,6 +12,12 @@ export interface EmbeddedDatabase {
   readonly pglite: PGlite;
   /** A pg connection (for `new pg.Client({ connection })`) that talks to the instance through its gate. */
   connection(): PglitePgConnection;
+  /**
+   * A connection went back to its pool: if it still holds the session (a transaction left open, as a caller that
+   * released its client without COMMIT or ROLLBACK leaves it), that is rolled back, or the whole database would wait
+   * for it forever.
+   */
+  released(connection: unknown): Promise<void>;
 }
 
 interface Entry {
@@ -146,6 +152,7 @@ function database(place: EmbeddedPlace, pglite: PGlite, modules: PgliteModules):
       connection.parsedStatements = parsed;
       return connection;
     },
+    released: (connection) => gate.abandon(connection as object),
   };
 }
 
