@@ -18,6 +18,7 @@ export const ON_EMBEDDED = {
   redis: "the embedded database has an in-process doorbell; this test is about Redis",
   connections: "the embedded database is one session; this test needs connections of its own (or a server)",
   server: "this test is about a Postgres server (its URL, its errors or its settings)",
+  throughput: "this test drains thousands of tasks within a deadline set for a server's throughput",
 } as const;
 
 /**

@@ -259,22 +259,25 @@ describe("Worker", () => {
     expect(await autovacuumWarnings()).toBe(server === "on" ? 0 : 1);
   });
 
-  it("keeps heartbeating long tasks claimed after thousands of short ones (the heartbeat list is resent, not lost)", async () => {
-    // A task left out of the heartbeat thread's list would be swept after 1.2 s and, with no retries, FAILED.
-    await startWorker({
-      concurrency: 8,
-      heartbeatInterval: 0.2,
-      staleAfter: 1.2,
-      sweepInterval: 0.2,
-      tasks: { noop() {}, slow: () => new Promise((resolve) => setTimeout(() => resolve("slept"), 2500)) },
-    });
-    for (let i = 0; i < 9; i++) {
-      await env.client.createTasks(Array.from({ length: 1000 }, () => ({ name: "noop", priority: 10 })));
-    }
-    const slow = await env.client.createTasks(Array.from({ length: 8 }, () => ({ name: "slow" })));
-    const done = await Promise.all(slow.map((t) => finished(t, 30)));
-    expect(done.map((t) => [t.status, t.attempt, t.result])).toEqual(slow.map(() => ["COMPLETED", 1, "slept"]));
-  });
+  serverOnly(ON_EMBEDDED.throughput)(
+    "keeps heartbeating long tasks claimed after thousands of short ones (the heartbeat list is resent, not lost)",
+    async () => {
+      // A task left out of the heartbeat thread's list would be swept after 1.2 s and, with no retries, FAILED.
+      await startWorker({
+        concurrency: 8,
+        heartbeatInterval: 0.2,
+        staleAfter: 1.2,
+        sweepInterval: 0.2,
+        tasks: { noop() {}, slow: () => new Promise((resolve) => setTimeout(() => resolve("slept"), 2500)) },
+      });
+      for (let i = 0; i < 9; i++) {
+        await env.client.createTasks(Array.from({ length: 1000 }, () => ({ name: "noop", priority: 10 })));
+      }
+      const slow = await env.client.createTasks(Array.from({ length: 8 }, () => ({ name: "slow" })));
+      const done = await Promise.all(slow.map((t) => finished(t, 30)));
+      expect(done.map((t) => [t.status, t.attempt, t.result])).toEqual(slow.map(() => ["COMPLETED", 1, "slept"]));
+    },
+  );
 
   serverOnly(ON_EMBEDDED.connections)(
     "does not run a task twice when its claim is undone and the worker claims it again",
