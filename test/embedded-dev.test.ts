@@ -32,7 +32,7 @@ describe("skiplock dev", () => {
         const body = (await r.json()) as { counts: { totals: Record<string, number> }; liveWorkers: number };
         return body.counts.totals.COMPLETED === 1 ? body : null;
       });
-      expect(stats.liveWorkers).toBe(1);
+      expect(stats!.liveWorkers).toBe(1);
       p.child.kill("SIGINT");
       expect(await p.exited).toEqual({ code: 0, signal: null });
     } finally {
