@@ -23,6 +23,7 @@ import {
 } from "./lib/systems.js";
 import pg from "pg";
 import { migrate } from "../dist/src/index.js";
+import { embeddedLine, embeddedTable } from "./lines/embedded.js";
 import {
   DATABASE_URL,
   REDIS_URL,
@@ -63,7 +64,7 @@ if (flags.help) {
   --quick              small counts (about a minute); writes bench/results/quick.json unless --out
   --only a,b           systems to run: skiplock, graphile, bullmq (default: all three)
   --rounds N           rounds of the comparison (default 5, quick 2)
-  --skip a,b           scenarios to skip: compare, health, memory
+  --skip a,b           scenarios to skip: compare, health, memory, embedded
   --out FILE           where to write the JSON (default bench/results/latest.json)
   --profile            run the skiplock drain workers under node --cpu-prof (bench/results/profiles/)
 `);
@@ -85,7 +86,7 @@ const skip = new Set(
     .filter(Boolean),
 );
 for (const s of skip)
-  if (!["compare", "health", "memory"].includes(s)) throw new Error(`--skip: unknown scenario ${s}`);
+  if (!["compare", "health", "memory", "embedded"].includes(s)) throw new Error(`--skip: unknown scenario ${s}`);
 
 const config = quick
   ? {
@@ -1305,6 +1306,10 @@ async function main() {
         `  V8 old space at each twentieth (the worker's own report): ${mem.oldSpaceMiB.map((x) => x.toFixed(0)).join(" ")} MiB` +
         ` (heap total ${fmt(Math.min(...mem.heapTotalMiB))}–${fmt(Math.max(...mem.heapTotalMiB))} MiB)`,
     );
+  }
+  if (only.includes("skiplock") && !skip.has("embedded")) {
+    out.embedded = await embeddedLine(config, log);
+    sections.push(embeddedTable(out.embedded));
   }
   const codeAtEnd = codeIdentity();
   if (codeAtEnd.distDigest !== code.distDigest) {
