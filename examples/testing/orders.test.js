@@ -4,14 +4,17 @@ import { useSkiplock } from "./skiplock-fixture.js";
 
 const { client, worker } = useSkiplock();
 
-/** The app's code under test: places an order and enqueues its receipt in the same transaction. */
+/**
+ * The app's code under test: places an order and enqueues its receipt in the same transaction.
+ * @param {number} id
+ */
 async function placeOrder(id) {
   return client.transaction(async (tx) => tx.createTask("receipt", [id], { maxRetries: 1 }));
 }
 
 it("sends the receipt of an order", async () => {
   const task = await placeOrder(42);
-  await worker({ receipt: (id) => `receipt for order ${id}` }).runUntilIdle();
+  await worker({ receipt: (/** @type {number} */ id) => `receipt for order ${id}` }).runUntilIdle();
   const done = await client.getTask(task.id);
   expect(done).toMatchObject({ status: "COMPLETED", result: "receipt for order 42" });
 });

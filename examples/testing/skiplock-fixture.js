@@ -11,7 +11,11 @@ export function useSkiplock() {
   afterAll(() => client.close());
   return {
     client,
-    /** A worker for `tasks`; stop it at the end of the test (or use runUntilIdle). */
+    /**
+     * A worker for `tasks`; stop it at the end of the test (or use runUntilIdle).
+     * @param {import("skiplock").WorkerOptions["tasks"]} tasks
+     * @param {Partial<import("skiplock").WorkerOptions>} [options]
+     */
     worker: (tasks, options = {}) => new Worker({ databaseUrl: DATABASE_URL, tasks, logger: quietLogger, ...options }),
   };
 }

@@ -161,7 +161,10 @@ function emptyCluster(modules: PgliteModules): Promise<Blob> {
 function cacheFile(): string | null {
   try {
     const main = fileURLToPath(import.meta.resolve(PGLITE_PACKAGE));
-    const key = createHash("sha1").update(`${main}\n${statSync(main).mtimeMs}`).digest("hex").slice(0, 16);
+    const key = createHash("sha1")
+      .update(`${main}\n${statSync(main).mtimeMs}`)
+      .digest("hex")
+      .slice(0, 16);
     return join(tmpdir(), `skiplock-pglite-empty-${key}.tar`);
   } catch {
     return null;
