@@ -10,6 +10,8 @@ import { loadPglite, PGLITE_PACKAGE } from "../src/embedded/load.js";
 import { LOCK_FILE } from "../src/embedded/lock.js";
 import { acquireEmbedded } from "../src/embedded/registry.js";
 import { parseEmbeddedUrl } from "../src/embedded/url.js";
+import { createNotifier, InProcessNotifier } from "../src/notify/index.js";
+import { embeddedTestPool } from "./embedded-place.js";
 import {
   ConfigError,
   EmbeddedDatabaseLockedError,
@@ -85,6 +87,36 @@ describe("the optional package", () => {
     expect((await p.exited).code).toBe(0);
     expect(p.output()).toContain(`result EMBEDDED_DEPENDENCY_MISSING`);
     expect(p.output()).toContain(`npm install ${PGLITE_PACKAGE}`);
+  });
+});
+
+describe("the in-process doorbell", () => {
+  it("is chosen for a pglite: URL even with a Redis URL, and says so in a debug line", () => {
+    const debug: string[] = [];
+    const logger = { ...quiet, debug: (m: string) => void debug.push(m) };
+    const n = createNotifier({ databaseUrl: "pglite:memory", redisUrl: "redis://127.0.0.1:6379", schema: "s", logger });
+    expect(n).toBeInstanceOf(InProcessNotifier);
+    expect(debug).toEqual(["embedded database: the doorbell is in-process, REDIS_URL is not used"]);
+  });
+
+  it("carries messages between notifiers of one database and schema only, after the publisher's call", async () => {
+    const a = new InProcessNotifier({ database: "memory", schema: "s1" });
+    const b = new InProcessNotifier({ database: "memory", schema: "s1" });
+    const other = new InProcessNotifier({ database: "memory", schema: "s2" });
+    const heard: string[] = [];
+    b.onWake(["q"], (queue, count) => heard.push(`wake ${queue} ${count}`));
+    b.onFinished((id) => heard.push(`finished ${id}`));
+    other.onWake(["q"], () => heard.push("other schema"));
+    a.publishWake("q", 3);
+    a.publishFinished(["7", "8"]);
+    expect(heard).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(heard).toEqual(["wake q 3", "finished 7", "finished 8"]);
+    await b.stop();
+    a.publishWake("q", 1);
+    await new Promise((r) => setImmediate(r));
+    expect(heard).toHaveLength(3);
+    await Promise.all([a.stop(), other.stop()]);
   });
 });
 
@@ -180,6 +212,21 @@ describe("client and worker on pglite:memory", () => {
       }),
     ).rejects.toThrow("roll it back");
     expect((await client.countTasks()).totals.PENDING).toBe(before + 1);
+  });
+
+  it("a pool client released inside a transaction does not hold the database: its transaction is rolled back", async () => {
+    const pool = embeddedTestPool(url);
+    try {
+      const c = await pool.connect();
+      await c.query("BEGIN");
+      await c.query("CREATE TABLE left_open (x int)");
+      c.release(); // no COMMIT: a caller's bug
+      expect((await client.countTasks()).exact).toBe(true); // the database still answers
+      const r = await pool.query("SELECT to_regclass('left_open') IS NULL AS gone");
+      expect(r.rows[0].gone).toBe(true);
+    } finally {
+      await pool.end();
+    }
   });
 
   it("a second client on the same URL shares the instance and the doorbell: waitForCompletion hears the worker", async () => {
