@@ -12,11 +12,12 @@ import { lockDirectory } from "./lock.js";
 import { parseEmbeddedUrl, type EmbeddedPlace } from "./url.js";
 
 /** An open embedded database: one PGlite instance, shared by everything in the process that uses its URL. */
+// Its types name nothing of the optional package: they reach the published declarations through Store, and must
+// hold where the package is not installed.
 export interface EmbeddedDatabase {
   readonly place: EmbeddedPlace;
-  readonly pglite: PGlite;
   /** A pg connection (for `new pg.Client({ connection })`) that talks to the instance through its gate. */
-  connection(): PglitePgConnection;
+  connection(): object;
   /**
    * A connection went back to its pool: if it still holds the session (a transaction left open, as a caller that
    * released its client without COMMIT or ROLLBACK leaves it), that is rolled back, or the whole database would wait
@@ -171,6 +172,9 @@ function cacheFile(): string | null {
   }
 }
 
+/** Each open database's PGlite instance, kept out of its public shape (see EmbeddedDatabase). */
+const instances = new WeakMap<EmbeddedDatabase, PGlite>();
+
 function database(place: EmbeddedPlace, pglite: PGlite, modules: PgliteModules): EmbeddedDatabase {
   const gate = new Gate(pglite);
   // One session: a statement prepared by one connection exists for all of them (pg skips its Parse then).
@@ -181,9 +185,8 @@ function database(place: EmbeddedPlace, pglite: PGlite, modules: PgliteModules):
       void gate.abandon(this);
     }
   }
-  return {
+  const db: EmbeddedDatabase = {
     place,
-    pglite,
     connection() {
       // The adapter calls `execProtocolStream` on what it is given: here, the gate, on this connection's behalf.
       const via = {
@@ -196,11 +199,13 @@ function database(place: EmbeddedPlace, pglite: PGlite, modules: PgliteModules):
     },
     released: (connection) => gate.abandon(connection as object),
   };
+  instances.set(db, pglite);
+  return db;
 }
 
 async function closeDatabase(db: EmbeddedDatabase): Promise<void> {
   try {
-    await db.pglite.close();
+    await instances.get(db)?.close();
   } finally {
     unlocks.get(db)?.();
   }
