@@ -23,6 +23,7 @@ import {
 } from "./lib/systems.js";
 import pg from "pg";
 import { migrate } from "../dist/src/index.js";
+import { embeddedLine, embeddedTable } from "./lines/embedded.js";
 import { pgbouncerDrains, pgbouncerSection } from "./lines/pgbouncer.js";
 import {
   DATABASE_URL,
@@ -66,7 +67,7 @@ if (flags.help) {
   --quick              small counts (about a minute); writes bench/results/quick.json unless --out
   --only a,b           systems to run: skiplock, graphile, bullmq (default: all three)
   --rounds N           rounds of the comparison (default 5, quick 2)
-  --skip a,b           scenarios to skip: compare, health, memory, lists, pgbouncer, wakes
+  --skip a,b           scenarios to skip: compare, health, memory, lists, pgbouncer, wakes, embedded
   --wakes-baseline DIR the wakes line also measures the build in DIR/dist (e.g. main's), in alternating rounds
   --out FILE           where to write the JSON (default bench/results/latest.json)
   --profile            run the skiplock drain workers under node --cpu-prof (bench/results/profiles/)
@@ -89,7 +90,7 @@ const skip = new Set(
     .filter(Boolean),
 );
 for (const s of skip)
-  if (!["compare", "health", "memory", "lists", "pgbouncer", "wakes"].includes(s)) {
+  if (!["compare", "health", "memory", "lists", "pgbouncer", "wakes", "embedded"].includes(s)) {
     throw new Error(`--skip: unknown scenario ${s}`);
   }
 
@@ -1311,6 +1312,10 @@ async function main() {
         `  V8 old space at each twentieth (the worker's own report): ${mem.oldSpaceMiB.map((x) => x.toFixed(0)).join(" ")} MiB` +
         ` (heap total ${fmt(Math.min(...mem.heapTotalMiB))}–${fmt(Math.max(...mem.heapTotalMiB))} MiB)`,
     );
+  }
+  if (only.includes("skiplock") && !skip.has("embedded")) {
+    out.embedded = await embeddedLine(config, log);
+    sections.push(embeddedTable(out.embedded));
   }
   if (only.includes("skiplock") && !skip.has("lists")) {
     out.lists = await dashboardLists({ finished: quick ? 100_000 : 1_000_000, samples: quick ? 10 : 30, log });

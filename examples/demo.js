@@ -1,31 +1,58 @@
-// The demo: migrates a schema, starts `skiplock run-worker` as a child process, enqueues tasks and prints their
-// results, then stops the worker with SIGTERM. Run it with `npm run demo` (after `npm ci`).
+// The demo: enqueues tasks, prints their results, and stops the worker. Run it with `npm run demo` (after `npm ci`).
+//
+// Without DATABASE_URL it needs no server at all: the database is embedded (PGlite, `pglite:memory`), with its
+// in-process doorbell, and the worker runs in this process, as `skiplock run-worker --concurrency 2 --retry 1` would.
+// With DATABASE_URL (and REDIS_URL) it migrates a schema there, starts `skiplock run-worker` as a child process,
+// and stops it with SIGTERM at the end.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { SkiplockClient, migrate } from "skiplock";
+import { SkiplockClient, Worker, migrate, pinoLogger } from "skiplock";
 import { wordCount } from "./tasks.js";
 
-const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const embedded = !process.env.DATABASE_URL;
+const databaseUrl = process.env.DATABASE_URL || "pglite:memory";
+const redisUrl = embedded ? undefined : (process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const schema = process.env.SKIPLOCK_SCHEMA ?? "skiplock_demo";
 const cli = fileURLToPath(new URL("../dist/bin/skiplock.js", import.meta.url));
 const tasksModule = fileURLToPath(new URL("./tasks.js", import.meta.url));
 
-const applied = await migrate({ databaseUrl, schema });
-console.log(`schema "${schema}" ready${applied.applied.length ? ` (applied ${applied.applied.join(", ")})` : ""}`);
-
-console.log("starting: skiplock run-worker --concurrency 2 --retry 1 --tasks examples/tasks.js");
-const worker = spawn(
-  process.execPath,
-  [cli, "run-worker", "--concurrency", "2", "--retry", "1", "--tasks", tasksModule],
-  {
-    env: { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, SKIPLOCK_SCHEMA: schema },
-    stdio: ["ignore", "inherit", "inherit"],
-  },
+// The client first: on the embedded database, its share keeps the in-memory database alive for the whole demo.
+const client = new SkiplockClient({ databaseUrl, ...(redisUrl ? { redisUrl } : { redisUrl: null }), schema });
+const applied = embedded ? await client.migrate() : await migrate({ databaseUrl, schema });
+console.log(
+  `schema "${schema}" ready${embedded ? " (embedded database, pglite:memory)" : ""}` +
+    `${applied.applied.length ? ` (applied ${applied.applied.join(", ")})` : ""}`,
 );
-const workerExit = new Promise((resolve) => worker.on("exit", (code) => resolve(code)));
 
-const client = new SkiplockClient({ databaseUrl, redisUrl, schema });
+/** Starts the worker; resolves with its stop function, which resolves with a line saying how it stopped. */
+async function startWorker() {
+  if (embedded) {
+    console.log("starting: a Worker in this process (concurrency 2, retry 1, tasks examples/tasks.js)");
+    const logger = pinoLogger({ format: "pretty", destination: process.stdout });
+    const worker = new Worker({ databaseUrl, schema, concurrency: 2, maxRetries: 1, tasksModule, logger });
+    await worker.start();
+    return async () => {
+      await worker.stop();
+      return "worker stopped";
+    };
+  }
+  console.log("starting: skiplock run-worker --concurrency 2 --retry 1 --tasks examples/tasks.js");
+  const child = spawn(
+    process.execPath,
+    [cli, "run-worker", "--concurrency", "2", "--retry", "1", "--tasks", tasksModule],
+    {
+      env: { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, SKIPLOCK_SCHEMA: schema },
+      stdio: ["ignore", "inherit", "inherit"],
+    },
+  );
+  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  return async () => {
+    child.kill("SIGTERM");
+    return `worker stopped (exit code ${await exited})`;
+  };
+}
+
+const stopWorker = await startWorker();
 try {
   const tasks = [
     await client.createTask("multiply", [6, 7]),
@@ -45,8 +72,7 @@ try {
     );
   }
 } finally {
+  const stopped = await stopWorker();
   await client.close();
-  worker.kill("SIGTERM");
-  const code = await workerExit;
-  console.log(`worker stopped (exit code ${code})`);
+  console.log(stopped);
 }

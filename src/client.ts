@@ -212,6 +212,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     });
     this.#notifier = createNotifier({
       redisUrl: this.#config.redisUrl,
+      databaseUrl: this.#config.databaseUrl,
       tls: this.#config.redisTls,
       schema: this.#config.schema,
       logger: this.logger,
@@ -321,7 +322,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
   async #writeIn(transaction: unknown, prepared: TaskInsert[], own: Inserted[] | null): Promise<Task[]> {
     const q = transactionQueryable(transaction);
     void this.#notifier.start();
-    const watch = own === null && (this.#config.redisUrl !== undefined || this.listenerCount("task:enqueued") > 0);
+    const bell = this.#config.redisUrl !== undefined || this.#store.embedded !== null;
+    const watch = own === null && (bell || this.listenerCount("task:enqueued") > 0);
     const inserted = await writeTasks(q, this.#store.tasks, prepared, watch, this.#store.pool);
     if (own) own.push(inserted);
     else if (watch && inserted.xid !== null && inserted.changed.length > 0) {

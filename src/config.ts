@@ -1,4 +1,5 @@
 import { inspect } from "node:util";
+import { isEmbeddedUrl, parseEmbeddedUrl } from "./embedded/url.js";
 import { ConfigError, InvalidNameError, InvalidOptionError } from "./errors.js";
 import { parseRedisTarget } from "./redis-target.js";
 import { resolveRedisTls, type RedisTlsOptions } from "./redis-tls.js";
@@ -90,7 +91,14 @@ export function validateInteger(option: string, value: unknown, min: number, max
 
 export function validateDatabaseUrl(url: unknown): string {
   if (typeof url !== "string" || url === "") {
-    throw new ConfigError("no database URL: set DATABASE_URL or pass --database-url (e.g. postgres://localhost/app)");
+    throw new ConfigError(
+      "no database URL: set DATABASE_URL or pass --database-url (e.g. postgres://localhost/app), " +
+        "or to try skiplock without a server, the embedded database: DATABASE_URL=pglite:./.skiplock/db",
+    );
+  }
+  if (isEmbeddedUrl(url)) {
+    parseEmbeddedUrl(url); // throws on a malformed one
+    return url;
   }
   let parsed: URL;
   try {
@@ -102,7 +110,9 @@ export function validateDatabaseUrl(url: unknown): string {
     );
   }
   if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
-    throw new ConfigError(`database URL must start with postgres:// or postgresql://, got ${parsed.protocol}//`);
+    throw new ConfigError(
+      `database URL must start with postgres://, postgresql:// or pglite: (embedded), got ${parsed.protocol}//`,
+    );
   }
   return url;
 }

@@ -309,6 +309,39 @@ export class DashboardRequestError extends SkiplockError {
   }
 }
 
+// Embedded mode (embedded/): the database in the process (PGlite).
+
+/**
+ * Another process holds the embedded database directory: PGlite serves one process, and a second one writing the
+ * same files would corrupt them. `holderPid` is the process named in the directory's lock file.
+ */
+export class EmbeddedDatabaseLockedError extends SkiplockError {
+  readonly directory: string;
+  readonly holderPid: number;
+  constructor(directory: string, holderPid: number) {
+    super(
+      "EMBEDDED_DATABASE_LOCKED",
+      `the embedded database ${directory} is in use by process ${holderPid}: an embedded database serves one ` +
+        "process at a time (stop that process, or use a real Postgres server to share tasks between processes)",
+    );
+    this.directory = directory;
+    this.holderPid = holderPid;
+  }
+}
+
+/** A `pglite:` database URL was given, but the optional package that runs it is not installed. */
+export class EmbeddedDependencyMissingError extends SkiplockError {
+  readonly packageName: string;
+  constructor(packageName: string, options?: { cause?: unknown }) {
+    super(
+      "EMBEDDED_DEPENDENCY_MISSING",
+      `a pglite: database URL needs the optional package ${packageName}: npm install ${packageName}`,
+      options,
+    );
+    this.packageName = packageName;
+  }
+}
+
 // PgBouncer (db/pgbouncer.ts).
 
 /**

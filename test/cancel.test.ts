@@ -7,6 +7,7 @@ import { cancelTasks } from "../src/sql/cancel.js";
 import { sweepStaleTasks } from "../src/sql/sweep.js";
 import { insertCrashedTasks, taskRows, waitFor, waitForCpuIdle, WorkerProcs } from "./helpers.js";
 import { workerFixture } from "./worker-fixture.js";
+import { ON_EMBEDDED, serverOnly } from "./embedded-place.js";
 
 const MODULE = fileURLToPath(new URL("./fixtures/isolated.js", import.meta.url));
 const env = workerFixture({
@@ -218,7 +219,7 @@ describe("cancelTask", () => {
     expect([...rows.values()].filter((r) => r.status === "CANCELLED" && r.result !== null)).toEqual([]);
   });
 
-  it("without Redis, the worker hears the cancel at its next heartbeat", async () => {
+  serverOnly(ON_EMBEDDED.redis)("without Redis, the worker hears the cancel at its next heartbeat", async () => {
     const started = deferred();
     const worker = await startWorker({
       redisUrl: null,
@@ -246,21 +247,24 @@ describe("run-worker --cancel-grace", () => {
   const procs = new WorkerProcs(() => env.schema, ["--heartbeat-interval", "0.2", "--stale-after", "2"]);
   afterEach(() => procs.killAll());
 
-  it("abandons a handler that ignores the signal after the grace given, and reports task:cancelled", async () => {
-    const worker = await procs.start(["--cancel-grace", "0.5", "--ipc-task-events"]);
-    const task = await env.client.createTask("hang");
-    await waitFor(
-      "the handler to run",
-      async () =>
-        (await env.pool.query(`SELECT 1 FROM "${env.schema}".ledger WHERE task_id = $1`, [task.id])).rowCount === 1,
-    );
-    await env.client.cancelTask(task.id);
-    const done = await finished(task);
-    expect(done.status).toBe("CANCELLED");
-    expect(done.error).toMatch(/abandoned after ignoring its signal for 0.5 s/);
-    const event = await worker.waitForEvent("task:cancelled", (d) => d.task.id === task.id);
-    expect(event.data.task).toMatchObject({ name: "hang", attempt: 1 });
-  });
+  serverOnly(ON_EMBEDDED.processes)(
+    "abandons a handler that ignores the signal after the grace given, and reports task:cancelled",
+    async () => {
+      const worker = await procs.start(["--cancel-grace", "0.5", "--ipc-task-events"]);
+      const task = await env.client.createTask("hang");
+      await waitFor(
+        "the handler to run",
+        async () =>
+          (await env.pool.query(`SELECT 1 FROM "${env.schema}".ledger WHERE task_id = $1`, [task.id])).rowCount === 1,
+      );
+      await env.client.cancelTask(task.id);
+      const done = await finished(task);
+      expect(done.status).toBe("CANCELLED");
+      expect(done.error).toMatch(/abandoned after ignoring its signal for 0.5 s/);
+      const event = await worker.waitForEvent("task:cancelled", (d) => d.task.id === task.id);
+      expect(event.data.task).toMatchObject({ name: "hang", attempt: 1 });
+    },
+  );
 });
 
 describe("a cancel requested before the worker heard it", () => {

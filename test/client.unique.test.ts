@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { InvalidOptionError, NotJsonError, PayloadTooLargeError, type Task } from "../src/index.js";
 import { DATABASE_URL, spawnProc, stopProc } from "./helpers.js";
 import { schemaFixture } from "./schema-fixture.js";
+import { ON_EMBEDDED, serverOnly } from "./embedded-place.js";
 
 const env = schemaFixture({ label: "unique" });
 
@@ -58,7 +59,7 @@ describe("uniqueKey, keep", () => {
     for (const t of tasks) expect(await env.client.getTask(t.id)).toMatchObject({ id: t.id, args: t.args });
   });
 
-  it("two processes enqueueing one key 100 times at once make one task", async () => {
+  serverOnly(ON_EMBEDDED.processes)("two processes enqueueing one key 100 times at once make one task", async () => {
     const script = "test/fixtures/enqueue-unique.js";
     const run = () =>
       spawnProc("node", [script, env.schema, "race", "100", "keep"], { DATABASE_URL, SKIPLOCK_SCHEMA: env.schema });
@@ -150,7 +151,7 @@ describe("uniqueKey, replace", () => {
     expect(await live("bk")).toHaveLength(1);
   });
 
-  it("two processes replacing one key 100 times at once leave one task", async () => {
+  serverOnly(ON_EMBEDDED.processes)("two processes replacing one key 100 times at once leave one task", async () => {
     const run = () =>
       spawnProc("node", ["test/fixtures/enqueue-unique.js", env.schema, "race-r", "100", "replace"], {
         DATABASE_URL,

@@ -5,9 +5,13 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { migrate } from "../src/db/migrate.js";
+import { isEmbeddedUrl } from "../src/embedded/url.js";
 import { silentLogger } from "../src/logger.js";
+import { embedded, EMBEDDED_TEST_URL, embeddedTestPool } from "./embedded-place.js";
 
-export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+export const DATABASE_URL = embedded
+  ? EMBEDDED_TEST_URL
+  : (process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test");
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const CLI = fileURLToPath(new URL("../dist/bin/skiplock.js", import.meta.url));
@@ -21,8 +25,11 @@ export function uniqueName(label: string): string {
 
 /** Migrates `schema` on `databaseUrl`, adds the ledger table, and returns a pool on that database. */
 export async function migratedWithLedger(databaseUrl: string, schema: string): Promise<pg.Pool> {
+  // On the embedded database the pool comes first: its share keeps an in-memory database alive past the migration.
+  const pool = isEmbeddedUrl(databaseUrl)
+    ? embeddedTestPool(databaseUrl)
+    : new pg.Pool({ connectionString: databaseUrl, max: 4 });
   await migrate({ databaseUrl, schema });
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
   pool.on("error", () => {});
   // The ledger: every execution of a fixture task that records itself adds a row here.
   await pool.query(

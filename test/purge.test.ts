@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidOptionError, SkiplockClient } from "../src/index.js";
 import { DATABASE_URL, freshSchema, quiet, runCli } from "./helpers.js";
+import { ON_EMBEDDED, serverOnly } from "./embedded-place.js";
 
 let env: Awaited<ReturnType<typeof freshSchema>>;
 let client: SkiplockClient;
@@ -72,7 +73,7 @@ describe("purgeTasks", () => {
     await expect(client.purgeTasks({ olderThanDays: 1, batchSize: 0 })).rejects.toBeInstanceOf(InvalidOptionError);
   });
 
-  it("runs from the CLI", async () => {
+  serverOnly(ON_EMBEDDED.processes)("runs from the CLI", async () => {
     await insertRows(3, "COMPLETED", 5);
     const env2 = { DATABASE_URL, SKIPLOCK_SCHEMA: env.schema };
     const dry = await runCli(["purge", "--days", "2", "--dry-run"], env2);

@@ -9,6 +9,7 @@ import {
 } from "../src/index.js";
 import { DATABASE_URL, quiet, waitFor } from "./helpers.js";
 import { workerFixture } from "./worker-fixture.js";
+import { ON_EMBEDDED, serverOnly } from "./embedded-place.js";
 
 /** Every test leaves the queue empty so the next one starts clean. */
 const env = workerFixture({
@@ -218,21 +219,24 @@ describe("Worker", () => {
     await expect(w.start()).rejects.toThrow(/run `skiplock migrate`/);
   });
 
-  it("is woken by Redis: an idle worker with a long poll interval starts a new task at once", async () => {
-    const w = await startWorker({ pollInterval: 30, tasks: { noop: () => "woke" } });
-    // The first claim happens at start: wait until it has come back empty and the worker sits idle, then enqueue.
-    await waitFor("the worker's first claim to come back", async () => {
-      const { rows } = await env.pool.query(
-        `SELECT count(*)::int AS n FROM pg_stat_activity
+  serverOnly(ON_EMBEDDED.connections)(
+    "is woken by Redis: an idle worker with a long poll interval starts a new task at once",
+    async () => {
+      const w = await startWorker({ pollInterval: 30, tasks: { noop: () => "woke" } });
+      // The first claim happens at start: wait until it has come back empty and the worker sits idle, then enqueue.
+      await waitFor("the worker's first claim to come back", async () => {
+        const { rows } = await env.pool.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
           WHERE application_name = $1 AND state = 'idle' AND query LIKE '%picked%'`,
-        [`skiplock worker ${w.id}`],
-      );
-      return rows[0].n === 1;
-    });
-    const done = await finished(await env.client.createTask("noop"), 5);
-    expect(done.result).toBe("woke");
-    expect(done.startedAt!.getTime() - done.createdAt.getTime()).toBeLessThan(5000);
-  });
+          [`skiplock worker ${w.id}`],
+        );
+        return rows[0].n === 1;
+      });
+      const done = await finished(await env.client.createTask("noop"), 5);
+      expect(done.result).toBe("woke");
+      expect(done.startedAt!.getTime() - done.createdAt.getTime()).toBeLessThan(5000);
+    },
+  );
 
   it("warns once at start when autovacuum will not clean the tasks table", async () => {
     const autovacuumWarnings = async () => {
@@ -255,73 +259,81 @@ describe("Worker", () => {
     expect(await autovacuumWarnings()).toBe(server === "on" ? 0 : 1);
   });
 
-  it("keeps heartbeating long tasks claimed after thousands of short ones (the heartbeat list is resent, not lost)", async () => {
-    // A task left out of the heartbeat thread's list would be swept after 1.2 s and, with no retries, FAILED.
-    await startWorker({
-      concurrency: 8,
-      heartbeatInterval: 0.2,
-      staleAfter: 1.2,
-      sweepInterval: 0.2,
-      tasks: { noop() {}, slow: () => new Promise((resolve) => setTimeout(() => resolve("slept"), 2500)) },
-    });
-    for (let i = 0; i < 9; i++) {
-      await env.client.createTasks(Array.from({ length: 1000 }, () => ({ name: "noop", priority: 10 })));
-    }
-    const slow = await env.client.createTasks(Array.from({ length: 8 }, () => ({ name: "slow" })));
-    const done = await Promise.all(slow.map((t) => finished(t, 30)));
-    expect(done.map((t) => [t.status, t.attempt, t.result])).toEqual(slow.map(() => ["COMPLETED", 1, "slept"]));
-  });
+  serverOnly(ON_EMBEDDED.throughput)(
+    "keeps heartbeating long tasks claimed after thousands of short ones (the heartbeat list is resent, not lost)",
+    async () => {
+      // A task left out of the heartbeat thread's list would be swept after 1.2 s and, with no retries, FAILED.
+      await startWorker({
+        concurrency: 8,
+        heartbeatInterval: 0.2,
+        staleAfter: 1.2,
+        sweepInterval: 0.2,
+        tasks: { noop() {}, slow: () => new Promise((resolve) => setTimeout(() => resolve("slept"), 2500)) },
+      });
+      for (let i = 0; i < 9; i++) {
+        await env.client.createTasks(Array.from({ length: 1000 }, () => ({ name: "noop", priority: 10 })));
+      }
+      const slow = await env.client.createTasks(Array.from({ length: 8 }, () => ({ name: "slow" })));
+      const done = await Promise.all(slow.map((t) => finished(t, 30)));
+      expect(done.map((t) => [t.status, t.attempt, t.result])).toEqual(slow.map(() => ["COMPLETED", 1, "slept"]));
+    },
+  );
 
-  it("does not run a task twice when its claim is undone and the worker claims it again", async () => {
-    let runs = 0;
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const warnings: string[] = [];
-    const w = await startWorker({
-      concurrency: 2,
-      pollInterval: 0.05,
-      logger: { ...quiet, warn: (m: string) => void warnings.push(m) },
-      tasks: {
-        slow: async () => {
-          runs++;
-          await gate;
-          return "first";
+  serverOnly(ON_EMBEDDED.connections)(
+    "does not run a task twice when its claim is undone and the worker claims it again",
+    async () => {
+      let runs = 0;
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const warnings: string[] = [];
+      const w = await startWorker({
+        concurrency: 2,
+        pollInterval: 0.05,
+        logger: { ...quiet, warn: (m: string) => void warnings.push(m) },
+        tasks: {
+          slow: async () => {
+            runs++;
+            await gate;
+            return "first";
+          },
         },
-      },
-    });
-    const tasks = `"${env.schema}".tasks`;
-    const task = await env.client.createTask("slow");
-    await waitFor("the first run", () => runs === 1);
-    // What a crash of the Postgres server leaves when it loses the claim's commit: the task PENDING with its former
-    // attempt, while the worker runs it; and the crash takes the worker's claim connection with it. One
-    // transaction, so that the worker can only see the task again on a new connection, as after a crash.
-    const admin = await env.pool.connect();
-    try {
-      await admin.query("BEGIN");
-      await admin.query(
-        `UPDATE ${tasks} SET status = 'PENDING', attempt = attempt - 1, worker_id = NULL, started_at = NULL,
+      });
+      const tasks = `"${env.schema}".tasks`;
+      const task = await env.client.createTask("slow");
+      await waitFor("the first run", () => runs === 1);
+      // What a crash of the Postgres server leaves when it loses the claim's commit: the task PENDING with its former
+      // attempt, while the worker runs it; and the crash takes the worker's claim connection with it. One
+      // transaction, so that the worker can only see the task again on a new connection, as after a crash.
+      const admin = await env.pool.connect();
+      try {
+        await admin.query("BEGIN");
+        await admin.query(
+          `UPDATE ${tasks} SET status = 'PENDING', attempt = attempt - 1, worker_id = NULL, started_at = NULL,
                 heartbeat_at = NULL WHERE id = $1`,
-        [task.id],
-      );
-      const killed = await admin.query(
-        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'WITH picked%'`,
-        [`skiplock worker ${w.id}`],
-      );
-      expect(killed.rowCount).toBe(1);
-      await admin.query("COMMIT");
-    } finally {
-      admin.release();
-    }
-    await waitFor("the task claimed again by the same worker, under the same attempt", async () => {
-      const { rows } = await env.pool.query(`SELECT status, attempt, worker_id FROM ${tasks} WHERE id = $1`, [task.id]);
-      return rows[0].status === "PROGRESS" && rows[0].attempt === 1 && rows[0].worker_id === w.id;
-    });
-    await waitFor("the worker to notice", () => warnings.some((m) => m.includes("already running")));
-    expect(runs).toBe(1);
-    release();
-    expect(await finished(task)).toMatchObject({ status: "COMPLETED", attempt: 1, result: "first" });
-    expect(runs).toBe(1);
-  });
+          [task.id],
+        );
+        const killed = await admin.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'WITH picked%'`,
+          [`skiplock worker ${w.id}`],
+        );
+        expect(killed.rowCount).toBe(1);
+        await admin.query("COMMIT");
+      } finally {
+        admin.release();
+      }
+      await waitFor("the task claimed again by the same worker, under the same attempt", async () => {
+        const { rows } = await env.pool.query(`SELECT status, attempt, worker_id FROM ${tasks} WHERE id = $1`, [
+          task.id,
+        ]);
+        return rows[0].status === "PROGRESS" && rows[0].attempt === 1 && rows[0].worker_id === w.id;
+      });
+      await waitFor("the worker to notice", () => warnings.some((m) => m.includes("already running")));
+      expect(runs).toBe(1);
+      release();
+      expect(await finished(task)).toMatchObject({ status: "COMPLETED", attempt: 1, result: "first" });
+      expect(runs).toBe(1);
+    },
+  );
 });
 
 describe("Worker wake-ups and queues", () => {

@@ -13,6 +13,7 @@ import { aliasOptions, errorLine } from "./errors.js";
 import { addTaskCommands } from "./task-commands.js";
 import { addSchedulesCommand } from "./schedules-command.js";
 import { addDashboardCommand } from "./dashboard-command.js";
+import { addDevCommand } from "./dev-command.js";
 import { packageVersion } from "./version.js";
 
 interface ConnectionFlags {
@@ -328,6 +329,7 @@ export function buildProgram(): Command {
   addTaskCommands(program, { withConnection, connectionOptions });
   addSchedulesCommand(withConnection(program.command("schedules")), connectionOptions);
   addDashboardCommand(withConnection(program.command("dashboard")), connectionOptions);
+  addDevCommand(program.command("dev"));
 
   return program;
 }

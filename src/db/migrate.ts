@@ -2,7 +2,10 @@ import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { validateSchemaName } from "../config.js";
-import { SchemaNotReadyError } from "../errors.js";
+import { openEmbeddedPool } from "../embedded/pool.js";
+import { acquireEmbedded } from "../embedded/registry.js";
+import { isEmbeddedUrl } from "../embedded/url.js";
+import { SchemaNotReadyError, SkiplockError } from "../errors.js";
 import { classifyDatabaseError, databaseUnavailable, schemaNotReady } from "./errors.js";
 import { Client } from "./pool.js";
 import { quoteIdent } from "./store.js";
@@ -50,13 +53,7 @@ export async function migrate(options: { databaseUrl: string; schema: string }):
   const schema = validateSchemaName(options.schema);
   const ident = quoteIdent(schema);
   const migrations = await loadMigrations();
-  const client = new Client({ connectionString: options.databaseUrl, application_name: "skiplock migrate" });
-  try {
-    await client.connect();
-  } catch (err) {
-    throw databaseUnavailable(options.databaseUrl, err);
-  }
-  client.on("error", () => {});
+  const { client, close } = await connectToMigrate(options.databaseUrl, schema);
   const applied: string[] = [];
   try {
     for (const m of migrations) {
@@ -85,9 +82,43 @@ export async function migrate(options: { databaseUrl: string; schema: string }):
   } catch (err) {
     throw classifyDatabaseError(err, options.databaseUrl, schema);
   } finally {
-    await client.end().catch(() => {});
+    await close();
   }
   return { applied, schema };
+}
+
+/** A connection of its own on a server; on the embedded database, one from the process's shared instance. */
+async function connectToMigrate(
+  databaseUrl: string,
+  schema: string,
+): Promise<{ client: Pick<pg.ClientBase, "query">; close: () => Promise<void> }> {
+  if (isEmbeddedUrl(databaseUrl)) {
+    const ref = acquireEmbedded(databaseUrl);
+    const pool = openEmbeddedPool(ref, 1, (err) => classifyDatabaseError(err, databaseUrl, schema));
+    try {
+      const client = await pool.connect();
+      return {
+        client,
+        close: async () => {
+          client.release();
+          await pool.end();
+          await ref.release();
+        },
+      };
+    } catch (err) {
+      await pool.end();
+      await ref.release();
+      throw err instanceof SkiplockError ? err : databaseUnavailable(databaseUrl, err);
+    }
+  }
+  const client = new Client({ connectionString: databaseUrl, application_name: "skiplock migrate" });
+  try {
+    await client.connect();
+  } catch (err) {
+    throw databaseUnavailable(databaseUrl, err);
+  }
+  client.on("error", () => {});
+  return { client, close: () => client.end().catch(() => {}) };
 }
 
 /** Fails with one clear line when the schema is missing or behind this version's migrations. */

@@ -2,6 +2,9 @@ import { inspect } from "node:util";
 import { Kysely, PostgresDialect } from "kysely";
 import type pg from "pg";
 import { redactUrl, validateSchemaName } from "../config.js";
+import { openEmbeddedPool } from "../embedded/pool.js";
+import { acquireEmbedded, type EmbeddedRef } from "../embedded/registry.js";
+import { isEmbeddedUrl } from "../embedded/url.js";
 import { SkiplockError } from "../errors.js";
 import { classifyDatabaseError, databaseUnavailable } from "./errors.js";
 import { classifiedPool, openPool, pooledQueries, type Classify, type PoolOptions } from "./pool.js";
@@ -81,6 +84,8 @@ export class Store {
   readonly workers: string;
   /** Not enumerable, and redacted when the store is printed: it may hold a password. */
   declare readonly databaseUrl: string;
+  /** The share of the embedded database (a `pglite:` URL), or null on a Postgres server. */
+  readonly embedded: EmbeddedRef | null;
   #closed = false;
 
   constructor(options: StoreOptions) {
@@ -97,6 +102,19 @@ export class Store {
       allowExitOnIdle: options.allowExitOnIdle ?? false,
       pgbouncer: this.pgbouncer,
     });
+    this.embedded = isEmbeddedUrl(options.databaseUrl) ? acquireEmbedded(options.databaseUrl) : null;
+    if (this.embedded) {
+      // One session in the process (see embedded/gate.ts): the claims share the pool, and no session setting is
+      // made, as it would hold for every connection; a statement there cannot go silent, so no timeout either.
+      this.pool = openEmbeddedPool(this.embedded, options.poolSize ?? 10, classify);
+      this.hotQueries = pooledQueries(this.pool);
+      this.#claimPool = null;
+      this.claimConnection = options.claimConnection ? this.hotQueries : null;
+      this.db = new Kysely<Database>({
+        dialect: new PostgresDialect({ pool: classifiedPool(this.pool, classify) }),
+      }).withSchema(this.schema);
+      return;
+    }
     this.pool = openPool(poolOptions(options.poolSize ?? 10), classify);
     // A statement that outlives the client's patience is cancelled by the server too, a little before the client
     // gives up on it: otherwise a claim the worker counted as failed could still commit, and its tasks would sit
@@ -143,5 +161,6 @@ export class Store {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all([this.pool.end(), this.#claimPool?.end()]);
+    await this.embedded?.release();
   }
 }

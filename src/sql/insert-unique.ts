@@ -13,7 +13,9 @@ import { toRecordset } from "./recordset.js";
  * Rows are inserted in key order: two batches with the same keys in other orders would otherwise each wait for a
  * key the other holds (a deadlock). See docs/architecture.md, Unique keys.
  */
-const COLUMNS = `(id, name, args, queue, priority, timeout, max_retries, run_at, meta, unique_key)`;
+// OVERRIDING SYSTEM VALUE: from Postgres 17 a partition carries its parent's identity column (GENERATED ALWAYS),
+// which refuses the id drawn above without it; before 17 the clause is accepted and changes nothing.
+const COLUMNS = `(id, name, args, queue, priority, timeout, max_retries, run_at, meta, unique_key) OVERRIDING SYSTEM VALUE`;
 const rows = (tasks: string) => `SELECT nextval(pg_get_serial_sequence('${tasks}', 'id')), d.n, d.a, d.q, d.p, d.t, d.m,
             coalesce(d.r, now() + d.d * interval '1 second', now()), coalesce(d.x, '{}'), d.k
        FROM jsonb_to_recordset($1::jsonb)

@@ -1,13 +1,18 @@
 import { Worker as Thread } from "node:worker_threads";
+import type { Queryable } from "../db/statements.js";
+import { isEmbeddedUrl } from "../embedded/url.js";
 import type { Logger } from "../logger.js";
 import { unnamed } from "../db/statements.js";
 import { heartbeatStatement } from "../sql/heartbeat.js";
 import { workerSeenStatement } from "../sql/workers.js";
 import type { Claim } from "../task.js";
 import { noSignal, type Signal } from "./events.js";
+import { InlineBeats } from "./heartbeat-inline.js";
 
 export interface HeartbeatOptions {
   databaseUrl: string;
+  /** The worker's pool: on the embedded database (a `pglite:` URL) the beats run on it, on the main thread. */
+  q?: Queryable;
   /** Through PgBouncer in transaction pooling mode: the thread's statements go unnamed (see SessionlessClient). */
   pgbouncer?: boolean;
   tasks: string;
@@ -98,7 +103,7 @@ function message(type: "add" | "set", claims: readonly Claim[], seq: number, run
  */
 export class Heartbeat {
   readonly #options: HeartbeatOptions;
-  #thread: Thread | null = null;
+  #thread: Thread | InlineBeats | null = null;
   #failing = false;
   #stopped = false;
   #syncTimer: NodeJS.Timeout | null = null;
@@ -119,10 +124,12 @@ export class Heartbeat {
     const { databaseUrl, tasks, workers, workerId, interval, grace, logger } = this.#options;
     const named = this.#options.pgbouncer ? unnamed : <S>(s: S) => s;
     const seen = workers === undefined ? undefined : named(workerSeenStatement(workers));
-    const statement = named(heartbeatStatement(tasks));
-    const thread = new Thread(new URL("./heartbeat-thread.js", import.meta.url), {
-      workerData: { databaseUrl, statement, seen, workerId, interval, grace },
-    });
+    const beat = { statement: named(heartbeatStatement(tasks)), seen, workerId, interval, grace };
+    // The embedded database's one session lives in this thread: a thread of the beat's own cannot reach it.
+    const thread =
+      isEmbeddedUrl(databaseUrl) && this.#options.q
+        ? new InlineBeats(this.#options.q, beat)
+        : new Thread(new URL("./heartbeat-thread.js", import.meta.url), { workerData: { databaseUrl, ...beat } });
     thread.unref();
     const signal = this.#options.signal ?? noSignal;
     thread.on("message", (msg: BeatMessage) => {

@@ -105,11 +105,16 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     });
     this.#notifier = createNotifier({
       redisUrl: this.#c.connection.redisUrl,
+      databaseUrl: this.#c.connection.databaseUrl,
       tls: this.#c.connection.redisTls,
       schema: this.#c.connection.schema,
       logger: this.logger,
     });
-    this.#lock = new ClusterLock(this.#c.connection.redisUrl, this.#c.connection.redisTls);
+    // The embedded database serves one process: no cluster to lock against.
+    this.#lock = new ClusterLock(
+      this.#store.embedded ? undefined : this.#c.connection.redisUrl,
+      this.#c.connection.redisTls,
+    );
     // What the database services share.
     const db = {
       q: this.#store.hotQueries,
@@ -427,16 +432,19 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       await service.start();
       this.#services.push(service);
     }
-    const redis = this.#c.connection.redisUrl ? (this.#notifier.connected ? "connected" : "unreachable") : "off";
+    const redisUrl = this.#store.embedded ? undefined : this.#c.connection.redisUrl;
+    const redis = redisUrl ? (this.#notifier.connected ? "connected" : "unreachable") : "off";
     this.logger.info("worker started", {
       worker: this.id,
       queues: this.queues,
       concurrency: this.concurrency,
       tasks: [...this.#registry.keys()],
       isolation: this.#c.isolation,
-      redis: { connected: "connected", unreachable: "unreachable (polling until it answers)", off: "off (polling)" }[
-        redis
-      ],
+      redis: this.#store.embedded
+        ? "not used (embedded database: in-process doorbell)"
+        : { connected: "connected", unreachable: "unreachable (polling until it answers)", off: "off (polling)" }[
+            redis
+          ],
     });
     this.#signal("worker:started", { workerId: this.id, queues: this.queues, redis });
   }
