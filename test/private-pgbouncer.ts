@@ -1,22 +1,14 @@
 // A PgBouncer of the test's own, in transaction pooling mode, on a free port in front of a Postgres (CI's, or a
 // private one): an ini and a userlist in a temporary directory, a small server pool so that clients really share
 // server connections, stopped (and its directory removed) by stop().
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { freePort } from "./helpers.js";
+import { AS_POSTGRES } from "./private-postgres.js";
 import { findTool } from "./system-tools.js";
-
-/** PgBouncer refuses to run as root: as root, it runs as the `postgres` user. */
-const AS_POSTGRES: { uid?: number; gid?: number } =
-  process.getuid?.() === 0
-    ? {
-        uid: Number(spawnSync("id", ["-u", "postgres"]).stdout.toString().trim()),
-        gid: Number(spawnSync("id", ["-g", "postgres"]).stdout.toString().trim()),
-      }
-    : {};
 
 export interface PrivatePgBouncerOptions {
   /** The Postgres behind it, as a URL; the user and database are taken from it. */

@@ -12,8 +12,8 @@ const BIN = (() => {
   return join("/usr/lib/postgresql", versions[0]!, "bin");
 })();
 
-/** Postgres refuses to run as root: as root, its processes run as the `postgres` user. */
-const AS_POSTGRES: { uid?: number; gid?: number } =
+/** Postgres (and PgBouncer) refuse to run as root: as root, their processes run as the `postgres` user. */
+export const AS_POSTGRES: { uid?: number; gid?: number } =
   process.getuid?.() === 0
     ? {
         uid: Number(spawnSync("id", ["-u", "postgres"]).stdout.toString().trim()),

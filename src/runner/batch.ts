@@ -36,14 +36,8 @@ export interface TaskRun {
   runAt?: string;
 }
 
-/** What every call of a runner shares: checked settings, connections, handlers. */
-export interface BatchDeps {
-  store: Store;
-  notifier: Notifier;
-  databaseUrl: string;
-  logger: Logger;
-  registry: ReadonlyMap<string, Registered>;
-  threads: ThreadPool | null;
+/** A runner's settings, checked: a worker's, for the tasks a call runs. */
+export interface BatchSettings {
   isolation: Isolation;
   maxRetries: number;
   heartbeatInterval: number;
@@ -51,6 +45,16 @@ export interface BatchDeps {
   cancelGrace: number;
   retryBackoff: Backoff;
   maxResultBytes: number | undefined;
+}
+
+/** What every call of a runner shares: checked settings, connections, handlers. */
+export interface BatchDeps extends BatchSettings {
+  store: Store;
+  notifier: Notifier;
+  databaseUrl: string;
+  logger: Logger;
+  registry: ReadonlyMap<string, Registered>;
+  threads: ThreadPool | null;
   /** Where the task events go (the dashboard's `events`), and whether anyone listens there. */
   signal: Signal;
   listening: Listening;

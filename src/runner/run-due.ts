@@ -15,7 +15,7 @@ import { nobodyListens, noSignal, type Listening, type Signal } from "../worker/
 import { buildRegistry, loadHandlers, queuesOf, type Registered, type TaskMap } from "../worker/registry.js";
 import { tasksModuleUrl } from "../worker/tasks-module.js";
 import type { ThreadPool } from "../worker/thread-pool.js";
-import { Batch, type TaskRun } from "./batch.js";
+import { Batch, type BatchSettings, type TaskRun } from "./batch.js";
 
 export type { TaskRun } from "./batch.js";
 
@@ -112,15 +112,7 @@ export interface TaskRunner {
   close(): Promise<void>;
 }
 
-interface Checked {
-  maxRetries: number;
-  heartbeatInterval: number;
-  staleAfter: number;
-  cancelGrace: number;
-  retryBackoff: Backoff;
-  maxResultBytes: number | undefined;
-  isolation: Isolation;
-}
+type Checked = BatchSettings;
 
 /** Every default filled in, then every value checked, naming the wrong one. */
 function checkSettings(s: RunnerSettings = {}): Checked {

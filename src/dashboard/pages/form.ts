@@ -1,3 +1,4 @@
+import { readBoundedBody } from "../body.js";
 import { refuse } from "../responses.js";
 
 /** Largest form body a page posts (a bulk form of 1,000 ids is about 25 KiB). */
@@ -8,28 +9,10 @@ export const MAX_FORM_BYTES = 256 * 1024;
  * refused: the pages' forms send only this type.
  */
 export async function readForm(req: Request): Promise<URLSearchParams> {
-  const declared = Number(req.headers.get("content-length") ?? "0");
-  if (declared > MAX_FORM_BYTES) throw tooLarge();
-  if (!req.body) return new URLSearchParams();
-  const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = req.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_FORM_BYTES) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  if (size === 0) return new URLSearchParams();
-  if (type !== "application/x-www-form-urlencoded") {
+  const body = await readBoundedBody(req, MAX_FORM_BYTES, "form");
+  if (body === null) return new URLSearchParams();
+  if (body.type !== "application/x-www-form-urlencoded") {
     throw refuse(415, "UNSUPPORTED_MEDIA_TYPE", "send the form as application/x-www-form-urlencoded");
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  return new URLSearchParams(body.text);
 }
-
-const tooLarge = () => refuse(413, "BODY_TOO_LARGE", `the form is larger than ${MAX_FORM_BYTES} bytes`);
