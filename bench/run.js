@@ -24,6 +24,7 @@ import {
 import pg from "pg";
 import { migrate } from "../dist/src/index.js";
 import { embeddedLine, embeddedTable } from "./lines/embedded.js";
+import { pgbouncerDrains, pgbouncerSection } from "./lines/pgbouncer.js";
 import {
   DATABASE_URL,
   REDIS_URL,
@@ -36,6 +37,7 @@ import {
   sleep,
   uniqueSuffix,
 } from "./lib/util.js";
+import { dashboardLists, listsTable } from "./lines/dashboard-lists.js";
 
 /** @typedef {import("./lib/systems.js").System} System */
 /** @typedef {import("./lib/systems.js").Namespace} Namespace */
@@ -54,6 +56,7 @@ const { values: flags } = parseArgs({
     skip: { type: "string" },
     out: { type: "string" },
     profile: { type: "boolean", default: false },
+    "wakes-baseline": { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
   strict: true,
@@ -64,7 +67,8 @@ if (flags.help) {
   --quick              small counts (about a minute); writes bench/results/quick.json unless --out
   --only a,b           systems to run: skiplock, graphile, bullmq (default: all three)
   --rounds N           rounds of the comparison (default 5, quick 2)
-  --skip a,b           scenarios to skip: compare, health, memory, embedded
+  --skip a,b           scenarios to skip: compare, health, memory, lists, pgbouncer, wakes, embedded
+  --wakes-baseline DIR the wakes line also measures the build in DIR/dist (e.g. main's), in alternating rounds
   --out FILE           where to write the JSON (default bench/results/latest.json)
   --profile            run the skiplock drain workers under node --cpu-prof (bench/results/profiles/)
 `);
@@ -86,7 +90,9 @@ const skip = new Set(
     .filter(Boolean),
 );
 for (const s of skip)
-  if (!["compare", "health", "memory", "embedded"].includes(s)) throw new Error(`--skip: unknown scenario ${s}`);
+  if (!["compare", "health", "memory", "lists", "pgbouncer", "wakes", "embedded"].includes(s)) {
+    throw new Error(`--skip: unknown scenario ${s}`);
+  }
 
 const config = quick
   ? {
@@ -1310,6 +1316,21 @@ async function main() {
   if (only.includes("skiplock") && !skip.has("embedded")) {
     out.embedded = await embeddedLine(config, log);
     sections.push(embeddedTable(out.embedded));
+  }
+  if (only.includes("skiplock") && !skip.has("lists")) {
+    out.lists = await dashboardLists({ finished: quick ? 100_000 : 1_000_000, samples: quick ? 10 : 30, log });
+    sections.push(listsTable(out.lists));
+  }
+  if (only.includes("skiplock") && !skip.has("pgbouncer")) {
+    const drains = { rounds: config.rounds, tasks: config.drainTasks, concurrency: config.concurrency };
+    out.pgbouncer = await pgbouncerDrains({ ...drains, batchSize: config.batchSize, drain, log });
+    sections.push(pgbouncerSection(out.pgbouncer));
+  }
+  if (only.includes("skiplock") && !skip.has("wakes")) {
+    const { wakesLine, wakesText } = await import("./lines/wakes.js");
+    const baseline = flags["wakes-baseline"];
+    out.wakes = await wakesLine({ ...(baseline ? { baseline } : {}), rounds: quick ? 1 : 3, log });
+    sections.push(wakesText(out.wakes));
   }
   const codeAtEnd = codeIdentity();
   if (codeAtEnd.distDigest !== code.distDigest) {

@@ -70,6 +70,8 @@ const RETRYABLE: readonly TaskStatus[] = ["FAILED", "CANCELLED"];
 /** Postgres' unique_violation. */
 const UNIQUE_VIOLATION = "23505";
 import { transactionQueryable } from "./transaction.js";
+import { resolvePgbouncer } from "./db/pgbouncer.js";
+import { checkExpectation, unexpectedState, type TaskActionOptions } from "./task-expectation.js";
 
 export interface ClientOptions extends ConnectionOptions {
   logger?: Logger;
@@ -80,6 +82,11 @@ export interface ClientOptions extends ConnectionOptions {
   pollInterval?: number;
   /** Most Postgres connections this client opens; default 10. */
   poolSize?: number;
+  /**
+   * Connect through PgBouncer in transaction pooling mode (`pool_mode = transaction`): unnamed statements, no session
+   * settings. Default SKIPLOCK_PGBOUNCER (`1` or `true`), else false. Harmless on a direct connection.
+   */
+  pgbouncer?: boolean;
   /** Let the process exit while this client's connections are idle (the module-level default client does). */
   unref?: boolean;
   /** Largest args of one task, in bytes of UTF-8 JSON; larger are refused with PayloadTooLargeError. Default 32 MiB. */
@@ -130,10 +137,12 @@ const SHARED_INSERTS_IN_FLIGHT = 2;
 const CLIENT_OPTION_KEYS = [
   "databaseUrl",
   "redisUrl",
+  "redisTls",
   "schema",
   "logger",
   "pollInterval",
   "poolSize",
+  "pgbouncer",
   "unref",
   "maxArgsBytes",
   "queues",
@@ -198,11 +207,13 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
       schema: this.#config.schema,
       poolSize: options.poolSize ?? 10,
       applicationName: "skiplock client",
+      pgbouncer: resolvePgbouncer(options.pgbouncer),
       allowExitOnIdle: options.unref ?? false,
     });
     this.#notifier = createNotifier({
       redisUrl: this.#config.redisUrl,
       databaseUrl: this.#config.databaseUrl,
+      tls: this.#config.redisTls,
       schema: this.#config.schema,
       logger: this.logger,
       unref: options.unref ?? false,
@@ -398,13 +409,14 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    * it at its next heartbeat), fires the handler's signal with a TaskCancelledError, and writes CANCELLED when the
    * handler settles (COMPLETED if it returns successfully anyway), or after its `cancelGrace` if it ignores the
    * signal; `waitForCompletion` tells which. A finished task is returned unchanged. Throws TaskNotFoundError for an
-   * unknown id.
+   * unknown id, and TaskStateError when `options.expectStatus` (or `expectAttempt`) is not the task's now.
    */
-  async cancelTask(id: string): Promise<Task> {
+  async cancelTask(id: string, options?: TaskActionOptions): Promise<Task> {
     const taskId = validateTaskId(id);
+    const expect = checkExpectation(options);
     // The doorbell connects while the request runs, so the worker can be told at once.
     void this.#notifier.start();
-    const row = await requestCancel(this.#store.pool, this.#store.tasks, taskId);
+    const row = await requestCancel(this.#store.pool, this.#store.tasks, taskId, expect);
     if (row) {
       const task = rowToTask(row);
       if (task.status === "CANCELLED") {
@@ -417,6 +429,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
     }
     const task = await this.getTask(taskId);
     if (!task) throw new TaskNotFoundError(taskId);
+    const unexpected = unexpectedState(taskId, "cancel", task, expect);
+    if (unexpected) throw unexpected;
     return task;
   }
 
@@ -446,14 +460,16 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    * Moves a FAILED or CANCELLED task back to PENDING, due now, and returns it. Its history stays: `attempt`, `error`,
    * `errors`. A FAILED task's `retryCount` counts this retry, so a task whose retries were spent gets one more
    * attempt. Throws TaskNotFoundError for an unknown id, TaskStateError when the task is in another state (nothing is
-   * changed), and UniqueKeyConflictError when a newer live task holds its unique key.
+   * changed), and UniqueKeyConflictError when a newer live task holds its unique key. With `options.expectStatus`
+   * (or `expectAttempt`), a task not in that status now is refused with TaskStateError too.
    */
-  async retryTask(id: string): Promise<Task> {
+  async retryTask(id: string, options?: TaskActionOptions): Promise<Task> {
     const taskId = validateTaskId(id);
+    const expect = checkExpectation(options);
     for (let tries = 1; ; tries++) {
       let row: TaskRow | null = null;
       try {
-        row = await retryFinishedTask(this.#store.pool, this.#store.tasks, taskId);
+        row = await retryFinishedTask(this.#store.pool, this.#store.tasks, taskId, expect);
       } catch (err) {
         // A concurrent enqueue took the key between the check and the move: read who holds it.
         if ((err as { code?: string }).code !== UNIQUE_VIOLATION || tries >= 3) throw err;
@@ -464,6 +480,8 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
         return task;
       }
       const state = await this.#stateOf(taskId);
+      const unexpected = unexpectedState(taskId, "retry", state, expect);
+      if (unexpected) throw unexpected;
       if (!RETRYABLE.includes(state.status)) {
         throw new TaskStateError(taskId, "retry", state.status, RETRYABLE);
       }
@@ -477,13 +495,16 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
 
   /**
    * Makes a PENDING task due now (a task already due keeps its place) and returns it. Throws TaskNotFoundError for an
-   * unknown id and TaskStateError for a task that is not PENDING.
+   * unknown id and TaskStateError for a task that is not PENDING (or not as `options` expects).
    */
-  async runTaskNow(id: string): Promise<Task> {
+  async runTaskNow(id: string, options?: TaskActionOptions): Promise<Task> {
     const taskId = validateTaskId(id);
-    const row = await runPendingTaskNow(this.#store.pool, this.#store.tasks, taskId);
+    const expect = checkExpectation(options);
+    const row = await runPendingTaskNow(this.#store.pool, this.#store.tasks, taskId, expect);
     if (!row) {
       const state = await this.#stateOf(taskId);
+      const unexpected = unexpectedState(taskId, "run now", state, expect);
+      if (unexpected) throw unexpected;
       throw new TaskStateError(taskId, "run now", state.status, ["PENDING"]);
     }
     const { was_future: wasFuture, ...taskRow } = row;
@@ -494,13 +515,17 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
 
   /**
    * Deletes a finished task (COMPLETED, FAILED or CANCELLED) and returns it as it was. Throws TaskNotFoundError for
-   * an unknown id and TaskStateError for a PENDING or PROGRESS task: cancel it first.
+   * an unknown id and TaskStateError for a PENDING or PROGRESS task (cancel it first), or one not as `options`
+   * expects.
    */
-  async deleteTask(id: string): Promise<Task> {
+  async deleteTask(id: string, options?: TaskActionOptions): Promise<Task> {
     const taskId = validateTaskId(id);
-    const row = await deleteFinishedTask(this.#store.pool, this.#store.tasks, taskId);
+    const expect = checkExpectation(options);
+    const row = await deleteFinishedTask(this.#store.pool, this.#store.tasks, taskId, expect);
     if (row) return rowToTask(row);
     const state = await this.#stateOf(taskId);
+    const unexpected = unexpectedState(taskId, "delete", state, expect);
+    if (unexpected) throw unexpected;
     throw new TaskStateError(taskId, "delete", state.status, [...FINAL_STATUSES], "cancel it first");
   }
 

@@ -1,6 +1,8 @@
 import { inspect } from "node:util";
 import { isEmbeddedUrl, parseEmbeddedUrl } from "./embedded/url.js";
 import { ConfigError, InvalidNameError, InvalidOptionError } from "./errors.js";
+import { parseRedisTarget } from "./notify/redis-target.js";
+import { resolveRedisTls, type RedisTlsOptions } from "./notify/redis-tls.js";
 
 export const DEFAULT_SCHEMA = "skiplock";
 export const DEFAULT_QUEUE = "default";
@@ -115,18 +117,9 @@ export function validateDatabaseUrl(url: unknown): string {
   return url;
 }
 
+/** Checks a Redis URL: redis://, rediss://, or a Sentinel group as redis+sentinel:// (see notify/redis-target.ts). */
 export function validateRedisUrl(url: unknown): string {
-  if (typeof url !== "string" || url === "") throw new ConfigError("empty Redis URL");
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new ConfigError(`malformed Redis URL ${JSON.stringify(redactUrl(url))}: expected redis://host:port`);
-  }
-  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
-    throw new ConfigError(`Redis URL must start with redis:// or rediss://, got ${parsed.protocol}//`);
-  }
-  return url;
+  return parseRedisTarget(url).url;
 }
 
 /** Query parameters that carry secrets: `password`, `sslpassword`, tokens, keys. */
@@ -168,15 +161,24 @@ export interface ConnectionConfig {
   readonly databaseUrl: string;
   /** Absent: no Redis, workers and waiters poll. */
   readonly redisUrl: string | undefined;
+  /** CA, client certificate and key for a rediss:// (or rediss+sentinel://) URL; absent: the system's CAs. */
+  readonly redisTls?: RedisTlsOptions | undefined;
   readonly schema: string;
 }
 
 /** A ConnectionConfig whose URLs stay out of enumeration, inspection and JSON (see ConnectionConfig). */
-export function connectionConfig(databaseUrl: string, redisUrl: string | undefined, schema: string): ConnectionConfig {
+export function connectionConfig(
+  databaseUrl: string,
+  redisUrl: string | undefined,
+  schema: string,
+  redisTls?: RedisTlsOptions,
+): ConnectionConfig {
   const config = { schema };
   Object.defineProperties(config, {
     databaseUrl: { value: databaseUrl, enumerable: false },
     redisUrl: { value: redisUrl, enumerable: false },
+    // A client key is a secret: kept out of enumeration, inspection and JSON like the URLs.
+    redisTls: { value: redisTls, enumerable: false },
     toJSON: { value: () => redactedConnection(config as ConnectionConfig), enumerable: false },
     [inspect.custom]: {
       value: (_depth: number, options: object) => inspect(redactedConnection(config as ConnectionConfig), options),
@@ -202,6 +204,11 @@ export function redactedConnection(config: ConnectionConfig): {
 export interface ConnectionOptions {
   databaseUrl?: string;
   redisUrl?: string | null;
+  /**
+   * TLS settings for a rediss:// or rediss+sentinel:// URL: `ca` (PEM, for a private CA), `cert` and `key` (a client
+   * certificate), `rejectUnauthorized`, `servername`. Default: REDIS_TLS_CA, REDIS_TLS_CERT, REDIS_TLS_KEY (file paths).
+   */
+  redisTls?: RedisTlsOptions;
   schema?: string;
 }
 
@@ -211,7 +218,8 @@ export function resolveConnection(options: ConnectionOptions = {}, env = process
   const rawRedis = options.redisUrl === null ? undefined : (options.redisUrl ?? (env.REDIS_URL || undefined));
   const redisUrl = rawRedis === undefined ? undefined : validateRedisUrl(rawRedis);
   const schema = validateSchemaName(options.schema ?? (env.SKIPLOCK_SCHEMA || DEFAULT_SCHEMA));
-  return connectionConfig(databaseUrl, redisUrl, schema);
+  const redisTls = redisUrl === undefined ? undefined : resolveRedisTls(redisUrl, options.redisTls, env);
+  return connectionConfig(databaseUrl, redisUrl, schema, redisTls);
 }
 
 /**

@@ -341,3 +341,43 @@ export class EmbeddedDependencyMissingError extends SkiplockError {
     this.packageName = packageName;
   }
 }
+
+// PgBouncer (db/pgbouncer.ts).
+
+/**
+ * A skiplock prepared statement was missing on the connection, or already there: the connection is shared between
+ * clients, as PgBouncer in transaction pooling mode does. `cause` holds the driver's error (26000 or 42P05).
+ */
+export class PoolerSessionError extends SkiplockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("POOLER_SESSION", message, options);
+  }
+}
+
+// Redis connections: Sentinel and TLS (notify/).
+
+/**
+ * A Redis URL or Redis TLS option that cannot be used: a malformed `redis+sentinel://` URL (no sentinel, no master
+ * name, a bad port), TLS files that cannot be read, TLS options with a `redis://` URL. Its message never shows a
+ * password. A ConfigError, so code that handles those handles these.
+ */
+export class RedisConfigError extends ConfigError {}
+
+// The dashboard's trigger endpoints (runner/).
+
+/**
+ * `api/execute/:id` named a task whose name has no handler where the call runs: it is left PENDING, for a worker
+ * that has one, rather than claimed and failed here.
+ */
+export class NoHandlerError extends SkiplockError {
+  readonly id: string;
+  readonly taskName: string;
+  constructor(id: string, taskName: string) {
+    super(
+      "NO_HANDLER",
+      `cannot execute task ${id} here: no handler for ${JSON.stringify(taskName)} among this dashboard's tasks; it stays PENDING for a worker that has one`,
+    );
+    this.id = id;
+    this.taskName = taskName;
+  }
+}

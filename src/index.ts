@@ -71,3 +71,12 @@ export {
   type LogLevel,
   type PinoLoggerOptions,
 } from "./logger.js";
+
+// The dashboard's trigger endpoints (api/run, api/run-one, api/execute/:id): their settings and their answer.
+export type { RunDueResult, RunnerSettings, TaskRun } from "./runner/run-due.js";
+
+// Scale-out: Redis Sentinel and TLS for the doorbell.
+export type { RedisTlsOptions } from "./notify/redis-tls.js";
+
+// Task actions that act only on the state the caller saw (retryTask, cancelTask, runTaskNow, deleteTask options).
+export type { TaskActionOptions } from "./task-expectation.js";

@@ -1,13 +1,10 @@
 import type pg from "pg";
 import { Gauge, Registry } from "prom-client";
 import { TaskTally, type Outcome } from "./metrics-tally.js";
-import { countTasksIn, DEFAULT_EXACT_LIMIT } from "./admin.js";
 import { InvalidOptionError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { assertKnownKeys } from "./options.js";
-import { oldestDueAges, type QueueAge } from "./sql/oldest-due.js";
-import type { TaskCounts } from "./admin.js";
-import { TASK_STATUSES } from "./task.js";
+import { registerDatabaseGauges } from "./metrics-database.js";
 import type { WorkerEvents } from "./worker/events.js";
 
 export interface MetricsOptions {
@@ -73,43 +70,6 @@ export function resolveMetricsOptions(options: MetricsOptions | boolean | undefi
 }
 
 /**
- * A value read from the database at most once per `ttlMs`, shared by the scrapes that come meanwhile: a scrape every
- * second of a big table costs one count every few seconds. A failed read keeps the last value.
- */
-class Cached<T> {
-  #value: T | null = null;
-  #at = -Infinity;
-  #reading: Promise<T | null> | null = null;
-  constructor(
-    readonly ttlMs: number,
-    readonly read: () => Promise<T> | null,
-    readonly failed: (err: Error) => void,
-  ) {}
-
-  get(): Promise<T | null> {
-    if (performance.now() - this.#at < this.ttlMs) return Promise.resolve(this.#value);
-    if (this.#reading) return this.#reading;
-    const reading = this.read();
-    if (!reading) return Promise.resolve(this.#value);
-    const r = (this.#reading = reading.then(
-      (v) => {
-        this.#value = v;
-        this.#at = performance.now();
-        return v;
-      },
-      (err: Error) => {
-        this.failed(err);
-        return this.#value;
-      },
-    ));
-    void r.finally(() => {
-      if (this.#reading === r) this.#reading = null;
-    });
-    return r;
-  }
-}
-
-/**
  * A worker's Prometheus metrics (prom-client), fed by its task events: ending a task costs a few additions
  * (metrics-tally.ts), nothing else. The gauges of the database (`skiplock_tasks`, the oldest due task's age) are
  * read when scraped, through a cache, with statements that stay cheap on a big table; the running gauge is read from
@@ -134,53 +94,7 @@ export class WorkerMetrics {
         );
       }
     }
-    const ttl = options.cacheSeconds * 1000;
-    const warn = (what: string) => (err: Error) =>
-      source.logger.warn(`could not read ${what} for metrics; keeping the last values`, { error: err.message });
-    const counts = new Cached<TaskCounts>(
-      ttl,
-      () => {
-        const db = source.db();
-        return db && countTasksIn(db.pool, db.tasks, db.schema, DEFAULT_EXACT_LIMIT);
-      },
-      warn("task counts"),
-    );
-    const ages = new Cached<QueueAge[]>(
-      ttl,
-      () => {
-        const db = source.db();
-        return db && oldestDueAges(db.pool, db.tasks);
-      },
-      warn("the oldest due tasks"),
-    );
-
-    new Gauge({
-      name: "skiplock_tasks",
-      help: "Tasks per queue and status (COMPLETED may be estimated on a big table), cached for a few seconds.",
-      labelNames: ["queue", "status"],
-      registers,
-      async collect() {
-        const c = await counts.get();
-        if (!c) return;
-        this.reset();
-        for (const [queue, byStatus] of Object.entries(c.queues)) {
-          for (const status of TASK_STATUSES) this.set({ queue, status }, byStatus[status]);
-        }
-      },
-    });
-    new Gauge({
-      name: "skiplock_queue_oldest_due_seconds",
-      help: "Seconds the oldest due PENDING task of each queue has waited (0 when none is due).",
-      labelNames: ["queue"],
-      registers,
-      async collect() {
-        const rows = await ages.get();
-        if (!rows) return;
-        this.reset();
-        for (const queue of source.queues()) this.set({ queue }, 0);
-        for (const r of rows) this.set({ queue: r.queue }, r.age);
-      },
-    });
+    registerDatabaseGauges(registers, source, options.cacheSeconds);
     new Gauge({
       name: "skiplock_worker_running",
       help: "Tasks this worker is running now, per queue.",

@@ -5,39 +5,13 @@ import { InvalidOptionError, PermanentError, Worker, type WorkerOptions } from "
 import { insertCrashedTasks, quiet, waitFor } from "./helpers.js";
 import { nextEvent, recordEvents } from "./worker-events.js";
 import { workerFixture } from "./worker-fixture.js";
+import { parse, valueOf } from "./prometheus-text.js";
 
 const f = workerFixture({
   label: "metrics",
   workerDefaults: { retryBackoff: { base: 0.01, max: 0.02 }, metrics: { cacheSeconds: 0 } },
   deleteTasksAfterEach: true,
 });
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** The samples of a Prometheus text exposition (comments skipped). */
-function parse(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[k!] = v!;
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return samples;
-}
-
-/** The value of the one sample named `name` whose labels include `labels` (undefined when none). */
-function valueOf(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`);
-  return found[0]?.value;
-}
 
 let flakyCalls = 0;
 let release: (() => void) | null = null;

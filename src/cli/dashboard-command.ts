@@ -5,11 +5,29 @@ import type { ConnectionOptions } from "../config.js";
 import { createDashboard } from "../dashboard/create-dashboard.js";
 import { isLoopbackHost } from "../dashboard/guard.js";
 import { SkiplockError } from "../errors.js";
+import { aliasOptions } from "./errors.js";
 import { consoleLogger } from "../logger.js";
+import { createTaskRunner, type RunnerSettings } from "../runner/run-due.js";
+import { loadTasksModule, tasksModuleUrl } from "../worker/tasks-module.js";
 
 const port = (value: string): number => {
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || n > 65535) throw new InvalidArgumentError("expected a port (0 to 65535)");
+  return n;
+};
+
+const seconds = (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0) {
+    throw new InvalidArgumentError("expected seconds (a number >= 0)");
+  }
+  return n;
+};
+
+const count = (value: string): number => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
+    throw new InvalidArgumentError("expected an integer >= 0");
   return n;
 };
 
@@ -21,7 +39,8 @@ export function addDashboardCommand(
   cmd: Command,
   connection: (flags: Record<string, unknown>) => ConnectionOptions,
 ): Command {
-  return cmd
+  // The runner's option names as this command's flags spell them, for error lines.
+  return aliasOptions(cmd, { maxRetries: "--retry", tasksModule: "--tasks" })
     .description("serve the dashboard and its JSON API (bound to 127.0.0.1 unless --host says otherwise)")
     .option("--port <n>", "port to listen on", port, 4680)
     .option("--host <address>", "address to listen on; anything but loopback needs a token", "127.0.0.1")
@@ -31,6 +50,27 @@ export function addDashboardCommand(
     )
     .option("--read-only", "refuse every action (retry, cancel, delete, run now, purge, enqueue, schedules)", false)
     .option("--base-path <path>", "path to serve under, e.g. /admin behind a proxy", "/")
+    .option(
+      "--metrics-token <token>",
+      "a separate token for scraping <base>/metrics (prefer $SKIPLOCK_METRICS_TOKEN); the dashboard's token works too",
+    )
+    .option(
+      "--tasks <module>",
+      "JS module exporting the task handlers: enables POST api/run, api/run-one, api/execute/:id",
+    )
+    .option("--retry <n>", "with --tasks: retries for tasks enqueued without maxRetries", count, 0)
+    .option(
+      "--heartbeat-interval <s>",
+      "with --tasks: seconds between heartbeats of the tasks a request runs",
+      seconds,
+      5,
+    )
+    .option(
+      "--stale-after <s>",
+      "with --tasks: your workers' --stale-after (api/run sweeps lost tasks with it)",
+      seconds,
+      30,
+    )
     .action(async (flags: Record<string, unknown>) => {
       const token = (flags.token as string | undefined) || process.env.SKIPLOCK_DASHBOARD_TOKEN || undefined;
       const host = flags.host as string;
@@ -40,11 +80,16 @@ export function addDashboardCommand(
           `refusing to serve on ${host} without a token: set SKIPLOCK_DASHBOARD_TOKEN (or --token), or keep --host 127.0.0.1`,
         );
       }
+      const metricsToken =
+        (flags.metricsToken as string | undefined) || process.env.SKIPLOCK_METRICS_TOKEN || undefined;
       const logger = consoleLogger();
       const client = new SkiplockClient({ ...connection(flags), logger });
+      const trigger = flags.tasks === undefined ? {} : await triggerOptions(client, flags);
       const dashboard = createDashboard({
+        ...trigger,
         client,
         ...(token !== undefined ? { token } : {}),
+        ...(metricsToken !== undefined ? { metricsToken } : {}),
         readOnly: flags.readOnly as boolean,
         basePath: flags.basePath as string,
         logger,
@@ -63,10 +108,33 @@ export function addDashboardCommand(
         logger.info(`${signal}: stopping the dashboard`);
         server.close();
         server.closeAllConnections();
-        void client.close().then(() => process.exit(0));
+        void dashboard
+          .close()
+          .then(() => client.close())
+          .then(() => process.exit(0));
       };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
       await new Promise<never>(() => {}); // serves until a signal
     });
+}
+
+/**
+ * The tasks module, loaded now as run-worker loads it (a module that fails to load is one clear line before anything
+ * listens), and the runner's settings, checked now too.
+ */
+async function triggerOptions(
+  client: SkiplockClient,
+  flags: Record<string, unknown>,
+): Promise<{ tasks: Awaited<ReturnType<typeof loadTasksModule>>; tasksModule: string; runOptions: RunnerSettings }> {
+  const tasksModule = flags.tasks as string;
+  const tasks = await loadTasksModule(tasksModuleUrl(tasksModule));
+  const runOptions: RunnerSettings = {
+    maxRetries: flags.retry as number,
+    heartbeatInterval: flags.heartbeatInterval as number,
+    staleAfter: flags.staleAfter as number,
+  };
+  // Throws InvalidOptionError for a bad map or setting; the runner made here opens nothing.
+  await createTaskRunner({ client, tasks, tasksModule, settings: runOptions, logger: client.logger }).close();
+  return { tasks, tasksModule, runOptions };
 }

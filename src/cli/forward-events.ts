@@ -1,5 +1,5 @@
 import type { Worker } from "../worker/worker.js";
-import { TASK_EVENT_NAMES, WORKER_EVENT_NAMES } from "../worker/events.js";
+import { FREQUENT_EVENT_NAMES, WORKER_EVENT_NAMES } from "../worker/events.js";
 
 let sending = 0;
 const whenSent: (() => void)[] = [];
@@ -7,14 +7,15 @@ const whenSent: (() => void)[] = [];
 /**
  * When run-worker was started with an IPC channel (a supervisor, a test), every worker event goes to the parent as
  * `{ event, data }`, errors as their name and message: supervisors and tests wait on these instead of reading log
- * text. The per-task events (task:*) only with `taskEvents` (`--ipc-task-events`): a listener makes the worker build
- * each event's data, and a supervisor watching a drain of thousands of tasks a second must not pay for it unasked.
+ * text. The per-task and per-claim events (task:*, claim:answered) only with `taskEvents` (`--ipc-task-events`): a
+ * listener makes the worker build each event's data, and a supervisor watching a drain of thousands of tasks a second
+ * must not pay for it unasked.
  */
 export function forwardEventsToParent(worker: Worker, options: { taskEvents?: boolean } = {}): void {
   if (!process.send) return;
   process.channel?.unref();
   for (const event of WORKER_EVENT_NAMES) {
-    if (!options.taskEvents && TASK_EVENT_NAMES.has(event)) continue;
+    if (!options.taskEvents && FREQUENT_EVENT_NAMES.has(event)) continue;
     worker.on(event, (...args: unknown[]) => {
       const data = args[0] === undefined ? null : JSON.parse(JSON.stringify(args[0], errorsAsMessages));
       sending++;

@@ -7,6 +7,7 @@ import { SkiplockError, TaskNotFoundError } from "../errors.js";
 import { consoleLogger, LOG_FORMATS, LOG_LEVELS, pinoLogger, type LogFormat, type LogLevel } from "../logger.js";
 import { checkMetricsServerOptions, serveMetrics } from "../metrics-server.js";
 import { resolveConnection } from "../config.js";
+import { readRedisTlsFiles, REDIS_TLS_FILES } from "../notify/redis-tls.js";
 import { Worker } from "../worker/worker.js";
 import { aliasOptions, errorLine } from "./errors.js";
 import { addTaskCommands } from "./task-commands.js";
@@ -18,13 +19,21 @@ import { packageVersion } from "./version.js";
 interface ConnectionFlags {
   databaseUrl?: string;
   redisUrl?: string;
+  redisTlsCa?: string;
+  redisTlsCert?: string;
+  redisTlsKey?: string;
   schema?: string;
+  pgbouncer?: boolean;
 }
 
-function connectionOptions(flags: ConnectionFlags): ConnectionOptions {
-  const o: ConnectionOptions = {};
+function connectionOptions(flags: ConnectionFlags): ConnectionOptions & { pgbouncer?: boolean } {
+  const o: ConnectionOptions & { pgbouncer?: boolean } = {};
+  if (flags.pgbouncer !== undefined) o.pgbouncer = flags.pgbouncer;
   if (flags.databaseUrl !== undefined) o.databaseUrl = flags.databaseUrl;
   if (flags.redisUrl !== undefined) o.redisUrl = flags.redisUrl;
+  const tlsFiles = { ca: flags.redisTlsCa, cert: flags.redisTlsCert, key: flags.redisTlsKey };
+  const tls = readRedisTlsFiles(tlsFiles, (field) => REDIS_TLS_FILES.find((f) => f.field === field)!.flag);
+  if (tls) o.redisTls = tls;
   if (flags.schema !== undefined) o.schema = flags.schema;
   return o;
 }
@@ -33,8 +42,19 @@ function connectionOptions(flags: ConnectionFlags): ConnectionOptions {
 function withConnection(cmd: Command, options: { redis: boolean } = { redis: true }): Command {
   cmd.option("--database-url <url>", "Postgres URL (default: $DATABASE_URL)");
   if (options.redis) {
-    cmd.option("--redis-url <url>", "Redis URL for wake-ups (default: $REDIS_URL; without it, poll only)");
+    cmd.option(
+      "--redis-url <url>",
+      "Redis URL for wake-ups: redis://, rediss:// (TLS) or redis+sentinel://host:port,…/master " +
+        "(default: $REDIS_URL; without it, poll only)",
+    );
+    cmd.option("--redis-tls-ca <file>", "PEM file of the CA that signed Redis's certificate (default: $REDIS_TLS_CA)");
+    cmd.option("--redis-tls-cert <file>", "PEM file of a client certificate for Redis (default: $REDIS_TLS_CERT)");
+    cmd.option("--redis-tls-key <file>", "PEM file of that certificate's key (default: $REDIS_TLS_KEY)");
   }
+  cmd.option(
+    "--pgbouncer",
+    "Postgres is reached through PgBouncer in transaction pooling mode (default: $SKIPLOCK_PGBOUNCER)",
+  );
   return cmd.option("--schema <name>", "schema holding the tasks table (default: $SKIPLOCK_SCHEMA or skiplock)");
 }
 
@@ -110,6 +130,11 @@ export function buildProgram(): Command {
         30,
       )
       .option("--prefetch <n>", "most claimed tasks held ready beyond the free slots while tasks are short", integer)
+      .option(
+        "--pool-size <n>",
+        "Postgres connections for outcome writes and sweeps (default 4); claims and the heartbeat add one each",
+        integer,
+      )
       .option("--cancel-grace <s>", "seconds a cancelled task may take to stop before it is abandoned", seconds, 10)
       .option("--burst", "exit (0) once no task is due: none claimable in its queues and none running", false)
       .option("--max-tasks <n>", "exit (0) after running this many tasks; claims no more than that", integer)
@@ -169,6 +194,7 @@ export function buildProgram(): Command {
       shutdownTimeout: flags.shutdownTimeout as number,
       cancelGrace: flags.cancelGrace as number,
       ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
+      ...(flags.poolSize !== undefined ? { poolSize: flags.poolSize as number } : {}),
       ...(flags.maxTasks !== undefined ? { maxTasks: flags.maxTasks as number } : {}),
       logger,
       metrics: metricsServer !== null,

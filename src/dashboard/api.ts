@@ -1,16 +1,17 @@
 import { Hono } from "hono";
 import type { PurgeTasksOptions, SkiplockClient } from "../client.js";
-import { TaskNotFoundError, TaskStateError } from "../errors.js";
+import { TaskNotFoundError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { validateTaskId, type Task, type TaskOptions } from "../task.js";
+import { validateTaskId, type TaskOptions } from "../task.js";
 import { SESSION_COOKIE, SESSION_SECONDS, type Credentials } from "./auth.js";
-import { MAX_BULK_IDS, TASK_ACTIONS, type TaskAction } from "./actions.js";
+import { expectationFrom, MAX_BULK_IDS, runTaskAction, TASK_ACTIONS, type TaskAction } from "./actions.js";
 import { readJsonBody } from "./body.js";
 import { cookieOf, guard, type AuthedBy, type GuardOptions } from "./guard.js";
 import { errorStatus, json, refuse } from "./responses.js";
 import { StatsCache } from "./stats.js";
+import { triggerRoutes, type TriggerContext } from "./trigger-routes.js";
 
-export interface ApiContext {
+export interface ApiContext extends TriggerContext {
   client: SkiplockClient;
   guard: GuardOptions;
   credentials: Credentials | null;
@@ -22,26 +23,6 @@ export interface ApiContext {
 }
 
 type Env = { Variables: { authedBy: AuthedBy } };
-
-/** Runs one action on one task; a task that is not in a state the action takes is refused (TaskStateError). */
-async function act(client: SkiplockClient, action: TaskAction, id: string): Promise<Task> {
-  switch (action) {
-    case "retry":
-      return client.retryTask(id);
-    case "run-now":
-      return client.runTaskNow(id);
-    case "delete":
-      return client.deleteTask(id);
-    case "cancel": {
-      // cancelTask returns a task that already finished unchanged; the dashboard says it was not cancelled.
-      const task = await client.cancelTask(id);
-      if (task.status === "COMPLETED" || task.status === "FAILED") {
-        throw new TaskStateError(id, "cancel", task.status, ["PENDING", "PROGRESS"]);
-      }
-      return task;
-    }
-  }
-}
 
 /** A query parameter as listTasks takes it: absent, or its value (a comma-separated or repeated status). */
 function listQuery(url: URL): Record<string, unknown> {
@@ -153,12 +134,14 @@ export function apiRoutes(ctx: ApiContext): Hono<Env> {
       throw refuse(400, "BAD_REQUEST", `ids must be an array of 1 to ${MAX_BULK_IDS} task ids`);
     }
     const valid = ids.map((id) => validateTaskId(id));
+    // `expect`: the status the caller saw the tasks in (a list of one status); each is refused if it is not.
+    const expect = expectationFrom(body.expect, undefined);
     const results: ({ id: string; ok: true; status: string } | { id: string; ok: false; error: object })[] = [];
     const refused: Record<string, number> = {};
     // One at a time: each is its own compare-and-set, and a bulk action should not take the whole pool.
     for (const id of new Set(valid)) {
       try {
-        const task = await act(client, action, id);
+        const task = await runTaskAction(client, action, id, expect);
         results.push({ id, ok: true, status: task.status });
       } catch (err) {
         const e = errorStatus(err);
@@ -177,11 +160,22 @@ export function apiRoutes(ctx: ApiContext): Hono<Env> {
     if (!task) throw new TaskNotFoundError(id);
     return json({ task });
   });
-  api.delete("/tasks/:id", async (c) => json({ task: await act(client, "delete", validateTaskId(c.req.param("id"))) }));
+  // `?expect=STATUS&expectAttempt=N` (or the same fields in a POST's JSON body): act only on the task as last seen.
+  api.delete("/tasks/:id", async (c) => {
+    const id = validateTaskId(c.req.param("id"));
+    const expect = expectationFrom(c.req.query("expect"), c.req.query("expectAttempt"));
+    return json({ task: await runTaskAction(client, "delete", id, expect) });
+  });
   for (const action of ["retry", "cancel", "run-now"] as const) {
-    api.post(`/tasks/:id/${action}`, async (c) =>
-      json({ task: await act(client, action, validateTaskId(c.req.param("id"))) }),
-    );
+    api.post(`/tasks/:id/${action}`, async (c) => {
+      const id = validateTaskId(c.req.param("id"));
+      const body = await readJsonBody(c.req.raw);
+      const expect = expectationFrom(
+        body.expect ?? c.req.query("expect"),
+        body.expectAttempt ?? c.req.query("expectAttempt"),
+      );
+      return json({ task: await runTaskAction(client, action, id, expect) });
+    });
   }
 
   api.post("/purge", async (c) => {
@@ -210,6 +204,9 @@ export function apiRoutes(ctx: ApiContext): Hono<Env> {
   api.post("/schedules/:name/trigger", async (c) =>
     json({ task: await client.triggerSchedule(c.req.param("name")) }, 201),
   );
+
+  // api/run, api/run-one, api/execute/:id: behind the guard above, and only when the dashboard was given tasks.
+  api.route("/", triggerRoutes(ctx));
 
   return api;
 }

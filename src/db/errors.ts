@@ -1,5 +1,6 @@
 import { redactUrl } from "../config.js";
 import { DatabaseUnavailableError, SchemaNotReadyError, SkiplockError } from "../errors.js";
+import { sessionLost } from "./pgbouncer.js";
 
 /** Marks an error raised while a connection was being opened (see failedToConnect). */
 const CONNECT_FAILED = Symbol("skiplock.connectFailed");
@@ -69,7 +70,8 @@ export function schemaNotReady(schema: string, cause?: unknown): SchemaNotReadyE
  * The typed error a driver error stands for, on the paths a caller sees (the client's reads and writes):
  * DatabaseUnavailableError when Postgres cannot be reached or refuses us (anything raised while connecting, a lost
  * connection, 28xxx wrong password or user, 3D000 no such database), SchemaNotReadyError when our schema or its
- * tables do not exist (3F000, 42P01 naming the schema). Any other error is returned as it is.
+ * tables do not exist (3F000, 42P01 naming the schema), PoolerSessionError when a named statement shows the
+ * connection is shared (see sessionLost). Any other error is returned as it is.
  */
 export function classifyDatabaseError(err: unknown, databaseUrl: string, schema: string): unknown {
   if (err instanceof SkiplockError) return err;
@@ -86,5 +88,5 @@ export function classifyDatabaseError(err: unknown, databaseUrl: string, schema:
   if (code === "3F000" || (code === "42P01" && typeof message === "string" && message.includes(`"${schema}.`))) {
     return schemaNotReady(schema, err);
   }
-  return err;
+  return sessionLost(err);
 }

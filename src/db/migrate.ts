@@ -44,6 +44,10 @@ export interface MigrateResult {
  * Brings the schema up to date. Each migration runs in its own transaction under a transaction-scoped advisory
  * lock keyed by the schema, so two processes migrating at once apply each file exactly once: the second waits,
  * then sees the first one's rows. See docs/architecture.md, Migrations.
+ *
+ * Nothing here outlives a transaction, so it runs as well through PgBouncer in transaction pooling mode, which keeps
+ * a transaction on one server connection: migration files must keep it so (`SET LOCAL`, never `SET`; no
+ * `CREATE INDEX CONCURRENTLY`). See docs/architecture.md, Migrations through PgBouncer.
  */
 export async function migrate(options: { databaseUrl: string; schema: string }): Promise<MigrateResult> {
   const schema = validateSchemaName(options.schema);

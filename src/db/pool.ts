@@ -1,6 +1,7 @@
 import type { PostgresPool, PostgresPoolClient } from "kysely";
 import pg from "pg";
 import { markConnectFailed } from "./errors.js";
+import { sessionLost } from "./pgbouncer.js";
 import type { Queryable } from "./statements.js";
 
 /**
@@ -30,6 +31,25 @@ export class Client extends pg.Client {
     markConnectFailed(err);
     this.connection.stream.destroy();
     return err;
+  }
+}
+
+/**
+ * A Client for a pooler that keeps no session between transactions (PgBouncer, `pool_mode = transaction`): every
+ * statement goes unnamed. A named statement is prepared on one server connection, and PgBouncer 1.18 may run the
+ * next transaction of this client on another, where the name is unknown ("prepared statement … does not exist") or
+ * already taken by another client's copy. Unnamed, each statement is parsed in the same round trip that runs it.
+ */
+export class SessionlessClient extends Client {
+  // pg's overloads, in one signature; a Submittable (a cursor) passes as it is.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- pg's query() is a set of overloads.
+  override query(...args: any[]): any {
+    const first: unknown = args[0];
+    if (first !== null && typeof first === "object" && "name" in first && !("submit" in first)) {
+      const { name: _name, ...unnamed } = first as { name?: string };
+      args[0] = unnamed;
+    }
+    return (super.query as (...a: unknown[]) => unknown)(...args);
   }
 }
 
@@ -99,6 +119,8 @@ export interface PoolOptions {
   applicationName: string;
   /** Let the process exit while only idle connections are open. */
   allowExitOnIdle: boolean;
+  /** Through PgBouncer in transaction pooling mode: connections are SessionlessClients. */
+  pgbouncer?: boolean;
 }
 
 /** A pool as skiplock opens them all: keep-alive, bounded waits, and errors of idle connections absorbed. */
@@ -112,6 +134,7 @@ export function openPool(options: PoolOptions, classify: Classify): pg.Pool {
       idleTimeoutMillis: 30_000,
       allowExitOnIdle: options.allowExitOnIdle,
       keepAlive: true,
+      ...(options.pgbouncer ? { Client: SessionlessClient } : {}),
     },
     classify,
   );
@@ -151,7 +174,7 @@ export function pooledQueries(pool: pg.Pool, timeoutMs?: number, setup?: string,
             if (timer) clearTimeout(timer);
             // A connection that failed a query, or gave no answer, is closed rather than reused.
             release(err ?? undefined);
-            if (err) reject(err);
+            if (err) reject(sessionLost(err));
             else resolve(result!);
           };
           if (timeoutMs) {

@@ -23,6 +23,11 @@ function statement(kind: string, text: string, prepared: boolean): Statement {
   return { name: `skiplock_${kind}_${digest}`, text };
 }
 
+/** The statement without its name, for a pooler that keeps no session (see SessionlessClient in pool.ts). */
+export function unnamed(stmt: Statement): Statement {
+  return { text: stmt.text };
+}
+
 /**
  * A statement whose text depends only on the tasks table's name: built once per schema. `prepared: false` is for
  * statements that carry a batch of ids: Postgres then plans each run knowing how many there are, where a cached

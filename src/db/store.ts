@@ -33,6 +33,28 @@ export interface StoreOptions {
   queryTimeout?: number;
   /** Open `claimConnection` too: one more connection, for a worker's claims (see claim.ts). */
   claimConnection?: boolean;
+  /**
+   * Connect through a pooler that keeps no session (PgBouncer, `pool_mode = transaction`): unnamed statements and
+   * no session settings (see sessionSetup). Default false.
+   */
+  pgbouncer?: boolean;
+}
+
+/**
+ * What each hot connection runs once before its first query. Through PgBouncer in transaction mode nothing: a session
+ * `SET` lands on whichever server connection serves that one statement, where it then applies to other clients'
+ * statements, and never follows this client to its next one. Two things are given up there. The server-side
+ * `statement_timeout` (`SET LOCAL` would need a transaction, so three round trips, around every hot statement; a
+ * setting made inside a statement does not apply to that statement): the client's own timer still drops a silent
+ * connection, and a user wanting the server-side bound sets PgBouncer's `query_timeout` or the role's
+ * `statement_timeout`. And claims committing without waiting for the WAL flush: after a Postgres crash the worker
+ * finds claims that crash undid by seeing its claim connection replaced (see Fetcher), and PgBouncer keeps the
+ * client's connection open across a server restart, so through it claims commit as every other statement does.
+ */
+function sessionSetup(options: StoreOptions): { hot: string; claim: string } {
+  if (options.pgbouncer) return { hot: "", claim: "" };
+  const limit = options.queryTimeout ? `SET statement_timeout = ${Math.ceil(options.queryTimeout * 0.9)};` : "";
+  return { hot: limit, claim: `${limit} SET synchronous_commit = off` };
 }
 
 /**
@@ -54,6 +76,8 @@ export class Store {
   #claimConnectionsOpened = 0;
   readonly db: Kysely<Database>;
   readonly schema: string;
+  /** Through PgBouncer in transaction pooling mode (see StoreOptions.pgbouncer). */
+  readonly pgbouncer: boolean;
   /** `"schema".tasks`, for raw SQL. */
   readonly tasks: string;
   /** `"schema".workers`, the worker registry. */
@@ -66,6 +90,7 @@ export class Store {
 
   constructor(options: StoreOptions) {
     this.schema = validateSchemaName(options.schema);
+    this.pgbouncer = options.pgbouncer ?? false;
     this.tasks = `${quoteIdent(this.schema)}.tasks`;
     this.workers = `${quoteIdent(this.schema)}.workers`;
     Object.defineProperty(this, "databaseUrl", { value: options.databaseUrl, enumerable: false });
@@ -75,6 +100,7 @@ export class Store {
       max,
       applicationName: options.applicationName ?? "skiplock",
       allowExitOnIdle: options.allowExitOnIdle ?? false,
+      pgbouncer: this.pgbouncer,
     });
     this.embedded = isEmbeddedUrl(options.databaseUrl) ? acquireEmbedded(options.databaseUrl) : null;
     if (this.embedded) {
@@ -93,13 +119,12 @@ export class Store {
     // A statement that outlives the client's patience is cancelled by the server too, a little before the client
     // gives up on it: otherwise a claim the worker counted as failed could still commit, and its tasks would sit
     // under this worker's id, never started, until the sweeper took them as lost.
-    const limit = options.queryTimeout ? `SET statement_timeout = ${Math.ceil(options.queryTimeout * 0.9)};` : "";
-    this.hotQueries = pooledQueries(this.pool, options.queryTimeout, limit);
+    const setup = sessionSetup(options);
+    this.hotQueries = pooledQueries(this.pool, options.queryTimeout, setup.hot);
     this.#claimPool = options.claimConnection ? openPool(poolOptions(1), classify) : null;
-    const claimSetup = `${limit} SET synchronous_commit = off`;
     this.claimConnection =
       this.#claimPool &&
-      pooledQueries(this.#claimPool, options.queryTimeout, claimSetup, () => this.#claimConnectionsOpened++);
+      pooledQueries(this.#claimPool, options.queryTimeout, setup.claim, () => this.#claimConnectionsOpened++);
     this.db = new Kysely<Database>({
       dialect: new PostgresDialect({ pool: classifiedPool(this.pool, classify) }),
     }).withSchema(this.schema);
@@ -107,7 +132,8 @@ export class Store {
 
   /**
    * How many connections `claimConnection` has opened so far. A new one after the first means the last one died:
-   * perhaps with a Postgres crash that undid the latest claims (see claimTasks).
+   * perhaps with a Postgres crash that undid the latest claims (see claimTasks). Stays 0 with `pgbouncer`: claims
+   * then commit synchronously, so no crash undoes one (see sessionSetup).
    */
   get claimConnectionsOpened(): number {
     return this.#claimConnectionsOpened;

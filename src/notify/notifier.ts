@@ -7,6 +7,13 @@ import type { StoredProgress } from "../task.js";
  */
 export type NotifierStatus = "down" | "up" | "silent";
 
+/**
+ * A wake-up: `count` tasks on `queue`, due at `dueAt` (epoch ms) or now. `tokens`: the announcement left that many
+ * wake tokens to take (`takeWakeTokens`, for that due time); a wake-up without them (an older publisher) lets every
+ * worker that hears it claim.
+ */
+export type WakeListener = (queue: string, count: number, dueAt?: number, tokens?: boolean) => void;
+
 export interface Notifier {
   /** True while messages can be sent and received. */
   readonly connected: boolean;
@@ -30,8 +37,18 @@ export interface Notifier {
   publishProgress(id: string, progress: StoredProgress): void;
   /** `cancelTask` asked for attempt `attempt` of running task `id` to stop (published after the request committed). */
   publishCancel(id: string, attempt: number): void;
+  /**
+   * Takes up to `max` of the wake tokens the due-now announcements of `queue` left (see wake-tokens.ts): a worker
+   * woken with free slots claims only if it got one, so one new task does not make every idle worker claim. Resolves
+   * `max` when no token can be asked for (Redis away, no counter): then every woken worker claims, as without tokens.
+   * `dueAt`: the tokens of the tasks announced for that due time (epoch ms, as announced). Absent on a
+   * notifier whose wake-ups reach few enough workers to let all of them claim.
+   */
+  takeWakeTokens?(queue: string, max: number, dueAt?: number): Promise<number>;
+  /** A claim returned `claimed` rows of `queue` beyond the tokens taken for it: those tokens are spent. */
+  spendWakeTokens?(queue: string, claimed: number): void;
   /** Calls `listener` on every wake-up for one of `queues`. Returns the unsubscribe function. */
-  onWake(queues: readonly string[], listener: (queue: string, count: number, dueAt?: number) => void): () => void;
+  onWake(queues: readonly string[], listener: WakeListener): () => void;
   /** Calls `listener` with each finished id. Returns the unsubscribe function. */
   onFinished(listener: (id: string) => void): () => void;
   /** Calls `listener` with every progress published (all tasks: filter by id). Returns the unsubscribe function. */
@@ -53,6 +70,9 @@ export function channels(schema: string) {
   const prefix = `skiplock:${schema}`;
   return {
     wake: (queue: string) => `${prefix}:wake:${queue}`,
+    /** The counter of wake tokens of a queue, or of one due time of it (a key, not a channel; no queue has "@"). */
+    wakeTokens: (queue: string, dueAt?: number) =>
+      `${prefix}:wake-tokens:${queue}${dueAt === undefined ? "" : `@${dueAt}`}`,
     finished: `${prefix}:finished`,
     progress: `${prefix}:progress`,
     cancel: `${prefix}:cancel`,

@@ -3,11 +3,16 @@ import type { Logger } from "../logger.js";
 import { RedisConnection, type RedisClient } from "./connection.js";
 import { FinishedBacklog } from "./finished-backlog.js";
 import type { StoredProgress } from "../task.js";
-import { channels, type Notifier, type NotifierStatus } from "./notifier.js";
+import { channels, type Notifier, type NotifierStatus, type WakeListener } from "./notifier.js";
+import type { RedisTlsOptions } from "./redis-tls.js";
 import { PingWatchdog } from "./watchdog.js";
+import { ANNOUNCE_SCRIPT, DUE_TIME_MARGIN_MS, TAKE_SCRIPT, TOKENS_MARK, WAKE_TOKEN_TTL_MS } from "./wake-tokens.js";
 
 export interface RedisNotifierOptions {
+  /** redis://, rediss://, or a Sentinel group as redis+sentinel:// (see redis-target.ts). */
   url: string;
+  /** CA, client certificate and key for a URL with TLS. */
+  tls?: RedisTlsOptions | undefined;
   schema: string;
   logger: Logger;
   /**
@@ -31,6 +36,7 @@ export interface RedisNotifierOptions {
  */
 export class RedisNotifier implements Notifier {
   readonly #url: string;
+  readonly #tls: RedisTlsOptions | undefined;
   readonly #log: Logger;
   readonly #ch: ReturnType<typeof channels>;
   readonly #pingInterval: number;
@@ -56,12 +62,14 @@ export class RedisNotifier implements Notifier {
 
   constructor(options: RedisNotifierOptions) {
     this.#url = options.url;
+    this.#tls = options.tls;
     this.#log = options.logger;
     this.#ch = channels(options.schema);
     this.#pingInterval = options.pingInterval ?? 5000;
     this.#unref = options.unref ?? false;
     this.#pub = new RedisConnection({
       url: this.#url,
+      tls: this.#tls,
       unref: this.#unref,
       onReady: () => {
         this.#pub.resetRetries();
@@ -98,6 +106,7 @@ export class RedisNotifier implements Notifier {
   #openSubscriber(): void {
     this.#sub = new RedisConnection({
       url: this.#url,
+      tls: this.#tls,
       // SUBSCRIBEs sent while it connects are queued (#subscribeAll).
       offlineQueue: true,
       unref: this.#unref,
@@ -227,29 +236,66 @@ export class RedisNotifier implements Notifier {
    */
   async ready(): Promise<void> {
     if (this.#closed || this.#interrupted) return;
-    const pending = [...this.#pendingSubs];
-    if (pending.length === 0) return;
+    // With a Sentinel URL the subscriber has no client while the master is looked up: its SUBSCRIBEs come after.
+    const opening = this.#sub && !this.#sub.client ? this.#sub.opening() : null;
+    if (!opening && this.#pendingSubs.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(pending), new Promise((r) => (timer = setTimeout(r, 1000)).unref())]);
+    const limit = new Promise((r) => (timer = setTimeout(r, 1000)).unref());
+    if (opening) await Promise.race([opening, limit]);
+    if (!this.#interrupted) await Promise.race([Promise.all([...this.#pendingSubs]), limit]);
     clearTimeout(timer);
   }
 
   #publish(channel: string, message: string): void {
+    this.#send((pub) => pub.publish(channel, message));
+  }
+
+  /** Sends a command on the publisher now, or once its first connection is up; drops it during an outage. */
+  #send(command: (pub: RedisClient) => Promise<unknown>): void {
     this.#start();
+    if (this.#closed) return;
     const pub = this.#pub.client;
-    if (this.#closed || !pub) return;
-    if (pub.isReady) {
-      pub.publish(channel, message).catch(() => {});
+    if (pub?.isReady) {
+      command(pub).catch(() => {});
     } else if (!this.#outageLogged) {
-      // Still making the first connection (not an outage): send once it is up rather than drop the message.
-      void this.#pub.connected(pub)?.then(() => {
-        if (pub.isReady && !this.#closed) pub.publish(channel, message).catch(() => {});
+      // Still making the first connection (not an outage): send once it is up rather than drop the message. With a
+      // Sentinel URL there is no client yet while the master is being looked up.
+      void (pub ? this.#pub.connected(pub) : this.#pub.opening())?.then(() => {
+        const c = this.#pub.client;
+        if (c?.isReady && !this.#closed) command(c).catch(() => {});
       });
     }
   }
 
+  /**
+   * Adds wake tokens in the same round trip as the message: for tasks due now on the queue's counter, for tasks due
+   * later on a counter of that due time, which the workers' timers take from when it comes. None when there are at
+   * least as many tasks as workers listening (see ANNOUNCE_SCRIPT).
+   */
   publishWake(queue: string, count: number, dueAt?: number): void {
-    this.#publish(this.#ch.wake(queue), dueAt === undefined ? String(count) : `${count}@${Math.round(dueAt)}`);
+    const at = dueAt === undefined ? undefined : Math.round(dueAt);
+    const ttl = at === undefined ? WAKE_TOKEN_TTL_MS : Math.max(at - Date.now(), 0) + DUE_TIME_MARGIN_MS;
+    const due = at === undefined ? "" : `@${at}`;
+    const args = [String(count), String(ttl), this.#ch.wake(queue), `${count}${TOKENS_MARK}${due}`, `${count}${due}`];
+    this.#send((pub) => pub.eval(ANNOUNCE_SCRIPT, { keys: [this.#ch.wakeTokens(queue, at)], arguments: args }));
+  }
+
+  async takeWakeTokens(queue: string, max: number, dueAt?: number): Promise<number> {
+    const pub = this.#pub.client;
+    if (this.#closed || !pub?.isReady) return max;
+    try {
+      const key = this.#ch.wakeTokens(queue, dueAt);
+      const took = Number(await pub.eval(TAKE_SCRIPT, { keys: [key], arguments: [String(max)] }));
+      return took < 0 ? max : took; // no counter: claim, as every worker did before tokens
+    } catch {
+      return max; // the counter cannot be asked: the same
+    }
+  }
+
+  spendWakeTokens(queue: string, claimed: number): void {
+    const pub = this.#pub.client;
+    if (this.#closed || !pub?.isReady || claimed <= 0) return;
+    pub.eval(TAKE_SCRIPT, { keys: [this.#ch.wakeTokens(queue)], arguments: [String(claimed)] }).catch(() => {});
   }
 
   publishFinished(ids: readonly string[]): void {
@@ -282,11 +328,13 @@ export class RedisNotifier implements Notifier {
     this.#publish(this.#ch.cancel, `${id}:${attempt}`);
   }
 
-  onWake(queues: readonly string[], listener: (queue: string, count: number, dueAt?: number) => void): () => void {
+  onWake(queues: readonly string[], listener: WakeListener): () => void {
     const offs = queues.map((queue) =>
       this.#listen(this.#ch.wake(queue), (message) => {
         const [count, dueAt] = message.split("@");
-        listener(queue, Number(count) || 1, dueAt === undefined ? undefined : Number(dueAt) || undefined);
+        const tokens = count!.endsWith(TOKENS_MARK);
+        const n = Number(tokens ? count!.slice(0, -TOKENS_MARK.length) : count) || 1;
+        listener(queue, n, dueAt === undefined ? undefined : Number(dueAt) || undefined, tokens);
       }),
     );
     return () => offs.forEach((off) => off());

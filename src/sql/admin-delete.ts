@@ -1,5 +1,7 @@
 import { perTable, run, type Queryable } from "../db/statements.js";
 import { TASK_COLUMNS, type TaskRow } from "../task.js";
+import type { Expectation } from "../task-expectation.js";
+import { expected } from "./admin-state.js";
 import { finished } from "./live.js";
 
 /*
@@ -9,11 +11,20 @@ import { finished } from "./live.js";
  */
 const deleteStatement = perTable(
   "admin_delete",
-  (tasks) => `DELETE FROM ${tasks} t WHERE t.id = $1 AND ${finished("t")} RETURNING ${TASK_COLUMNS}`,
+  (tasks) =>
+    `DELETE FROM ${tasks} t WHERE t.id = $1 AND ${finished("t")} AND ${expected("t", 2)} RETURNING ${TASK_COLUMNS}`,
 );
 
-/** Deletes task `id` if it is COMPLETED, FAILED or CANCELLED and returns it as it was; null otherwise. */
-export async function deleteFinishedTask(q: Queryable, tasks: string, id: string): Promise<TaskRow | null> {
-  const { rows } = await run<TaskRow>(q, deleteStatement(tasks), [id]);
+/**
+ * Deletes task `id` if it is COMPLETED, FAILED or CANCELLED (and as `expect` says) and returns it as it was; null
+ * otherwise.
+ */
+export async function deleteFinishedTask(
+  q: Queryable,
+  tasks: string,
+  id: string,
+  expect?: Expectation,
+): Promise<TaskRow | null> {
+  const { rows } = await run<TaskRow>(q, deleteStatement(tasks), [id, expect?.status ?? null, expect?.attempt ?? null]);
   return rows[0] ?? null;
 }

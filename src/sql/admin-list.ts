@@ -22,6 +22,13 @@ export interface ListFilter {
   /** JSON text of an object the task's meta must contain. */
   metaJson: string | null;
   after: string | null;
+  /**
+   * PENDING tasks only: "due" (run_at has passed) or "future" (scheduled later); the dashboard's "due now" and
+   * "scheduled" lists. Absent: either.
+   */
+  runAt?: "due" | "future";
+  /** Running tasks only: those whose last heartbeat is older than this many seconds (the dashboard's "stale" list). */
+  heartbeatOlderThan?: number;
   /** Rows to read: the page size plus one, to know whether another page follows. */
   limit: number;
 }
@@ -34,6 +41,11 @@ function listStatement(tasks: string, f: ListFilter): { stmt: Statement; values:
   if (f.name !== null) shared.push(`t.name = ${param(f.name)}`);
   if (f.metaJson !== null) shared.push(`t.meta @> ${param(f.metaJson)}::jsonb`);
   if (f.after !== null) shared.push(`t.id < ${param(f.after)}::bigint`);
+  if (f.runAt === "due") shared.push("t.run_at <= now()");
+  if (f.runAt === "future") shared.push("t.run_at > now()");
+  if (f.heartbeatOlderThan !== undefined) {
+    shared.push(`t.heartbeat_at < now() - ${param(f.heartbeatOlderThan)}::float8 * interval '1 second'`);
+  }
   const branch = (status: string | null): string => {
     const where = status === null ? shared : [`t.status = ${status}`, ...shared];
     return `SELECT ${TASK_COLUMNS} FROM ${tasks} t${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY t.id DESC LIMIT $1`;

@@ -1,5 +1,7 @@
 import { perTable, run, type Queryable } from "../db/statements.js";
 import { TASK_COLUMNS, type TaskRow } from "../task.js";
+import type { Expectation } from "../task-expectation.js";
+import { expected } from "./admin-state.js";
 import { live } from "./live.js";
 
 /*
@@ -26,15 +28,23 @@ const retryStatement = perTable(
       SET status = 'PENDING', run_at = now(), finished_at = NULL, updated_at = now(), heartbeat_at = NULL,
           retry_count = t.retry_count + (t.status = 'FAILED' OR t.cancel_requested)::int,
           cancel_requested = false, progress = NULL, unique_superseded = false
-    WHERE t.id = $1 AND t.status IN ('FAILED', 'CANCELLED')
+    WHERE t.id = $1 AND t.status IN ('FAILED', 'CANCELLED') AND ${expected("t", 2)}
       AND (t.unique_key IS NULL
            OR NOT EXISTS (SELECT FROM ${tasks} h
                            WHERE h.unique_key = t.unique_key AND NOT h.unique_superseded AND ${live("h")}))
    RETURNING ${TASK_COLUMNS}`,
 );
 
-/** Moves task `id` from FAILED or CANCELLED to PENDING, due now; null when it was in neither (or its key is held). */
-export async function retryFinishedTask(q: Queryable, tasks: string, id: string): Promise<TaskRow | null> {
-  const { rows } = await run<TaskRow>(q, retryStatement(tasks), [id]);
+/**
+ * Moves task `id` from FAILED or CANCELLED to PENDING, due now; null when it was in neither (or not as `expect`
+ * says, or its key is held).
+ */
+export async function retryFinishedTask(
+  q: Queryable,
+  tasks: string,
+  id: string,
+  expect?: Expectation,
+): Promise<TaskRow | null> {
+  const { rows } = await run<TaskRow>(q, retryStatement(tasks), [id, expect?.status ?? null, expect?.attempt ?? null]);
   return rows[0] ?? null;
 }

@@ -1,5 +1,7 @@
 import { perTable, run, type Queryable } from "../db/statements.js";
 import type { TaskRow } from "../task.js";
+import type { Expectation } from "../task-expectation.js";
+import { expected } from "./admin-state.js";
 import { live } from "./live.js";
 
 /*
@@ -11,23 +13,28 @@ import { live } from "./live.js";
 const runNowStatement = perTable(
   "admin_run_now",
   (tasks) => `WITH target AS MATERIALIZED (
-     SELECT t.id, t.status, t.run_at FROM ${tasks} t
+     SELECT t.id, t.status, t.attempt, t.run_at FROM ${tasks} t
       WHERE t.id = $1 AND ${live("t")}
      OFFSET 0
         FOR UPDATE
    )
    UPDATE ${tasks} t SET run_at = least(t.run_at, now()), updated_at = now()
      FROM target
-    WHERE t.id = target.id AND ${live("t")} AND target.status = 'PENDING'
+    WHERE t.id = target.id AND ${live("t")} AND target.status = 'PENDING' AND ${expected("target", 2)}
    RETURNING t.*, target.run_at > now() AS was_future`,
 );
 
-/** Makes PENDING task `id` due now; null when it was not PENDING (or not a task). */
+/** Makes PENDING task `id` due now; null when it was not PENDING (or not a task, or not as `expect` says). */
 export async function runPendingTaskNow(
   q: Queryable,
   tasks: string,
   id: string,
+  expect?: Expectation,
 ): Promise<(TaskRow & { was_future: boolean }) | null> {
-  const { rows } = await run<TaskRow & { was_future: boolean }>(q, runNowStatement(tasks), [id]);
+  const { rows } = await run<TaskRow & { was_future: boolean }>(q, runNowStatement(tasks), [
+    id,
+    expect?.status ?? null,
+    expect?.attempt ?? null,
+  ]);
   return rows[0] ?? null;
 }

@@ -1,6 +1,8 @@
 import { perTable, run, type Queryable } from "../db/statements.js";
 import type { Claim, TaskRow } from "../task.js";
 import { held } from "./lease.js";
+import type { Expectation } from "../task-expectation.js";
+import { expected } from "./admin-state.js";
 import { live } from "./live.js";
 
 /*
@@ -14,7 +16,7 @@ import { live } from "./live.js";
 const requestStatement = perTable(
   "cancel",
   (tasks) => `WITH target AS MATERIALIZED (
-     SELECT t.id, t.status FROM ${tasks} t
+     SELECT t.id, t.status, t.attempt FROM ${tasks} t
       WHERE t.id = $1 AND ${live("t")}
      OFFSET 0
         FOR UPDATE
@@ -24,16 +26,25 @@ const requestStatement = perTable(
           finished_at = CASE WHEN target.status = 'PENDING' THEN now() ELSE t.finished_at END,
           cancel_requested = t.cancel_requested OR target.status = 'PROGRESS', updated_at = now()
      FROM target
-    WHERE t.id = target.id AND ${live("t")} AND target.status IN ('PENDING', 'PROGRESS')
+    WHERE t.id = target.id AND ${live("t")} AND target.status IN ('PENDING', 'PROGRESS') AND ${expected("target", 2)}
    RETURNING t.*`,
 );
 
 /**
  * Cancels task `id` if it is PENDING, or records the request if it is running (PROGRESS), and returns its row as it
- * is now; null if it was neither (finished, or not a task).
+ * is now; null if it was neither (finished, or not a task) or not as `expect` says.
  */
-export async function requestCancel(q: Queryable, tasks: string, id: string): Promise<TaskRow | null> {
-  const { rows } = await run<TaskRow>(q, requestStatement(tasks), [id]);
+export async function requestCancel(
+  q: Queryable,
+  tasks: string,
+  id: string,
+  expect?: Expectation,
+): Promise<TaskRow | null> {
+  const { rows } = await run<TaskRow>(q, requestStatement(tasks), [
+    id,
+    expect?.status ?? null,
+    expect?.attempt ?? null,
+  ]);
   return rows[0] ?? null;
 }
 

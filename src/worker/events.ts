@@ -58,6 +58,8 @@ export interface WorkerEvents {
   "claim:failed": [{ error: Error; transient: boolean }];
   /** A claim succeeded after failing. */
   "claim:restored": [];
+  /** A claim statement came back with `rows` tasks (tests and benchmarks count claims per task with it). */
+  "claim:answered": [{ rows: number }];
   /** Prefetched tasks handed back because their leases may have been swept (see docs/architecture.md). */
   "buffer:handed-back": [{ tasks: number }];
   /** A claim returned a lease this worker already holds (a claim a Postgres crash undid); not started twice. */
@@ -118,6 +120,12 @@ const TASK_EVENTS = [
 /** Events about one task, emitted per task: not forwarded to a parent process unless asked (forward-events.ts). */
 export const TASK_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set(TASK_EVENTS);
 
+/**
+ * Events as frequent as tasks or claims: forwarded to a parent process only with `--ipc-task-events`, since a draining
+ * worker claims hundreds of times a second.
+ */
+export const FREQUENT_EVENT_NAMES: ReadonlySet<WorkerEventName> = new Set([...TASK_EVENTS, "claim:answered"]);
+
 /** Every event name, for code that forwards them all (run-worker to its parent process). */
 export const WORKER_EVENT_NAMES = [
   ...TASK_EVENTS,
@@ -127,6 +135,7 @@ export const WORKER_EVENT_NAMES = [
   "worker:stopped",
   "claim:failed",
   "claim:restored",
+  "claim:answered",
   "buffer:handed-back",
   "claim:duplicate",
   "beat",

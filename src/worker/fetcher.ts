@@ -14,7 +14,7 @@ import { WakeTimer } from "./wake-timer.js";
  * The claim loop and its prefetch buffer. States and the moves between them:
  *
  *   idle      -> claiming   a wake-up (Redis, a due time, a reconnect), the poll timer, or a freed slot while the
- *                           last claim suggested more work
+ *                           last claim suggested more work; a Redis wake-up with tokens only once one was taken
  *   claiming  -> claiming   a full batch came back and a slot is still free
  *   claiming  -> idle       the rows are in the buffer and the free slots started
  *   claiming  -> backoff    the claim failed; backoff -> claiming after 0.1–5 s with jitter
@@ -62,6 +62,13 @@ export interface FetcherOptions {
   signal: Signal;
   /** Most attempts to start in all (the worker's maxTasks): claims never take more than that; null: no limit. */
   limit?: number | null;
+  /**
+   * Takes up to `max` wake tokens of `queue` (Notifier.takeWakeTokens); absent: every wake-up claims. See
+   * docs/architecture.md, "Wake-ups that do not stampede".
+   */
+  takeWakeTokens?: (queue: string, max: number, dueAt?: number) => Promise<number>;
+  /** A claim returned `claimed` rows of `queue` beyond the tokens taken for them (Notifier.spendWakeTokens). */
+  spendWakeTokens?: (queue: string, claimed: number) => void;
   /** Whether nothing outside the fetcher is in flight (no outcome waiting to be written), for `drained`. */
   quiet?: () => boolean;
   /**
@@ -100,7 +107,11 @@ export class Fetcher {
   #connectionsSeen = 0;
   /** Leases held when the claim connection was last replaced, while any of them is still held (see #dropReclaimed). */
   #leasesBeforeReconnect: Set<string> | null = null;
-  readonly #dueTimes = new WakeTimer(() => this.#dueTimeCame(0));
+  readonly #dueTimes = new WakeTimer((passed) => this.#dueTimesPassed(passed));
+  /** Due times announced with wake tokens, and the queues whose counters for that time hold them. */
+  readonly #dueTokens = new Map<number, Set<string>>();
+  /** Due times announced without tokens (an older publisher): any worker that hears one claims when it comes. */
+  readonly #dueOpen = new Set<number>();
   /** Whether a due time (or a look again after one) woke the loop since its last claim. */
   #timedWake = false;
   /** The step of LOOK_AGAIN_MS the next look again takes. */
@@ -110,6 +121,8 @@ export class Fetcher {
   #started = 0;
   /** Claims sent so far. */
   #claimsSent = 0;
+  /** Wake tokens taken per queue since the last claim was sent (see wakeFor). */
+  #tokens = new Map<string, number>();
 
   constructor(options: FetcherOptions) {
     this.#o = options;
@@ -148,6 +161,8 @@ export class Fetcher {
     this.#wakeLoop?.();
     await this.#done;
     this.#dueTimes.clear();
+    this.#dueTokens.clear();
+    this.#dueOpen.clear();
     if (this.#lookTimer) clearTimeout(this.#lookTimer);
     this.#lookTimer = null;
     const rows = this.#buffer.slice(this.#head);
@@ -161,9 +176,74 @@ export class Fetcher {
     this.#wakeLoop?.();
   }
 
-  /** Tasks become due at `at` (epoch ms): wake then. */
-  wakeAt(at: number): void {
+  /**
+   * A wake-up that left wake tokens on `queue`. With free slots the worker takes up to as many as it would claim, and
+   * claims only if it got one: a single new task then makes one idle worker claim, not every one. Without free slots
+   * it claims when one frees, as on any wake-up (a busy worker's claim is not a stampede). Claims are never held back
+   * when the tokens cannot be asked for, or while claims fail (the worker is backing off and would sit on them).
+   */
+  wakeFor(queue: string): void {
+    const take = this.#o.takeWakeTokens;
+    const want = this.#want();
+    if (!take || this.#slots.free === 0 || want <= 0 || this.#failing) return this.wake();
+    void take(queue, want).then((took) => {
+      if (took <= 0 || this.#state !== "running") return;
+      this.#tokens.set(queue, (this.#tokens.get(queue) ?? 0) + took);
+      this.wake();
+    });
+  }
+
+  /** A claim returned `rows`: the rows of each queue beyond the tokens taken for it spend tokens left by others. */
+  #spendTokens(rows: readonly ClaimedRow[], tokens: Map<string, number>): void {
+    const spend = this.#o.spendWakeTokens!;
+    if (rows.length === 0) return;
+    const byQueue = new Map<string, number>();
+    for (const row of rows) byQueue.set(row.queue, (byQueue.get(row.queue) ?? 0) + 1);
+    for (const [queue, n] of byQueue) spend(queue, n - (tokens.get(queue) ?? 0));
+  }
+
+  /**
+   * Tasks become due at `at` (epoch ms): wake then. `tokensOf`: the announcement left wake tokens for that time on
+   * this queue's counter, and the worker claims then only if it takes one (as wakeFor does for tasks due now).
+   */
+  wakeAt(at: number, tokensOf?: string): void {
+    if (tokensOf !== undefined && this.#o.takeWakeTokens) {
+      let queues = this.#dueTokens.get(at);
+      if (!queues) this.#dueTokens.set(at, (queues = new Set()));
+      queues.add(tokensOf);
+    } else {
+      this.#dueOpen.add(at);
+    }
     this.#dueTimes.add(at);
+  }
+
+  /** Announced due times passed: claim if one was announced without tokens, or once a token of one is taken. */
+  #dueTimesPassed(passed: readonly number[]): void {
+    let open = false;
+    const gated: [queue: string, at: number][] = [];
+    for (const at of passed) {
+      if (this.#dueOpen.delete(at)) open = true;
+      const queues = this.#dueTokens.get(at);
+      if (!queues) continue;
+      this.#dueTokens.delete(at);
+      for (const queue of queues) gated.push([queue, at]);
+    }
+    const take = this.#o.takeWakeTokens;
+    const want = this.#want();
+    if (open || gated.length === 0 || !take || this.#slots.free === 0 || want <= 0 || this.#failing) {
+      return this.#dueTimeCame(0);
+    }
+    void Promise.all(gated.map(([queue, at]) => take(queue, want, at).then((n) => [queue, n] as const))).then(
+      (taken) => {
+        let got = 0;
+        for (const [queue, n] of taken) {
+          if (n <= 0) continue;
+          got += n;
+          this.#tokens.set(queue, (this.#tokens.get(queue) ?? 0) + n);
+        }
+        if (got > 0 && this.#state === "running") this.#dueTimeCame(0);
+      },
+    );
   }
 
   /** A due time passed (step 0), or a look again after one came (step > 0). */
@@ -212,8 +292,7 @@ export class Fetcher {
     while (this.#state === "running") {
       const capacity = slots.concurrency + this.#prefetchTarget();
       const held = this.#buffer.length - this.#head;
-      let want = capacity - slots.count - held;
-      if (this.#o.limit != null) want = Math.min(want, this.#o.limit - this.#started - held);
+      const want = this.#want(capacity);
       // Claim when slots are idle, or (while rows ready to start remain) once half the capacity is missing, so
       // claims come in sizeable batches rather than one row per freed slot.
       const due = held === 0 ? slots.free > 0 : want >= Math.ceil(capacity / 2);
@@ -225,6 +304,8 @@ export class Fetcher {
         const sentAt = Date.now();
         const claim = ++this.#claimsSent;
         const quietAtSend = held === 0 && slots.count === 0 && this.#o.drained !== undefined && this.#o.quiet!();
+        const tokens = this.#tokens;
+        this.#tokens = new Map();
         try {
           rows = await this.#o.claim(want);
           this.#recovered();
@@ -233,10 +314,13 @@ export class Fetcher {
           await this.#failed(err);
           continue;
         }
+        this.#o.signal("claim:answered", { rows: rows.length });
+        if (this.#o.spendWakeTokens) this.#spendTokens(rows, tokens);
         if (timed && rows.length === 0) this.#lookAgain();
         // A full batch means the queue may hold more; a short one means it is drained for now (unless a wake-up
-        // arrived while the claim was in flight: it set #maybeWork again).
-        if (rows.length === want) this.#maybeWork = true;
+        // arrived while the claim was in flight: it set #maybeWork again). A batch of exactly the tasks its tokens
+        // announced says nothing more: the other announced tasks went to the workers holding the other tokens.
+        if (rows.length === want && sum(tokens) !== rows.length) this.#maybeWork = true;
         if (rows.length === 0 && quietAtSend) this.#o.drained!(claim);
         rows = this.#dropReclaimed(rows);
         // Started rows leave the arrays here, or they would keep every row claimed since they were last empty.
@@ -256,6 +340,13 @@ export class Fetcher {
       }
       await this.#pause(this.#o.pollMs, true);
     }
+  }
+
+  /** How many rows a claim sent now would ask for: the free capacity (slots and prefetch), within `limit`. */
+  #want(capacity = this.#slots.concurrency + this.#prefetchTarget()): number {
+    const held = this.#buffer.length - this.#head;
+    const want = capacity - this.#slots.count - held;
+    return this.#o.limit != null ? Math.min(want, this.#o.limit - this.#started - held) : want;
   }
 
   /** Starts held rows while slots are free. */
@@ -364,6 +455,12 @@ export class Fetcher {
     if (transient) this.#o.contactLost();
     await this.#pause(this.#retry.next(), false);
   }
+}
+
+function sum(counts: Map<string, number>): number {
+  let n = 0;
+  for (const v of counts.values()) n += v;
+  return n;
 }
 
 function leaseKey(c: Claim): string {

@@ -42,7 +42,8 @@ function joined(list, added) {
 async function connect() {
   const c = new pg.Client({
     connectionString: cfg.databaseUrl,
-    application_name: "skiplock heartbeat",
+    // Named after its worker, as the worker's pool is: pg_stat_activity then shows which worker holds it.
+    application_name: `skiplock heartbeat ${cfg.workerId}`,
     keepAlive: true,
     // A connection that stopped answering, or a connect that gets no answer (the registry's refresh connects even
     // while nothing is held), must not stop the beats for good.

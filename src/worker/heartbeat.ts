@@ -2,6 +2,7 @@ import { Worker as Thread } from "node:worker_threads";
 import type { Queryable } from "../db/statements.js";
 import { isEmbeddedUrl } from "../embedded/url.js";
 import type { Logger } from "../logger.js";
+import { unnamed } from "../db/statements.js";
 import { heartbeatStatement } from "../sql/heartbeat.js";
 import { workerSeenStatement } from "../sql/workers.js";
 import type { Claim } from "../task.js";
@@ -12,6 +13,8 @@ export interface HeartbeatOptions {
   databaseUrl: string;
   /** The worker's pool: on the embedded database (a `pglite:` URL) the beats run on it, on the main thread. */
   q?: Queryable;
+  /** Through PgBouncer in transaction pooling mode: the thread's statements go unnamed (see SessionlessClient). */
+  pgbouncer?: boolean;
   tasks: string;
   /** `"schema".workers`: the registry row the thread refreshes at every beat. */
   workers?: string;
@@ -119,8 +122,9 @@ export class Heartbeat {
 
   start(): void {
     const { databaseUrl, tasks, workers, workerId, interval, grace, logger } = this.#options;
-    const seen = workers === undefined ? undefined : workerSeenStatement(workers);
-    const beat = { statement: heartbeatStatement(tasks), seen, workerId, interval, grace };
+    const named = this.#options.pgbouncer ? unnamed : <S>(s: S) => s;
+    const seen = workers === undefined ? undefined : named(workerSeenStatement(workers));
+    const beat = { statement: named(heartbeatStatement(tasks)), seen, workerId, interval, grace };
     // The embedded database's one session lives in this thread: a thread of the beat's own cannot reach it.
     const thread =
       isEmbeddedUrl(databaseUrl) && this.#options.q

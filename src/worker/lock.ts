@@ -1,5 +1,6 @@
 import Redlock, { ResourceLockedError, type Lock } from "redlock";
 import { RedisConnection } from "../notify/connection.js";
+import type { RedisTlsOptions } from "../notify/redis-tls.js";
 
 /**
  * redlock talks to Redis through an ioredis-shaped `eval`/`evalsha(script, numKeys, args)` interface; this is that
@@ -31,13 +32,13 @@ export class ClusterLock {
   readonly #connection: RedisConnection | null;
   readonly #redlock: Redlock | null;
 
-  constructor(redisUrl: string | undefined) {
+  constructor(redisUrl: string | undefined, tls?: RedisTlsOptions) {
     if (!redisUrl) {
       this.#connection = null;
       this.#redlock = null;
       return;
     }
-    const connection = new RedisConnection({ url: redisUrl, onReady: () => connection.resetRetries() });
+    const connection = new RedisConnection({ url: redisUrl, tls, onReady: () => connection.resetRetries() });
     this.#connection = connection;
     this.#redlock = new Redlock([redlockClient(connection) as never], { retryCount: 0, driftFactor: 0.01 });
     this.#redlock.on("error", () => {});

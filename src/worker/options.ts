@@ -13,6 +13,7 @@ import { payloadLimit } from "../json.js";
 import { resolveLogger, type Logger } from "../logger.js";
 import { resolveMetricsOptions, type MetricsOptions } from "../metrics.js";
 import { assertKnownKeys } from "../options.js";
+import { resolvePgbouncer } from "../db/pgbouncer.js";
 import type { Backoff } from "../sql/finish.js";
 import type { CheckedSchedules, Schedule } from "../schedule/definition.js";
 import { validateIsolation, type Isolation } from "../task.js";
@@ -60,8 +61,16 @@ export interface WorkerOptions<S extends readonly Schedule[] = readonly Schedule
   logger?: Logger;
   /** Identifies this worker in task rows and logs; default host:pid:random. */
   workerId?: string;
-  /** Postgres connections for outcome writes and sweeps; default 4. Claims and the heartbeat have one each. */
+  /**
+   * Postgres connections for outcome writes and sweeps; default 4. Claims and the heartbeat have one each, so a
+   * worker holds at most poolSize + 2 (docs/architecture.md, PgBouncer and connections).
+   */
   poolSize?: number;
+  /**
+   * Connect through PgBouncer in transaction pooling mode (`pool_mode = transaction`): unnamed statements, no session
+   * settings. Default SKIPLOCK_PGBOUNCER (`1` or `true`), else false. Harmless on a direct connection.
+   */
+  pgbouncer?: boolean;
   /**
    * Most claimed tasks held ready beyond the free slots, so a slot that frees starts its next task at once instead
    * of waiting for a claim round trip, and claims come in large batches; default 1024 (or `concurrency`, if larger).
@@ -91,6 +100,7 @@ export interface WorkerOptions<S extends readonly Schedule[] = readonly Schedule
 const WORKER_OPTION_KEYS = [
   "databaseUrl",
   "redisUrl",
+  "redisTls",
   "schema",
   "tasks",
   "tasksModule",
@@ -109,6 +119,7 @@ const WORKER_OPTION_KEYS = [
   "logger",
   "workerId",
   "poolSize",
+  "pgbouncer",
   "prefetch",
   "maxTasks",
   "schedules",
@@ -136,6 +147,7 @@ export interface WorkerConfig {
   logger: Logger;
   workerId: string;
   poolSize: number;
+  pgbouncer: boolean;
   prefetch: number;
   /** null: no limit. */
   maxTasks: number | null;
@@ -174,6 +186,7 @@ export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
     logger: resolveLogger(options.logger),
     workerId: options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     poolSize: options.poolSize ?? 4,
+    pgbouncer: resolvePgbouncer(options.pgbouncer),
     prefetch: options.prefetch ?? (typeof concurrency === "number" ? Math.max(1024, concurrency) : 1024),
     maxTasks: options.maxTasks ?? null,
     schedules: options.schedules,

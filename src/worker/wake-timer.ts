@@ -10,11 +10,12 @@ import { MAX_TIMER_MS } from "./deadlines.js";
 export class WakeTimer {
   /** A binary min-heap of epoch ms. */
   readonly #heap: number[] = [];
-  readonly #wake: () => void;
+  /** Called with the times that passed (each as added, possibly repeated). */
+  readonly #wake: (passed: number[]) => void;
   #timer: NodeJS.Timeout | null = null;
   #armedFor = Infinity;
 
-  constructor(wake: () => void) {
+  constructor(wake: (passed: number[]) => void) {
     this.#wake = wake;
   }
 
@@ -24,7 +25,7 @@ export class WakeTimer {
 
   /** Wake once `at` (epoch ms) has passed; at once when it has. */
   add(at: number): void {
-    if (at < Date.now()) return this.#wake();
+    if (at < Date.now()) return this.#wake([at]);
     this.#push(at);
     if (at < this.#armedFor) this.#arm();
   }
@@ -46,13 +47,10 @@ export class WakeTimer {
     // Everything that has passed (one claim serves them all); none still ahead, even by a millisecond. A timer may
     // fire a little early by Date.now() (it runs on the event loop's own clock): then this only re-arms.
     const now = Date.now();
-    let woke = false;
-    while (this.#heap.length > 0 && this.#heap[0]! < now) {
-      this.#pop();
-      woke = true;
-    }
+    const passed: number[] = [];
+    while (this.#heap.length > 0 && this.#heap[0]! < now) passed.push(this.#pop());
     this.#arm();
-    if (woke) this.#wake();
+    if (passed.length > 0) this.#wake(passed);
   }
 
   clear(): void {
@@ -74,10 +72,12 @@ export class WakeTimer {
     h[i] = v;
   }
 
-  #pop(): void {
+  /** Removes and returns the earliest time. */
+  #pop(): number {
     const h = this.#heap;
+    const top = h[0]!;
     const last = h.pop()!;
-    if (h.length === 0) return;
+    if (h.length === 0) return top;
     let i = 0;
     for (;;) {
       const l = 2 * i + 1;
@@ -89,5 +89,6 @@ export class WakeTimer {
       i = c;
     }
     h[i] = last;
+    return top;
   }
 }

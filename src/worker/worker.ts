@@ -101,15 +101,20 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       // A claim or outcome write that gets no answer (a connection gone silent) fails and is retried on a fresh one.
       queryTimeout: 30_000,
       claimConnection: true,
+      pgbouncer: c.pgbouncer,
     });
     this.#notifier = createNotifier({
       redisUrl: this.#c.connection.redisUrl,
       databaseUrl: this.#c.connection.databaseUrl,
+      tls: this.#c.connection.redisTls,
       schema: this.#c.connection.schema,
       logger: this.logger,
     });
     // The embedded database serves one process: no cluster to lock against.
-    this.#lock = new ClusterLock(this.#store.embedded ? undefined : this.#c.connection.redisUrl);
+    this.#lock = new ClusterLock(
+      this.#store.embedded ? undefined : this.#c.connection.redisUrl,
+      this.#c.connection.redisTls,
+    );
     // What the database services share.
     const db = {
       q: this.#store.hotQueries,
@@ -128,6 +133,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     this.#heartbeat = new Heartbeat({
       ...db,
       databaseUrl: this.#c.connection.databaseUrl,
+      pgbouncer: c.pgbouncer,
       workers: this.#store.workers,
       running: () => this.#slots.count,
       workerId: this.id,
@@ -205,6 +211,10 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       logger: this.logger,
       signal: this.#signal,
       limit: c.maxTasks,
+      ...(this.#notifier.takeWakeTokens && {
+        takeWakeTokens: (queue, max, dueAt) => this.#notifier.takeWakeTokens!(queue, max, dueAt),
+        spendWakeTokens: (queue, claimed) => this.#notifier.spendWakeTokens?.(queue, claimed),
+      }),
       quiet: () => this.#completer.pending === 0 && !this.#completer.writing,
       drained: (claim) => this.#idle(claim),
     });
@@ -396,9 +406,11 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     }
     this.#queues ??= queuesOf(this.#registry);
     this.#listeners.push(
-      this.#notifier.onWake(this.queues, (_queue, _count, dueAt) =>
-        dueAt === undefined ? this.#fetcher.wake() : this.#fetcher.wakeAt(dueAt),
-      ),
+      this.#notifier.onWake(this.queues, (queue, _count, dueAt, tokens) => {
+        if (dueAt !== undefined) this.#fetcher.wakeAt(dueAt, tokens ? queue : undefined);
+        else if (tokens) this.#fetcher.wakeFor(queue);
+        else this.#fetcher.wake();
+      }),
       this.#notifier.onReconnect(() => this.#fetcher.wake()),
       this.#notifier.onCancel((id, attempt) => this.#cancelRequested(id, attempt)),
       this.#notifier.onStatus((status) => this.#signal(`redis:${status}`)),
