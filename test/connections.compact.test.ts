@@ -4,7 +4,7 @@
 // killed with SIGKILL mid-drain has its tasks swept back by another. See docs/architecture.md, One connection.
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { InvalidOptionError, SkiplockClient, Worker } from "../src/index.js";
+import { InvalidOptionError, SkiplockClient, taskContext, Worker } from "../src/index.js";
 import { quiet, readLedger, runCli, stopProc, waitFor, WorkerProcs, type Proc } from "./helpers.js";
 import { schemaFixture } from "./schema-fixture.js";
 
@@ -235,6 +235,122 @@ describe("a worker at --max-connections 1 killed with SIGKILL mid-drain", () => 
       await client.close();
     }
   });
+});
+
+describe("a Worker with maxConnections 1 in this process", () => {
+  it("reports progress, hears a cancel through its beats, serves metrics and runs a schedule on its one connection", async () => {
+    const worker = new Worker({
+      databaseUrl: env.databaseUrl,
+      redisUrl: null,
+      schema: env.schema,
+      logger: quiet,
+      maxConnections: 1,
+      concurrency: 8,
+      pollInterval: 0.05,
+      heartbeatInterval: 0.1,
+      staleAfter: 2,
+      metrics: true,
+      schedules: [{ name: "in-process-every-second", cron: "* * * * * *", task: "noop" }],
+      tasks: {
+        noop: () => null,
+        stepped: async () => {
+          const ctx = taskContext();
+          for (let i = 1; i <= 4; i++) {
+            await ctx.progress(i / 4, `step ${i}`);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          return "done";
+        },
+        waitForCancel: () =>
+          new Promise((_resolve, reject) => {
+            const { signal } = taskContext();
+            signal.addEventListener("abort", () => reject(signal.reason));
+          }),
+      },
+    });
+    const client = newClient();
+    await worker.start();
+    try {
+      const started = new Promise<void>((resolve) =>
+        worker.on("task:started", ({ task }) => task.name === "waitForCancel" && resolve()),
+      );
+      const blocked = await client.createTask("waitForCancel", []);
+      const stepped = await client.createTasks(Array.from({ length: 50 }, () => ({ name: "stepped", args: [] })));
+      const noops = await client.createTasks(Array.from({ length: 500 }, () => ({ name: "noop", args: [] })));
+      const work = (async () => {
+        await started;
+        await client.cancelTask(blocked.id);
+        const scrapes = Promise.all(Array.from({ length: 5 }, () => worker.metrics()));
+        await allFinished(
+          [blocked, ...stepped, ...noops].map((t) => t.id),
+          60_000,
+        );
+        return scrapes;
+      })();
+      const { peak } = await peakWhile(work, [worker.id]);
+      expect(peak.get(worker.id)).toBe(1);
+      for (const text of await work) expect(text).toMatch(/skiplock_tasks\{/);
+      const done = await statuses([blocked, ...stepped, ...noops].map((t) => t.id));
+      expect(done.get(blocked.id)?.status).toBe("CANCELLED");
+      expect([...stepped, ...noops].filter((t) => done.get(t.id)?.status !== "COMPLETED")).toEqual([]);
+      expect((await client.getTask(stepped[0]!.id))?.progress?.fraction).toBe(1);
+      await waitFor("a scheduled tick to run", async () => {
+        const r = await env.pool.query(
+          `SELECT 1 FROM "${env.schema}".tasks WHERE schedule_name = 'in-process-every-second' AND status = 'COMPLETED'`,
+        );
+        return r.rowCount! > 0;
+      });
+    } finally {
+      await worker.stop();
+      await client.close();
+    }
+  });
+});
+
+describe("a Worker with maxConnections 1 whose connection is stuck", () => {
+  it("waits past pg's 10 s pool timeout for it: no failed beat or write, and the drain goes on", async () => {
+    const worker = new Worker({
+      databaseUrl: env.databaseUrl,
+      redisUrl: null,
+      schema: env.schema,
+      logger: quiet,
+      maxConnections: 1,
+      concurrency: 4,
+      pollInterval: 0.05,
+      heartbeatInterval: 0.2,
+      tasks: { nap: (ms: number) => new Promise((r) => setTimeout(() => r(ms), ms)) },
+    });
+    const failures: string[] = [];
+    worker.on("beat:failed", ({ error }) => failures.push(`beat: ${error}`));
+    worker.on("worker:error", ({ error, during }) => failures.push(`${during}: ${error.message}`));
+    const client = newClient();
+    const locker = await env.pool.connect();
+    await worker.start();
+    try {
+      const started = new Promise<void>((resolve) => worker.once("task:started", () => resolve()));
+      const first = await client.createTask("nap", [1000]);
+      await started;
+      // The tasks table locked for 12 s: the worker's one connection waits on it (its next beat, or a claim) and
+      // every other statement of the worker waits for that connection.
+      await locker.query("BEGIN");
+      await locker.query(`LOCK TABLE "${env.schema}".tasks IN ACCESS EXCLUSIVE MODE`);
+      await new Promise((r) => setTimeout(r, 12_000));
+      await locker.query("COMMIT");
+      const rest = await client.createTasks(Array.from({ length: 20 }, () => ({ name: "nap", args: [10] })));
+      await allFinished(
+        [first, ...rest].map((t) => t.id),
+        30_000,
+      );
+      const done = await statuses([first, ...rest].map((t) => t.id));
+      expect([...done.values()].filter((t) => t.status !== "COMPLETED")).toEqual([]);
+      expect(failures).toEqual([]);
+    } finally {
+      await locker.query("ROLLBACK").catch(() => {});
+      locker.release();
+      await worker.stop();
+      await client.close();
+    }
+  }, 60_000);
 });
 
 describe("maxConnections", () => {
