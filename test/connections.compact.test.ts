@@ -167,8 +167,10 @@ describe("five worker processes at --max-connections 1", () => {
         );
         return r.rowCount! > 0;
       });
-      // No task was taken back from a live worker: beats kept up.
-      for (const p of procs) expect(p.events.filter((e) => e.event === "task:swept")).toEqual([]);
+      // No task was taken back from a live worker (beats kept up), and no statement failed waiting for the one
+      // connection.
+      const trouble = ["task:swept", "beat:failed", "worker:error"];
+      for (const p of procs) expect(p.events.filter((e) => trouble.includes(e.event))).toEqual([]);
     } finally {
       await client.close();
     }
@@ -234,6 +236,39 @@ describe("a worker at --max-connections 1 killed with SIGKILL mid-drain", () => 
     } finally {
       await client.close();
     }
+  });
+});
+
+describe("CPU-bound handlers at --max-connections 1", () => {
+  it("in isolation thread, block no beat: 2.5 s of spinning with staleAfter 1 s, and no sweep", async () => {
+    const args = ["--max-connections", "1", "--stale-after", "1"];
+    const spinner = await workers.start([...args, "--isolation", "thread"]);
+    // Another worker, claiming from another queue, whose sweeper would take the spinning tasks back if their beats
+    // stopped.
+    const watcher = await workers.start([...args, "--queue", "elsewhere", "--ipc-task-events"]);
+    const client = newClient();
+    try {
+      const tasks = await client.createTasks(
+        Array.from({ length: 4 }, () => ({ name: "spin", args: [2500], maxRetries: 1 })),
+      );
+      await allFinished(
+        tasks.map((t) => t.id),
+        60_000,
+      );
+      const done = await statuses(tasks.map((t) => t.id));
+      const ledger = await readLedger(env.pool, env.schema);
+      for (const t of tasks) {
+        expect(done.get(t.id)?.status, t.id).toBe("COMPLETED");
+        expect(
+          ledger.get(t.id)?.map((e) => e.attempt),
+          t.id,
+        ).toEqual([1]);
+      }
+      expect(watcher.events.filter((e) => e.event === "task:swept")).toEqual([]);
+    } finally {
+      await client.close();
+    }
+    await Promise.all([stopProc(spinner, "SIGTERM"), stopProc(watcher, "SIGTERM")]);
   });
 });
 

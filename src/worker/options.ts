@@ -63,7 +63,8 @@ export interface WorkerOptions<S extends readonly Schedule[] = readonly Schedule
   workerId?: string;
   /**
    * Postgres connections for outcome writes and sweeps; default 4. Claims and the heartbeat have one each, so a
-   * worker holds at most poolSize + 2 (docs/architecture.md, PgBouncer and connections).
+   * worker holds at most poolSize + 2 (docs/architecture.md, PgBouncer and connections). To bound the total, or go
+   * below 3, give `maxConnections` instead.
    */
   poolSize?: number;
   /**
