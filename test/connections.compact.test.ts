@@ -406,6 +406,8 @@ describe("maxConnections", () => {
     expect(() => new Worker({ ...base, maxConnections: 5, poolSize: 3 })).not.toThrow();
     expect(() => new Worker({ ...base, maxConnections: 2, poolSize: 1 })).not.toThrow();
     expect(() => new Worker({ ...base, maxConnections: 1, poolSize: 1 })).not.toThrow();
+    // poolSize alone keeps its own bound (1000), the two connections on top of it included.
+    expect(() => new Worker({ ...base, poolSize: 1000 })).not.toThrow();
     for (const [maxConnections, poolSize] of [
       [5, 4],
       [1, 2],

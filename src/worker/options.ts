@@ -239,7 +239,6 @@ function validateWorkerConfig(c: WorkerConfig): WorkerConfig {
   if (typeof c.workerId !== "string" || c.workerId === "")
     throw new InvalidOptionError("workerId", "expected a non-empty string");
   validateInteger("poolSize", c.poolSize, 1, 1000);
-  validateInteger("maxConnections", c.maxConnections, 1, 1000);
   if (c.maxTasks !== null) validateInteger("maxTasks", c.maxTasks, 1, Number.MAX_SAFE_INTEGER);
   return c;
 }
