@@ -135,6 +135,12 @@ export function buildProgram(): Command {
         "Postgres connections for outcome writes and sweeps (default 4); claims and the heartbeat add one each",
         integer,
       )
+      .option(
+        "--max-connections <n>",
+        "most Postgres connections the worker holds, all included (default pool size + 2); 1 or 2 fold the claim " +
+          "and heartbeat connections into the pool",
+        integer,
+      )
       .option("--cancel-grace <s>", "seconds a cancelled task may take to stop before it is abandoned", seconds, 10)
       .option("--burst", "exit (0) once no task is due: none claimable in its queues and none running", false)
       .option("--max-tasks <n>", "exit (0) after running this many tasks; claims no more than that", integer)
@@ -195,6 +201,7 @@ export function buildProgram(): Command {
       cancelGrace: flags.cancelGrace as number,
       ...(flags.prefetch !== undefined ? { prefetch: flags.prefetch as number } : {}),
       ...(flags.poolSize !== undefined ? { poolSize: flags.poolSize as number } : {}),
+      ...(flags.maxConnections !== undefined ? { maxConnections: flags.maxConnections as number } : {}),
       ...(flags.maxTasks !== undefined ? { maxTasks: flags.maxTasks as number } : {}),
       logger,
       metrics: metricsServer !== null,

@@ -121,6 +121,8 @@ export interface PoolOptions {
   allowExitOnIdle: boolean;
   /** Through PgBouncer in transaction pooling mode: connections are SessionlessClients. */
   pgbouncer?: boolean;
+  /** Milliseconds to wait for a free connection, or for a new one to open; default 10 000. */
+  connectionTimeout?: number;
 }
 
 /** A pool as skiplock opens them all: keep-alive, bounded waits, and errors of idle connections absorbed. */
@@ -130,7 +132,7 @@ export function openPool(options: PoolOptions, classify: Classify): pg.Pool {
       connectionString: options.databaseUrl,
       max: options.max,
       application_name: options.applicationName,
-      connectionTimeoutMillis: 10_000,
+      connectionTimeoutMillis: options.connectionTimeout ?? 10_000,
       idleTimeoutMillis: 30_000,
       allowExitOnIdle: options.allowExitOnIdle,
       keepAlive: true,

@@ -31,8 +31,17 @@ export interface StoreOptions {
    * Default none.
    */
   queryTimeout?: number;
-  /** Open `claimConnection` too: one more connection, for a worker's claims (see claim.ts). */
+  /**
+   * Open `claimConnection` too: one more connection, for a worker's claims (see claim.ts). Without it a worker
+   * claims through `hotQueries`, whose commits wait for the WAL flush as every other statement's do, so no crash
+   * undoes a claim (as through PgBouncer, see sessionSetup).
+   */
   claimConnection?: boolean;
+  /**
+   * Milliseconds a query waits for a connection of the pool (and a connection takes to open) before failing; default
+   * 10 000. A pool of one that every statement shares waits longer: there a wait is a wait behind the others.
+   */
+  connectionTimeout?: number;
   /**
    * Connect through a pooler that keeps no session (PgBouncer, `pool_mode = transaction`): unnamed statements and
    * no session settings (see sessionSetup). Default false.
@@ -101,6 +110,7 @@ export class Store {
       applicationName: options.applicationName ?? "skiplock",
       allowExitOnIdle: options.allowExitOnIdle ?? false,
       pgbouncer: this.pgbouncer,
+      ...(options.connectionTimeout !== undefined ? { connectionTimeout: options.connectionTimeout } : {}),
     });
     this.embedded = isEmbeddedUrl(options.databaseUrl) ? acquireEmbedded(options.databaseUrl) : null;
     if (this.embedded) {

@@ -141,6 +141,9 @@ export class Batch {
       databaseUrl: deps.databaseUrl,
       // Through PgBouncer its statements go unnamed, as a worker's do (several calls' threads share server connections).
       pgbouncer: store.pgbouncer,
+      // The embedded database's one session is in this thread: beat through it, as a worker there does.
+      q: store.hotQueries,
+      inline: store.embedded !== null,
       tasks: store.tasks,
       workerId: this.workerId,
       interval: deps.heartbeatInterval,

@@ -1,6 +1,5 @@
 import { Worker as Thread } from "node:worker_threads";
 import type { Queryable } from "../db/statements.js";
-import { isEmbeddedUrl } from "../embedded/url.js";
 import type { Logger } from "../logger.js";
 import { unnamed } from "../db/statements.js";
 import { heartbeatStatement } from "../sql/heartbeat.js";
@@ -11,8 +10,14 @@ import { InlineBeats } from "./heartbeat-inline.js";
 
 export interface HeartbeatOptions {
   databaseUrl: string;
-  /** The worker's pool: on the embedded database (a `pglite:` URL) the beats run on it, on the main thread. */
+  /** The worker's pool: with `inline`, the beats run on it, on the main thread. */
   q?: Queryable;
+  /**
+   * Beat on the main thread through `q` (InlineBeats) instead of a thread with a connection of its own: on the
+   * embedded database, whose one session the thread could not reach, and for a worker held to one connection
+   * (maxConnections 1). A handler that blocks the event loop then delays the beats as well.
+   */
+  inline?: boolean;
   /** Through PgBouncer in transaction pooling mode: the thread's statements go unnamed (see SessionlessClient). */
   pgbouncer?: boolean;
   tasks: string;
@@ -125,9 +130,8 @@ export class Heartbeat {
     const named = this.#options.pgbouncer ? unnamed : <S>(s: S) => s;
     const seen = workers === undefined ? undefined : named(workerSeenStatement(workers));
     const beat = { statement: named(heartbeatStatement(tasks)), seen, workerId, interval, grace };
-    // The embedded database's one session lives in this thread: a thread of the beat's own cannot reach it.
     const thread =
-      isEmbeddedUrl(databaseUrl) && this.#options.q
+      this.#options.inline && this.#options.q
         ? new InlineBeats(this.#options.q, beat)
         : new Thread(new URL("./heartbeat-thread.js", import.meta.url), { workerData: { databaseUrl, ...beat } });
     thread.unref();

@@ -63,9 +63,18 @@ export interface WorkerOptions<S extends readonly Schedule[] = readonly Schedule
   workerId?: string;
   /**
    * Postgres connections for outcome writes and sweeps; default 4. Claims and the heartbeat have one each, so a
-   * worker holds at most poolSize + 2 (docs/architecture.md, PgBouncer and connections).
+   * worker holds at most poolSize + 2 (docs/architecture.md, PgBouncer and connections). To bound the total, or go
+   * below 3, give `maxConnections` instead.
    */
   poolSize?: number;
+  /**
+   * The most Postgres connections this worker holds, all included; default poolSize + 2 (6). 3 or more: a pool of
+   * N - 2, a claim connection and the heartbeat thread's. 2: a pool of one that also carries the claims (they then
+   * commit synchronously), and the heartbeat thread's. 1: one connection for everything; the heartbeat runs on the
+   * main thread through it, so a handler that blocks the event loop delays the beats too (give CPU-bound handlers
+   * `isolation: "thread"`, and a staleAfter beyond the longest block). See docs/architecture.md, One connection.
+   */
+  maxConnections?: number;
   /**
    * Connect through PgBouncer in transaction pooling mode (`pool_mode = transaction`): unnamed statements, no session
    * settings. Default SKIPLOCK_PGBOUNCER (`1` or `true`), else false. Harmless on a direct connection.
@@ -119,6 +128,7 @@ const WORKER_OPTION_KEYS = [
   "logger",
   "workerId",
   "poolSize",
+  "maxConnections",
   "pgbouncer",
   "prefetch",
   "maxTasks",
@@ -147,6 +157,12 @@ export interface WorkerConfig {
   logger: Logger;
   workerId: string;
   poolSize: number;
+  /** Every connection the worker holds: poolSize, plus the claim connection and the heartbeat's when they exist. */
+  maxConnections: number;
+  /** Claims have a connection of their own (maxConnections >= 3); otherwise they go through the pool. */
+  claimConnection: boolean;
+  /** The heartbeat has a thread and a connection of its own (maxConnections >= 2); otherwise it beats on the pool. */
+  heartbeatThread: boolean;
   pgbouncer: boolean;
   prefetch: number;
   /** null: no limit. */
@@ -185,7 +201,7 @@ export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
     retryBackoff: { base: options.retryBackoff?.base ?? 1, max: options.retryBackoff?.max ?? 3600 },
     logger: resolveLogger(options.logger),
     workerId: options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
-    poolSize: options.poolSize ?? 4,
+    ...connectionLayout(options.poolSize, options.maxConnections),
     pgbouncer: resolvePgbouncer(options.pgbouncer),
     prefetch: options.prefetch ?? (typeof concurrency === "number" ? Math.max(1024, concurrency) : 1024),
     maxTasks: options.maxTasks ?? null,
@@ -225,4 +241,33 @@ function validateWorkerConfig(c: WorkerConfig): WorkerConfig {
   validateInteger("poolSize", c.poolSize, 1, 1000);
   if (c.maxTasks !== null) validateInteger("maxTasks", c.maxTasks, 1, Number.MAX_SAFE_INTEGER);
   return c;
+}
+
+/**
+ * How a worker spends its connections: from maxConnections when given (checked against poolSize if both are), else
+ * poolSize (default 4) plus a claim connection and the heartbeat's.
+ */
+function connectionLayout(
+  poolSize: number | undefined,
+  maxConnections: number | undefined,
+): Pick<WorkerConfig, "poolSize" | "maxConnections" | "claimConnection" | "heartbeatThread"> {
+  if (maxConnections === undefined) {
+    const pool = poolSize ?? 4;
+    return {
+      poolSize: pool,
+      maxConnections: typeof pool === "number" ? pool + 2 : pool,
+      claimConnection: true,
+      heartbeatThread: true,
+    };
+  }
+  const n = validateInteger("maxConnections", maxConnections, 1, 1000);
+  const pool = Math.max(1, n - 2);
+  if (poolSize !== undefined && poolSize !== pool) {
+    throw new InvalidOptionError(
+      "poolSize",
+      `poolSize ${String(poolSize)} and maxConnections ${n} disagree: maxConnections ${n} gives a pool of ${pool}; ` +
+        "give one of the two",
+    );
+  }
+  return { poolSize: pool, maxConnections: n, claimConnection: n >= 3, heartbeatThread: n >= 2 };
 }

@@ -100,7 +100,11 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       applicationName: `skiplock worker ${this.id}`,
       // A claim or outcome write that gets no answer (a connection gone silent) fails and is retried on a fresh one.
       queryTimeout: 30_000,
-      claimConnection: true,
+      // Without one, claims share the pool and commit synchronously (see sessionSetup).
+      claimConnection: c.claimConnection,
+      // A pool of one is shared by every statement of the worker: waiting for it is waiting behind the others, each
+      // bounded by queryTimeout, so it must not give up sooner (see docs/architecture.md, One connection).
+      ...(c.poolSize === 1 ? { connectionTimeout: 60_000 } : {}),
       pgbouncer: c.pgbouncer,
     });
     this.#notifier = createNotifier({
@@ -133,6 +137,8 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
     this.#heartbeat = new Heartbeat({
       ...db,
       databaseUrl: this.#c.connection.databaseUrl,
+      // The embedded database's one session lives in this thread: a thread of the beat's own cannot reach it.
+      inline: !c.heartbeatThread || this.#store.embedded !== null,
       pgbouncer: c.pgbouncer,
       workers: this.#store.workers,
       running: () => this.#slots.count,
@@ -194,7 +200,7 @@ export class Worker<const S extends readonly Schedule[] = readonly Schedule[]> e
       prefetch: c.prefetch,
       pollMs: c.pollInterval * 1000,
       claim: (limit) =>
-        claimTasks(this.#store.claimConnection!, this.#store.tasks, {
+        claimTasks(this.#store.claimConnection ?? this.#store.hotQueries, this.#store.tasks, {
           queues: this.queues,
           limit,
           workerId: this.id,
