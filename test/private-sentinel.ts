@@ -3,6 +3,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "redis";
+import { clientInternals } from "../src/client.js";
+import type { SkiplockClient } from "../src/index.js";
+import type { RedisNotifier } from "../src/notify/redis.js";
 import { freePort, waitFor } from "./helpers.js";
 
 /**
@@ -298,4 +301,18 @@ export class PrivateSentinelGroup {
     if (this.options.tls) clientTls = undefined;
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Waits until a client publishes its wake-ups to the master on `port`. After a failover each connection finds the
+ * new master on its own schedule (at its loss, or its next check of the sentinels); a wake-up published before the
+ * client's did goes to the old master and is lost (a worker's poll would cover it; the tests poll every 600 s).
+ */
+export async function clientPublishesTo(client: SkiplockClient, port: number): Promise<void> {
+  const notifier = clientInternals(client).notifier as RedisNotifier;
+  await waitFor(
+    `the client's publisher on the master at port ${port}`,
+    () => notifier.connected && (notifier.publisherAddress?.endsWith(`:${port}`) ?? false),
+    45_000,
+  );
 }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SkiplockClient, Worker } from "../src/index.js";
 import { DATABASE_URL, freshSchema, quiet } from "./helpers.js";
 import { nextEvent } from "./worker-events.js";
-import { PrivateSentinelGroup, redisWithoutTls } from "./private-sentinel.js";
+import { clientPublishesTo, PrivateSentinelGroup, redisWithoutTls } from "./private-sentinel.js";
 import { missingTools } from "./system-tools.js";
 
 const skip = missingTools("redis-server", "redis-sentinel", "openssl") ?? redisWithoutTls();
@@ -44,8 +44,9 @@ describe.skipIf(skip !== null)("rediss+sentinel://: Sentinel and TLS together", 
   it("asks the sentinels over TLS, and carries wake-ups and finished ids over TLS, before and after a failover", async () => {
     await roundTrip(1);
     const up = nextEvent(worker, "redis:up", undefined, 40_000);
-    await group.failover();
+    const { to } = await group.failover();
     await up;
+    await clientPublishesTo(client, to);
     await roundTrip(2);
   }, 90_000);
 });

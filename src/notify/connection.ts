@@ -120,6 +120,13 @@ export class RedisConnection {
     return this.#client;
   }
 
+  /** `host:port` the current client connects to (the master a Sentinel group named); null before `start()`. */
+  get address(): string | null {
+    const socket = this.#client?.options?.socket as { host?: string; port?: number } | undefined;
+    if (socket?.host !== undefined && socket.port !== undefined) return `${socket.host}:${socket.port}`;
+    return this.#target.kind === "server" ? this.redactedUrl : null;
+  }
+
   /** True while the current client is connected and ready. */
   get isReady(): boolean {
     return this.#state === "started" && (this.#client?.isReady ?? false);

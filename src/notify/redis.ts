@@ -81,6 +81,11 @@ export class RedisNotifier implements Notifier {
   }
 
   /** Both connections are up and every channel listened to is confirmed subscribed on the current subscriber. */
+  /** Where wake-ups and finished ids are published now (`host:port`): with Sentinel, the master it found. */
+  get publisherAddress(): string | null {
+    return this.#pub.address;
+  }
+
   get connected(): boolean {
     return (
       this.#state === "started" && this.#pubUp && (this.#sub === null || (this.#subUp && this.#pendingSubs.size === 0))
