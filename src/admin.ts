@@ -11,8 +11,16 @@ import {
   type CountRow,
   type FinishedStatistics,
 } from "./sql/admin-count.js";
-import type { ListFilter } from "./sql/admin-list.js";
-import { FINAL_STATUSES, TASK_STATUSES, validateTaskId, type JsonValue, type Task, type TaskStatus } from "./task.js";
+import { idCeiling, listTaskRows, type ListFilter } from "./sql/admin-list.js";
+import {
+  FINAL_STATUSES,
+  rowToTask,
+  TASK_STATUSES,
+  validateTaskId,
+  type JsonValue,
+  type Task,
+  type TaskStatus,
+} from "./task.js";
 
 // What the task-management calls take and give (client.ts: listTasks, countTasks), and the checks of what they take.
 
@@ -46,6 +54,43 @@ export interface TaskPage {
 }
 
 export const DEFAULT_PAGE_SIZE = 50;
+
+/**
+ * Most ids one page of a filtered list reads back through finished tasks: a queue, name or meta filter that few
+ * COMPLETED rows match would otherwise read the whole history for one page (0.3–0.6 s on a million rows). Past the
+ * window the page ends, short or empty, with a `next` to go on from.
+ */
+export const LIST_SCAN_IDS = 50_000;
+
+/** Whether a list reads finished rows by a filter checked on the rows read (see LIST_SCAN_IDS). */
+function isScanBounded(f: ListFilter): boolean {
+  const filtered = f.queue !== null || f.name !== null || f.metaJson !== null;
+  return filtered && (f.statuses.length === 0 || f.statuses.includes("COMPLETED"));
+}
+
+/**
+ * One page of tasks matching `filter` (`limit` is `pageSize` + 1), newest first, with the `after` of the next page.
+ * A filtered list over finished tasks reads at most LIST_SCAN_IDS ids back, so its page may be short, or empty,
+ * with a `next` all the same.
+ */
+export async function readTaskPage(
+  q: Queryable,
+  tasks: string,
+  filter: ListFilter,
+  pageSize: number,
+): Promise<TaskPage> {
+  const f = { ...filter };
+  if (isScanBounded(f)) {
+    const top = f.after ?? (await idCeiling(q, tasks));
+    if (top === null) return { tasks: [], next: null };
+    const floor = BigInt(top) - BigInt(LIST_SCAN_IDS);
+    if (floor > 1n) f.fromId = String(floor);
+  }
+  const rows = await listTaskRows(q, tasks, f);
+  const page = rows.slice(0, pageSize).map((r) => rowToTask(r));
+  if (rows.length > pageSize) return { tasks: page, next: page[pageSize - 1]!.id };
+  return { tasks: page, next: f.fromId ?? null };
+}
 const MAX_PAGE_SIZE = 1000;
 
 /** Checks listTasks' options; the filter reads one row more than the page, to know whether another follows. */

@@ -26,7 +26,6 @@ import { InsertBatcher } from "./insert-batcher.js";
 import { resolveLogger, type Logger } from "./logger.js";
 import { createNotifier, publishWakes, type Notifier } from "./notify/index.js";
 import { deleteFinishedTask } from "./sql/admin-delete.js";
-import { listTaskRows } from "./sql/admin-list.js";
 import { retryFinishedTask } from "./sql/admin-retry.js";
 import { runPendingTaskNow } from "./sql/admin-run-now.js";
 import { readTaskState, type TaskState } from "./sql/admin-state.js";
@@ -34,6 +33,7 @@ import {
   countTasksIn,
   exactLimitOf,
   listFilter,
+  readTaskPage,
   type CountTasksOptions,
   type ListTasksOptions,
   type TaskCounts,
@@ -535,9 +535,7 @@ export class SkiplockClient extends EventEmitter<ClientEvents> implements TaskCl
    */
   async listTasks(options: ListTasksOptions = {}): Promise<TaskPage> {
     const { pageSize, ...filter } = listFilter(options);
-    const rows = await listTaskRows(this.#store.pool, this.#store.tasks, filter);
-    const tasks = rows.slice(0, pageSize).map((r) => rowToTask(r));
-    return { tasks, next: rows.length > pageSize ? tasks[pageSize - 1]!.id : null };
+    return readTaskPage(this.#store.pool, this.#store.tasks, filter, pageSize);
   }
 
   /**

@@ -29,6 +29,8 @@ export interface ListFilter {
   runAt?: "due" | "future";
   /** Running tasks only: those whose last heartbeat is older than this many seconds (the dashboard's "stale" list). */
   heartbeatOlderThan?: number;
+  /** Read only ids from this one up (with `after`, a window of ids: see listTaskPage's bounded scan). */
+  fromId?: string;
   /** Rows to read: the page size plus one, to know whether another page follows. */
   limit: number;
 }
@@ -41,6 +43,7 @@ function listStatement(tasks: string, f: ListFilter): { stmt: Statement; values:
   if (f.name !== null) shared.push(`t.name = ${param(f.name)}`);
   if (f.metaJson !== null) shared.push(`t.meta @> ${param(f.metaJson)}::jsonb`);
   if (f.after !== null) shared.push(`t.id < ${param(f.after)}::bigint`);
+  if (f.fromId !== undefined) shared.push(`t.id >= ${param(f.fromId)}::bigint`);
   if (f.runAt === "due") shared.push("t.run_at <= now()");
   if (f.runAt === "future") shared.push("t.run_at > now()");
   if (f.heartbeatOlderThan !== undefined) {
@@ -63,4 +66,14 @@ export async function listTaskRows(q: Queryable, tasks: string, f: ListFilter): 
   const { stmt, values } = listStatement(tasks, f);
   const { rows } = await run<TaskRow>(q, stmt, values);
   return rows;
+}
+
+/** The newest task's id plus one (the `after` that starts a list at the newest task), or null for an empty table. */
+export async function idCeiling(q: Queryable, tasks: string): Promise<string | null> {
+  const { rows } = await run<{ top: string | null }>(
+    q,
+    { text: `SELECT (max(id) + 1)::text AS top FROM ${tasks}` },
+    [],
+  );
+  return rows[0]?.top ?? null;
 }

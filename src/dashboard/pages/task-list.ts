@@ -1,7 +1,7 @@
-import { listFilter } from "../../admin.js";
+import { listFilter, readTaskPage, type TaskPage } from "../../admin.js";
 import { clientInternals, type SkiplockClient } from "../../client.js";
-import { listTaskRows, type ListFilter } from "../../sql/admin-list.js";
-import { rowToTask, type Task, type TaskStatus } from "../../task.js";
+import type { ListFilter } from "../../sql/admin-list.js";
+import type { Task, TaskStatus } from "../../task.js";
 import type { TaskAction } from "../actions.js";
 import { csrfField, href, html, preview, seconds, when, type Html, type PageEnv } from "./html.js";
 import { layout, type NavKey, type Notice } from "./layout.js";
@@ -111,11 +111,7 @@ export interface ListQuery {
 }
 
 /** One page of a list view (keyset: `after` is the last id of the previous page). */
-export async function readListPage(
-  client: SkiplockClient,
-  view: ListView,
-  q: ListQuery,
-): Promise<{ tasks: Task[]; next: string | null }> {
+export async function readListPage(client: SkiplockClient, view: ListView, q: ListQuery): Promise<TaskPage> {
   const { pageSize, ...checked } = listFilter({
     status: view.status,
     limit: q.limit,
@@ -129,9 +125,7 @@ export async function readListPage(
     ...(view.stale ? { heartbeatOlderThan: STALE_AFTER_SECONDS } : {}),
   };
   const { store } = clientInternals(client);
-  const rows = await listTaskRows(store.pool, store.tasks, filter);
-  const tasks = rows.slice(0, pageSize).map((r) => rowToTask(r));
-  return { tasks, next: rows.length > pageSize ? tasks[pageSize - 1]!.id : null };
+  return readTaskPage(store.pool, store.tasks, filter, pageSize);
 }
 
 function cell(env: PageEnv, t: Task, c: Column): Html {
@@ -232,7 +226,9 @@ export function listPage(
     page.tasks.length === 0
       ? html`<p class="empty">
           No ${view.title.toLowerCase()}
-          tasks${q.queue || q.name ? " match these filters" : ""}${q.after ? " older than these" : ""}.
+          tasks${q.queue || q.name ? " match these filters" : ""}${q.after ? " older than these" : ""}${
+            page.next ? " among the newest tasks read; older ones may" : ""
+          }.
         </p>`
       : html`<table class="grid tasks">
           <thead>
