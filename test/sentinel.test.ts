@@ -135,11 +135,9 @@ describe.skipIf(missing !== null)("Redis Sentinel: the doorbell follows a failov
   }, 60_000);
 
   it("moves when the sentinels name another master while the old one keeps its clients (cut off from them)", async () => {
-    const down = nextEvent(worker, "redis:down", undefined, 60_000);
     const { from, to } = await group.moveBehindTheClientsBacks();
-    await down;
-    await nextEvent(worker, "redis:up", undefined, 30_000);
-    await waitFor("the worker subscribed on the new master", async () => (await wakeSubscribers(to)) >= 1, 15_000);
+    // Nothing ends the old master's connections here: each finds the move at its next check of the sentinels.
+    await waitFor("the worker subscribed on the new master", async () => (await wakeSubscribers(to)) >= 1, 60_000);
     await clientPublishesTo(client, to);
     await roundTrip(5);
     await group.rejoin(from, to);
