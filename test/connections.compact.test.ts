@@ -5,7 +5,8 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { InvalidOptionError, SkiplockClient, taskContext, Worker } from "../src/index.js";
-import { quiet, readLedger, runCli, stopProc, waitFor, WorkerProcs, type Proc } from "./helpers.js";
+import { quiet, readLedger, runCli, stopProc, waitFor, WorkerProcs } from "./helpers.js";
+import { ofWorker, peakWhile as peakOf, workerId } from "./backend-counts.js";
 import { schemaFixture } from "./schema-fixture.js";
 
 const TASKS = fileURLToPath(new URL("./fixtures/connections-compact-tasks.js", import.meta.url));
@@ -20,43 +21,13 @@ const workers = new WorkerProcs(
 afterEach(() => workers.killAll());
 afterAll(() => workers.killAll());
 
-/** Postgres keeps the first 63 bytes of an application_name. */
-const shown = (name: string) => name.slice(0, 63);
-
-/** Backends of this file's database per application_name (the fixture tasks' ledger pool has no name). */
-async function backends(): Promise<Map<string, number>> {
-  const r = await env.pool.query<{ name: string; n: number }>(
-    `SELECT application_name AS name, count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND backend_type = 'client backend' AND application_name <> ''
-      GROUP BY 1`,
-  );
-  return new Map(r.rows.map((row) => [row.name, row.n]));
-}
-
-/** A worker's backends: its pool, its claim connection and its heartbeat thread's, whichever it has. */
-const ofWorker = (id: string) => (seen: Map<string, number>) =>
-  (seen.get(shown(`skiplock worker ${id}`)) ?? 0) + (seen.get(shown(`skiplock heartbeat ${id}`)) ?? 0);
-
 /** Samples each worker's backends until `work` settles: the most each had at once, and how many samples were taken. */
 async function peakWhile(
   work: Promise<unknown>,
   ids: string[],
 ): Promise<{ peak: Map<string, number>; samples: number }> {
-  const peak = new Map(ids.map((id) => [id, 0]));
-  let done = false;
-  let samples = 0;
-  const settled = work.finally(() => (done = true));
-  while (!done) {
-    const seen = await backends();
-    samples++;
-    for (const id of ids) peak.set(id, Math.max(peak.get(id)!, ofWorker(id)(seen)));
-  }
-  await settled;
-  return { peak, samples };
-}
-
-async function workerId(p: Proc): Promise<string> {
-  return ((await p.waitForEvent("worker:started")).data as { workerId: string }).workerId;
+  const r = await peakOf(env.pool, work, Object.fromEntries(ids.map((id) => [id, ofWorker(id)])));
+  return { peak: new Map(Object.entries(r.peak)), samples: r.samples };
 }
 
 function newClient(): SkiplockClient {

@@ -4,8 +4,9 @@
 // sees no more than PgBouncer's pool. See docs/architecture.md, PgBouncer and connections.
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createDashboard, SkiplockClient } from "../src/index.js";
-import { quiet, stopProc, waitFor, WorkerProcs, type Proc } from "./helpers.js";
+import { quiet, stopProc, waitFor, WorkerProcs } from "./helpers.js";
 import { PrivatePgBouncer } from "./private-pgbouncer.js";
+import { ofWorker, peakWhile as peakOf, workerId } from "./backend-counts.js";
 import { schemaFixture } from "./schema-fixture.js";
 import { missingTools } from "./system-tools.js";
 
@@ -21,45 +22,13 @@ afterAll(() => workers.killAll());
 
 const TOKEN = "connections-test-token";
 
-/** Postgres keeps the first 63 bytes of an application_name. */
-const shown = (name: string) => name.slice(0, 63);
-
-/**
- * Backends of this file's database per application_name, other than the test's own pool's and the fixture tasks'
- * ledger pool's (a handler's own connections, which have no name).
- */
-async function backends(): Promise<Map<string, number>> {
-  const r = await env.pool.query<{ name: string; n: number }>(
-    `SELECT application_name AS name, count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND backend_type = 'client backend' AND application_name <> ''
-      GROUP BY 1`,
-  );
-  return new Map(r.rows.map((row) => [row.name, row.n]));
-}
-
-/** Samples backends() until `work` settles; the most each `count` saw at once. */
+/** Samples backends until `work` settles; the most each `count` saw at once. */
 async function peakWhile<K extends string>(
   work: Promise<unknown>,
   counts: Record<K, (seen: Map<string, number>) => number>,
 ): Promise<Record<K, number>> {
-  const peak = Object.fromEntries(Object.keys(counts).map((k) => [k, 0])) as Record<K, number>;
-  let done = false;
-  const settled = work.finally(() => (done = true));
-  while (!done) {
-    const seen = await backends();
-    for (const k of Object.keys(counts) as K[]) peak[k] = Math.max(peak[k], counts[k](seen));
-  }
-  await settled;
-  return peak;
+  return (await peakOf(env.pool, work, counts)).peak;
 }
-
-async function workerId(p: Proc): Promise<string> {
-  return ((await p.waitForEvent("worker:started")).data as { workerId: string }).workerId;
-}
-
-/** A worker's backends: its pool and claim connection, and its heartbeat thread's. */
-const ofWorker = (id: string) => (seen: Map<string, number>) =>
-  (seen.get(shown(`skiplock worker ${id}`)) ?? 0) + (seen.get(shown(`skiplock heartbeat ${id}`)) ?? 0);
 
 /**
  * Enqueues `count` short tasks and a few that last long enough for heartbeats (through `databaseUrl`, default the
